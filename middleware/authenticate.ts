@@ -1,0 +1,105 @@
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import type { Request, RequestHandler, Response } from 'express';
+import { parse as parseCookie } from 'cookie';
+import jwt, { type Algorithm } from 'jsonwebtoken';
+import { HttpError } from '../src/errors';
+
+/** How tokens are verified. Exactly one of `secret` and `publicKey`. */
+export interface JwtOptions {
+  /** HS256 shared secret, at least 32 characters. */
+  secret?: string | undefined;
+  /** PEM public key: RS256 for RSA keys, ES256 for P-256 EC keys. */
+  publicKey?: string | undefined;
+  /** Required `iss` when set. Defaults to unchecked. */
+  issuer?: string | undefined;
+  /** Required `aud` when set. Defaults to unchecked. */
+  audience?: string | undefined;
+  /** Clock skew allowed on `exp` and `nbf`, in seconds. Defaults to 5. */
+  clockToleranceSec?: number | undefined;
+  /** Cookie read when there is no Authorization header. Defaults to `access_token`. */
+  cookieName?: string | undefined;
+}
+
+export const MIN_SECRET_LENGTH = 32;
+
+const CHALLENGE = { 'WWW-Authenticate': 'Bearer' };
+const INVALID = { 'WWW-Authenticate': 'Bearer error="invalid_token"' };
+
+/** The authenticated user of a request that passed `authenticate`. */
+export function userOf(res: Response): string {
+  const user: unknown = res.locals.user;
+  if (typeof user !== 'string') throw new HttpError('unauthorized', undefined, 401, CHALLENGE);
+  return user;
+}
+
+/** Verifies the JWT of every request and puts its `sub` in `res.locals.user`. */
+export function authenticate(options: JwtOptions): RequestHandler {
+  const { key, algorithms } = verificationKey(options);
+  const cookieName = options.cookieName ?? 'access_token';
+  const verifyOptions: jwt.VerifyOptions = {
+    algorithms,
+    clockTolerance: options.clockToleranceSec ?? 5,
+    ...(options.issuer !== undefined && { issuer: options.issuer }),
+    ...(options.audience !== undefined && { audience: options.audience }),
+  };
+
+  return (req, res, next) => {
+    const token = tokenOf(req, cookieName);
+    if (token === undefined) return next(new HttpError('unauthorized', undefined, 401, CHALLENGE));
+    let payload: string | jwt.JwtPayload;
+    try {
+      payload = jwt.verify(token, key, verifyOptions);
+    } catch (err) {
+      return next(rejection(err));
+    }
+    if (typeof payload === 'string' || typeof payload.exp !== 'number') {
+      return next(new HttpError('invalid_token', 'The token must carry an exp claim.', 401, INVALID));
+    }
+    if (typeof payload.sub !== 'string' || payload.sub === '' || payload.sub.length > 256) {
+      return next(new HttpError('invalid_token', 'The token must carry a sub claim naming the user.', 401, INVALID));
+    }
+    res.locals.user = payload.sub;
+    next();
+  };
+}
+
+function tokenOf(req: Request, cookieName: string): string | undefined {
+  const header = req.headers.authorization;
+  if (header !== undefined) {
+    const match = /^Bearer +([^ ]+) *$/i.exec(header);
+    return match?.[1];
+  }
+  const cookies = req.headers.cookie;
+  return cookies === undefined ? undefined : parseCookie(cookies)[cookieName];
+}
+
+function rejection(err: unknown): HttpError {
+  if (err instanceof jwt.TokenExpiredError) return new HttpError('token_expired', undefined, 401, INVALID);
+  if (err instanceof jwt.NotBeforeError) {
+    return new HttpError('invalid_token', 'The token is not valid yet (nbf).', 401, INVALID);
+  }
+  // jsonwebtoken's messages name the failed check (signature, algorithm, issuer, audience), never the token.
+  const reason = err instanceof jwt.JsonWebTokenError ? err.message : 'unreadable token';
+  return new HttpError('invalid_token', `The token is not valid: ${reason}.`, 401, INVALID);
+}
+
+function verificationKey(options: JwtOptions): { key: string | KeyObject; algorithms: Algorithm[] } {
+  if ((options.secret === undefined) === (options.publicKey === undefined)) {
+    throw new TypeError('JWT verification needs exactly one of secret and publicKey');
+  }
+  if (options.secret !== undefined) {
+    if (options.secret.length < MIN_SECRET_LENGTH) {
+      throw new TypeError(`The JWT secret must be at least ${MIN_SECRET_LENGTH} characters`);
+    }
+    return { key: options.secret, algorithms: ['HS256'] };
+  }
+  const key = createPublicKey(options.publicKey as string);
+  switch (key.asymmetricKeyType) {
+    case 'rsa':
+      return { key, algorithms: ['RS256'] };
+    case 'ec':
+      return { key, algorithms: ['ES256'] };
+    default:
+      throw new TypeError(`JWT public key type ${String(key.asymmetricKeyType)} is not supported (use RSA or EC P-256)`);
+  }
+}

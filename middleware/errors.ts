@@ -1,0 +1,32 @@
+import type { ErrorRequestHandler, RequestHandler } from 'express';
+import { HttpError, errorBody } from '../src/errors';
+
+/** Answers an unknown route with the contract's JSON 404. */
+export const notFound: RequestHandler = (_req, _res, next) => {
+  next(new HttpError('not_found', 'No such route.'));
+};
+
+/** Turns any error into `{"error":{code,message}}`; after headers were sent it can only end the response. */
+export function errorHandler(log?: (err: unknown) => void): ErrorRequestHandler {
+  return (err: unknown, _req, res, _next) => {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const error = asHttpError(err);
+    if (error.status >= 500) log?.(err);
+    res.status(error.status).set(error.headers).set('Cache-Control', 'no-store').json(errorBody(error.code, error.message));
+  };
+}
+
+function asHttpError(err: unknown): HttpError {
+  if (err instanceof HttpError) return err;
+  // body-parser and friends set status/type on their errors (e.g. 413 entity.too.large, 400 entity.parse.failed).
+  const status = (err as { status?: unknown }).status;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    const type = (err as { type?: unknown }).type;
+    if (status === 413) return new HttpError('payload_too_large');
+    return new HttpError('bad_request', type === 'entity.parse.failed' ? 'The body is not valid JSON.' : undefined, status);
+  }
+  return new HttpError('internal');
+}

@@ -1,0 +1,74 @@
+import { Router, type Request, type RequestHandler } from 'express';
+import { HttpError } from '../src/errors';
+import type { AuthorizeTopic } from '../src/relay/authorize';
+import type { Hub } from '../src/relay/hub';
+import { userOf } from '../middleware/authenticate';
+
+/** A shared stream family: how a path id maps to its topic key and backend URLs. */
+export interface SharedStream {
+  /** Express path with an `:id` parameter, relative to the router. */
+  readonly path: string;
+  /** Topic key of an id; subscribers with equal keys share one upstream. */
+  key(id: string): string;
+  /** Backend path of the id's event stream. */
+  streamPath(id: string): string;
+  /** Backend path whose 2xx for a user admits that user to the topic. */
+  statusPath(id: string): string;
+}
+
+/** The contract's two shared streams. */
+export const SHARED_STREAMS: readonly SharedStream[] = [
+  {
+    path: '/downloads/:id/events',
+    key: (id) => `download:${id}`,
+    streamPath: (id) => `/downloads/${id}/events`,
+    statusPath: (id) => `/downloads/${id}/status`,
+  },
+  {
+    path: '/documents/upload-sse/reconnect/:id',
+    key: (id) => `session:${id}`,
+    streamPath: (id) => `/documents/upload-sse/reconnect/${id}`,
+    statusPath: (id) => `/sessions/${id}`,
+  },
+];
+
+const ID = /^[A-Za-z0-9_-]{1,128}$/;
+const LAST_EVENT_ID_MAX = 256;
+
+/** Mounts each shared stream: validate, authorize, then attach to the hub's topic. */
+export function sharedStreamRoutes(hub: Hub, backendUrl: URL, authorize: AuthorizeTopic, streams = SHARED_STREAMS): Router {
+  const router = Router();
+  for (const stream of streams) router.get(stream.path, sharedStreamHandler(hub, backendUrl, authorize, stream));
+  return router;
+}
+
+function sharedStreamHandler(hub: Hub, backendUrl: URL, authorize: AuthorizeTopic, stream: SharedStream): RequestHandler {
+  return async (req, res) => {
+    const id = req.params.id;
+    if (typeof id !== 'string' || !ID.test(id)) throw new HttpError('invalid_id');
+    const user = userOf(res);
+    const lastEventId = lastEventIdOf(req);
+    const key = stream.key(id);
+    // A topic that is already open was authorized for someone else: ask the backend about
+    // this user first. A new topic is authorized by the backend answering its first request.
+    if (hub.topic(key)) {
+      const status = await authorize(user, new URL(stream.statusPath(id), backendUrl)).catch(() => 502);
+      if (status === 404 || status === 403 || status === 401) throw new HttpError('not_found');
+      if (status < 200 || status >= 300) throw new HttpError('bad_gateway');
+    }
+    hub.subscribe(res, { key, url: new URL(stream.streamPath(id), backendUrl) }, {
+      headers: { 'x-user-id': user },
+      lastEventId,
+    });
+  };
+}
+
+/** `Last-Event-ID` from the header, or from `?lastEventId=` for clients that cannot set headers. */
+function lastEventIdOf(req: Request): string | undefined {
+  const header = req.headers['last-event-id'];
+  const query = req.query.lastEventId;
+  const value = typeof header === 'string' ? header : typeof query === 'string' ? query : undefined;
+  if (value === undefined) return undefined;
+  if (value.length > LAST_EVENT_ID_MAX || /[\r\n\0]/.test(value)) throw new HttpError('invalid_last_event_id');
+  return value;
+}

@@ -1,0 +1,44 @@
+/** Every error a client can get, with its status and a message that says what to do. */
+export const ERROR_CODES = {
+  bad_request: { status: 400, message: 'The request is malformed.' },
+  invalid_id: { status: 400, message: 'The id in the path must be 1-128 characters of A-Z, a-z, 0-9, "_" or "-".' },
+  invalid_last_event_id: { status: 400, message: 'Last-Event-ID must be at most 256 characters without CR, LF or NUL.' },
+  unauthorized: { status: 401, message: 'Send a token: Authorization: Bearer <jwt>, or the access_token cookie.' },
+  invalid_token: { status: 401, message: 'The token is not valid.' },
+  token_expired: { status: 401, message: 'The token has expired; get a new one.' },
+  forbidden: { status: 403, message: 'This user may not do that.' },
+  not_found: { status: 404, message: 'No such resource for this user.' },
+  payload_too_large: { status: 413, message: 'The request body is too large.' },
+  too_many_connections: { status: 429, message: 'Too many open streams; close one or retry later.' },
+  rate_limited: { status: 429, message: 'Too many requests; retry later.' },
+  bad_gateway: { status: 502, message: 'The backend could not be reached; retry later.' },
+  upstream_unavailable: { status: 502, message: 'The backend stream could not be reached; retry later.' },
+  over_capacity: { status: 503, message: 'The relay is at capacity; retry later.' },
+  shutting_down: { status: 503, message: 'The relay is shutting down; retry.' },
+  gateway_timeout: { status: 504, message: 'The backend did not answer in time; retry later.' },
+  internal: { status: 500, message: 'Something went wrong in the relay.' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** An error with a registered code: the error middleware answers it as `{"error":{code,message}}`. */
+export class HttpError extends Error {
+  readonly status: number;
+
+  constructor(
+    readonly code: ErrorCode | string,
+    message?: string,
+    status?: number,
+    readonly headers: Readonly<Record<string, string>> = {},
+  ) {
+    const known = (ERROR_CODES as Record<string, { status: number; message: string }>)[code];
+    super(message ?? known?.message ?? code);
+    this.status = status ?? known?.status ?? 500;
+    this.name = 'HttpError';
+  }
+}
+
+/** The JSON body of an error answer. */
+export function errorBody(code: string, message: string): { error: { code: string; message: string } } {
+  return { error: { code, message } };
+}

@@ -1,0 +1,107 @@
+import type { ServerResponse } from 'node:http';
+import type { Dispatcher } from 'undici';
+import type { RelayConfig } from '../options';
+import type { RelayStats } from './stats';
+import { Subscriber } from './subscriber';
+import { Topic } from './topic';
+
+/** Where a shared stream comes from: its key and the backend URL of its events. */
+export interface TopicRef {
+  /** Subscribers with the same key share one upstream. */
+  readonly key: string;
+  /** The backend's event stream for this key. */
+  readonly url: URL;
+}
+
+export interface SubscribeRequest {
+  /** Headers for the upstream request if this subscriber opens the topic (identity). */
+  readonly headers: Record<string, string>;
+  /** The client's `Last-Event-ID`, if it resumes. */
+  readonly lastEventId: string | undefined;
+}
+
+/**
+ * The topics of one relay: opens a topic with its first subscriber, forgets it
+ * when it closes, and runs the one timer that heartbeats and expires every stream.
+ */
+export class Hub {
+  private readonly topics = new Map<string, Topic>();
+  private readonly streams = new Set<Subscriber>();
+  private readonly ticker: NodeJS.Timeout;
+
+  constructor(
+    private readonly config: RelayConfig,
+    private readonly dispatcher: Dispatcher,
+    readonly stats: RelayStats,
+  ) {
+    this.ticker = setInterval(() => this.tick(), config.heartbeatMs);
+    this.ticker.unref();
+  }
+
+  /** The live topic of a key, if any. */
+  topic(key: string): Topic | undefined {
+    return this.topics.get(key);
+  }
+
+  get topicCount(): number {
+    return this.topics.size;
+  }
+
+  get streamCount(): number {
+    return this.streams.size;
+  }
+
+  /**
+   * Attaches a client's response to the topic of `ref`, opening it if needed.
+   * Returns undefined when the client has already gone.
+   */
+  subscribe(res: ServerResponse, ref: TopicRef, request: SubscribeRequest): Subscriber | undefined {
+    if (res.destroyed || !res.socket || res.socket.destroyed) return undefined;
+    let topic = this.topics.get(ref.key);
+    if (!topic) {
+      topic = new Topic(
+        { key: ref.key, url: ref.url, headers: request.headers, originId: request.lastEventId },
+        {
+          config: this.config,
+          dispatcher: this.dispatcher,
+          stats: this.stats,
+          onClosed: (closed) => {
+            if (this.topics.get(closed.key) === closed) this.topics.delete(closed.key);
+          },
+        },
+      );
+      this.topics.set(ref.key, topic);
+    }
+    const owner = topic;
+    const subscriber = new Subscriber(res, this.config.clientMaxBufferedBytes, this.config.maxStreamLifetimeMs, {
+      onClose: (closed, reason) => {
+        this.streams.delete(closed);
+        owner.detach(closed);
+        if (reason === 'slow_client') this.stats.slowClientsCut += 1;
+        this.stats.countClose(reason);
+      },
+    });
+    this.streams.add(subscriber);
+    this.stats.streamsOpened += 1;
+    owner.attach(subscriber, request.lastEventId);
+    return subscriber;
+  }
+
+  /** Closes every topic and stream and stops the timer. */
+  close(): void {
+    clearInterval(this.ticker);
+    for (const topic of [...this.topics.values()]) topic.close();
+    for (const subscriber of this.streams) subscriber.end('shutdown');
+  }
+
+  private tick(): void {
+    const now = Date.now();
+    const { idleTimeoutMs } = this.config;
+    for (const subscriber of this.streams) {
+      if (!subscriber.opened) continue;
+      if (idleTimeoutMs > 0 && now - subscriber.lastEventAt >= idleTimeoutMs) subscriber.end('idle_timeout');
+      else if (subscriber.deadline > 0 && now >= subscriber.deadline) subscriber.end('lifetime');
+      else subscriber.heartbeat();
+    }
+  }
+}

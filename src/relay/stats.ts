@@ -1,0 +1,22 @@
+/** Running totals of one relay, read by the metrics endpoint and by tests. */
+export class RelayStats {
+  eventsRelayed = 0;
+  /** Event deliveries: one per event per subscriber. */
+  deliveries = 0;
+  bytesRelayed = 0;
+  duplicatesDropped = 0;
+  replays = 0;
+  resyncs = 0;
+  upstreamConnects = 0;
+  upstreamReconnects = 0;
+  upstreamGiveUps = 0;
+  slowClientsCut = 0;
+  streamsOpened = 0;
+  streamsClosed = 0;
+  readonly closeReasons = new Map<string, number>();
+
+  countClose(reason: string): void {
+    this.streamsClosed += 1;
+    this.closeReasons.set(reason, (this.closeReasons.get(reason) ?? 0) + 1);
+  }
+}

@@ -1,0 +1,74 @@
+import { once } from 'node:events';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import jwt from 'jsonwebtoken';
+import { EventSource } from 'eventsource';
+import { type CreateRelayOptions, type Relay, createRelay } from '../../routes/relay';
+
+export const TEST_SECRET = 'test-secret-that-is-long-enough-for-hs256!';
+
+/** A signed token for `user`, valid for an hour, unless `claims` say otherwise. */
+export function tokenFor(user: string, claims: jwt.SignOptions = {}): string {
+  return jwt.sign({}, TEST_SECRET, { subject: user, expiresIn: '1h', ...claims });
+}
+
+export interface RunningRelay {
+  readonly url: string;
+  readonly relay: Relay;
+  readonly server: Server;
+  close(): Promise<void>;
+}
+
+/** The relay router in a fresh Express app on port 0. */
+export async function startRelay(backendUrl: string, options: Partial<CreateRelayOptions> = {}): Promise<RunningRelay> {
+  const relay = createRelay({ backendUrl, jwt: { secret: TEST_SECRET }, ...options });
+  const app = express();
+  app.use(relay.router);
+  const server = app.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    relay,
+    server,
+    async close() {
+      await relay.close();
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}
+
+/** An `eventsource` client that authenticates as `user` with a Bearer header. */
+export function eventSourceAs(url: string, user: string, headers: Record<string, string> = {}): EventSource {
+  const token = tokenFor(user);
+  return new EventSource(url, {
+    fetch: (input, init) =>
+      fetch(input, { ...init, headers: { ...(init?.headers as Record<string, string>), authorization: `Bearer ${token}`, ...headers } }),
+  });
+}
+
+/** Collects `onmessage` events of a client until `count` arrived. */
+export function collect(es: EventSource, count: number, name?: string): Promise<MessageEvent[]> {
+  const got: MessageEvent[] = [];
+  return new Promise((resolve, reject) => {
+    const onEvent = (event: MessageEvent): void => {
+      got.push(event);
+      if (got.length === count) resolve(got);
+    };
+    if (name) es.addEventListener(name, onEvent);
+    else es.onmessage = onEvent;
+    es.onerror = (err) => {
+      if (es.readyState === EventSource.CLOSED) reject(new Error(`stream failed after ${got.length} events: ${String((err as { message?: string }).message)}`));
+    };
+  });
+}
+
+/** Resolves when `check` returns true, polling every few ms; rejects after `timeoutMs`. */
+export async function until(check: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
+  const started = Date.now();
+  while (!check()) {
+    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
