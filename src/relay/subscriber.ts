@@ -30,6 +30,8 @@ export class Subscriber {
   opened = false;
   readonly openedAt = Date.now();
   lastEventAt = this.openedAt;
+  /** Unsent bytes tolerated before the client is cut: the cap, or more while a replay drains. */
+  private allowance: number;
   /** When this stream must end (0: never); jittered so clients do not all reconnect at once. */
   readonly deadline: number;
 
@@ -39,6 +41,7 @@ export class Subscriber {
     lifetimeMs: number,
     private readonly hooks: SubscriberHooks,
   ) {
+    this.allowance = maxBufferedBytes;
     this.deadline = lifetimeMs > 0 ? this.openedAt + lifetimeMs + Math.floor(Math.random() * lifetimeMs * 0.1) : 0;
     // `close` without `writableFinished` is a client that left; with it, our own end().
     res.once('close', () => this.finish(this.reason));
@@ -57,17 +60,33 @@ export class Subscriber {
     this.res.write(encodeRetry(retryHintMs));
   }
 
+  /**
+   * Writes a resuming client's missed frames in one go. They may pass the cap: they are
+   * shared buffers held by the replay history anyway, and a client must be able to catch
+   * up on more than the cap. The cap holds again once the backlog has drained.
+   */
+  replay(frames: readonly Buffer[]): void {
+    if (this.isClosed || frames.length === 0) return;
+    for (const frame of frames) this.res.write(frame);
+    this.lastEventAt = Date.now();
+    if (this.res.writableLength <= this.maxBufferedBytes) return;
+    this.allowance = this.res.writableLength + this.maxBufferedBytes;
+    this.res.once('drain', () => {
+      this.allowance = this.maxBufferedBytes;
+    });
+  }
+
   /** Writes one frame (shared between subscribers; never copied). */
   send(frame: Buffer): void {
     if (this.isClosed) return;
-    if (this.res.writableLength + frame.length > this.maxBufferedBytes) return this.cut('slow_client');
+    if (this.res.writableLength + frame.length > this.allowance) return this.cut('slow_client');
     this.lastEventAt = Date.now();
     this.res.write(frame);
   }
 
   heartbeat(): void {
     if (this.isClosed || !this.opened) return;
-    if (this.res.writableLength + HEARTBEAT.length > this.maxBufferedBytes) return this.cut('slow_client');
+    if (this.res.writableLength + HEARTBEAT.length > this.allowance) return this.cut('slow_client');
     this.res.write(HEARTBEAT);
   }
 

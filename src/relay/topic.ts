@@ -118,7 +118,7 @@ export class Topic {
       subscriber.send(RESYNC);
     }
     if (events.length > 0) this.context.stats.replays += 1;
-    for (const event of events) subscriber.send(event.frame);
+    subscriber.replay(events.map((event) => event.frame));
     if (this.state === 'finished') subscriber.end('upstream_ended');
     else if (!subscriber.isClosed) this.subscribers.add(subscriber);
   }

@@ -1,0 +1,5 @@
+export { type CreateRelayOptions, type Relay, createRelay } from './routes/relay';
+export type { RelayOptions } from './src/options';
+export type { AuthorizeTopic } from './src/relay/authorize';
+export type { JwtOptions } from './middleware/authenticate';
+export { type SseEvent, encodeEvent } from './src/sse/encode';

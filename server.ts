@@ -1,0 +1,102 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import helmet from 'helmet';
+import jwt from 'jsonwebtoken';
+import { loadBackendConfig } from './config/backend';
+import { ConfigError } from './config/env';
+import { type ServerConfig, loadConfig } from './config';
+import { createBackend } from './backend/app';
+import { createRelay } from './routes/relay';
+
+/** The user of the printed development token. */
+const DEV_USER = 'dev-user';
+
+async function listen(server: Server, port: number, host?: string): Promise<string> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, resolve);
+  });
+  const address = server.address() as AddressInfo;
+  return `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+}
+
+/** Starts the bundled reference backend in this process; returns its URL and how to stop it. */
+async function startBundledBackend(): Promise<{ url: URL; close(): Promise<void> }> {
+  const config = loadBackendConfig();
+  const backend = createBackend(config.options);
+  const server = createServer({ requestTimeout: 0 }, backend.app);
+  const url = await listen(server, config.port, config.host);
+  return {
+    url: new URL(url),
+    async close() {
+      server.close();
+      await backend.close();
+      server.closeAllConnections();
+    },
+  };
+}
+
+async function main(config: ServerConfig): Promise<void> {
+  const bundled = config.backendUrl ? undefined : await startBundledBackend();
+  const backendUrl = config.backendUrl ?? (bundled as { url: URL }).url;
+  const relay = createRelay({
+    backendUrl,
+    jwt: config.jwt,
+    heartbeatMs: config.heartbeatMs,
+    idleTimeoutMs: config.idleTimeoutMs,
+    maxStreamLifetimeMs: config.maxStreamLifetimeMs,
+    replayBufferSize: config.replayBufferSize,
+    topicLingerMs: config.topicLingerMs,
+    clientMaxBufferedBytes: config.clientMaxBufferedBytes,
+  });
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', config.trustProxy);
+  app.use(helmet());
+  app.use(relay.router);
+  // Streams end by their own rules (idle, lifetime); uploads may take longer than Node's 300 s default.
+  const server = createServer({ requestTimeout: 0 }, app);
+  const url = await listen(server, config.port);
+
+  console.log(`relay listening on ${url}, relaying ${backendUrl.href}${bundled ? ' (bundled reference backend)' : ''}`);
+  if (config.jwt.generated && config.jwt.secret !== undefined) {
+    const token = jwt.sign({}, config.jwt.secret, { subject: DEV_USER, expiresIn: '12h' });
+    const base = `http://localhost:${(server.address() as AddressInfo).port}`;
+    console.log('\nDevelopment mode: JWT_SECRET is unset, so a random one was made for this run.');
+    console.log(`A token for "${DEV_USER}", valid 12 h:\n\n  export TOKEN=${token}\n`);
+    console.log('Watch a download progress through the relay:\n');
+    console.log(
+      `  code=$(curl -s -X POST -H "Authorization: Bearer $TOKEN" ${base}/api/downloads | sed 's/.*"code":"\\([^"]*\\)".*/\\1/')\n` +
+        `  curl -N -H "Authorization: Bearer $TOKEN" ${base}/api/downloads/$code/events\n`,
+    );
+  }
+
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    console.log(`${signal}: stopping`);
+    server.close();
+    void relay
+      .close()
+      .then(() => bundled?.close())
+      .then(() => server.closeAllConnections());
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+let config: ServerConfig;
+try {
+  config = loadConfig();
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  console.error(`sse-relay: ${err.message}`);
+  process.exit(1);
+}
+main(config).catch((err: unknown) => {
+  console.error('sse-relay: failed to start:', err);
+  process.exit(1);
+});
