@@ -49,6 +49,7 @@ async function main(config: ServerConfig): Promise<void> {
     replayBufferSize: config.replayBufferSize,
     topicLingerMs: config.topicLingerMs,
     clientMaxBufferedBytes: config.clientMaxBufferedBytes,
+    maxUploadBytes: config.maxUploadBytes,
   });
 
   const app = express();

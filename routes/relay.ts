@@ -1,17 +1,20 @@
 import express, { type Router } from 'express';
 import { Agent } from 'undici';
 import { authenticate, type JwtOptions } from '../middleware/authenticate';
-import { errorHandler, notFound } from '../middleware/errors';
+import { errorHandler } from '../middleware/errors';
 import { type RelayOptions, resolveOptions } from '../src/options';
 import { type AuthorizeTopic, backendAuthorizer } from '../src/relay/authorize';
 import { Hub } from '../src/relay/hub';
 import { RelayStats } from '../src/relay/stats';
+import { proxy } from './proxy';
 import { sharedStreamRoutes } from './streams';
 
 /** Options of `createRelay`: the core's, plus how clients authenticate. */
 export interface CreateRelayOptions extends RelayOptions {
   /** Token verification. Required. */
   jwt: JwtOptions;
+  /** Largest request body passed to the backend (uploads); past it: 413. Defaults to 2 GiB. */
+  maxUploadBytes?: number;
   /** Your own policy for "may this user see this topic"; resolves with an HTTP status (2xx admits). Defaults to asking the backend's status route. */
   authorize?: AuthorizeTopic;
 }
@@ -40,8 +43,17 @@ export function createRelay(options: CreateRelayOptions): Relay {
   router.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
-  router.use('/api', authenticate(options.jwt), sharedStreamRoutes(hub, config.backendUrl, authorize));
-  router.use('/api', notFound);
+  router.use(
+    '/api',
+    authenticate(options.jwt),
+    sharedStreamRoutes(hub, config.backendUrl, authorize),
+    proxy({
+      backendUrl: config.backendUrl,
+      dispatcher: streamAgent,
+      headersTimeoutMs: config.upstreamHeadersTimeoutMs,
+      maxBodyBytes: options.maxUploadBytes ?? 2 * 1024 ** 3,
+    }),
+  );
   router.use(errorHandler());
 
   return {

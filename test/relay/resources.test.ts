@@ -1,5 +1,5 @@
 import { type Socket, connect } from 'node:net';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { FixtureBackend } from '../support/fixture-backend';
 import { type RunningRelay, collect, eventSourceAs, startRelay, tokenFor, until } from '../support/relay-server';
 
@@ -62,15 +62,19 @@ test('a subscriber that never reads is cut off alone while another gets every ev
 
 test('after 1,000 subscribe/unsubscribe cycles the topics, streams, timers and sockets are back to zero', async () => {
   relay = await startRelay(backend.url, { topicLingerMs: 5 });
+  const client = new Agent();
   const timersBefore = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
   const auth = { authorization: `Bearer ${tokenFor('alice')}` };
-  for (let i = 0; i < 1000; i++) {
+  const cycle = async (i: number): Promise<void> => {
     const path = `/downloads/c${i % 7}/events`;
-    const res = await request(`${relay.url}/api${path}`, { headers: auth });
+    const res = await request(`${relay.url}/api${path}`, { headers: auth, dispatcher: client });
     expect(res.statusCode).toBe(200);
     if (i % 3 === 0) backend.emit(path, `data: ${i}\n`);
     res.body.destroy();
-  }
+  };
+  for (let i = 0; i < 1000; i += 10) await Promise.all(Array.from({ length: 10 }, (_, j) => cycle(i + j)));
+  // The client's own keep-alive pool is not the relay's to close.
+  await client.close();
   const openConnections = (): Promise<number> =>
     new Promise((resolve, reject) => relay.server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
   await until(() => relay.relay.hub.topicCount === 0 && relay.relay.hub.streamCount === 0, 5000, 'topics to close');

@@ -1,0 +1,141 @@
+import { Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Request, RequestHandler, Response } from 'express';
+import { type Dispatcher, errors, request } from 'undici';
+import { HttpError, errorBody } from '../src/errors';
+import { userOf } from '../middleware/authenticate';
+
+/** Headers that describe one hop, not the message (RFC 9110 §7.6.1), plus what the relay owns. */
+const DROPPED_REQUEST_HEADERS = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'host',
+  'authorization',
+  'cookie',
+  'x-user-id',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+]);
+const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'trailer', 'upgrade', 'proxy-authenticate', 'set-cookie']);
+
+export interface ProxyOptions {
+  readonly backendUrl: URL;
+  readonly dispatcher: Dispatcher;
+  /** How long to wait for the backend's response headers before answering 504. */
+  readonly headersTimeoutMs: number;
+  /** Largest request body; past it: 413 and the upstream request is aborted. */
+  readonly maxBodyBytes: number;
+}
+
+/**
+ * Streams a request to the backend (`/api/x` → `/x`) and its answer back, both ways
+ * at once: an upload goes up as it arrives while its events come down as they are
+ * made. A client that leaves aborts the upstream request.
+ */
+export function proxy(options: ProxyOptions): RequestHandler {
+  return async (req, res) => {
+    const user = userOf(res);
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > options.maxBodyBytes) throw new HttpError('payload_too_large', `The body is larger than ${options.maxBodyBytes} bytes.`);
+
+    const controller = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) controller.abort();
+    });
+    const limit = new BodyLimit(options.maxBodyBytes, () => controller.abort());
+    const hasBody = req.method !== 'GET' && req.method !== 'HEAD' && (declared > 0 || req.headers['transfer-encoding'] !== undefined);
+
+    let upstream: Dispatcher.ResponseData;
+    try {
+      upstream = await request(new URL(req.url, options.backendUrl), {
+        method: req.method as Dispatcher.HttpMethod,
+        headers: forwardedHeaders(req, user),
+        body: hasBody ? req.pipe(limit) : null,
+        signal: controller.signal,
+        dispatcher: options.dispatcher,
+        headersTimeout: options.headersTimeoutMs,
+        // Streamed answers (SSE) may be quiet for long; the client's leaving ends them.
+        bodyTimeout: 0,
+      });
+    } catch (err) {
+      if (limit.exceeded) throw new HttpError('payload_too_large', `The body is larger than ${options.maxBodyBytes} bytes.`);
+      if (res.destroyed) return;
+      throw upstreamError(err);
+    }
+    res.status(upstream.statusCode);
+    for (const [name, value] of Object.entries(upstream.headers)) {
+      if (value !== undefined && !DROPPED_RESPONSE_HEADERS.has(name)) res.setHeader(name, value);
+    }
+    const streaming = String(upstream.headers['content-type'] ?? '').startsWith('text/event-stream');
+    if (streaming) {
+      res.setHeader('Cache-Control', 'no-cache, no-transform');
+      res.setHeader('X-Accel-Buffering', 'no');
+      res.socket?.setNoDelay(true);
+    }
+    res.flushHeaders();
+    try {
+      await pipeline(upstream.body, res);
+    } catch {
+      // The client left or the backend broke mid-answer: both ends are torn down by pipeline.
+      if (limit.exceeded && !res.writableEnded) endWithError(res, streaming);
+    }
+  };
+}
+
+/** Counts request bytes on their way up and stops the upload past the cap. */
+class BodyLimit extends Transform {
+  exceeded = false;
+  private seen = 0;
+
+  constructor(
+    private readonly max: number,
+    private readonly onExceeded: () => void,
+  ) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.seen += chunk.length;
+    if (this.seen > this.max) {
+      this.exceeded = true;
+      this.onExceeded();
+      return callback(new HttpError('payload_too_large'));
+    }
+    callback(null, chunk);
+  }
+}
+
+function forwardedHeaders(req: Request, user: string): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(req.headers as IncomingHttpHeaders)) {
+    if (value === undefined || DROPPED_REQUEST_HEADERS.has(name)) continue;
+    headers[name] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  const prior = req.headers['x-forwarded-for'];
+  headers['x-forwarded-for'] = prior && req.app.get('trust proxy') ? `${String(prior)}, ${req.socket.remoteAddress ?? ''}` : (req.ip ?? '');
+  headers['x-forwarded-proto'] = req.protocol;
+  if (req.headers.host !== undefined) headers['x-forwarded-host'] = req.headers.host;
+  headers['x-user-id'] = user;
+  return headers;
+}
+
+function upstreamError(err: unknown): HttpError {
+  if (err instanceof errors.HeadersTimeoutError || err instanceof errors.ConnectTimeoutError) return new HttpError('gateway_timeout');
+  return new HttpError('bad_gateway');
+}
+
+function endWithError(res: Response, streaming: boolean): void {
+  if (streaming) {
+    res.end(`event: relay_error\ndata: ${JSON.stringify({ reason: 'payload_too_large' })}\n\n`);
+    return;
+  }
+  res.end(JSON.stringify(errorBody('payload_too_large', 'The body is too large.')));
+}

@@ -1,0 +1,220 @@
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
+import { request } from 'undici';
+import { SseResponse, TestBackend, multipart, sampleFile, until } from '../backend/harness';
+import { type RunningRelay, startRelay, tokenFor } from '../support/relay-server';
+
+let backend: TestBackend;
+let relay: RunningRelay;
+const auth = (user = 'alice'): Record<string, string> => ({ authorization: `Bearer ${tokenFor(user)}` });
+
+async function postStream(path: string, body: Readable | string, headers: Record<string, string>, signal?: AbortSignal): Promise<SseResponse> {
+  const res = await request(`${relay.url}/api${path}`, { method: 'POST', headers: { ...auth(), ...headers }, body, signal });
+  return new SseResponse(res.statusCode, res.headers, res.body);
+}
+
+afterEach(async () => {
+  await relay.close();
+  await backend.close();
+});
+
+describe('with the reference backend', () => {
+  beforeEach(async () => {
+    backend = await TestBackend.start({ reconnectGraceMs: 2000 });
+    relay = await startRelay(backend.url, { topicLingerMs: 20 });
+  });
+
+  test('a 100 MB upload streams through: stages arrive before the body ends, memory stays flat, the copy is byte-equal', async () => {
+    const SIZE = 100 * 1024 * 1024;
+    const piece = sampleFile(1024 * 1024);
+    const form = multipart({ collection_name: 'docs', chunk_size: String(1024 * 1024), chunk_overlap: '0' }, Buffer.alloc(0));
+    const hash = createHash('sha256');
+    let bodyDone = 0;
+    let firstEvent = 0;
+    let heapPeak = 0;
+    const heapBase = process.memoryUsage().heapUsed;
+    async function* body(): AsyncGenerator<Buffer> {
+      yield form.head;
+      for (let sent = 0; sent < SIZE; sent += piece.length) {
+        hash.update(piece);
+        heapPeak = Math.max(heapPeak, process.memoryUsage().heapUsed);
+        yield piece;
+      }
+      yield form.tail;
+      bodyDone = Date.now();
+    }
+    const stream = await postStream('/documents/upload-sse', Readable.from(body()), { 'content-type': form.contentType });
+    expect(stream.status).toBe(200);
+    expect(stream.headers['content-type']).toMatch(/^text\/event-stream/);
+    await stream.waitForEvent('start');
+    firstEvent = Date.now();
+    await stream.waitForEvent('complete', 60_000);
+    await stream.ended;
+
+    expect(firstEvent).toBeLessThan(bodyDone);
+    const kinds = stream.data.map((d: { event: string }) => d.event);
+    for (const stage of ['ocr_chunk_processed', 'llm_chunk_processed', 'embedding_chunk_processed']) {
+      expect(kinds.filter((k: string) => k === stage)).toHaveLength(100);
+    }
+    const totals = stream.data.find((d: { event: string }) => d.event === 'total_chunks');
+    expect(totals.total_chunks).toBe(100);
+    const session = await backend.call(`/sessions/${totals.session_id as string}`);
+    expect(session.json.sha256).toBe(hash.digest('hex'));
+    // Relay and backend share this process: together they held far less than the 100 MB that passed.
+    expect(heapPeak - heapBase).toBeLessThan(24 * 1024 * 1024);
+  }, 60_000);
+
+  test('a client that aborts mid-body cancels the session at the backend', async () => {
+    const form = multipart({ chunk_size: '1000' }, Buffer.alloc(0));
+    const controller = new AbortController();
+    const body = new Readable({ read() {} });
+    body.push(form.head);
+    body.push(sampleFile(64 * 1024));
+    const stream = await postStream('/documents/upload-sse', body, { 'content-type': form.contentType }, controller.signal);
+    const start = JSON.parse((await stream.waitForEvent('start')).data) as { session_id: string };
+    controller.abort();
+    await until(async () => (await backend.call(`/sessions/${start.session_id}`)).json?.cancelled === true, 5000, 'session cancelled');
+  });
+
+  test('a broken upload stream resumes on the reconnect route: per-stage counters add up exactly', async () => {
+    const form = multipart({ chunk_size: '1000', chunk_overlap: '0' }, sampleFile(40_000));
+    const controller = new AbortController();
+    const first = await postStream('/documents/upload-sse', Readable.from([form.whole]), { 'content-type': form.contentType }, controller.signal);
+    await first.waitFor((e) => (JSON.parse(e.data) as { event: string }).event === 'ocr_chunk_processed');
+    controller.abort();
+    await first.ended.catch(() => undefined);
+    const seen = first.events;
+    const sessionId = (JSON.parse(seen[0]!.data) as { session_id: string }).session_id;
+    const lastId = seen[seen.length - 1]!.id!;
+
+    const res = await request(`${relay.url}/api/documents/upload-sse/reconnect/${sessionId}`, {
+      headers: { ...auth(), 'last-event-id': lastId },
+    });
+    expect(res.statusCode).toBe(200);
+    const rest = new SseResponse(res.statusCode, res.headers, res.body);
+    await rest.ended;
+    const all = [...seen, ...rest.events];
+    const ids = all.map((e) => Number(e.id));
+    expect(ids).toEqual(Array.from({ length: ids.length }, (_, i) => i + 1));
+    const kinds = all.map((e) => (JSON.parse(e.data) as { event: string }).event);
+    for (const stage of ['ocr_chunk_processed', 'llm_chunk_processed', 'embedding_chunk_processed']) {
+      expect(kinds.filter((k) => k === stage)).toHaveLength(40);
+    }
+    expect(kinds[kinds.length - 1]).toBe('complete');
+  });
+
+  test('another user cannot reach a session, by the stream or the REST routes', async () => {
+    const form = multipart({ chunk_size: '1000' }, sampleFile(5000));
+    const stream = await postStream('/documents/upload-sse', Readable.from([form.whole]), { 'content-type': form.contentType });
+    const sessionId = (JSON.parse((await stream.waitForEvent('start')).data) as { session_id: string }).session_id;
+    for (const [method, path] of [
+      ['GET', `/documents/upload-sse/reconnect/${sessionId}`],
+      ['GET', `/sessions/${sessionId}`],
+      ['POST', `/sessions/${sessionId}/cancel`],
+      ['DELETE', `/sessions/${sessionId}`],
+    ] as const) {
+      const res = await request(`${relay.url}/api${path}`, { method, headers: { ...auth('mallory'), 'x-user-id': 'alice' } });
+      expect([method, path, res.statusCode]).toEqual([method, path, 404]);
+      await res.body.dump();
+    }
+    await stream.ended;
+  });
+
+  test('chat tokens arrive as they are made; a client that leaves stops the generation; history pages', async () => {
+    await relay.close();
+    await backend.close();
+    backend = await TestBackend.start({ tokenMs: 15 });
+    relay = await startRelay(backend.url);
+    const chat = await postStream('/chat/stream', JSON.stringify({ chatbotId: 'bot1', message: 'tell me about streams' }), { 'content-type': 'application/json' });
+    expect(chat.status).toBe(200);
+    await chat.waitFor((e) => e.event === 'content_block_delta');
+    // The first token is here while the backend is still generating.
+    expect(chat.events.some((e) => e.event === 'message_stop')).toBe(false);
+    await chat.waitFor((e) => e.event === 'message_stop', 10_000);
+    expect(chat.events.filter((e) => e.event === 'content_block_delta').length).toBeGreaterThan(5);
+
+    const controller = new AbortController();
+    const left = await postStream('/chat/stream', JSON.stringify({ chatbotId: 'bot1', message: 'second question' }), { 'content-type': 'application/json' }, controller.signal);
+    await left.waitFor((e) => e.event === 'content_block_delta');
+    controller.abort();
+    const history = async (page: number, pageSize: number): Promise<{ messages: { role: string; status?: string }[]; hasMore: boolean }> => {
+      const res = await request(`${relay.url}/api/chat/history`, {
+        method: 'POST',
+        headers: { ...auth(), 'content-type': 'application/json' },
+        body: JSON.stringify({ chatbotId: 'bot1', page, pageSize }),
+      });
+      expect(res.statusCode).toBe(200);
+      return (await res.body.json()) as { messages: { role: string; status?: string }[]; hasMore: boolean };
+    };
+    await until(async () => (await history(1, 20)).messages.at(-1)?.status === 'stopped', 5000, 'generation stopped');
+    const newest = await history(1, 2);
+    expect(newest.hasMore).toBe(true);
+    expect(newest.messages.map((m) => m.role)).toEqual(['user', 'assistant']);
+    const oldest = await history(2, 2);
+    expect(oldest.hasMore).toBe(false);
+    expect(oldest.messages[1]?.status).toBe('complete');
+  });
+
+  test('the REST proxy passes methods, query strings, statuses and bodies, and strips a spoofed X-User-Id', async () => {
+    const created = await request(`${relay.url}/api/downloads?origin=test`, {
+      method: 'POST',
+      headers: { ...auth(), 'content-type': 'application/json', 'x-user-id': 'bob' },
+      body: JSON.stringify({ name: 'report' }),
+    });
+    expect(created.statusCode).toBe(201);
+    const { code } = (await created.body.json()) as { code: string };
+    expect((await backend.call(`/downloads/${code}/status`, { user: 'alice' })).status).toBe(200);
+    expect((await backend.call(`/downloads/${code}/status`, { user: 'bob' })).status).toBe(404);
+    const status = await request(`${relay.url}/api/downloads/${code}/status`, { headers: auth() });
+    expect(status.statusCode).toBe(200);
+    expect(((await status.body.json()) as { status: string }).status).toMatch(/IN_PROGRESS|COMPLETED/);
+    const missing = await request(`${relay.url}/api/downloads/nope/status`, { headers: auth() });
+    expect(missing.statusCode).toBe(404);
+    await missing.body.dump();
+    const bad = await request(`${relay.url}/api/chat/history`, { method: 'POST', headers: { ...auth(), 'content-type': 'application/json' }, body: '{"page":' });
+    expect(bad.statusCode).toBe(400);
+    await bad.body.dump();
+  });
+
+  test('an upload over the size cap is answered 413 and the upstream request is aborted', async () => {
+    await relay.close();
+    relay = await startRelay(backend.url, { maxUploadBytes: 100_000 });
+    const form = multipart({ chunk_size: '1000' }, sampleFile(500_000));
+    const declared = await request(`${relay.url}/api/documents/upload-sse`, {
+      method: 'POST',
+      headers: { ...auth(), 'content-type': form.contentType },
+      body: form.whole,
+    });
+    expect(declared.statusCode).toBe(413);
+    expect(((await declared.body.json()) as { error: { code: string } }).error.code).toBe('payload_too_large');
+    // Chunked (no Content-Length): counted on the way and cut.
+    const chunked = await postStream('/documents/upload-sse', Readable.from([form.head, form.file, form.tail]), { 'content-type': form.contentType });
+    await chunked.ended.catch(() => undefined);
+    const start = chunked.data.find((d: { event: string }) => d.event === 'start') as { session_id: string } | undefined;
+    if (start) await until(async () => (await backend.call(`/sessions/${start.session_id}`)).json?.cancelled === true, 5000, 'upstream aborted');
+    else expect(chunked.status).toBe(413);
+  });
+});
+
+describe('with a backend that is down or slow', () => {
+  test('an unreachable backend answers 502 and a slow one 504, both as JSON and fast', async () => {
+    backend = await TestBackend.start();
+    const silent = createServer(() => undefined).listen(0, '127.0.0.1');
+    await once(silent, 'listening');
+    relay = await startRelay(`http://127.0.0.1:${(silent.address() as AddressInfo).port}`, { upstreamHeadersTimeoutMs: 100 });
+    const started = Date.now();
+    const slow = await request(`${relay.url}/api/anything`, { headers: auth() });
+    expect(slow.statusCode).toBe(504);
+    expect(((await slow.body.json()) as { error: { code: string } }).error.code).toBe('gateway_timeout');
+    expect(Date.now() - started).toBeLessThan(2000);
+    silent.closeAllConnections();
+    silent.close();
+    await once(silent, 'close');
+    const down = await request(`${relay.url}/api/anything`, { headers: auth() });
+    expect(down.statusCode).toBe(502);
+    expect(((await down.body.json()) as { error: { code: string } }).error.code).toBe('bad_gateway');
+  });
+});
