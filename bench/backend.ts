@@ -1,0 +1,228 @@
+/**
+ * The benchmark's event source: a minimal SSE backend on plain node:http whose
+ * events carry the time they were written, so that a client can measure the
+ * delay from the backend's write to its own parse.
+ *
+ *   GET  /downloads/:code/events  SSE (contract headers, `id:` on every event, Last-Event-ID honored)
+ *   GET  /downloads/:code/status  200 JSON (the relay's authorization check)
+ *   GET  /health                  200 {"status":"ok"}
+ *   GET  /clock                   {"now": epoch ms}, for estimating the clock offset between processes
+ *   GET  /stats                   {"connections","peakConnections","opened","maxPerCode"} (event streams only)
+ *   POST /start                   {"codes":[...],"events":n,"rate":r,"leadMs":ms,"endAfterMs":ms}: publish, then end every
+ *                                 stream endAfterMs after the very last event (all codes together, so that no
+ *                                 teardown overlaps a measured event); endAfterMs < 0 keeps them open
+ *
+ * Each event is `data: {"t":<epoch ms>,"seq":n}` and `id: n+1`, serialized once
+ * and written to every open response of its code. Codes publish staggered over
+ * one period so the load is even. Prints `{"type":"ready","port":n}` when listening.
+ * Usage: node dist/bench/backend.js [port] [host]
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { nowMs, report } from './common';
+
+const SSE_HEADERS = {
+  'Content-Type': 'text/event-stream; charset=utf-8',
+  'Cache-Control': 'no-cache, no-transform',
+  'X-Accel-Buffering': 'no',
+  Connection: 'keep-alive',
+};
+const HEARTBEAT = Buffer.from(': hb\n\n');
+const HEARTBEAT_MS = 15_000;
+const CODE = /^[A-Za-z0-9_-]{1,128}$/;
+const ROUTE = /^\/downloads\/([^/]+)\/(events|status)$/;
+const MAX_BODY = 1024 * 1024;
+
+interface StartRequest {
+  codes: string[];
+  events: number;
+  rate: number;
+  leadMs: number;
+  endAfterMs: number;
+}
+
+/** One code's stream: its history (for Last-Event-ID) and its open responses. */
+class Channel {
+  readonly frames: Buffer[] = [];
+  readonly streams = new Set<ServerResponse>();
+  finished = false;
+}
+
+const channels = new Map<string, Channel>();
+let connections = 0;
+let peakConnections = 0;
+let opened = 0;
+let maxPerCode = 0;
+let publishing = false;
+
+function channelOf(code: string): Channel {
+  let channel = channels.get(code);
+  if (!channel) {
+    channel = new Channel();
+    channels.set(code, channel);
+  }
+  return channel;
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function openStream(req: IncomingMessage, res: ServerResponse, code: string): void {
+  const channel = channelOf(code);
+  const raw = req.headers['last-event-id'];
+  const after = typeof raw === 'string' && /^\d{1,9}$/.test(raw.trim()) ? Number(raw.trim()) : 0;
+  if (channel.finished && after >= channel.frames.length && after > 0) {
+    res.writeHead(204).end();
+    return;
+  }
+  req.socket.setNoDelay(true);
+  res.writeHead(200, SSE_HEADERS);
+  res.flushHeaders();
+  for (let i = after; i < channel.frames.length; i++) res.write(channel.frames[i] as Buffer);
+  if (channel.finished) {
+    res.end();
+    return;
+  }
+  channel.streams.add(res);
+  connections += 1;
+  opened += 1;
+  peakConnections = Math.max(peakConnections, connections);
+  maxPerCode = Math.max(maxPerCode, channel.streams.size);
+  res.once('close', () => {
+    if (channel.streams.delete(res)) connections -= 1;
+  });
+}
+
+/** Writes one event, serialized once, to every open response of `code`. */
+function publish(code: string, seq: number): void {
+  const channel = channelOf(code);
+  // The timestamp is taken as late as possible: right before the first write.
+  const frame = Buffer.from(`data: {"t":${nowMs()},"seq":${seq}}\nid: ${seq + 1}\n\n`);
+  channel.frames.push(frame);
+  for (const res of channel.streams) res.write(frame);
+}
+
+/** Ends the streams of `codes`: no more events will come. */
+function finish(codes: readonly string[]): void {
+  for (const code of codes) {
+    const channel = channelOf(code);
+    channel.finished = true;
+    for (const res of channel.streams) res.end();
+    connections -= channel.streams.size;
+    channel.streams.clear();
+  }
+}
+
+/**
+ * Publishes `events` per code at `rate` per second, each code offset by a share
+ * of the period. Returns the time until the last event is written.
+ */
+function start(request: StartRequest): number {
+  const period = 1000 / request.rate;
+  const startAt = nowMs() + request.leadMs;
+  const schedule: { at: number; code: string; seq: number }[] = [];
+  request.codes.forEach((code, i) => {
+    const offset = (i * period) / request.codes.length;
+    for (let seq = 0; seq < request.events; seq++) schedule.push({ at: startAt + offset + seq * period, code, seq });
+  });
+  schedule.sort((a, b) => a.at - b.at);
+  publishing = true;
+  let next = 0;
+  const tick = (): void => {
+    const now = nowMs();
+    while (next < schedule.length) {
+      const item = schedule[next] as (typeof schedule)[number];
+      if (item.at > now) break;
+      next += 1;
+      publish(item.code, item.seq);
+    }
+    if (next < schedule.length) {
+      const due = (schedule[next] as (typeof schedule)[number]).at;
+      setTimeout(tick, Math.max(0, due - nowMs()));
+    } else if (request.endAfterMs >= 0) {
+      setTimeout(() => {
+        finish(request.codes);
+        publishing = false;
+      }, request.endAfterMs);
+    } else {
+      publishing = false;
+    }
+  };
+  setTimeout(tick, request.leadMs);
+  const last = schedule[schedule.length - 1];
+  return last === undefined ? 0 : last.at - nowMs();
+}
+
+function parseStart(body: string): StartRequest | string {
+  let value: unknown;
+  try {
+    value = JSON.parse(body);
+  } catch {
+    return 'body is not JSON';
+  }
+  const v = value as Partial<Record<keyof StartRequest, unknown>>;
+  if (!Array.isArray(v.codes) || !v.codes.every((c): c is string => typeof c === 'string' && CODE.test(c))) return 'codes: expected an array of codes';
+  if (typeof v.events !== 'number' || !Number.isInteger(v.events) || v.events < 1) return 'events: expected an integer >= 1';
+  if (typeof v.rate !== 'number' || !(v.rate > 0) || v.rate > 10_000) return 'rate: expected a number in (0, 10000]';
+  const leadMs = typeof v.leadMs === 'number' && v.leadMs >= 0 ? v.leadMs : 100;
+  const endAfterMs = typeof v.endAfterMs === 'number' ? v.endAfterMs : 1000;
+  return { codes: v.codes, events: v.events, rate: v.rate, leadMs, endAfterMs };
+}
+
+function handle(req: IncomingMessage, res: ServerResponse): void {
+  const url = new URL(req.url ?? '/', 'http://bench');
+  const route = ROUTE.exec(url.pathname);
+  if (req.method === 'GET' && route) {
+    const code = decodeURIComponent(route[1] ?? '');
+    if (!CODE.test(code)) return json(res, 400, { error: { code: 'invalid_code', message: 'Bad code.' } });
+    if (route[2] === 'events') return openStream(req, res, code);
+    const channel = channels.get(code);
+    return json(res, 200, { code, status: channel?.finished === true ? 'COMPLETED' : 'IN_PROGRESS' });
+  }
+  if (req.method === 'GET' && url.pathname === '/health') return json(res, 200, { status: 'ok' });
+  if (req.method === 'GET' && url.pathname === '/clock') return json(res, 200, { now: nowMs() });
+  if (req.method === 'GET' && url.pathname === '/stats') return json(res, 200, { connections, peakConnections, opened, maxPerCode, publishing });
+  if (req.method === 'POST' && url.pathname === '/start') {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk: string) => {
+      body += chunk;
+      if (body.length > MAX_BODY) req.destroy();
+    });
+    req.on('end', () => {
+      if (publishing) return json(res, 409, { error: { code: 'busy', message: 'Already publishing.' } });
+      const request = parseStart(body);
+      if (typeof request === 'string') return json(res, 400, { error: { code: 'bad_request', message: request } });
+      json(res, 202, { lastEventInMs: start(request) });
+    });
+    return;
+  }
+  json(res, 404, { error: { code: 'not_found', message: 'No such route.' } });
+}
+
+function main(): void {
+  const port = Number(process.argv[2] ?? 0);
+  const host = process.argv[3] ?? '127.0.0.1';
+  const server = createServer({ requestTimeout: 0, keepAliveTimeout: 30_000 }, handle);
+  const heartbeat = setInterval(() => {
+    for (const channel of channels.values()) for (const res of channel.streams) if (!res.writableNeedDrain) res.write(HEARTBEAT);
+  }, HEARTBEAT_MS);
+  heartbeat.unref();
+  const stop = (): void => {
+    server.close();
+    server.closeAllConnections();
+    process.exit(0);
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  // The coordinator holds our stdin: when it goes away, so do we.
+  process.stdin.on('end', stop).on('error', stop).resume();
+  server.listen({ port, host, backlog: 4096 }, () => {
+    report({ type: 'ready', port: (server.address() as AddressInfo).port });
+  });
+}
+
+main();

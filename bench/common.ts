@@ -1,0 +1,149 @@
+import { readFileSync, readdirSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+
+/** Epoch milliseconds with sub-millisecond resolution, comparable between processes of one machine. */
+export function nowMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/** One line of JSON a bench child prints on stdout for the coordinator. */
+export interface ChildMessage {
+  readonly type: string;
+  readonly [field: string]: unknown;
+}
+
+/** Prints one message for the coordinator; `then` runs once it is written. */
+export function report(message: ChildMessage, then?: () => void): void {
+  process.stdout.write(`${JSON.stringify(message)}\n`, then);
+}
+
+/** What the load client says when every stream is open (or failed). */
+export interface ConnectedReport extends ChildMessage {
+  readonly type: 'connected';
+  readonly open: number;
+  readonly failed: number;
+  /** Failure causes and how often each happened ("status 429", "ECONNRESET", ...). */
+  readonly failures: Record<string, number>;
+  readonly connectMs: number;
+  /** Backend clock minus this process's clock, estimated on the lowest-RTT probe. */
+  readonly clockOffsetMs: number;
+  readonly clockRttMs: number;
+}
+
+/** What the load client says at the end. */
+export interface DoneReport extends ChildMessage {
+  readonly type: 'done';
+  readonly expected: number;
+  /** Events with a bench payload, duplicates included. */
+  readonly received: number;
+  /** Distinct (stream, seq) pairs. */
+  readonly delivered: number;
+  readonly duplicates: number;
+  readonly outOfOrder: number;
+  /** Events that were not bench payloads (relay_error, resync, ...), by name. */
+  readonly otherEvents: Record<string, number>;
+  /** Streams that got every event. */
+  readonly completeStreams: number;
+  /** Streams that ended (or broke) before their last event. */
+  readonly shortStreams: number;
+  /** Streams still open at the deadline (destroyed by the client). */
+  readonly timedOutStreams: number;
+  readonly streamErrors: Record<string, number>;
+  readonly delay: DelaySummary;
+  /** The load process's CPU use over the delivery window, in % of one core. */
+  readonly cpuPercent: number;
+  readonly windowMs: number;
+}
+
+export interface DelaySummary {
+  readonly count: number;
+  readonly min: number;
+  readonly p50: number;
+  readonly p90: number;
+  readonly p99: number;
+  readonly p999: number;
+  readonly max: number;
+  readonly mean: number;
+}
+
+/** Percentiles of `values` (sorted in place). NaN for an empty set. */
+export function summarize(values: Float64Array): DelaySummary {
+  values.sort();
+  const count = values.length;
+  const at = (q: number): number => (count === 0 ? NaN : (values[Math.min(count - 1, Math.ceil(q * count) - 1)] ?? NaN));
+  let sum = 0;
+  for (const v of values) sum += v;
+  return {
+    count,
+    min: count === 0 ? NaN : (values[0] ?? NaN),
+    p50: at(0.5),
+    p90: at(0.9),
+    p99: at(0.99),
+    p999: at(0.999),
+    max: count === 0 ? NaN : (values[count - 1] ?? NaN),
+    mean: count === 0 ? NaN : sum / count,
+  };
+}
+
+/** CPU time (user + system, in clock ticks) and memory of one process, from /proc. */
+export interface ProcSample {
+  readonly ticks: number;
+  readonly userTicks: number;
+  readonly systemTicks: number;
+  readonly rssKb: number;
+  readonly hwmKb: number;
+}
+
+export function sampleProc(pid: number): ProcSample | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const userTicks = Number(fields[11]);
+    const systemTicks = Number(fields[12]);
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    return { ticks: userTicks + systemTicks, userTicks, systemTicks, rssKb: statusKb(status, 'VmRSS'), hwmKb: statusKb(status, 'VmHWM') };
+  } catch {
+    return undefined;
+  }
+}
+
+function statusKb(status: string, field: string): number {
+  const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
+  return match?.[1] === undefined ? 0 : Number(match[1]);
+}
+
+/** Pids whose parent is `ppid` (nginx workers of a master). */
+export function childPids(ppid: number): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[1]) === ppid) pids.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
+
+/** Sums samples of several processes (a master and its workers). */
+export function sampleProcs(pids: readonly number[]): ProcSample {
+  let ticks = 0;
+  let userTicks = 0;
+  let systemTicks = 0;
+  let rssKb = 0;
+  let hwmKb = 0;
+  for (const pid of pids) {
+    const sample = sampleProc(pid);
+    if (!sample) continue;
+    ticks += sample.ticks;
+    userTicks += sample.userTicks;
+    systemTicks += sample.systemTicks;
+    rssKb += sample.rssKb;
+    hwmKb += sample.hwmKb;
+  }
+  return { ticks, userTicks, systemTicks, rssKb, hwmKb };
+}

@@ -1,0 +1,301 @@
+/**
+ * The benchmark's load generator: opens `subscribers` SSE streams spread over
+ * `codes`, a bounded number of connection attempts in flight at a time, and
+ * reports when all are open. On `{"cmd":"start","durationMs":n}` (a stdin line)
+ * it starts the clock and records, for every event, the delay from the
+ * backend's write (the event's `t`) to this process's parse. It says
+ * `{"type":"received"}` once every expected event arrived, ends when every
+ * stream has ended, or at the deadline, and prints a summary.
+ *
+ * Raw node:http requests (no connection reuse), a TextDecoder per stream, and
+ * eventsource-parser; not the `eventsource` package.
+ * Usage: node dist/bench/load.js '<LoadConfig as JSON>'   (BENCH_JWT_SECRET in the environment for `auth: "jwt"`)
+ */
+import { Agent, type ClientRequest, type IncomingMessage, request } from 'node:http';
+import { writeFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import jwt from 'jsonwebtoken';
+import { type ConnectedReport, type DoneReport, nowMs, report, summarize } from './common';
+
+export interface LoadConfig {
+  /** Base URL of the subject, e.g. http://127.0.0.1:8080 */
+  readonly baseUrl: string;
+  /** Path of a code's stream with `{code}` in it, e.g. /api/downloads/{code}/events */
+  readonly pathTemplate: string;
+  readonly codes: readonly string[];
+  readonly subscribers: number;
+  /** Events each stream should get. */
+  readonly eventsPerCode: number;
+  /** Connection attempts in flight at once. */
+  readonly concurrency: number;
+  /** `jwt`: a Bearer token per subscriber (user bench-<i>); `header`: X-User-Id as the relay would send it. */
+  readonly auth: 'jwt' | 'header';
+  /** Backend base URL, for the clock offset probe. */
+  readonly backendUrl: string;
+  /** How long a stream may take to answer with headers. */
+  readonly connectTimeoutMs: number;
+  /** How long after the last event is due the client waits for streams to end. */
+  readonly graceMs: number;
+}
+
+interface Payload {
+  t: number;
+  seq: number;
+}
+
+/** One subscriber stream's bookkeeping. */
+interface Stream {
+  index: number;
+  req: ClientRequest | undefined;
+  res: IncomingMessage | undefined;
+  received: number;
+  lastSeq: number;
+  duplicates: number;
+  outOfOrder: number;
+  done: boolean;
+}
+
+const config = JSON.parse(process.argv[2] ?? '{}') as LoadConfig;
+const agent = new Agent({ keepAlive: false, maxSockets: Infinity });
+const streams: Stream[] = [];
+const failures: Record<string, number> = {};
+const streamErrors: Record<string, number> = {};
+const otherEvents: Record<string, number> = {};
+let delays = new Float64Array(config.subscribers * config.eventsPerCode);
+let delayCount = 0;
+/** BENCH_DUMP=file: every timed event as `at,stream,seq,delay` (ms since start), for looking at tails. */
+const dumpPath = process.env.BENCH_DUMP;
+const dump: string[] = [];
+let openStreams = 0;
+/** Distinct events so far, over all streams. */
+let deliveredTotal = 0;
+let started = false;
+let finished = false;
+
+function count(map: Record<string, number>, key: string): void {
+  map[key] = (map[key] ?? 0) + 1;
+}
+
+function errorKey(err: unknown): string {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' ? code : err instanceof Error ? err.message : String(err);
+}
+
+function record(delay: number): void {
+  if (delayCount === delays.length) {
+    const bigger = new Float64Array(Math.max(1024, delays.length * 2));
+    bigger.set(delays);
+    delays = bigger;
+  }
+  delays[delayCount++] = delay;
+}
+
+function onEvent(stream: Stream, event: EventSourceMessage): void {
+  const at = nowMs();
+  if (event.event !== undefined && event.event !== 'message') return count(otherEvents, event.event);
+  let payload: Payload;
+  try {
+    payload = JSON.parse(event.data) as Payload;
+  } catch {
+    return count(otherEvents, '(not JSON)');
+  }
+  if (typeof payload.t !== 'number' || typeof payload.seq !== 'number') return count(otherEvents, '(no t/seq)');
+  stream.received += 1;
+  if (payload.seq <= stream.lastSeq) {
+    stream.duplicates += 1;
+    return;
+  }
+  if (payload.seq !== stream.lastSeq + 1) stream.outOfOrder += 1;
+  stream.lastSeq = payload.seq;
+  deliveredTotal += 1;
+  if (deliveredTotal === config.subscribers * config.eventsPerCode) report({ type: 'received', afterMs: at - windowStart });
+  // Events that arrive before `start` (a replay, a stray) are counted but not timed.
+  if (!started) return;
+  record(at - payload.t);
+  if (dumpPath !== undefined) dump.push(`${(at - windowStart).toFixed(3)},${stream.index},${payload.seq},${(at - payload.t).toFixed(3)}`);
+}
+
+function streamEnded(stream: Stream, cause?: string): void {
+  if (stream.done) return;
+  stream.done = true;
+  openStreams -= 1;
+  if (cause !== undefined) count(streamErrors, cause);
+  if (started && openStreams === 0) finish(0);
+}
+
+/** Opens stream `index`; `settled` is called once it is open or has failed. */
+function open(index: number, token: string | undefined, settled: () => void): void {
+  const code = config.codes[index % config.codes.length] as string;
+  const url = new URL(config.pathTemplate.replace('{code}', encodeURIComponent(code)), config.baseUrl);
+  const headers: Record<string, string> = {
+    Accept: 'text/event-stream',
+    'Cache-Control': 'no-cache',
+    // What a browser sends; the client never reuses the socket anyway.
+    Connection: 'keep-alive',
+  };
+  if (token !== undefined) headers.Authorization = `Bearer ${token}`;
+  else headers['X-User-Id'] = `bench-${index}`;
+  const stream: Stream = { index, req: undefined, res: undefined, received: 0, lastSeq: -1, duplicates: 0, outOfOrder: 0, done: true };
+  let answered = false;
+  const fail = (cause: string): void => {
+    if (answered) return;
+    answered = true;
+    count(failures, cause);
+    settled();
+  };
+  const req = request(url, { method: 'GET', headers, agent });
+  stream.req = req;
+  req.setTimeout(config.connectTimeoutMs, () => {
+    if (!answered) {
+      fail('headers timeout');
+      req.destroy();
+    }
+  });
+  req.on('error', (err) => {
+    if (!answered) fail(errorKey(err));
+    else streamEnded(stream, errorKey(err));
+  });
+  req.on('response', (res) => {
+    if (res.statusCode !== 200) {
+      fail(`status ${res.statusCode ?? '?'}`);
+      res.resume();
+      req.destroy();
+      return;
+    }
+    answered = true;
+    req.setTimeout(0);
+    stream.res = res;
+    stream.done = false;
+    streams.push(stream);
+    openStreams += 1;
+    const decoder = new TextDecoder();
+    const parser = createParser({ onEvent: (event) => onEvent(stream, event) });
+    res.on('data', (chunk: Buffer) => parser.feed(decoder.decode(chunk, { stream: true })));
+    res.on('end', () => streamEnded(stream));
+    res.on('error', (err) => streamEnded(stream, errorKey(err)));
+    res.on('close', () => streamEnded(stream, res.complete ? undefined : 'closed before end'));
+    settled();
+  });
+  req.end();
+}
+
+/** Opens every stream with at most `concurrency` attempts in flight. */
+function connectAll(tokens: readonly (string | undefined)[]): Promise<void> {
+  return new Promise((resolve) => {
+    let next = 0;
+    let inFlight = 0;
+    let settledCount = 0;
+    const launch = (): void => {
+      while (inFlight < config.concurrency && next < config.subscribers) {
+        const index = next++;
+        inFlight += 1;
+        open(index, tokens[index], () => {
+          inFlight -= 1;
+          settledCount += 1;
+          if (settledCount === config.subscribers) resolve();
+          else launch();
+        });
+      }
+    };
+    launch();
+  });
+}
+
+/** Backend clock minus ours, from the probe with the lowest round trip. */
+async function clockOffset(): Promise<{ offset: number; rtt: number }> {
+  let best = { offset: NaN, rtt: Infinity };
+  for (let i = 0; i < 20; i++) {
+    const t0 = nowMs();
+    const response = await fetch(new URL('/clock', config.backendUrl));
+    const { now } = (await response.json()) as { now: number };
+    const t1 = nowMs();
+    if (t1 - t0 < best.rtt) best = { offset: now - (t0 + t1) / 2, rtt: t1 - t0 };
+  }
+  return best;
+}
+
+let windowStart = 0;
+let cpuStart = process.cpuUsage();
+
+function finish(timedOut: number): void {
+  if (finished) return;
+  finished = true;
+  const windowMs = nowMs() - windowStart;
+  const cpu = process.cpuUsage(cpuStart);
+  for (const stream of streams) {
+    if (!stream.done) {
+      stream.done = true;
+      stream.req?.destroy();
+    }
+  }
+  let received = 0;
+  let duplicates = 0;
+  let outOfOrder = 0;
+  let completeStreams = 0;
+  for (const stream of streams) {
+    received += stream.received;
+    duplicates += stream.duplicates;
+    outOfOrder += stream.outOfOrder;
+    if (stream.received - stream.duplicates === config.eventsPerCode && stream.lastSeq === config.eventsPerCode - 1) completeStreams += 1;
+  }
+  const message: DoneReport = {
+    type: 'done',
+    expected: config.subscribers * config.eventsPerCode,
+    received,
+    delivered: received - duplicates,
+    duplicates,
+    outOfOrder,
+    otherEvents,
+    completeStreams,
+    shortStreams: streams.length - completeStreams - timedOut,
+    timedOutStreams: timedOut,
+    streamErrors,
+    delay: summarize(delays.subarray(0, delayCount)),
+    cpuPercent: windowMs > 0 ? ((cpu.user + cpu.system) / 1000 / windowMs) * 100 : 0,
+    windowMs,
+  };
+  if (dumpPath !== undefined) writeFileSync(dumpPath, `at,stream,seq,delay\n${dump.join('\n')}\n`);
+  report(message, () => process.exit(0));
+}
+
+async function main(): Promise<void> {
+  const secret = process.env.BENCH_JWT_SECRET;
+  if (config.auth === 'jwt' && (secret === undefined || secret === '')) throw new Error('BENCH_JWT_SECRET is not set');
+  const tokens = Array.from({ length: config.subscribers }, (_, i) =>
+    config.auth === 'jwt' ? jwt.sign({}, secret as string, { subject: `bench-${i}`, expiresIn: '1h', algorithm: 'HS256' }) : undefined,
+  );
+  const clock = await clockOffset();
+
+  const connectStart = nowMs();
+  await connectAll(tokens);
+  const connected: ConnectedReport = {
+    type: 'connected',
+    open: openStreams,
+    failed: config.subscribers - streams.length,
+    failures,
+    connectMs: nowMs() - connectStart,
+    clockOffsetMs: clock.offset,
+    clockRttMs: clock.rtt,
+  };
+  report(connected);
+
+  const lines = createInterface({ input: process.stdin });
+  lines.on('line', (line) => {
+    const command = JSON.parse(line) as { cmd?: string; durationMs?: number };
+    if (command.cmd !== 'start' || started) return;
+    started = true;
+    windowStart = nowMs();
+    cpuStart = process.cpuUsage();
+    setTimeout(() => finish(openStreams), (command.durationMs ?? 0) + config.graceMs);
+    if (openStreams === 0) finish(0);
+  });
+  // The coordinator went away: stop.
+  lines.on('close', () => {
+    if (!finished) process.exit(2);
+  });
+}
+
+main().catch((err: unknown) => {
+  report({ type: 'error', message: err instanceof Error ? err.message : String(err) }, () => process.exit(1));
+});
