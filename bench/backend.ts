@@ -46,6 +46,8 @@ class Channel {
   readonly frames: Buffer[] = [];
   readonly streams = new Set<ServerResponse>();
   finished = false;
+  /** When the last event was written (0: never); a channel that just published needs no heartbeat. */
+  lastPublishAt = 0;
 }
 
 const channels = new Map<string, Channel>();
@@ -102,6 +104,7 @@ function publish(code: string, seq: number): void {
   // The timestamp is taken as late as possible: right before the first write.
   const frame = Buffer.from(`data: {"t":${nowMs()},"seq":${seq}}\nid: ${seq + 1}\n\n`);
   channel.frames.push(frame);
+  channel.lastPublishAt = Date.now();
   for (const res of channel.streams) res.write(frame);
 }
 
@@ -207,8 +210,14 @@ function main(): void {
   const port = Number(process.argv[2] ?? 0);
   const host = process.argv[3] ?? '127.0.0.1';
   const server = createServer({ requestTimeout: 0, keepAliveTimeout: 30_000 }, handle);
+  // Only channels that were quiet for a whole interval get one: a heartbeat to every stream at
+  // once would stall a measured event for as long as 10,000 writes take.
   const heartbeat = setInterval(() => {
-    for (const channel of channels.values()) for (const res of channel.streams) if (!res.writableNeedDrain) res.write(HEARTBEAT);
+    const quietSince = Date.now() - HEARTBEAT_MS;
+    for (const channel of channels.values()) {
+      if (channel.lastPublishAt > quietSince) continue;
+      for (const res of channel.streams) if (!res.writableNeedDrain) res.write(HEARTBEAT);
+    }
   }, HEARTBEAT_MS);
   heartbeat.unref();
   const stop = (): void => {

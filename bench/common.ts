@@ -39,7 +39,8 @@ export interface DoneReport extends ChildMessage {
   /** Distinct (stream, seq) pairs. */
   readonly delivered: number;
   readonly duplicates: number;
-  readonly outOfOrder: number;
+  /** Times a stream skipped one or more seq numbers. */
+  readonly gaps: number;
   /** Events that were not bench payloads (relay_error, resync, ...), by name. */
   readonly otherEvents: Record<string, number>;
   /** Streams that got every event. */
@@ -50,6 +51,9 @@ export interface DoneReport extends ChildMessage {
   readonly timedOutStreams: number;
   readonly streamErrors: Record<string, number>;
   readonly delay: DelaySummary;
+  /** The delays of events with seq >= steadyFromSeq (a quarter of the events per code): no warm-up. */
+  readonly steadyDelay: DelaySummary;
+  readonly steadyFromSeq: number;
   /** The load process's CPU use over the delivery window, in % of one core. */
   readonly cpuPercent: number;
   readonly windowMs: number;

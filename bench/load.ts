@@ -4,7 +4,7 @@
  * reports when all are open. On `{"cmd":"start","durationMs":n}` (a stdin line)
  * it starts the clock and records, for every event, the delay from the
  * backend's write (the event's `t`) to this process's parse. It says
- * `{"type":"received"}` once every expected event arrived, ends when every
+ * `{"type":"received"}` once every open stream got every event, ends when every
  * stream has ended, or at the deadline, and prints a summary.
  *
  * Raw node:http requests (no connection reuse), a TextDecoder per stream, and
@@ -13,6 +13,7 @@
  */
 import { Agent, type ClientRequest, type IncomingMessage, request } from 'node:http';
 import { writeFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import jwt from 'jsonwebtoken';
@@ -52,7 +53,7 @@ interface Stream {
   received: number;
   lastSeq: number;
   duplicates: number;
-  outOfOrder: number;
+  gaps: number;
   done: boolean;
 }
 
@@ -63,13 +64,17 @@ const failures: Record<string, number> = {};
 const streamErrors: Record<string, number> = {};
 const otherEvents: Record<string, number> = {};
 let delays = new Float64Array(config.subscribers * config.eventsPerCode);
+let delaySeqs = new Uint32Array(delays.length);
 let delayCount = 0;
+/** Events with a lower seq are the warm-up (JIT, first GC) and left out of the steady-state summary. */
+const steadyFromSeq = Math.floor(config.eventsPerCode / 4);
 /** BENCH_DUMP=file: every timed event as `at,stream,seq,delay` (ms since start), for looking at tails. */
 const dumpPath = process.env.BENCH_DUMP;
 const dump: string[] = [];
 let openStreams = 0;
 /** Distinct events so far, over all streams. */
 let deliveredTotal = 0;
+let receivedReported = false;
 let started = false;
 let finished = false;
 
@@ -82,13 +87,26 @@ function errorKey(err: unknown): string {
   return typeof code === 'string' ? code : err instanceof Error ? err.message : String(err);
 }
 
-function record(delay: number): void {
+function record(delay: number, seq: number): void {
   if (delayCount === delays.length) {
     const bigger = new Float64Array(Math.max(1024, delays.length * 2));
     bigger.set(delays);
     delays = bigger;
+    const biggerSeqs = new Uint32Array(bigger.length);
+    biggerSeqs.set(delaySeqs);
+    delaySeqs = biggerSeqs;
   }
-  delays[delayCount++] = delay;
+  delays[delayCount] = delay;
+  delaySeqs[delayCount] = seq;
+  delayCount += 1;
+}
+
+/** The delays of events with seq >= steadyFromSeq. */
+function steadyDelays(): Float64Array {
+  const steady = new Float64Array(delayCount);
+  let n = 0;
+  for (let i = 0; i < delayCount; i++) if ((delaySeqs[i] ?? 0) >= steadyFromSeq) steady[n++] = delays[i] ?? 0;
+  return steady.subarray(0, n);
 }
 
 function onEvent(stream: Stream, event: EventSourceMessage): void {
@@ -106,13 +124,17 @@ function onEvent(stream: Stream, event: EventSourceMessage): void {
     stream.duplicates += 1;
     return;
   }
-  if (payload.seq !== stream.lastSeq + 1) stream.outOfOrder += 1;
+  if (payload.seq !== stream.lastSeq + 1) stream.gaps += 1;
   stream.lastSeq = payload.seq;
   deliveredTotal += 1;
-  if (deliveredTotal === config.subscribers * config.eventsPerCode) report({ type: 'received', afterMs: at - windowStart });
+  // Every event for every stream that opened: the coordinator reads CPU now, before teardown.
   // Events that arrive before `start` (a replay, a stray) are counted but not timed.
   if (!started) return;
-  record(at - payload.t);
+  if (!receivedReported && deliveredTotal >= streams.length * config.eventsPerCode) {
+    receivedReported = true;
+    report({ type: 'received', afterMs: at - windowStart });
+  }
+  record(at - payload.t, payload.seq);
   if (dumpPath !== undefined) dump.push(`${(at - windowStart).toFixed(3)},${stream.index},${payload.seq},${(at - payload.t).toFixed(3)}`);
 }
 
@@ -136,7 +158,7 @@ function open(index: number, token: string | undefined, settled: () => void): vo
   };
   if (token !== undefined) headers.Authorization = `Bearer ${token}`;
   else headers['X-User-Id'] = `bench-${index}`;
-  const stream: Stream = { index, req: undefined, res: undefined, received: 0, lastSeq: -1, duplicates: 0, outOfOrder: 0, done: true };
+  const stream: Stream = { index, req: undefined, res: undefined, received: 0, lastSeq: -1, duplicates: 0, gaps: 0, done: true };
   let answered = false;
   const fail = (cause: string): void => {
     if (answered) return;
@@ -231,12 +253,12 @@ function finish(timedOut: number): void {
   }
   let received = 0;
   let duplicates = 0;
-  let outOfOrder = 0;
+  let gaps = 0;
   let completeStreams = 0;
   for (const stream of streams) {
     received += stream.received;
     duplicates += stream.duplicates;
-    outOfOrder += stream.outOfOrder;
+    gaps += stream.gaps;
     if (stream.received - stream.duplicates === config.eventsPerCode && stream.lastSeq === config.eventsPerCode - 1) completeStreams += 1;
   }
   const message: DoneReport = {
@@ -245,12 +267,14 @@ function finish(timedOut: number): void {
     received,
     delivered: received - duplicates,
     duplicates,
-    outOfOrder,
+    gaps,
     otherEvents,
     completeStreams,
     shortStreams: streams.length - completeStreams - timedOut,
     timedOutStreams: timedOut,
     streamErrors,
+    steadyDelay: summarize(steadyDelays()),
+    steadyFromSeq,
     delay: summarize(delays.subarray(0, delayCount)),
     cpuPercent: windowMs > 0 ? ((cpu.user + cpu.system) / 1000 / windowMs) * 100 : 0,
     windowMs,
@@ -286,6 +310,7 @@ async function main(): Promise<void> {
     if (command.cmd !== 'start' || started) return;
     started = true;
     windowStart = nowMs();
+    if (dumpPath !== undefined) process.stderr.write(`window starts at load uptime ${performance.now().toFixed(0)} ms\n`);
     cpuStart = process.cpuUsage();
     setTimeout(() => finish(openStreams), (command.durationMs ?? 0) + config.graceMs);
     if (openStreams === 0) finish(0);

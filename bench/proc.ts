@@ -23,6 +23,8 @@ export interface SpawnOptions {
   readonly nofile: number;
   /** Echo the child's stderr, prefixed with its name. */
   readonly echoStderr?: boolean;
+  /** Echo the child's stdout lines that are not messages, prefixed with its name. */
+  readonly echoStdout?: boolean;
   /** More pids to SIGKILL if the coordinator dies (nginx workers). */
   readonly extraPids?: () => readonly number[];
 }
@@ -68,6 +70,7 @@ export class Proc {
         this.events.emit('update');
       } else {
         this.keep(line);
+        if (options.echoStdout === true) process.stderr.write(`[${this.name}] ${line}\n`);
       }
     });
     createInterface({ input: this.child.stderr as NodeJS.ReadableStream }).on('line', (line) => {

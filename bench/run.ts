@@ -14,7 +14,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, chmodSync, constants, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, chmodSync, constants, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -45,6 +45,8 @@ interface Subject {
   readonly pathTemplate: string;
   readonly auth: LoadConfig['auth'];
   pids(): number[];
+  /** Problems the subject logged, for the notes. */
+  diagnostics?(): string | undefined;
   stop(): Promise<void>;
 }
 
@@ -58,6 +60,9 @@ interface Row {
   subjectUserS: number;
   subjectSystemS: number;
   backendCpuS: number;
+  /** Subject CPU per opened stream while connecting, in ms. */
+  connectCpuMs: number;
+  rssReadyKb: number;
   rssConnectedKb: number;
   rssPeakKb: number;
   notes: string[];
@@ -123,6 +128,17 @@ function parseSettings(argv: string[]): Settings {
   return settings;
 }
 
+/** The open-file limit a child can get: `wanted` if the hard limit can be raised that far, else the hard limit. */
+function achievableNofile(wanted: number): number {
+  try {
+    const out = execFileSync('bash', ['-c', `ulimit -Hn ${wanted} 2>/dev/null; ulimit -Hn`], { encoding: 'utf8' }).trim();
+    const limit = out === 'unlimited' ? wanted : Number(out);
+    return Number.isSafeInteger(limit) && limit > 0 ? Math.min(limit, wanted) : wanted;
+  } catch {
+    return wanted;
+  }
+}
+
 /** The CPUs this process may run on, from taskset; undefined when taskset is missing. */
 function allowedCpus(): number[] | undefined {
   try {
@@ -170,9 +186,13 @@ class Bench {
   private readonly subjectCore: number | undefined;
   private readonly loadCore: number | undefined;
   readonly pinning: string;
+  /** Set when the open-file limit is lower than the run wants. */
+  readonly limits: string | undefined;
   private readonly nofile: number;
   private readonly codes: string[];
   private readonly jwtSecret = randomBytes(32).toString('base64url');
+  /** Worker processes of the last nginx started. */
+  nginxWorkers = 1;
 
   constructor(private readonly settings: Settings) {
     const cpuList = settings.pin ? allowedCpus() : undefined;
@@ -186,13 +206,18 @@ class Bench {
       this.pinning = settings.pin ? 'no pinning (taskset missing or fewer than 2 CPUs)' : 'no pinning (--no-pin)';
     }
     // Streams through a proxy use two descriptors each.
-    this.nofile = Math.max(65_536, settings.subscribers * 2 + 1024);
+    this.nofile = achievableNofile(Math.max(65_536, settings.subscribers * 2 + 1024));
+    if (this.nofile < settings.subscribers + 1024) {
+      this.limits = `open-file limit ${this.nofile} (hard limit, cannot be raised here): fewer streams than asked can open`;
+    } else if (this.nofile < settings.subscribers * 2 + 1024) {
+      this.limits = `open-file limit ${this.nofile} (hard limit, cannot be raised here)`;
+    }
     const width = String(settings.codes - 1).length;
     this.codes = Array.from({ length: settings.codes }, (_, i) => `bench${String(i).padStart(width, '0')}`);
   }
 
   private spawn(name: string, command: string, args: string[], core: number | undefined, env?: NodeJS.ProcessEnv, extraPids?: () => number[]): Proc {
-    return new Proc({ name, command, args, core, env, nofile: this.nofile, echoStderr: true, extraPids });
+    return new Proc({ name, command, args, core, env, nofile: this.nofile, echoStderr: true, echoStdout: process.env.BENCH_ECHO === '1', extraPids });
   }
 
   private async startBackend(): Promise<{ proc: Proc; url: string }> {
@@ -216,7 +241,10 @@ class Bench {
       MAX_CONNECTIONS_PER_USER: big,
       MAX_CONNECTIONS_PER_IP: big,
     };
-    const proc = this.spawn('relay', process.execPath, [join(DIST, 'server.js')], this.subjectCore, env);
+    // BENCH_RELAY_NODE_ARGS="--trace-gc" (or --cpu-prof …) for looking inside (BENCH_LOAD_NODE_ARGS for the
+    // load client); BENCH_ECHO=1 shows their stdout.
+    const nodeArgs = (process.env.BENCH_RELAY_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== '');
+    const proc = this.spawn('relay', process.execPath, [...nodeArgs, join(DIST, 'server.js')], this.subjectCore, env);
     const baseUrl = `http://127.0.0.1:${port}`;
     await waitHealthy(`${baseUrl}/healthz`, proc, 20_000);
     return {
@@ -234,16 +262,20 @@ class Bench {
     const dir = mkdtempSync(join(tmpdir(), 'bench-nginx-'));
     // Workers may run as another user (nobody when started as root): let them in.
     chmodSync(dir, 0o755);
-    const connections = 2 * this.settings.subscribers + 1024;
+    // One worker, unless the open-file limit cannot hold two descriptors per stream in one process:
+    // then as many workers as needed, with reuseport spreading the connections evenly.
+    const perWorker = Math.max(1024, this.nofile - 256);
+    const workers = Math.max(1, Math.ceil((2 * this.settings.subscribers + 256) / perWorker));
+    this.nginxWorkers = workers;
     const backend = new URL(backendUrl);
     const conf = `# written by bench/run.ts
 daemon off;
 master_process on;
-worker_processes 1;
+worker_processes ${workers};
 worker_rlimit_nofile ${this.nofile};
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
-events { worker_connections ${connections}; }
+events { worker_connections ${this.nofile}; }
 http {
   access_log off;
   client_body_temp_path ${dir}/client_body;
@@ -253,7 +285,7 @@ http {
   scgi_temp_path ${dir}/scgi;
   upstream backend { server ${backend.host}; keepalive 64; }
   server {
-    listen 127.0.0.1:${port} backlog=4096;
+    listen 127.0.0.1:${port} backlog=4096${workers > 1 ? ' reuseport' : ''};
     location / {
       proxy_pass http://backend;
       proxy_http_version 1.1;
@@ -267,20 +299,30 @@ http {
 }
 `;
     writeFileSync(join(dir, 'nginx.conf'), conf);
-    let workers: number[] = [];
-    const proc = this.spawn('nginx', this.settings.nginx, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], this.subjectCore, undefined, () => workers);
+    let workerPids: number[] = [];
+    const errorLog = join(dir, 'error.log');
+    const proc = this.spawn('nginx', this.settings.nginx, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', errorLog], this.subjectCore, undefined, () => workerPids);
     const baseUrl = `http://127.0.0.1:${port}`;
     await waitHealthy(`${baseUrl}/health`, proc, 20_000);
-    workers = childPids(proc.pid);
+    workerPids = childPids(proc.pid);
     return {
       name: 'nginx',
       baseUrl,
       pathTemplate: '/downloads/{code}/events',
       auth: 'header',
-      pids: () => [proc.pid, ...workers],
+      pids: () => [proc.pid, ...workerPids],
+      diagnostics: () => {
+        let lines: string[] = [];
+        try {
+          lines = readFileSync(errorLog, 'utf8').split('\n').filter((line) => /\[(alert|crit|emerg|error)\]/.test(line));
+        } catch {
+          // no log
+        }
+        return lines.length === 0 ? undefined : `${lines.length} error log lines, first: ${(lines[0] ?? '').replace(/^\S+ \S+ /, '')}`;
+      },
       stop: async () => {
         await proc.stop('SIGTERM');
-        for (const pid of workers) {
+        for (const pid of workerPids) {
           try {
             process.kill(pid, 'SIGKILL');
           } catch {
@@ -329,7 +371,9 @@ http {
         connectTimeoutMs: 15_000,
         graceMs: settings.graceMs,
       };
-      load = this.spawn('load', process.execPath, [join(HERE, 'load.js'), JSON.stringify(loadConfig)], this.loadCore, {
+      const ready = sampleProcs(subject.pids());
+      const loadArgs = (process.env.BENCH_LOAD_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== '');
+      load = this.spawn('load', process.execPath, [...loadArgs, join(HERE, 'load.js'), JSON.stringify(loadConfig)], this.loadCore, {
         ...process.env,
         BENCH_JWT_SECRET: this.jwtSecret,
       });
@@ -340,6 +384,7 @@ http {
 
       const pids = subject.pids();
       const before = sampleProcs(pids);
+      const connectCpuMs = connected.open > 0 ? (((before.ticks - ready.ticks) / CLK_TCK) * 1000) / connected.open : NaN;
       const backendBefore = sampleProc(backend.proc.pid);
       const { lastEventInMs } = await postJson<{ lastEventInMs: number }>(`${backend.url}/start`, {
         codes: this.codes,
@@ -354,17 +399,20 @@ http {
       const first = await load.message<ChildMessage>(['received', 'done'], lastEventInMs + END_AFTER_MS + settings.graceMs + 30_000);
       const after = sampleProcs(pids);
       const backendAfter = sampleProc(backend.proc.pid);
-      if (first.type !== 'received') notes.push('CPU window ends at the deadline, not at the last event (events missing)');
+      if (first.type !== 'received') notes.push('events missing: the CPU window ends when the streams ended or timed out, teardown included');
       const done = first.type === 'done' ? (first as DoneReport) : await load.message<DoneReport>('done', END_AFTER_MS + settings.graceMs + 30_000);
       const stats = await getJson<{ peakConnections: number }>(`${backend.url}/stats`);
 
       if (done.delivered < done.expected) notes.push(`${done.expected - done.delivered} events lost`);
       if (done.duplicates > 0) notes.push(`${done.duplicates} duplicates`);
-      if (done.outOfOrder > 0) notes.push(`${done.outOfOrder} out of order`);
+      if (done.gaps > 0) notes.push(`${done.gaps} gaps in seq`);
       if (done.shortStreams > 0) notes.push(`${done.shortStreams} streams ended early`);
       if (done.timedOutStreams > 0) notes.push(`${done.timedOutStreams} streams still open at the deadline`);
       if (Object.keys(done.otherEvents).length > 0) notes.push(`other events: ${describe(done.otherEvents)}`);
       if (Object.keys(done.streamErrors).length > 0) notes.push(`stream errors: ${describe(done.streamErrors)}`);
+      const diagnostics = subject.diagnostics?.();
+      if (diagnostics !== undefined) notes.push(`${name}: ${diagnostics}`);
+      if (name === 'nginx' && this.nginxWorkers > 1) notes.push(`${this.nginxWorkers} nginx workers (open-file limit)`);
       if (done.cpuPercent > 85) notes.push(`load generator at ${done.cpuPercent.toFixed(0)}% CPU: delays may be the client's`);
 
       return {
@@ -376,6 +424,8 @@ http {
         subjectUserS: (after.userTicks - before.userTicks) / CLK_TCK,
         subjectSystemS: (after.systemTicks - before.systemTicks) / CLK_TCK,
         backendCpuS: backendBefore && backendAfter ? cpuSeconds(backendBefore, backendAfter) : NaN,
+        connectCpuMs,
+        rssReadyKb: ready.rssKb,
         rssConnectedKb: before.rssKb,
         rssPeakKb: after.hwmKb,
         notes,
@@ -409,14 +459,14 @@ function per100k(cpuS: number, deliveries: number): string {
 function table(settings: Settings, rows: readonly Row[], skipped: readonly string[], header: string[]): string {
   const lines = [...header, ''];
   lines.push(
-    '| subject | delivered / expected | p50 ms | p99 ms | max ms | upstream conns (peak) | connect all (s) | subject CPU s / 100k deliveries | subject RSS MB (connected / peak) | backend CPU s / 100k | load CPU % |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
+    `| subject | delivered / expected | p50 ms | p99 ms | max ms | p99 ms, seq ≥ ${Math.floor(settings.events / 4)} | upstream conns (peak) | connect all (s) | connect CPU ms / stream | subject CPU s / 100k deliveries | subject RSS MB (ready / connected / peak) | backend CPU s / 100k | load CPU % |`,
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   );
   for (const row of rows) {
     const d = row.done;
     const delivered = d?.delivered ?? 0;
     lines.push(
-      `| ${row.subject} | ${delivered} / ${d?.expected ?? settings.subscribers * settings.events} | ${fixed(d?.delay.p50 ?? NaN, 2)} | ${fixed(d?.delay.p99 ?? NaN, 2)} | ${fixed(d?.delay.max ?? NaN, 1)} | ${row.upstreamPeak} | ${fixed(row.connected.connectMs / 1000, 2)} | ${per100k(row.subjectCpuS, delivered)} | ${fixed(row.rssConnectedKb / 1024, 0)} / ${fixed(row.rssPeakKb / 1024, 0)} | ${per100k(row.backendCpuS, delivered)} | ${fixed(d?.cpuPercent ?? NaN, 0)} |`,
+      `| ${row.subject} | ${delivered} / ${d?.expected ?? settings.subscribers * settings.events} | ${fixed(d?.delay.p50 ?? NaN, 2)} | ${fixed(d?.delay.p99 ?? NaN, 2)} | ${fixed(d?.delay.max ?? NaN, 1)} | ${fixed(d?.steadyDelay.p99 ?? NaN, 2)} | ${row.upstreamPeak} | ${fixed(row.connected.connectMs / 1000, 2)} | ${fixed(row.connectCpuMs, 2)} | ${per100k(row.subjectCpuS, delivered)} | ${fixed(row.rssReadyKb / 1024, 0)} / ${fixed(row.rssConnectedKb / 1024, 0)} / ${fixed(row.rssPeakKb / 1024, 0)} | ${per100k(row.backendCpuS, delivered)} | ${fixed(d?.cpuPercent ?? NaN, 0)} |`,
     );
   }
   lines.push('');
@@ -425,11 +475,12 @@ function table(settings: Settings, rows: readonly Row[], skipped: readonly strin
   const offsets = rows.map((r) => `${r.subject} ${fixed(r.connected.clockOffsetMs, 3)} ms (rtt ${fixed(r.connected.clockRttMs, 3)})`);
   lines.push(
     '',
-    'Delay: from the backend stamping `t` (right before its writes) to the load client parsing the event, both `performance.timeOrigin + performance.now()`; ' +
-      `estimated backend-minus-client clock offset: ${offsets.join(', ')}; not corrected. ` +
+    'Delay: from the backend stamping `t` (right before its writes) to the load client parsing the event, both `performance.timeOrigin + performance.now()`. ' +
+      `The seq ≥ column leaves out each stream's first quarter of events (JIT warm-up, first GC). ` +
+      `Estimated backend-minus-client clock offset: ${offsets.join(', ')}; not corrected. ` +
       'CPU: utime+stime from /proc from the backend\'s start signal to the last expected event received (teardown excluded), ' +
       `${CLK_TCK} ticks/s; the subject is the backend itself for direct, the relay process for relay, nginx master+worker for nginx. ` +
-      'RSS: VmRSS when all streams were open / VmHWM at the end.',
+      'RSS: VmRSS before the first connection / when all streams were open / VmHWM at the end. Connect CPU: the subject\'s CPU from ready to all streams open, per stream.',
   );
   return `${lines.join('\n')}\n`;
 }
@@ -450,6 +501,7 @@ function machineHeader(settings: Settings, bench: Bench, argv: string[]): string
     '',
     `Machine: nproc ${nproc}, ${cpus()[0]?.model ?? 'unknown CPU'}, Linux ${release()}, Node ${process.version}. ` +
       `Command: \`${command}\`. ${bench.pinning}. Connections opened ${settings.concurrency} attempts in flight at a time. ` +
+      (bench.limits === undefined ? '' : `${bench.limits}. `) +
       `Run at ${new Date().toISOString()}.`,
   ];
 }
