@@ -96,12 +96,15 @@ export class Hub {
 
   private tick(): void {
     const now = Date.now();
-    const { idleTimeoutMs } = this.config;
+    const { idleTimeoutMs, heartbeatMs } = this.config;
     for (const subscriber of this.streams) {
       if (!subscriber.opened) continue;
-      if (idleTimeoutMs > 0 && now - subscriber.lastEventAt >= idleTimeoutMs) subscriber.end('idle_timeout');
+      const quietFor = now - subscriber.lastEventAt;
+      if (idleTimeoutMs > 0 && quietFor >= idleTimeoutMs) subscriber.end('idle_timeout');
       else if (subscriber.deadline > 0 && now >= subscriber.deadline) subscriber.end('lifetime');
-      else subscriber.heartbeat();
+      // A stream that carried an event within the interval needs no heartbeat: on busy relays
+      // this keeps the tick from writing to every one of thousands of clients at once.
+      else if (quietFor >= heartbeatMs) subscriber.heartbeat();
     }
   }
 }

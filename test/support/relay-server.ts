@@ -4,6 +4,8 @@ import type { AddressInfo } from 'node:net';
 import express from 'express';
 import jwt from 'jsonwebtoken';
 import { EventSource } from 'eventsource';
+
+export { until } from '../backend/harness';
 import { type CreateRelayOptions, type Relay, createRelay } from '../../routes/relay';
 
 export const TEST_SECRET = 'test-secret-that-is-long-enough-for-hs256!';
@@ -64,11 +66,3 @@ export function collect(es: EventSource, count: number, name?: string): Promise<
   });
 }
 
-/** Resolves when `check` returns true, polling every few ms; rejects after `timeoutMs`. */
-export async function until(check: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
-  const started = Date.now();
-  while (!check()) {
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
