@@ -82,8 +82,9 @@ test('after 1,000 subscribe/unsubscribe cycles the topics, streams, timers and s
   expect(await openConnections()).toBeLessThanOrEqual(0);
   expect(relay.relay.stats.streamsOpened).toBe(1000);
   expect(relay.relay.stats.streamsClosed).toBe(1000);
-  const timersAfter = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
-  expect(timersAfter).toBeLessThanOrEqual(timersBefore);
+  // undici keeps one shared timer running for about a second after its last use: let it lapse.
+  const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+  await until(() => timers() <= timersBefore, 3000, 'timers to return to their count before the cycles');
 });
 
 test('subscribers get SSE headers at once, a retry hint, and heartbeat comments', async () => {
