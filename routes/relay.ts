@@ -5,6 +5,7 @@ import { errorHandler } from '../middleware/errors';
 import { type RelayOptions, resolveOptions } from '../src/options';
 import { type AuthorizeTopic, backendAuthorizer } from '../src/relay/authorize';
 import { Hub } from '../src/relay/hub';
+import { LocalOwnership, type TopicOwnership } from '../src/relay/ownership';
 import { RelayStats } from '../src/relay/stats';
 import { proxy } from './proxy';
 import { sharedStreamRoutes } from './streams';
@@ -17,6 +18,8 @@ export interface CreateRelayOptions extends RelayOptions {
   maxUploadBytes?: number;
   /** Your own policy for "may this user see this topic"; resolves with an HTTP status (2xx admits). Defaults to asking the backend's status route. */
   authorize?: AuthorizeTopic;
+  /** Who reads each topic's upstream and keeps its replay history. Defaults to this process, in memory. */
+  ownership?: TopicOwnership;
 }
 
 /** A mounted relay: its router, its live state, and how to stop it. */
@@ -36,7 +39,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
   const streamAgent = new Agent({ pipelining: 1, connections: null });
   const callAgent = new Agent({ pipelining: 1, connections: 64 });
   const stats = new RelayStats();
-  const hub = new Hub(config, streamAgent, stats);
+  const hub = new Hub(config, options.ownership ?? new LocalOwnership(streamAgent, config), stats);
   const authorize = options.authorize ?? backendAuthorizer(callAgent, config.authorizationCacheMs, config.upstreamHeadersTimeoutMs);
 
   const router = express.Router();

@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
-import type { Dispatcher } from 'undici';
 import type { RelayConfig } from '../options';
+import type { TopicOwnership } from './ownership';
 import type { RelayStats } from './stats';
 import { Subscriber } from './subscriber';
 import { Topic } from './topic';
@@ -31,7 +31,7 @@ export class Hub {
 
   constructor(
     private readonly config: RelayConfig,
-    private readonly dispatcher: Dispatcher,
+    private readonly ownership: TopicOwnership,
     readonly stats: RelayStats,
   ) {
     this.ticker = setInterval(() => this.tick(), config.heartbeatMs);
@@ -63,7 +63,7 @@ export class Hub {
         { key: ref.key, url: ref.url, headers: request.headers, originId: request.lastEventId },
         {
           config: this.config,
-          dispatcher: this.dispatcher,
+          ownership: this.ownership,
           stats: this.stats,
           onClosed: (closed) => {
             if (this.topics.get(closed.key) === closed) this.topics.delete(closed.key);

@@ -1,11 +1,10 @@
-import type { Dispatcher } from 'undici';
 import type { EventSourceMessage } from 'eventsource-parser';
 import { encodeEvent } from '../sse/encode';
 import type { RelayConfig } from '../options';
-import { MemoryReplayBuffer, type ReplayBuffer, type StoredEvent } from './replay';
+import type { EventFeed, TopicOwnership } from './ownership';
+import type { ReplayBuffer, StoredEvent } from './replay';
 import type { RelayStats } from './stats';
 import type { Subscriber } from './subscriber';
-import { Upstream } from './upstream';
 
 /** `opening`: waiting for the backend's answer; `live`: relaying; `finished`: the backend ended the stream. */
 export type TopicState = 'opening' | 'live' | 'finished' | 'closed';
@@ -24,7 +23,7 @@ export interface TopicInit {
 
 export interface TopicContext {
   readonly config: RelayConfig;
-  readonly dispatcher: Dispatcher;
+  readonly ownership: TopicOwnership;
   readonly stats: RelayStats;
   /** Called once when the topic is gone, so the hub forgets it. */
   onClosed(topic: Topic): void;
@@ -44,18 +43,17 @@ export class Topic {
   readonly subscribers = new Set<Subscriber>();
   private waiting: Waiting[] = [];
   private readonly replay: ReplayBuffer;
-  private readonly upstream: Upstream;
+  private readonly upstream: EventFeed;
   private lingerTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly init: TopicInit,
     private readonly context: TopicContext,
   ) {
-    this.replay = new MemoryReplayBuffer(context.config.replayBufferSize);
-    this.upstream = new Upstream(
+    this.replay = context.ownership.history(init.key);
+    this.upstream = context.ownership.feed(
+      init.key,
       { url: init.url, headers: init.headers, lastEventId: init.originId },
-      context.dispatcher,
-      context.config,
       {
         onOpen: () => this.onOpen(),
         onEvent: (event, id) => this.publish(event, id),

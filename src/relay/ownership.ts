@@ -1,0 +1,39 @@
+import type { Dispatcher } from 'undici';
+import type { RelayConfig } from '../options';
+import { MemoryReplayBuffer, type ReplayBuffer } from './replay';
+import { Upstream, type UpstreamInit, type UpstreamListener } from './upstream';
+
+/** A topic's source of events, started once and closed once. */
+export interface EventFeed {
+  start(): void;
+  /** Stops at once; no listener method is called after this. */
+  close(): void;
+}
+
+/**
+ * Who reads a topic's upstream and keeps its history. The in-memory implementation
+ * makes every process the owner of its own topics; a shared one (e.g. Redis) lets
+ * one process read the backend and the others follow its events.
+ */
+export interface TopicOwnership {
+  /** The feed of a topic's events, reported to `listener` as an upstream would. */
+  feed(key: string, init: UpstreamInit, listener: UpstreamListener): EventFeed;
+  /** The replay history of a topic. */
+  history(key: string): ReplayBuffer;
+}
+
+/** One process, no sharing: each topic reads its own upstream and keeps its history in memory. */
+export class LocalOwnership implements TopicOwnership {
+  constructor(
+    private readonly dispatcher: Dispatcher,
+    private readonly config: RelayConfig,
+  ) {}
+
+  feed(_key: string, init: UpstreamInit, listener: UpstreamListener): EventFeed {
+    return new Upstream(init, this.dispatcher, this.config, listener);
+  }
+
+  history(): ReplayBuffer {
+    return new MemoryReplayBuffer(this.config.replayBufferSize);
+  }
+}
