@@ -1,7 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
-import helmet from 'helmet';
 import jwt from 'jsonwebtoken';
 import { loadBackendConfig } from './config/backend';
 import { ConfigError } from './config/env';
@@ -50,12 +49,16 @@ async function main(config: ServerConfig): Promise<void> {
     topicLingerMs: config.topicLingerMs,
     clientMaxBufferedBytes: config.clientMaxBufferedBytes,
     maxUploadBytes: config.maxUploadBytes,
+    maxConnections: config.maxConnections,
+    maxConnectionsPerUser: config.maxConnectionsPerUser,
+    maxConnectionsPerIp: config.maxConnectionsPerIp,
+    rateLimitPerMinute: config.rateLimitPerMinute,
+    corsOrigins: config.corsOrigins,
   });
 
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', config.trustProxy);
-  app.use(helmet());
   app.use(relay.router);
   // Streams end by their own rules (idle, lifetime); uploads may take longer than Node's 300 s default.
   const server = createServer({ requestTimeout: 0 }, app);

@@ -32,8 +32,12 @@ export function userOf(res: Response): string {
   return user;
 }
 
-/** Verifies the JWT of every request and puts its `sub` in `res.locals.user`. */
-export function authenticate(options: JwtOptions): RequestHandler {
+/**
+ * Verifies the JWT of every request: its `sub` goes to `res.locals.user`, or the reason
+ * it was refused to `res.locals.authError`. Never answers; `requireUser` does, so a rate
+ * limit can sit in between and count refused requests by IP.
+ */
+export function identify(options: JwtOptions): RequestHandler {
   const { key, algorithms } = verificationKey(options);
   const cookieName = options.cookieName ?? 'access_token';
   const verifyOptions: jwt.VerifyOptions = {
@@ -43,24 +47,41 @@ export function authenticate(options: JwtOptions): RequestHandler {
     ...(options.audience !== undefined && { audience: options.audience }),
   };
 
-  return (req, res, next) => {
-    const token = tokenOf(req, cookieName);
-    if (token === undefined) return next(new HttpError('unauthorized', undefined, 401, CHALLENGE));
+  const verify = (token: string | undefined): string | HttpError => {
+    if (token === undefined) return new HttpError('unauthorized', undefined, 401, CHALLENGE);
     let payload: string | jwt.JwtPayload;
     try {
       payload = jwt.verify(token, key, verifyOptions);
     } catch (err) {
-      return next(rejection(err));
+      return rejection(err);
     }
     if (typeof payload === 'string' || typeof payload.exp !== 'number') {
-      return next(new HttpError('invalid_token', 'The token must carry an exp claim.', 401, INVALID));
+      return new HttpError('invalid_token', 'The token must carry an exp claim.', 401, INVALID);
     }
     if (typeof payload.sub !== 'string' || payload.sub === '' || payload.sub.length > 256) {
-      return next(new HttpError('invalid_token', 'The token must carry a sub claim naming the user.', 401, INVALID));
+      return new HttpError('invalid_token', 'The token must carry a sub claim naming the user.', 401, INVALID);
     }
-    res.locals.user = payload.sub;
+    return payload.sub;
+  };
+
+  return (req, res, next) => {
+    const outcome = verify(tokenOf(req, cookieName));
+    if (typeof outcome === 'string') res.locals.user = outcome;
+    else res.locals.authError = outcome;
     next();
   };
+}
+
+/** Answers 401 (with the reason `identify` found) unless the request carries a valid token. */
+export const requireUser: RequestHandler = (_req, res, next) => {
+  if (typeof res.locals.user === 'string') return next();
+  const error: unknown = res.locals.authError;
+  next(error instanceof HttpError ? error : new HttpError('unauthorized', undefined, 401, CHALLENGE));
+};
+
+/** `identify` then `requireUser`: verifies the JWT of every request and refuses those without a valid one. */
+export function authenticate(options: JwtOptions): RequestHandler[] {
+  return [identify(options), requireUser];
 }
 
 function tokenOf(req: Request, cookieName: string): string | undefined {

@@ -35,10 +35,19 @@ export const SHARED_STREAMS: readonly SharedStream[] = [
 const ID = /^[A-Za-z0-9_-]{1,128}$/;
 const LAST_EVENT_ID_MAX = 256;
 
-/** Mounts each shared stream: validate, authorize, then attach to the hub's topic. */
-export function sharedStreamRoutes(hub: Hub, backendUrl: URL, authorize: AuthorizeTopic, streams = SHARED_STREAMS): Router {
+/**
+ * Mounts each shared stream: `guards` (limits) first, then validate, authorize, and
+ * attach to the hub's topic.
+ */
+export function sharedStreamRoutes(
+  hub: Hub,
+  backendUrl: URL,
+  authorize: AuthorizeTopic,
+  guards: RequestHandler[] = [],
+  streams = SHARED_STREAMS,
+): Router {
   const router = Router();
-  for (const stream of streams) router.get(stream.path, sharedStreamHandler(hub, backendUrl, authorize, stream));
+  for (const stream of streams) router.get(stream.path, ...guards, sharedStreamHandler(hub, backendUrl, authorize, stream));
   return router;
 }
 

@@ -13,10 +13,17 @@ export class RelayStats {
   slowClientsCut = 0;
   streamsOpened = 0;
   streamsClosed = 0;
+  authFailures = 0;
   readonly closeReasons = new Map<string, number>();
+  /** Requests refused by a limit: `total`, `perUser`, `perIp` (connections) or `rate`. */
+  readonly rejections = new Map<string, number>();
 
   countClose(reason: string): void {
     this.streamsClosed += 1;
     this.closeReasons.set(reason, (this.closeReasons.get(reason) ?? 0) + 1);
+  }
+
+  countRejection(limit: string): void {
+    this.rejections.set(limit, (this.rejections.get(limit) ?? 0) + 1);
   }
 }

@@ -13,6 +13,7 @@ export type CloseReason =
   | 'shutdown';
 
 const HEARTBEAT = encodeComment('hb');
+const SSE_HEADERS_CLOSE = { ...SSE_HEADERS, Connection: 'close' };
 
 export interface SubscriberHooks {
   /** Called exactly once when the stream is over, whoever ended it. */
@@ -56,7 +57,8 @@ export class Subscriber {
     if (this.opened || this.isClosed) return;
     this.opened = true;
     this.res.socket?.setNoDelay(true);
-    this.res.writeHead(200, SSE_HEADERS);
+    // A client that asked for `Connection: close` gets it: the socket goes when the stream ends.
+    this.res.writeHead(200, this.res.req.headers.connection?.toLowerCase() === 'close' ? SSE_HEADERS_CLOSE : SSE_HEADERS);
     this.res.write(encodeRetry(retryHintMs));
   }
 

@@ -22,9 +22,12 @@ export interface RunningRelay {
   close(): Promise<void>;
 }
 
+/** Limits out of the way of tests that open many streams as few users; the limit tests set their own. */
+const NO_LIMITS: Partial<CreateRelayOptions> = { maxConnectionsPerUser: 100_000, maxConnectionsPerIp: 100_000, rateLimitPerMinute: 0 };
+
 /** The relay router in a fresh Express app on port 0. */
 export async function startRelay(backendUrl: string, options: Partial<CreateRelayOptions> = {}): Promise<RunningRelay> {
-  const relay = createRelay({ backendUrl, jwt: { secret: TEST_SECRET }, ...options });
+  const relay = createRelay({ backendUrl, jwt: { secret: TEST_SECRET }, ...NO_LIMITS, ...options });
   const app = express();
   app.use(relay.router);
   const server = app.listen(0, '127.0.0.1');

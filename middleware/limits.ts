@@ -1,0 +1,54 @@
+import type { Request, RequestHandler } from 'express';
+import { ipKeyGenerator, rateLimit } from 'express-rate-limit';
+import { HttpError } from '../src/errors';
+import type { ConnectionCounter, LimitName } from '../src/limits/connections';
+import { userOf } from './authenticate';
+
+/** Seconds a refused client is told to wait: a full relay spreads its retries, a busy user waits a little. */
+function retryAfter(limit: LimitName): string {
+  return limit === 'total' ? String(5 + Math.floor(Math.random() * 10)) : '10';
+}
+
+/** The client's address as Express sees it: the socket's peer, or `X-Forwarded-For` when `trust proxy` allows. */
+export function clientIp(req: Request): string {
+  return ipKeyGenerator(req.ip ?? req.socket.remoteAddress ?? 'unknown');
+}
+
+/**
+ * Holds a connection slot for as long as the response is open. The slot is released
+ * on the response's `close`, which every ending emits: finished, aborted, destroyed.
+ */
+export function limitConnections(counter: ConnectionCounter, onRefused?: (limit: LimitName) => void): RequestHandler {
+  return async (req, res, next) => {
+    const admission = await counter.acquire(userOf(res), clientIp(req));
+    if (!admission.ok) {
+      onRefused?.(admission.limit);
+      const code = admission.limit === 'total' ? 'over_capacity' : 'too_many_connections';
+      throw new HttpError(code, undefined, undefined, { 'Retry-After': retryAfter(admission.limit) });
+    }
+    if (res.closed) return admission.release();
+    res.once('close', admission.release);
+    next();
+  };
+}
+
+/**
+ * Requests per user per minute (`perMinute`, 0: off), or per IP for requests without a
+ * valid token, with the standard `RateLimit` and `RateLimit-Policy` headers. Mount after
+ * `identify`; the caller picks which requests count.
+ */
+export function limitRequests(perMinute: number, onRefused?: () => void): RequestHandler {
+  if (perMinute === 0) return (_req, _res, next) => next();
+  return rateLimit({
+    windowMs: 60_000,
+    limit: perMinute,
+    standardHeaders: 'draft-8',
+    legacyHeaders: false,
+    identifier: 'requests',
+    keyGenerator: (req, res) => (typeof res.locals.user === 'string' ? `user:${res.locals.user}` : `ip:${clientIp(req)}`),
+    handler: (_req, _res, next) => {
+      onRefused?.();
+      next(new HttpError('rate_limited'));
+    },
+  });
+}

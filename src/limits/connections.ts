@@ -1,0 +1,78 @@
+/** The three stream limits of a relay. */
+export interface ConnectionLimits {
+  /** Open streams in all. */
+  readonly total: number;
+  /** Open streams of one user. */
+  readonly perUser: number;
+  /** Open streams from one client IP. */
+  readonly perIp: number;
+}
+
+/** Which limit refused a stream. */
+export type LimitName = keyof ConnectionLimits;
+
+/** A granted slot: call `release` once when the stream is over (further calls do nothing). */
+export interface Lease {
+  readonly ok: true;
+  release(): void;
+}
+
+export interface Refusal {
+  readonly ok: false;
+  readonly limit: LimitName;
+}
+
+/**
+ * Counts open streams per relay, user and IP. In memory for one process; a shared
+ * implementation (e.g. Redis) counts across processes behind the same interface.
+ */
+export interface ConnectionCounter {
+  /** Takes a slot for a stream of `user` from `ip` if every limit allows it. */
+  acquire(user: string, ip: string): Promise<Lease | Refusal>;
+  /** Open streams now: in all, and how many users and IPs hold one (for metrics and tests). */
+  snapshot(): { total: number; users: number; ips: number };
+}
+
+/** Counters in this process's memory; users and IPs with no open stream are forgotten. */
+export class MemoryConnectionCounter implements ConnectionCounter {
+  private total = 0;
+  private readonly users = new Map<string, number>();
+  private readonly ips = new Map<string, number>();
+
+  constructor(private readonly limits: ConnectionLimits) {}
+
+  acquire(user: string, ip: string): Promise<Lease | Refusal> {
+    return Promise.resolve(this.take(user, ip));
+  }
+
+  snapshot(): { total: number; users: number; ips: number } {
+    return { total: this.total, users: this.users.size, ips: this.ips.size };
+  }
+
+  private take(user: string, ip: string): Lease | Refusal {
+    // The global limit first: a full relay says 503 (go elsewhere), not 429 (slow down).
+    if (this.total >= this.limits.total) return { ok: false, limit: 'total' };
+    if ((this.users.get(user) ?? 0) >= this.limits.perUser) return { ok: false, limit: 'perUser' };
+    if ((this.ips.get(ip) ?? 0) >= this.limits.perIp) return { ok: false, limit: 'perIp' };
+    this.total += 1;
+    increment(this.users, user, 1);
+    increment(this.ips, ip, 1);
+    let held = true;
+    return {
+      ok: true,
+      release: () => {
+        if (!held) return;
+        held = false;
+        this.total -= 1;
+        increment(this.users, user, -1);
+        increment(this.ips, ip, -1);
+      },
+    };
+  }
+}
+
+function increment(counts: Map<string, number>, key: string, by: number): void {
+  const next = (counts.get(key) ?? 0) + by;
+  if (next <= 0) counts.delete(key);
+  else counts.set(key, next);
+}

@@ -1,0 +1,158 @@
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import type { CreateRelayOptions } from '../../routes/relay';
+import { createRelay } from '../../routes/relay';
+import { FixtureBackend } from '../support/fixture-backend';
+import { type RunningRelay, TEST_SECRET, collect, eventSourceAs, startRelay, tokenFor, until } from '../support/relay-server';
+
+const PATH = '/downloads/limits/events';
+
+let backend: FixtureBackend;
+let relay: RunningRelay | undefined;
+const controllers: AbortController[] = [];
+
+beforeEach(async () => {
+  backend = await new FixtureBackend().start();
+});
+
+afterEach(async () => {
+  for (const controller of controllers.splice(0)) controller.abort();
+  await relay?.close();
+  relay = undefined;
+  await backend.close();
+});
+
+/** Opens a stream and keeps it open (its body unread) until the test ends. */
+async function openStream(base: string, user: string, headers: Record<string, string> = {}): Promise<Response> {
+  const controller = new AbortController();
+  controllers.push(controller);
+  return fetch(`${base}/api${PATH}`, {
+    headers: { authorization: `Bearer ${tokenFor(user)}`, ...headers },
+    signal: controller.signal,
+  });
+}
+
+async function expectRefused(response: Response, status: number, code: string): Promise<void> {
+  expect(response.status).toBe(status);
+  expect(Number(response.headers.get('retry-after'))).toBeGreaterThan(0);
+  expect(await response.json()).toEqual({ error: { code, message: expect.any(String) as string } });
+}
+
+test('a user over MAX_CONNECTIONS_PER_USER gets 429 with Retry-After; a closed stream frees its slot', async () => {
+  relay = await startRelay(backend.url, { maxConnectionsPerUser: 2 });
+  const first = await openStream(relay.url, 'alice');
+  expect((await openStream(relay.url, 'alice')).status).toBe(200);
+  await expectRefused(await openStream(relay.url, 'alice'), 429, 'too_many_connections');
+  expect((await openStream(relay.url, 'bob')).status).toBe(200);
+
+  await first.body?.cancel();
+  await until(() => relay?.relay.connections.snapshot().total === 2);
+  expect((await openStream(relay.url, 'alice')).status).toBe(200);
+  expect(relay.relay.stats.rejections.get('perUser')).toBe(1);
+});
+
+test('over MAX_CONNECTIONS the relay answers 503 with Retry-After', async () => {
+  relay = await startRelay(backend.url, { maxConnections: 2 });
+  await openStream(relay.url, 'alice');
+  await openStream(relay.url, 'bob');
+  await expectRefused(await openStream(relay.url, 'carol'), 503, 'over_capacity');
+});
+
+/** The relay in an app that trusts `hops` proxies, as TRUST_PROXY sets it. */
+async function startBehindProxy(options: Partial<CreateRelayOptions>, trustProxy: number | false): Promise<RunningRelay> {
+  const mounted = createRelay({ backendUrl: backend.url, jwt: { secret: TEST_SECRET }, rateLimitPerMinute: 0, ...options });
+  const app = express();
+  app.set('trust proxy', trustProxy);
+  app.use(mounted.router);
+  const server = app.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    relay: mounted,
+    server,
+    async close() {
+      await mounted.close();
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}
+
+test('the per-IP limit counts X-Forwarded-For clients apart only when trust proxy says so', async () => {
+  relay = await startBehindProxy({ maxConnectionsPerIp: 1 }, 1);
+  expect((await openStream(relay.url, 'a', { 'x-forwarded-for': '203.0.113.1' })).status).toBe(200);
+  expect((await openStream(relay.url, 'b', { 'x-forwarded-for': '203.0.113.2' })).status).toBe(200);
+  await expectRefused(await openStream(relay.url, 'c', { 'x-forwarded-for': '203.0.113.1' }), 429, 'too_many_connections');
+  await relay.close();
+
+  // Trusting nothing, the header is the client's word: everyone is 127.0.0.1.
+  relay = await startBehindProxy({ maxConnectionsPerIp: 1 }, false);
+  expect((await openStream(relay.url, 'a', { 'x-forwarded-for': '203.0.113.1' })).status).toBe(200);
+  await expectRefused(await openStream(relay.url, 'b', { 'x-forwarded-for': '203.0.113.2' }), 429, 'too_many_connections');
+});
+
+test('stream opens and POSTs are rate limited per user, with RateLimit headers; requests without a valid token per IP', async () => {
+  relay = await startRelay(backend.url, { rateLimitPerMinute: 3 });
+  const opened = await openStream(relay.url, 'alice');
+  expect(opened.headers.get('ratelimit')).toMatch(/^"requests"; r=2; t=(60|59)$/);
+  expect(opened.headers.get('ratelimit-policy')).toMatch(/^"requests"; q=3; w=60\b/);
+  await openStream(relay.url, 'alice');
+  const post = await fetch(`${relay.url}/api/downloads`, { method: 'POST', headers: { authorization: `Bearer ${tokenFor('alice')}` } });
+  expect(post.headers.get('ratelimit')).toMatch(/^"requests"; r=0; t=(60|59)$/);
+  await expectRefused(await openStream(relay.url, 'alice'), 429, 'rate_limited');
+  // Another user has a budget of their own; plain GETs are not counted.
+  expect((await openStream(relay.url, 'bob')).status).toBe(200);
+  const rest = await fetch(`${relay.url}/api/downloads/x/status`, { headers: { authorization: `Bearer ${tokenFor('alice')}` } });
+  expect(rest.status).not.toBe(429);
+
+  const guesses = [];
+  for (let i = 0; i < 4; i++) guesses.push((await fetch(`${relay.url}/api${PATH}`, { headers: { authorization: 'Bearer guess' } })).status);
+  expect(guesses).toEqual([401, 401, 401, 429]);
+  expect(relay.relay.stats.authFailures).toBe(3);
+});
+
+test('CORS answers preflights and credentialed requests for CORS_ORIGINS only', async () => {
+  relay = await startRelay(backend.url, { corsOrigins: ['https://app.example.com'] });
+  const preflight = await fetch(`${relay.url}/api${PATH}`, {
+    method: 'OPTIONS',
+    headers: { origin: 'https://app.example.com', 'access-control-request-method': 'GET', 'access-control-request-headers': 'authorization,last-event-id' },
+  });
+  expect(preflight.status).toBe(204);
+  expect(preflight.headers.get('access-control-allow-origin')).toBe('https://app.example.com');
+  expect(preflight.headers.get('access-control-allow-credentials')).toBe('true');
+  expect(preflight.headers.get('access-control-allow-headers')).toBe('authorization,last-event-id');
+
+  const stream = await openStream(relay.url, 'alice', { origin: 'https://app.example.com' });
+  expect(stream.status).toBe(200);
+  expect(stream.headers.get('access-control-allow-origin')).toBe('https://app.example.com');
+
+  const stranger = await openStream(relay.url, 'alice', { origin: 'https://evil.example.com' });
+  expect(stranger.headers.get('access-control-allow-origin')).toBeNull();
+  const strangerPreflight = await fetch(`${relay.url}/api${PATH}`, {
+    method: 'OPTIONS',
+    headers: { origin: 'https://evil.example.com', 'access-control-request-method': 'GET' },
+  });
+  expect(strangerPreflight.headers.get('access-control-allow-origin')).toBeNull();
+});
+
+test('streams carry helmet headers and no X-Powered-By', async () => {
+  relay = await startRelay(backend.url);
+  const stream = await openStream(relay.url, 'alice');
+  expect(stream.headers.get('content-type')).toBe('text/event-stream; charset=utf-8');
+  expect(stream.headers.get('x-content-type-options')).toBe('nosniff');
+  expect(stream.headers.get('x-powered-by')).toBeNull();
+});
+
+test('a stream past its lifetime is ended, and the client resumes without loss', async () => {
+  relay = await startRelay(backend.url, { maxStreamLifetimeMs: 150, heartbeatMs: 20, idleTimeoutMs: 0, retryHintMs: 10 });
+  backend.emit(PATH, 'data: e1\n');
+  const es = eventSourceAs(`${relay.url}/api${PATH}`, 'alice');
+  const events = collect(es, 4);
+  await until(() => (relay?.relay.stats.closeReasons.get('lifetime') ?? 0) >= 1, 5000, 'the lifetime end');
+  backend.emit(PATH, 'data: e2\n');
+  backend.emit(PATH, 'data: e3\n');
+  backend.emit(PATH, 'data: e4\n');
+  expect((await events).map((e) => e.data as string)).toEqual(['e1', 'e2', 'e3', 'e4']);
+  es.close();
+});
