@@ -14,7 +14,11 @@ export function errorHandler(log?: (err: unknown) => void): ErrorRequestHandler 
       return;
     }
     const error = asHttpError(err);
-    if (error.status >= 500) log?.(err);
+    if (error.status >= 500) {
+      log?.(err);
+      // pino-http logs the request's line with this error attached.
+      (res as unknown as { err?: unknown }).err = err;
+    }
     res.status(error.status).set(error.headers).set('Cache-Control', 'no-store').json(errorBody(error.code, error.message));
   };
 }

@@ -1,9 +1,15 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import express, { type RequestHandler, type Router } from 'express';
 import cors from 'cors';
 import helmet from 'helmet';
-import { Agent } from 'undici';
+import { type LevelWithSilent, type Logger, pino } from 'pino';
+import { pinoHttp } from 'pino-http';
+import type { Registry } from 'prom-client';
+import { Agent, request } from 'undici';
 import { identify, type JwtOptions, requireUser } from '../middleware/authenticate';
 import { errorHandler } from '../middleware/errors';
+import { HttpError } from '../src/errors';
 import { limitConnections, limitRequests } from '../middleware/limits';
 import { type ConnectionCounter, MemoryConnectionCounter } from '../src/limits/connections';
 import { type RelayOptions, resolveOptions } from '../src/options';
@@ -11,8 +17,9 @@ import { type AuthorizeTopic, backendAuthorizer } from '../src/relay/authorize';
 import { Hub } from '../src/relay/hub';
 import { LocalOwnership, type TopicOwnership } from '../src/relay/ownership';
 import { RelayStats } from '../src/relay/stats';
+import { relayMetrics } from './metrics';
 import { proxy } from './proxy';
-import { sharedStreamRoutes } from './streams';
+import { SHARED_STREAMS, type SharedStream, sharedStreamRoutes } from './streams';
 
 /** Options of `createRelay`: the core's, plus how clients authenticate and what they may use. */
 export interface CreateRelayOptions extends RelayOptions {
@@ -22,6 +29,8 @@ export interface CreateRelayOptions extends RelayOptions {
   maxUploadBytes?: number;
   /** Your own policy for "may this user see this topic"; resolves with an HTTP status (2xx admits). Defaults to asking the backend's status route. */
   authorize?: AuthorizeTopic;
+  /** The shared streams: per path, its topic key, backend stream and status route. Defaults to the contract's downloads and upload sessions. */
+  streams?: readonly SharedStream[];
   /** Who reads each topic's upstream and keeps its replay history. Defaults to this process, in memory. */
   ownership?: TopicOwnership;
   /** Open streams (shared streams, uploads, chat) in all; past it: 503. Defaults to 20000. */
@@ -38,6 +47,12 @@ export interface CreateRelayOptions extends RelayOptions {
   corsOrigins?: readonly string[];
   /** Security headers (helmet); set false if your app already sets them. Defaults to true. */
   helmet?: boolean;
+  /** Where request and stream lines go (pino). Defaults to a silent logger. */
+  logger?: Logger;
+  /** Serve Prometheus metrics at `/metrics` (with Node's process metrics). Defaults to true. */
+  metrics?: boolean;
+  /** Backend path that `/readyz` checks; its 2xx within 2 s means ready. Defaults to `/health`. */
+  healthPath?: string;
 }
 
 /** A mounted relay: its router, its live state, and how to stop it. */
@@ -47,6 +62,14 @@ export interface Relay {
   readonly hub: Hub;
   readonly stats: RelayStats;
   readonly connections: ConnectionCounter;
+  /** The Prometheus registry behind `/metrics`, to add your own metrics or merge. */
+  readonly registry: Registry | undefined;
+  /**
+   * Starts a graceful stop: `/readyz` answers 503, new streams are refused with 503, and
+   * open streams end spread over `windowMs`, each told to reconnect after `retryMs`.
+   * Resolves when they have all ended. Uploads and chats in flight are left to finish.
+   */
+  drain(windowMs: number, retryMs?: number): Promise<void>;
   /** Ends every stream and upstream now, aborting requests still in flight, and releases sockets. */
   close(): Promise<void>;
 }
@@ -79,11 +102,24 @@ export function createRelay(options: CreateRelayOptions): Relay {
     else next();
   };
 
+  const metrics = options.metrics === false ? undefined : relayMetrics({ hub, stats, connections });
+  const backendReady = cachedCheck(new URL(options.healthPath ?? '/health', config.backendUrl), callAgent);
+  let draining = false;
+  const refuseWhileDraining: RequestHandler = (_req, _res, next) => {
+    next(draining ? new HttpError('shutting_down', undefined, undefined, { 'Retry-After': '1' }) : undefined);
+  };
+
   const router = express.Router();
+  router.use(requestLog(options.logger ?? pino({ level: 'silent' })));
   if (options.helmet !== false) router.use(helmet());
   router.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
+  router.get('/readyz', async (_req, res) => {
+    const status = draining ? 'shutting_down' : (await backendReady()) ? 'ready' : 'backend_unavailable';
+    res.status(status === 'ready' ? 200 : 503).set('Cache-Control', 'no-store').json({ status });
+  });
+  if (metrics) router.get('/metrics', metrics.handler);
   if (options.corsOrigins !== undefined && options.corsOrigins.length > 0) {
     router.use(
       '/api',
@@ -100,8 +136,8 @@ export function createRelay(options: CreateRelayOptions): Relay {
     requireUser(req, res, next);
   };
   router.use('/api', identify(options.jwt), countRequest, refuseAnonymous);
-  router.use('/api', sharedStreamRoutes(hub, config.backendUrl, authorize, [rateLimited, holdSlot]));
-  router.post(STREAMING_POSTS.map((path) => `/api${path}`), holdSlot);
+  router.use('/api', sharedStreamRoutes(hub, config.backendUrl, authorize, [refuseWhileDraining, rateLimited, holdSlot], options.streams ?? SHARED_STREAMS));
+  router.post(STREAMING_POSTS.map((path) => `/api${path}`), refuseWhileDraining, holdSlot);
   router.use(
     '/api',
     proxy({
@@ -118,11 +154,62 @@ export function createRelay(options: CreateRelayOptions): Relay {
     hub,
     stats,
     connections,
+    registry: metrics?.registry,
+    async drain(windowMs, retryMs = 500) {
+      draining = true;
+      await hub.drain(windowMs, retryMs);
+    },
     async close() {
+      draining = true;
       hub.close();
       await Promise.all([streamAgent.destroy(), callAgent.destroy()]);
     },
   };
+}
+
+/** Whether the backend's health route answers 2xx within 2 s; one check at a time, its answer kept for 1 s. */
+function cachedCheck(url: URL, dispatcher: Agent): () => Promise<boolean> {
+  let last: { at: number; answer: Promise<boolean> } | undefined;
+  return () => {
+    if (last && Date.now() - last.at < 1000) return last.answer;
+    const answer = request(url, { dispatcher, headersTimeout: 2000, bodyTimeout: 2000, signal: AbortSignal.timeout(2000) }).then(
+      async ({ statusCode, body }) => {
+        await body.dump();
+        return statusCode >= 200 && statusCode < 300;
+      },
+      () => false,
+    );
+    last = { at: Date.now(), answer };
+    return answer;
+  };
+}
+
+/**
+ * One JSON line per request when it ends (for a stream: when it closes, with why and
+ * how long), with a request id from `X-Request-Id` or a new one. Only method, URL and
+ * status are logged: never a header, so never a token or a cookie.
+ */
+function requestLog(logger: Logger): RequestHandler {
+  return pinoHttp<IncomingMessage, ServerResponse, never>({
+    logger,
+    genReqId: (req, res) => {
+      const given = req.headers['x-request-id'];
+      const id = typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) ? given : randomUUID();
+      res.setHeader('X-Request-Id', id);
+      return id;
+    },
+    serializers: {
+      req: (req: { id: unknown; method: string; url: string }) => ({ id: req.id, method: req.method, url: req.url }),
+      res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
+    },
+    wrapSerializers: false,
+    customProps: (_req, res) => {
+      const locals = (res as unknown as { locals?: Record<string, unknown> }).locals;
+      const reason = locals?.closeReason;
+      return { user: locals?.user, ...(typeof reason === 'function' && { reason: (reason as () => string)() }) };
+    },
+    customLogLevel: (_req, res, err): LevelWithSilent => (err !== undefined || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info'),
+  });
 }
 
 function positive(name: string, value: number | undefined, fallback: number): number {

@@ -44,7 +44,7 @@ export function sharedStreamRoutes(
   backendUrl: URL,
   authorize: AuthorizeTopic,
   guards: RequestHandler[] = [],
-  streams = SHARED_STREAMS,
+  streams: readonly SharedStream[] = SHARED_STREAMS,
 ): Router {
   const router = Router();
   for (const stream of streams) router.get(stream.path, ...guards, sharedStreamHandler(hub, backendUrl, authorize, stream));
@@ -65,10 +65,13 @@ function sharedStreamHandler(hub: Hub, backendUrl: URL, authorize: AuthorizeTopi
       if (status === 404 || status === 403 || status === 401) throw new HttpError('not_found');
       if (status < 200 || status >= 300) throw new HttpError('bad_gateway');
     }
-    hub.subscribe(res, { key, url: new URL(stream.streamPath(id), backendUrl) }, {
+    const subscriber = hub.subscribe(res, { key, url: new URL(stream.streamPath(id), backendUrl) }, {
       headers: { 'x-user-id': user },
       lastEventId,
     });
+    if (!subscriber) return;
+    res.locals.closeReason = () => subscriber.closeReason;
+    req.log.info({ topic: key, lastEventId }, 'stream opened');
   };
 }
 

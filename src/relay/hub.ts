@@ -47,6 +47,13 @@ export class Hub {
     return this.topics.size;
   }
 
+  /** Topics whose upstream is open or being opened (finished and lingering ones hold none). */
+  get upstreamCount(): number {
+    let open = 0;
+    for (const topic of this.topics.values()) if (topic.state === 'opening' || topic.state === 'live') open += 1;
+    return open;
+  }
+
   get streamCount(): number {
     return this.streams.size;
   }
@@ -85,6 +92,25 @@ export class Hub {
     this.stats.streamsOpened += 1;
     owner.attach(subscriber, request.lastEventId);
     return subscriber;
+  }
+
+  /**
+   * Ends every stream at a random moment within `windowMs`, each told to come back
+   * after `retryMs`, so clients reconnect elsewhere spread out, not all at once. Then
+   * closes the topics and their upstreams.
+   */
+  async drain(windowMs: number, retryMs: number): Promise<void> {
+    const ends = [...this.streams].map(
+      (subscriber) =>
+        new Promise<void>((resolve) => {
+          setTimeout(() => {
+            subscriber.endWithRetry('shutdown', retryMs);
+            resolve();
+          }, Math.random() * windowMs);
+        }),
+    );
+    await Promise.all(ends);
+    this.close();
   }
 
   /** Closes every topic and stream and stops the timer. */

@@ -14,6 +14,8 @@ export class RelayStats {
   streamsOpened = 0;
   streamsClosed = 0;
   authFailures = 0;
+  /** Called per relayed event with the seconds from its parse to its write to the last subscriber. */
+  onDelivered: (seconds: number) => void = () => undefined;
   readonly closeReasons = new Map<string, number>();
   /** Requests refused by a limit: `total`, `perUser`, `perIp` (connections) or `rate`. */
   readonly rejections = new Map<string, number>();

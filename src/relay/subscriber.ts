@@ -48,6 +48,11 @@ export class Subscriber {
     res.once('close', () => this.finish(this.reason));
   }
 
+  /** Why the stream ended, or will end if it is ending now; `client_closed` unless the relay ended it. */
+  get closeReason(): CloseReason {
+    return this.reason;
+  }
+
   get isClosed(): boolean {
     return this.closed || this.res.destroyed;
   }
@@ -98,6 +103,14 @@ export class Subscriber {
     this.reason = reason;
     if (event) this.res.write(encodeEvent({ event: event.event, data: JSON.stringify(event.data) }));
     this.res.end();
+  }
+
+  /** Ends the stream telling the client to reconnect after `retryMs` (to another relay, when this one stops). */
+  endWithRetry(reason: CloseReason, retryMs: number): void {
+    if (this.isClosed) return;
+    if (!this.opened) return this.reject(503, 'shutting_down', 'The relay is shutting down; retry.', { 'Retry-After': '1' });
+    this.reason = reason;
+    this.res.end(encodeRetry(retryMs));
   }
 
   /** Answers before any header was sent: an error status with the JSON error body. */

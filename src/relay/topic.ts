@@ -133,6 +133,7 @@ export class Topic {
   }
 
   private publish(message: EventSourceMessage, effectiveId: string | undefined): void {
+    const started = performance.now();
     const { stats } = this.context;
     // After a reconnect, a backend may resend what we already relayed: drop it.
     if (message.id !== undefined && this.replay.has(message.id)) {
@@ -145,6 +146,7 @@ export class Topic {
     stats.deliveries += this.subscribers.size;
     stats.bytesRelayed += frame.length * this.subscribers.size;
     for (const subscriber of this.subscribers) subscriber.send(frame);
+    stats.onDelivered((performance.now() - started) / 1000);
   }
 
   private onOpen(): void {

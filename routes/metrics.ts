@@ -1,0 +1,87 @@
+import type { RequestHandler } from 'express';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ConnectionCounter } from '../src/limits/connections';
+import type { Hub } from '../src/relay/hub';
+import type { RelayStats } from '../src/relay/stats';
+
+interface Sources {
+  readonly hub: Hub;
+  readonly stats: RelayStats;
+  readonly connections: ConnectionCounter;
+}
+
+/**
+ * A Prometheus registry of one relay. The hot path keeps plain integer totals in
+ * `RelayStats`; the counters here read them at scrape time, so a delivery costs an
+ * addition, not a metric update per subscriber.
+ */
+export function relayMetrics({ hub, stats, connections }: Sources, defaultMetrics = true): { registry: Registry; handler: RequestHandler } {
+  const registry = new Registry();
+  if (defaultMetrics) collectDefaultMetrics({ register: registry });
+
+  const gauge = (name: string, help: string, read: () => number): void => {
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read());
+      },
+    });
+  };
+  const total = (name: string, help: string, read: () => number): void => {
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
+  };
+  const byLabel = (name: string, help: string, label: string, read: () => ReadonlyMap<string, number>): void => {
+    new Counter({
+      name,
+      help,
+      labelNames: [label],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [value, count] of read()) this.inc({ [label]: value }, count);
+      },
+    });
+  };
+
+  gauge('sse_relay_open_streams', 'Client streams open now (shared streams, uploads, chat).', () => connections.snapshot().total);
+  gauge('sse_relay_subscribers', 'Subscribers attached to shared topics now.', () => hub.streamCount);
+  gauge('sse_relay_topics', 'Shared topics held now (live, opening or lingering).', () => hub.topicCount);
+  gauge('sse_relay_upstream_connections', 'Upstream event streams open or being opened now.', () => hub.upstreamCount);
+  total('sse_relay_events_total', 'Events received from upstreams and relayed.', () => stats.eventsRelayed);
+  total('sse_relay_deliveries_total', 'Event deliveries: one per event per subscriber.', () => stats.deliveries);
+  total('sse_relay_bytes_total', 'Bytes of events written to subscribers.', () => stats.bytesRelayed);
+  total('sse_relay_replays_total', 'Resuming subscribers served from the replay buffer.', () => stats.replays);
+  total('sse_relay_resyncs_total', 'Resuming subscribers whose id was older than the buffer (resync sent).', () => stats.resyncs);
+  total('sse_relay_duplicates_dropped_total', 'Upstream events dropped because their id was already relayed.', () => stats.duplicatesDropped);
+  total('sse_relay_upstream_connects_total', 'Upstream subscriptions opened (one per topic).', () => stats.upstreamConnects);
+  total('sse_relay_upstream_reconnects_total', 'Upstream reconnects after a drop or a 5xx.', () => stats.upstreamReconnects);
+  total('sse_relay_upstream_give_ups_total', 'Upstreams abandoned after the retry budget (relay_error sent).', () => stats.upstreamGiveUps);
+  total('sse_relay_slow_clients_cut_total', 'Subscribers disconnected because their unsent bytes passed the cap.', () => stats.slowClientsCut);
+  total('sse_relay_streams_opened_total', 'Subscriber streams opened.', () => stats.streamsOpened);
+  total('sse_relay_auth_failures_total', 'Requests refused for a missing or invalid token.', () => stats.authFailures);
+  byLabel('sse_relay_streams_closed_total', 'Subscriber streams closed, by reason.', 'reason', () => stats.closeReasons);
+  byLabel('sse_relay_rejections_total', 'Requests refused by a limit: total, perUser, perIp or rate.', 'limit', () => stats.rejections);
+
+  const fanout = new Histogram({
+    name: 'sse_relay_delivery_seconds',
+    help: 'From an event parsed off the upstream to its write to the last subscriber.',
+    buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+    registers: [registry],
+  });
+  stats.onDelivered = (seconds) => fanout.observe(seconds);
+
+  const handler: RequestHandler = async (_req, res) => {
+    res.set('Content-Type', registry.contentType).set('Cache-Control', 'no-store').send(await registry.metrics());
+  };
+  return { registry, handler };
+}
