@@ -1,0 +1,138 @@
+import { connect } from 'node:net';
+import type { Readable } from 'node:stream';
+import { getGlobalDispatcher, request } from 'undici';
+import { SseResponse, TestBackend } from '../backend/harness';
+import { type RunningRelay, startRelay, tokenFor } from '../support/relay-server';
+
+let backend: TestBackend;
+let relay: RunningRelay;
+const auth = (user = 'alice'): Record<string, string> => ({ authorization: `Bearer ${tokenFor(user)}` });
+
+beforeEach(async () => {
+  backend = await TestBackend.start();
+  relay = await startRelay(backend.url, { topicLingerMs: 20 });
+});
+
+afterEach(async () => {
+  await relay.close();
+  await backend.close();
+});
+
+interface Answer {
+  readonly path: string;
+  readonly status: number;
+  readonly contentType: string;
+  readonly text: string;
+}
+
+/** One request as alice; `path` is sent as written (a URL would normalize `%2e%2e` away before it left). */
+async function call(path: string, options: { method?: 'GET' | 'POST'; headers?: Record<string, string>; body?: string | Readable } = {}): Promise<Answer> {
+  const res = await getGlobalDispatcher().request({
+    origin: relay.url,
+    path,
+    method: options.method ?? 'GET',
+    headers: { ...auth(), ...options.headers },
+    body: options.body ?? null,
+  });
+  return { path, status: res.statusCode, contentType: String(res.headers['content-type']), text: await res.body.text() };
+}
+
+/** The contract's error answer: a 4xx (or exactly `status`) with `{"error":{code,message}}`. */
+function expectJsonError(answer: Answer, status?: number): { code: string; message: string } {
+  // The path leads each comparison so that a failure names the request.
+  const path = answer.path.slice(0, 80);
+  const is4xx = answer.status >= 400 && answer.status < 500;
+  expect([path, status ?? is4xx, answer.contentType.split(';')[0]]).toEqual([path, status ?? true, 'application/json']);
+  if (status !== undefined) expect([path, answer.status]).toEqual([path, status]);
+  const body = JSON.parse(answer.text) as { error: { code: string; message: string } };
+  expect([path, body]).toEqual([path, { error: { code: expect.any(String), message: expect.stringMatching(/.{10}/) } }]);
+  return body.error;
+}
+
+/** One request written byte for byte, for what well-behaved clients refuse to send; resolves with all the server said. */
+function raw(head: string | Buffer): Promise<string> {
+  const { port } = new URL(relay.url);
+  return new Promise((resolve) => {
+    let answer = '';
+    const socket = connect(Number(port), '127.0.0.1', () => socket.end(head));
+    socket.on('data', (chunk: Buffer) => (answer += chunk.toString('latin1')));
+    // The server may reset a connection whose request it refused mid-write: what it said is still the answer.
+    socket.on('error', () => undefined);
+    socket.on('close', () => resolve(answer));
+  });
+}
+
+const rawHead = (target: string, extra = ''): string =>
+  `GET ${target} HTTP/1.1\r\nHost: relay.test\r\nAuthorization: ${auth().authorization}\r\n${extra}Connection: close\r\n\r\n`;
+
+/** The relay is alive and well: liveness, and a download streamed through it to its end. */
+async function expectRelayServes(): Promise<void> {
+  const health = await request(`${relay.url}/healthz`);
+  expect(health.statusCode).toBe(200);
+  expect(await health.body.json()).toEqual({ status: 'ok' });
+  const created = await request(`${relay.url}/api/downloads`, { method: 'POST', headers: auth() });
+  expect(created.statusCode).toBe(201);
+  const { code } = (await created.body.json()) as { code: string };
+  const res = await request(`${relay.url}/api/downloads/${code}/events`, { headers: auth() });
+  expect(res.statusCode).toBe(200);
+  const stream = new SseResponse(res.statusCode, res.headers, res.body);
+  await stream.ended;
+  expect(stream.data.at(-1)).toMatchObject({ status: 'COMPLETED' });
+}
+
+const ODD_IDS = ['a%2Fb', '%2e%2e', '..%2F..%2Fhealth', 'a%00b', 'x'.repeat(5000), '%C3%A9t%C3%A9', '%F0%9F%92%A5', '%E0%A4%A', '%'];
+
+test('odd ids on the shared stream routes are a 400 JSON error and open nothing', async () => {
+  for (const id of ODD_IDS) {
+    for (const path of [`/api/downloads/${id}/events`, `/api/documents/upload-sse/reconnect/${id}`]) {
+      const answer = await call(path);
+      const { code } = expectJsonError(answer, 400);
+      // A broken percent-encoding cannot be decoded at all; everything else is a well-formed but invalid id.
+      expect([path.slice(0, 60), code]).toEqual([path.slice(0, 60), id.startsWith('%E0') || id === '%' ? 'bad_request' : 'invalid_id']);
+    }
+  }
+  expect(relay.relay.hub.topicCount).toBe(0);
+  await expectRelayServes();
+});
+
+test('odd paths on proxied routes get a 4xx JSON answer', async () => {
+  for (const id of ODD_IDS) {
+    for (const path of [`/api/downloads/${id}/status`, `/api/sessions/${id}`, `/api/downloads/${id}/file`]) expectJsonError(await call(path));
+  }
+  expectJsonError(await call('/api/%2e%2e/%2e%2e/etc/passwd'), 404);
+  await expectRelayServes();
+});
+
+test('bytes the HTTP parser refuses (raw UTF-8 in the path) or headers past its limit (40 KB) are answered by Node; the relay lives on', async () => {
+  expect(await raw(Buffer.concat([Buffer.from('GET /api/downloads/'), Buffer.from('été', 'utf8'), Buffer.from(rawHead('/events').slice(4 + '/events'.length))]))).toMatch(
+    /^HTTP\/1\.1 400 /,
+  );
+  expect(await raw(rawHead('/api/downloads/abc/events', `X-Padding: ${'a'.repeat(40 * 1024)}\r\n`))).toMatch(/^HTTP\/1\.1 431 /);
+  await expectRelayServes();
+});
+
+test('a Last-Event-ID that is too long or has a line break or NUL is a 400 JSON error', async () => {
+  const created = await request(`${relay.url}/api/downloads`, { method: 'POST', headers: auth() });
+  const { code } = (await created.body.json()) as { code: string };
+  const path = `/api/downloads/${code}/events`;
+  for (const answer of [
+    await call(path, { headers: { 'last-event-id': '9'.repeat(300) } }),
+    await call(path, { headers: { 'last-event-id': 'x'.repeat(10_000) } }),
+    await call(`${path}?lastEventId=${'9'.repeat(5000)}`),
+    await call(`${path}?lastEventId=1%0Adata:%20injected`),
+    await call(`${path}?lastEventId=1%0D`),
+    await call(`${path}?lastEventId=1%00`),
+  ]) {
+    expect(expectJsonError(answer, 400).code).toBe('invalid_last_event_id');
+  }
+  expect(relay.relay.hub.topicCount).toBe(0);
+  await expectRelayServes();
+});
+
+test('malformed JSON is a 400 JSON answer', async () => {
+  for (const path of ['/api/chat/history', '/api/chat/stream', '/api/downloads']) {
+    const answer = await call(path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"chatbotId":"bot","page":' });
+    expect(expectJsonError(answer, 400).message).toMatch(/not valid JSON/);
+  }
+  await expectRelayServes();
+});
