@@ -43,6 +43,7 @@ export interface ProxyOptions {
 export function proxy(options: ProxyOptions): RequestHandler {
   return async (req, res) => {
     const user = userOf(res);
+    const url = upstreamUrl(req.url, options.backendUrl);
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > options.maxBodyBytes) throw new HttpError('payload_too_large', `The body is larger than ${options.maxBodyBytes} bytes.`);
 
@@ -55,7 +56,7 @@ export function proxy(options: ProxyOptions): RequestHandler {
 
     let upstream: Dispatcher.ResponseData;
     try {
-      upstream = await request(new URL(req.url, options.backendUrl), {
+      upstream = await request(url, {
         method: req.method as Dispatcher.HttpMethod,
         headers: forwardedHeaders(req, user),
         body: hasBody ? req.pipe(limit) : null,
@@ -111,6 +112,18 @@ class BodyLimit extends Transform {
     }
     callback(null, chunk);
   }
+}
+
+/**
+ * The backend's origin followed by the request's path and query. Resolved against the
+ * backend URL instead, `//host/x` or `/\host/x` would name another host, and so would an
+ * absolute-form target (`GET http://host/x`), of which only the path and query are kept.
+ */
+function upstreamUrl(target: string, backendUrl: URL): URL {
+  if (target.startsWith('/')) return new URL(`${backendUrl.origin}${target}`);
+  if (!URL.canParse(target)) throw new HttpError('bad_request', 'The request target is not a valid URL.');
+  const { pathname, search } = new URL(target);
+  return new URL(`${backendUrl.origin}${pathname}${search}`);
 }
 
 function forwardedHeaders(req: Request, user: string): Record<string, string> {

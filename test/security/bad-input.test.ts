@@ -1,4 +1,6 @@
-import { connect } from 'node:net';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import { type AddressInfo, connect } from 'node:net';
 import type { Readable } from 'node:stream';
 import { getGlobalDispatcher, request } from 'undici';
 import { SseResponse, TestBackend } from '../backend/harness';
@@ -54,7 +56,7 @@ function raw(head: string | Buffer): Promise<string> {
   const { port } = new URL(relay.url);
   return new Promise((resolve) => {
     let answer = '';
-    const socket = connect(Number(port), '127.0.0.1', () => socket.end(head));
+    const socket = connect(Number(port), '127.0.0.1', () => socket.write(head));
     socket.on('data', (chunk: Buffer) => (answer += chunk.toString('latin1')));
     // The server may reset a connection whose request it refused mid-write: what it said is still the answer.
     socket.on('error', () => undefined);
@@ -100,6 +102,36 @@ test('odd paths on proxied routes get a 4xx JSON answer', async () => {
     for (const path of [`/api/downloads/${id}/status`, `/api/sessions/${id}`, `/api/downloads/${id}/file`]) expectJsonError(await call(path));
   }
   expectJsonError(await call('/api/%2e%2e/%2e%2e/etc/passwd'), 404);
+  await expectRelayServes();
+});
+
+test('a path or request target naming another host goes to the backend, never to that host', async () => {
+  const strays: string[] = [];
+  const elsewhere = createServer((req, res) => {
+    strays.push(`${String(req.headers['x-user-id'])} ${String(req.url)}`);
+    res.end('elsewhere');
+  });
+  elsewhere.listen(0, '127.0.0.1');
+  await once(elsewhere, 'listening');
+  const host = `127.0.0.1:${(elsewhere.address() as AddressInfo).port}`;
+  try {
+    // The backend's own 404: the request stayed there. A target that is no URL at all is the relay's 400.
+    const backendNotFound = /^HTTP\/1\.1 404 [^]*\{"error":\{"code":"not_found","message":"No such route\."\}\}$/;
+    for (const [target, answer] of [
+      [`/api//${host}/x`, backendNotFound],
+      [`/api/\\${host}/x`, backendNotFound],
+      [`/api/.//${host}/x`, backendNotFound],
+      [`/api/%2F%2F${host}/x`, backendNotFound],
+      [`http://${host}/api/x`, backendNotFound],
+      ['http://127.0.0.1:99999/api/x', /^HTTP\/1\.1 400 [^]*\{"error":\{"code":"bad_request","message":"The request target is not a valid URL\."\}\}$/],
+    ] as const) {
+      expect([target, await raw(rawHead(target))]).toEqual([target, expect.stringMatching(answer)]);
+    }
+    expect(strays).toEqual([]);
+  } finally {
+    elsewhere.closeAllConnections();
+    elsewhere.close();
+  }
   await expectRelayServes();
 });
 
