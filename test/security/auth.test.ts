@@ -171,6 +171,30 @@ describe('the attack list against an HS256 relay: each is a 401 that says what w
       { code: 'invalid_token', challenge: INVALID, reason: /sub claim/ },
     ],
     [
+      'a sub that no X-User-Id header can carry (a line break)',
+      () => {
+        const token = tokenFor('alice\r\nx-user-id: bob');
+        return { headers: bearer(token), token };
+      },
+      { code: 'invalid_token', challenge: INVALID, reason: /sub claim/ },
+    ],
+    [
+      'a sub that no X-User-Id header can carry (past U+00FF)',
+      () => {
+        const token = tokenFor('用户');
+        return { headers: bearer(token), token };
+      },
+      { code: 'invalid_token', challenge: INVALID, reason: /sub claim/ },
+    ],
+    [
+      'a sub that would arrive as another user (" alice": HTTP drops the space)',
+      () => {
+        const token = tokenFor(' alice');
+        return { headers: bearer(token), token };
+      },
+      { code: 'invalid_token', challenge: INVALID, reason: /sub claim/ },
+    ],
+    [
       'no exp',
       () => {
         const token = jwt.sign({ sub: 'alice' }, TEST_SECRET);
@@ -189,6 +213,8 @@ describe('the attack list against an HS256 relay: each is a 401 that says what w
     const token = jwt.sign({}, OTHER_SECRET, { subject: 'alice', expiresIn: '1h' });
     expectRefused(await call(`/api${STREAM}`, bearer(token)), { code: 'invalid_token', challenge: INVALID, reason: /signature/, token });
     expectRefused(await call(`/api${STREAM}`), { code: 'unauthorized', challenge: 'Bearer', reason: /Bearer/ });
+    const unsendable = tokenFor('用户');
+    expectRefused(await call(`/api${STREAM}`, bearer(unsendable)), { code: 'invalid_token', challenge: INVALID, reason: /sub claim/, token: unsendable });
     expect(relay.relay.hub.topicCount).toBe(0);
   });
 
@@ -199,6 +225,12 @@ describe('the attack list against an HS256 relay: each is a 401 that says what w
     expect((await call(`/api${REST}`, bearer(early))).status).toBe(200);
     expect(seen.map((r) => r.headers['x-user-id'])).toEqual(['alice', 'bob']);
   });
+});
+
+test('subs that a header carries unchanged reach the backend as they are', async () => {
+  const subs = ['auth0|5f7c8ec7c33c6c004bbafe82', 'alice@example.com', 'José Smith', 'u'.repeat(256)];
+  for (const sub of subs) expect((await call(`/api${REST}`, bearer(tokenFor(sub)))).status).toBe(200);
+  expect(seen.map((r) => r.headers['x-user-id'])).toEqual(subs);
 });
 
 describe('asymmetric keys', () => {
