@@ -1,9 +1,10 @@
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import { type AddressInfo, connect } from 'node:net';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { getGlobalDispatcher, request } from 'undici';
-import { SseResponse, TestBackend } from '../backend/harness';
+import { SseResponse, TestBackend, multipart, sampleFile } from '../backend/harness';
+import { FixtureBackend } from '../support/fixture-backend';
 import { type RunningRelay, startRelay, tokenFor } from '../support/relay-server';
 
 let backend: TestBackend;
@@ -162,6 +163,61 @@ test('a Last-Event-ID that is too long, or that no HTTP header can carry upstrea
   }
   expect(relay.relay.hub.topicCount).toBe(0);
   await expectRelayServes();
+});
+
+describe('JSON request bodies are capped', () => {
+  /** A chat history request padded to about `bytes`, sent in 1 KB chunks without a Content-Length. */
+  function chunkedJson(bytes: number): Readable {
+    const json = Buffer.from(JSON.stringify({ chatbotId: 'bot', page: 1, padding: 'p'.repeat(bytes) }));
+    return Readable.from(Array.from({ length: Math.ceil(json.length / 1024) }, (_, i) => json.subarray(i * 1024, (i + 1) * 1024)));
+  }
+
+  test('a 2 MiB JSON body to the chat routes is the relay’s own 413 (default cap 1 MiB)', async () => {
+    const big = JSON.stringify({ chatbotId: 'bot', message: 'x'.repeat(2 * 1024 * 1024) });
+    for (const path of ['/api/chat/stream', '/api/chat/history']) {
+      const answer = await call(path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: big });
+      // The backend's own 413 would say "The request body is too large."
+      expect(expectJsonError(answer, 413)).toEqual({ code: 'payload_too_large', message: 'The body is larger than 1048576 bytes.' });
+    }
+    await expectRelayServes();
+  });
+
+  test('a declared JSON body over the cap is refused before the backend is contacted', async () => {
+    const fixture = await new FixtureBackend().start();
+    const direct = await startRelay(fixture.url);
+    try {
+      for (const type of ['application/json', 'application/json; charset=utf-8', 'Application/JSON']) {
+        const res = await request(`${direct.url}/api/chat/stream`, {
+          method: 'POST',
+          headers: { ...auth(), 'content-type': type },
+          body: JSON.stringify({ message: 'x'.repeat(1024 * 1024) }),
+        });
+        expect([type, res.statusCode]).toEqual([type, 413]);
+        await res.body.dump();
+      }
+      expect(fixture.requests).toEqual([]);
+    } finally {
+      await fixture.close();
+      await direct.close();
+    }
+  });
+
+  test('a chunked JSON body is counted on its way and cut past maxJsonBodyBytes; smaller ones and uploads pass', async () => {
+    await relay.close();
+    relay = await startRelay(backend.url, { topicLingerMs: 20, maxJsonBodyBytes: 8192 });
+    const over = await call('/api/chat/history', { method: 'POST', headers: { 'content-type': 'application/json' }, body: chunkedJson(20_000) });
+    expect(expectJsonError(over, 413)).toEqual({ code: 'payload_too_large', message: 'The body is larger than 8192 bytes.' });
+
+    const under = await call('/api/chat/history', { method: 'POST', headers: { 'content-type': 'application/json' }, body: chunkedJson(6000) });
+    expect([under.status, JSON.parse(under.text)]).toEqual([200, { messages: [], hasMore: false }]);
+
+    // The JSON cap is not the upload cap: a 20 KB multipart upload goes through.
+    const form = multipart({ chunk_size: '5000', chunk_overlap: '0' }, sampleFile(20_000));
+    const upload = await request(`${relay.url}/api/documents/upload-sse`, { method: 'POST', headers: { ...auth(), 'content-type': form.contentType }, body: form.whole });
+    const stream = new SseResponse(upload.statusCode, upload.headers, upload.body);
+    await stream.waitForEvent('complete');
+    await expectRelayServes();
+  });
 });
 
 test('malformed JSON is a 400 JSON answer', async () => {
