@@ -22,6 +22,10 @@ export interface JwtOptions {
 
 export const MIN_SECRET_LENGTH = 32;
 
+// The user travels to the backend as X-User-Id, which must carry it unchanged: undici refuses control
+// characters and anything past U+00FF, and HTTP drops a leading or trailing space (" alice" arrives as "alice").
+const USER = /^(?! )[\x20-\x7e\xa0-\xff]{1,256}(?<! )$/;
+
 const CHALLENGE = { 'WWW-Authenticate': 'Bearer' };
 const INVALID = { 'WWW-Authenticate': 'Bearer error="invalid_token"' };
 
@@ -58,8 +62,9 @@ export function identify(options: JwtOptions): RequestHandler {
     if (typeof payload === 'string' || typeof payload.exp !== 'number') {
       return new HttpError('invalid_token', 'The token must carry an exp claim.', 401, INVALID);
     }
-    if (typeof payload.sub !== 'string' || payload.sub === '' || payload.sub.length > 256) {
-      return new HttpError('invalid_token', 'The token must carry a sub claim naming the user.', 401, INVALID);
+    if (typeof payload.sub !== 'string' || !USER.test(payload.sub)) {
+      const rule = '1-256 characters, no control characters, none past U+00FF, no leading or trailing space';
+      return new HttpError('invalid_token', `The token must carry a sub claim naming the user (${rule}).`, 401, INVALID);
     }
     return payload.sub;
   };

@@ -33,7 +33,11 @@ export interface ProxyOptions {
   readonly headersTimeoutMs: number;
   /** Largest request body; past it: 413 and the upstream request is aborted. */
   readonly maxBodyBytes: number;
+  /** Largest `application/json` request body; past it: 413 and the upstream request is aborted. */
+  readonly maxJsonBodyBytes: number;
 }
+
+const JSON_TYPE = /^application\/json\s*(;|$)/i;
 
 /**
  * Streams a request to the backend (`/api/x` → `/x`) and its answer back, both ways
@@ -43,19 +47,23 @@ export interface ProxyOptions {
 export function proxy(options: ProxyOptions): RequestHandler {
   return async (req, res) => {
     const user = userOf(res);
+    const url = upstreamUrl(req.url, options.backendUrl);
+    // JSON is read whole by whoever parses it: it gets a cap of its own, far below an upload's.
+    const json = JSON_TYPE.test(req.headers['content-type'] ?? '');
+    const maxBytes = json ? Math.min(options.maxJsonBodyBytes, options.maxBodyBytes) : options.maxBodyBytes;
     const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > options.maxBodyBytes) throw new HttpError('payload_too_large', `The body is larger than ${options.maxBodyBytes} bytes.`);
+    if (declared > maxBytes) throw new HttpError('payload_too_large', `The body is larger than ${maxBytes} bytes.`);
 
     const controller = new AbortController();
     res.once('close', () => {
       if (!res.writableFinished) controller.abort();
     });
-    const limit = new BodyLimit(options.maxBodyBytes, () => controller.abort());
+    const limit = new BodyLimit(maxBytes, () => controller.abort());
     const hasBody = req.method !== 'GET' && req.method !== 'HEAD' && (declared > 0 || req.headers['transfer-encoding'] !== undefined);
 
     let upstream: Dispatcher.ResponseData;
     try {
-      upstream = await request(new URL(req.url, options.backendUrl), {
+      upstream = await request(url, {
         method: req.method as Dispatcher.HttpMethod,
         headers: forwardedHeaders(req, user),
         body: hasBody ? req.pipe(limit) : null,
@@ -66,7 +74,7 @@ export function proxy(options: ProxyOptions): RequestHandler {
         bodyTimeout: 0,
       });
     } catch (err) {
-      if (limit.exceeded) throw new HttpError('payload_too_large', `The body is larger than ${options.maxBodyBytes} bytes.`);
+      if (limit.exceeded) throw new HttpError('payload_too_large', `The body is larger than ${maxBytes} bytes.`);
       if (res.destroyed) return;
       throw upstreamError(err);
     }
@@ -111,6 +119,18 @@ class BodyLimit extends Transform {
     }
     callback(null, chunk);
   }
+}
+
+/**
+ * The backend's origin followed by the request's path and query. Resolved against the
+ * backend URL instead, `//host/x` or `/\host/x` would name another host, and so would an
+ * absolute-form target (`GET http://host/x`), of which only the path and query are kept.
+ */
+function upstreamUrl(target: string, backendUrl: URL): URL {
+  if (target.startsWith('/')) return new URL(`${backendUrl.origin}${target}`);
+  if (!URL.canParse(target)) throw new HttpError('bad_request', 'The request target is not a valid URL.');
+  const { pathname, search } = new URL(target);
+  return new URL(`${backendUrl.origin}${pathname}${search}`);
 }
 
 function forwardedHeaders(req: Request, user: string): Record<string, string> {

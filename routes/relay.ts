@@ -27,6 +27,8 @@ export interface CreateRelayOptions extends RelayOptions {
   jwt: JwtOptions;
   /** Largest request body passed to the backend (uploads); past it: 413. Defaults to 2 GiB. */
   maxUploadBytes?: number;
+  /** Largest JSON request body passed to the backend; past it: 413. Defaults to 1 MiB (1048576). */
+  maxJsonBodyBytes?: number;
   /** Your own policy for "may this user see this topic"; resolves with an HTTP status (2xx admits). Defaults to asking the backend's status route. */
   authorize?: AuthorizeTopic;
   /** The shared streams: per path, its topic key, backend stream and status route. Defaults to the contract's downloads and upload sessions. */
@@ -145,6 +147,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
       dispatcher: streamAgent,
       headersTimeoutMs: config.upstreamHeadersTimeoutMs,
       maxBodyBytes: options.maxUploadBytes ?? 2 * 1024 ** 3,
+      maxJsonBodyBytes: options.maxJsonBodyBytes ?? 1024 ** 2,
     }),
   );
   router.use(errorHandler());

@@ -2,7 +2,7 @@
 export const ERROR_CODES = {
   bad_request: { status: 400, message: 'The request is malformed.' },
   invalid_id: { status: 400, message: 'The id in the path must be 1-128 characters of A-Z, a-z, 0-9, "_" or "-".' },
-  invalid_last_event_id: { status: 400, message: 'Last-Event-ID must be at most 256 characters without CR, LF or NUL.' },
+  invalid_last_event_id: { status: 400, message: 'Last-Event-ID must be at most 256 characters, without control characters (CR, LF, NUL) or characters past U+00FF.' },
   unauthorized: { status: 401, message: 'Send a token: Authorization: Bearer <jwt>, or the access_token cookie.' },
   invalid_token: { status: 401, message: 'The token is not valid.' },
   token_expired: { status: 401, message: 'The token has expired; get a new one.' },
