@@ -7,6 +7,8 @@ import { ConfigError } from './config/env';
 import { type ServerConfig, loadConfig } from './config';
 import { createBackend } from './backend/app';
 import { createRelay } from './routes/relay';
+import { errorHandler, notFound } from './middleware/errors';
+import { pino } from 'pino';
 
 /** The user of the printed development token. */
 const DEV_USER = 'dev-user';
@@ -37,10 +39,16 @@ async function startBundledBackend(): Promise<{ url: URL; close(): Promise<void>
 }
 
 async function main(config: ServerConfig): Promise<void> {
+  const logger = pino({
+    level: config.logLevel,
+    // Request lines never carry headers; this is the net under anything else that might.
+    redact: { paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', 'headers.cookie', 'token'], censor: '[redacted]' },
+  });
   const bundled = config.backendUrl ? undefined : await startBundledBackend();
   const backendUrl = config.backendUrl ?? (bundled as { url: URL }).url;
   const relay = createRelay({
     backendUrl,
+    logger,
     jwt: config.jwt,
     heartbeatMs: config.heartbeatMs,
     idleTimeoutMs: config.idleTimeoutMs,
@@ -60,11 +68,12 @@ async function main(config: ServerConfig): Promise<void> {
   app.disable('x-powered-by');
   app.set('trust proxy', config.trustProxy);
   app.use(relay.router);
+  app.use(notFound, errorHandler());
   // Streams end by their own rules (idle, lifetime); uploads may take longer than Node's 300 s default.
   const server = createServer({ requestTimeout: 0 }, app);
   const url = await listen(server, config.port);
+  logger.info({ url, backend: backendUrl.href, bundledBackend: bundled !== undefined }, 'relay listening');
 
-  console.log(`relay listening on ${url}, relaying ${backendUrl.href}${bundled ? ' (bundled reference backend)' : ''}`);
   if (config.jwt.generated && config.jwt.secret !== undefined) {
     const token = jwt.sign({}, config.jwt.secret, { subject: DEV_USER, expiresIn: '12h' });
     const base = `http://localhost:${(server.address() as AddressInfo).port}`;
@@ -78,18 +87,33 @@ async function main(config: ServerConfig): Promise<void> {
   }
 
   let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) process.exit(1);
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: exiting at once');
+      process.exit(1);
+    }
     stopping = true;
-    console.log(`${signal}: stopping`);
+    const started = Date.now();
+    // Streams end over the first part of the budget, so their clients reconnect elsewhere
+    // spread out; uploads and chats in flight get the whole budget.
+    const drainWindowMs = Math.min(config.shutdownTimeoutMs / 2, 10_000);
+    logger.info({ signal, drainWindowMs, shutdownTimeoutMs: config.shutdownTimeoutMs, streams: relay.connections.snapshot().total }, 'stopping');
+    // Still listening while streams drain: a load balancer sees /readyz answer 503 and moves on.
+    await relay.drain(drainWindowMs);
     server.close();
-    void relay
-      .close()
-      .then(() => bundled?.close())
-      .then(() => server.closeAllConnections());
+    while (relay.connections.snapshot().total > 0 && Date.now() - started < config.shutdownTimeoutMs) {
+      server.closeIdleConnections();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const abandoned = relay.connections.snapshot().total;
+    await relay.close();
+    server.closeAllConnections();
+    await bundled?.close();
+    logger.info({ ms: Date.now() - started, abandoned }, 'stopped');
+    process.exit(0);
   };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
 }
 
 let config: ServerConfig;
