@@ -88,10 +88,8 @@ async function main(config: ServerConfig): Promise<void> {
 
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {
-    if (stopping) {
-      logger.warn({ signal }, 'second signal: exiting at once');
-      process.exit(1);
-    }
+    // A second signal means "now"; exit before anything (even a log write) can stand in the way.
+    if (stopping) process.exit(1);
     stopping = true;
     const started = Date.now();
     // Streams end over the first part of the budget, so their clients reconnect elsewhere
