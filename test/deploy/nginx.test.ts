@@ -188,3 +188,35 @@ http {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('behind nginx with TRUST_PROXY=1, the per-IP limit counts the real client addresses, not nginx and not a forged header', async () => {
+  const limited = await startRelay((backend as FixtureBackend).url, { maxConnectionsPerIp: 1 }, { trustProxy: 1 });
+  const front = await startNginx(
+    (port) => `
+  server {
+    listen 127.0.0.1:${port};
+    proxy_http_version 1.1;
+    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    location / { proxy_pass ${limited.url}; }
+  }`,
+  );
+  // Clients from two loopback addresses; each forges an X-Forwarded-For that nginx appends to.
+  const open = (from: string): Promise<IncomingMessage> =>
+    new Promise((resolveResponse, reject) => {
+      const req = request(`${front.url}/api${PATH}`, {
+        localAddress: from,
+        headers: { authorization: `Bearer ${tokenFor(`user-${from}`)}`, 'x-forwarded-for': '198.51.100.7' },
+      });
+      req.once('response', resolveResponse).once('error', reject).end();
+    });
+  try {
+    const first = await open('127.0.0.2');
+    const second = await open('127.0.0.3');
+    const third = await open('127.0.0.2');
+    expect([first.statusCode, second.statusCode, third.statusCode]).toEqual([200, 200, 429]);
+    for (const response of [first, second, third]) response.destroy();
+  } finally {
+    await front.close();
+    await limited.close();
+  }
+});

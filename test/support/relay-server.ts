@@ -26,9 +26,14 @@ export interface RunningRelay {
 const NO_LIMITS: Partial<CreateRelayOptions> = { maxConnectionsPerUser: 100_000, maxConnectionsPerIp: 100_000, rateLimitPerMinute: 0 };
 
 /** The relay router in a fresh Express app on port 0. */
-export async function startRelay(backendUrl: string, options: Partial<CreateRelayOptions> = {}): Promise<RunningRelay> {
+export async function startRelay(
+  backendUrl: string,
+  options: Partial<CreateRelayOptions> = {},
+  { trustProxy = false }: { trustProxy?: number | false } = {},
+): Promise<RunningRelay> {
   const relay = createRelay({ backendUrl, jwt: { secret: TEST_SECRET }, ...NO_LIMITS, ...options });
   const app = express();
+  app.set('trust proxy', trustProxy);
   app.use(relay.router);
   const server = app.listen(0, '127.0.0.1');
   await once(server, 'listening');
