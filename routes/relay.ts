@@ -206,8 +206,8 @@ function cachedCheck(url: URL, dispatcher: Agent): () => Promise<boolean> {
 
 /**
  * One JSON line per request when it ends (for a stream: when it closes, with why and
- * how long), with a request id from `X-Request-Id` or a new one. Only method, URL and
- * status are logged: never a header, so never a token or a cookie.
+ * how long), with a request id from `X-Request-Id` or a new one. Only method, URL (query
+ * values redacted) and status are logged: never a header, so never a token or a cookie.
  */
 function requestLog(logger: Logger): RequestHandler {
   return pinoHttp<IncomingMessage, ServerResponse, never>({
@@ -219,7 +219,7 @@ function requestLog(logger: Logger): RequestHandler {
       return id;
     },
     serializers: {
-      req: (req: { id: unknown; method: string; url: string }) => ({ id: req.id, method: req.method, url: req.url }),
+      req: (req: { id: unknown; method: string; url: string; originalUrl?: string }) => ({ id: req.id, method: req.method, url: loggedUrl(req.originalUrl ?? req.url) }),
       res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
     },
     wrapSerializers: false,
@@ -230,6 +230,23 @@ function requestLog(logger: Logger): RequestHandler {
     },
     customLogLevel: (_req, res, err): LevelWithSilent => (err !== undefined || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info'),
   });
+}
+
+/** Query values a log may keep; any other (`?access_token=`, `?sig=`) is written as `[redacted]`. */
+const LOGGED_QUERY = new Set(['lastEventId']);
+
+/** The URL as the client sent it (with the app's mount prefix), its query values redacted but `lastEventId`. */
+function loggedUrl(url: string): string {
+  const query = url.indexOf('?');
+  if (query === -1) return url;
+  const params = url
+    .slice(query + 1)
+    .split('&')
+    .map((pair) => {
+      const name = pair.split('=', 1)[0] ?? '';
+      return LOGGED_QUERY.has(name) || !pair.includes('=') ? pair : `${name}=[redacted]`;
+    });
+  return `${url.slice(0, query)}?${params.join('&')}`;
 }
 
 function positive(name: string, value: number | undefined, fallback: number): number {
