@@ -33,8 +33,12 @@ export interface CreateRelayOptions extends RelayOptions {
   authorize?: AuthorizeTopic;
   /** The shared streams: per path, its topic key, backend stream and status route. Defaults to the contract's downloads and upload sessions. */
   streams?: readonly SharedStream[];
-  /** Who reads each topic's upstream and keeps its replay history. Defaults to this process, in memory. */
-  ownership?: TopicOwnership;
+  /**
+   * Who reads each topic's upstream and keeps its replay history: an object, or a function given the
+   * relay's in-process `LocalOwnership` (on the relay's connection pool, closed by `close()`) that returns
+   * one wrapping it. Defaults to this process, in memory.
+   */
+  ownership?: TopicOwnership | ((local: LocalOwnership) => TopicOwnership);
   /** Open streams (shared streams, uploads, chat) in all; past it: 503. Defaults to 20000. */
   maxConnections?: number;
   /** Open streams per user; past it: 429. Defaults to 20. */
@@ -86,7 +90,9 @@ export function createRelay(options: CreateRelayOptions): Relay {
   const streamAgent = new Agent({ pipelining: 1, connections: null });
   const callAgent = new Agent({ pipelining: 1, connections: 64 });
   const stats = new RelayStats();
-  const hub = new Hub(config, options.ownership ?? new LocalOwnership(streamAgent, config), stats);
+  const local = new LocalOwnership(streamAgent, config);
+  const ownership = typeof options.ownership === 'function' ? options.ownership(local) : (options.ownership ?? local);
+  const hub = new Hub(config, ownership, stats);
   const authorize = options.authorize ?? backendAuthorizer(callAgent, config.authorizationCacheMs, config.upstreamHeadersTimeoutMs);
   const connections =
     options.connections ??
@@ -112,8 +118,10 @@ export function createRelay(options: CreateRelayOptions): Relay {
   };
 
   const router = express.Router();
-  router.use(requestLog(options.logger ?? pino({ level: 'silent' })));
-  if (options.helmet !== false) router.use(helmet());
+  // Only the relay's own paths: the app's routes after this router get no relay headers or log lines.
+  const own = ['/api', '/healthz', '/readyz', '/metrics'];
+  router.use(own, requestLog(options.logger ?? pino({ level: 'silent' })));
+  if (options.helmet !== false) router.use(own, helmet());
   router.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
@@ -138,7 +146,16 @@ export function createRelay(options: CreateRelayOptions): Relay {
     requireUser(req, res, next);
   };
   router.use('/api', identify(options.jwt), countRequest, refuseAnonymous);
-  router.use('/api', sharedStreamRoutes(hub, config.backendUrl, authorize, [refuseWhileDraining, rateLimited, holdSlot], options.streams ?? SHARED_STREAMS));
+  router.use(
+    '/api',
+    sharedStreamRoutes(hub, {
+      backendUrl: config.backendUrl,
+      authorize,
+      authorizeNewTopics: options.authorize !== undefined,
+      guards: [refuseWhileDraining, rateLimited, holdSlot],
+      streams: options.streams ?? SHARED_STREAMS,
+    }),
+  );
   router.post(STREAMING_POSTS.map((path) => `/api${path}`), refuseWhileDraining, holdSlot);
   router.use(
     '/api',
@@ -189,8 +206,8 @@ function cachedCheck(url: URL, dispatcher: Agent): () => Promise<boolean> {
 
 /**
  * One JSON line per request when it ends (for a stream: when it closes, with why and
- * how long), with a request id from `X-Request-Id` or a new one. Only method, URL and
- * status are logged: never a header, so never a token or a cookie.
+ * how long), with a request id from `X-Request-Id` or a new one. Only method, URL (query
+ * values redacted) and status are logged: never a header, so never a token or a cookie.
  */
 function requestLog(logger: Logger): RequestHandler {
   return pinoHttp<IncomingMessage, ServerResponse, never>({
@@ -202,7 +219,7 @@ function requestLog(logger: Logger): RequestHandler {
       return id;
     },
     serializers: {
-      req: (req: { id: unknown; method: string; url: string }) => ({ id: req.id, method: req.method, url: req.url }),
+      req: (req: { id: unknown; method: string; url: string; originalUrl?: string }) => ({ id: req.id, method: req.method, url: loggedUrl(req.originalUrl ?? req.url) }),
       res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
     },
     wrapSerializers: false,
@@ -213,6 +230,23 @@ function requestLog(logger: Logger): RequestHandler {
     },
     customLogLevel: (_req, res, err): LevelWithSilent => (err !== undefined || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info'),
   });
+}
+
+/** Query values a log may keep; any other (`?access_token=`, `?sig=`) is written as `[redacted]`. */
+const LOGGED_QUERY = new Set(['lastEventId']);
+
+/** The URL as the client sent it (with the app's mount prefix), its query values redacted but `lastEventId`. */
+function loggedUrl(url: string): string {
+  const query = url.indexOf('?');
+  if (query === -1) return url;
+  const params = url
+    .slice(query + 1)
+    .split('&')
+    .map((pair) => {
+      const name = pair.split('=', 1)[0] ?? '';
+      return LOGGED_QUERY.has(name) || !pair.includes('=') ? pair : `${name}=[redacted]`;
+    });
+  return `${url.slice(0, query)}?${params.join('&')}`;
 }
 
 function positive(name: string, value: number | undefined, fallback: number): number {

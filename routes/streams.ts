@@ -38,32 +38,37 @@ const LAST_EVENT_ID_MAX = 256;
 // `?lastEventId=`) would keep the new topic retrying for its whole budget, and everyone who joined it waiting.
 const NOT_IN_A_HEADER = /[^\t\x20-\x7e\x80-\xff]/;
 
-/**
- * Mounts each shared stream: `guards` (limits) first, then validate, authorize, and
- * attach to the hub's topic.
- */
-export function sharedStreamRoutes(
-  hub: Hub,
-  backendUrl: URL,
-  authorize: AuthorizeTopic,
-  guards: RequestHandler[] = [],
-  streams: readonly SharedStream[] = SHARED_STREAMS,
-): Router {
+/** How `sharedStreamRoutes` reaches the backend and decides who may join a topic. */
+export interface SharedStreamRouting {
+  readonly backendUrl: URL;
+  readonly authorize: AuthorizeTopic;
+  /**
+   * Ask `authorize` before opening a new topic too. Not needed when `authorize` asks the
+   * backend, whose answer to the first stream request says the same; a policy of your own must.
+   */
+  readonly authorizeNewTopics: boolean;
+  /** Handlers run first on every stream request (limits). */
+  readonly guards: readonly RequestHandler[];
+  readonly streams: readonly SharedStream[];
+}
+
+/** Mounts each shared stream: `guards` first, then validate, authorize, and attach to the hub's topic. */
+export function sharedStreamRoutes(hub: Hub, routing: SharedStreamRouting): Router {
   const router = Router();
-  for (const stream of streams) router.get(stream.path, ...guards, sharedStreamHandler(hub, backendUrl, authorize, stream));
+  for (const stream of routing.streams) router.get(stream.path, ...routing.guards, sharedStreamHandler(hub, routing, stream));
   return router;
 }
 
-function sharedStreamHandler(hub: Hub, backendUrl: URL, authorize: AuthorizeTopic, stream: SharedStream): RequestHandler {
+function sharedStreamHandler(hub: Hub, { backendUrl, authorize, authorizeNewTopics }: SharedStreamRouting, stream: SharedStream): RequestHandler {
   return async (req, res) => {
     const id = req.params.id;
     if (typeof id !== 'string' || !ID.test(id)) throw new HttpError('invalid_id');
     const user = userOf(res);
     const lastEventId = lastEventIdOf(req);
     const key = stream.key(id);
-    // A topic that is already open was authorized for someone else: ask the backend about
-    // this user first. A new topic is authorized by the backend answering its first request.
-    if (hub.topic(key)) {
+    // A topic that is already open was authorized for someone else: ask about this user first.
+    // A new topic is authorized by the backend answering its first request, unless the policy is not the backend's.
+    if (authorizeNewTopics || hub.topic(key)) {
       const status = await authorize(user, new URL(stream.statusPath(id), backendUrl)).catch(() => 502);
       if (status === 404 || status === 403 || status === 401) throw new HttpError('not_found');
       if (status < 200 || status >= 300) throw new HttpError('bad_gateway');

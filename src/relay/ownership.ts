@@ -33,7 +33,7 @@ export class LocalOwnership implements TopicOwnership {
     return new Upstream(init, this.dispatcher, this.config, listener);
   }
 
-  history(): ReplayBuffer {
+  history(_key: string): ReplayBuffer {
     return new MemoryReplayBuffer(this.config.replayBufferSize);
   }
 }

@@ -25,6 +25,10 @@ export class FixtureBackend {
   readonly sockets = new Set<Socket>();
   /** Status-route requests seen. */
   statusChecks = 0;
+  /** `GET /health` requests seen. */
+  healthChecks = 0;
+  /** What `GET /health` answers. */
+  healthStatus = 200;
   /** When set, stream requests are answered with this status instead. */
   refuseWith: number | undefined;
   url = '';
@@ -98,6 +102,10 @@ export class FixtureBackend {
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://fixture');
     const user = req.headers['x-user-id'] as string | undefined;
+    if (url.pathname === '/health') {
+      this.healthChecks += 1;
+      return json(res, this.healthStatus, this.healthStatus === 200 ? { status: 'ok' } : { status: 'unhealthy' });
+    }
     if (url.pathname.endsWith('/status')) {
       this.statusChecks += 1;
       const streamPath = url.pathname.replace(/\/status$/, '/events');

@@ -1,0 +1,242 @@
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import type { EventSource } from 'eventsource';
+import { type Logger, pino } from 'pino';
+import { FixtureBackend } from '../support/fixture-backend';
+import { type RunningRelay, collect, eventSourceAs, startRelay, tokenFor, until } from '../support/relay-server';
+
+const PATH = '/downloads/ops/events';
+
+let backend: FixtureBackend;
+let relay: RunningRelay | undefined;
+const sources: EventSource[] = [];
+
+beforeEach(async () => {
+  backend = await new FixtureBackend().start();
+});
+
+afterEach(async () => {
+  for (const es of sources.splice(0)) es.close();
+  await relay?.close();
+  relay = undefined;
+  await backend.close();
+});
+
+function open(base: string, user: string, headers: Record<string, string> = {}): EventSource {
+  const es = eventSourceAs(`${base}/api${PATH}`, user, headers);
+  sources.push(es);
+  return es;
+}
+
+async function readyz(base: string): Promise<{ status: number; body: unknown }> {
+  const response = await fetch(`${base}/readyz`);
+  return { status: response.status, body: await response.json() };
+}
+
+/** A port on which nothing listens (any more). */
+async function deadPort(): Promise<number> {
+  const server = createServer().listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+describe('/readyz', () => {
+  test('is 200 ready while the backend answers its health check, and two quick calls cost one check', async () => {
+    relay = await startRelay(backend.url);
+    expect(await readyz(relay.url)).toEqual({ status: 200, body: { status: 'ready' } });
+    expect(await readyz(relay.url)).toEqual({ status: 200, body: { status: 'ready' } });
+    expect(backend.healthChecks).toBe(1);
+
+    // The answer is kept for about a second, then asked again.
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    backend.healthStatus = 500;
+    expect(await readyz(relay.url)).toEqual({ status: 503, body: { status: 'backend_unavailable' } });
+    expect(backend.healthChecks).toBe(2);
+  });
+
+  test('is 503 when nothing listens at the backend URL', async () => {
+    relay = await startRelay(`http://127.0.0.1:${await deadPort()}`);
+    const answer = await fetch(`${relay.url}/readyz`);
+    expect(answer.status).toBe(503);
+    expect(answer.headers.get('cache-control')).toBe('no-store');
+    expect(await answer.json()).toEqual({ status: 'backend_unavailable' });
+    // Liveness is the relay's own: it stays ok.
+    expect((await fetch(`${relay.url}/healthz`)).status).toBe(200);
+  });
+
+  test('is 503 shutting_down once drain starts, and new streams are refused with Retry-After', async () => {
+    relay = await startRelay(backend.url);
+    expect((await readyz(relay.url)).status).toBe(200);
+    await relay.relay.drain(0);
+    expect(await readyz(relay.url)).toEqual({ status: 503, body: { status: 'shutting_down' } });
+    const refused = await fetch(`${relay.url}/api${PATH}`, { headers: { authorization: `Bearer ${tokenFor('alice')}` } });
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBe('1');
+  });
+});
+
+/** The value of one sample line (`name` or `name{labels}`) of Prometheus text; undefined when absent. */
+function sample(text: string, name: string): number | undefined {
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#')) continue;
+    const space = line.lastIndexOf(' ');
+    if (line.slice(0, space) === name) return Number(line.slice(space + 1));
+  }
+  return undefined;
+}
+
+async function scrape(base: string): Promise<string> {
+  const response = await fetch(`${base}/metrics`);
+  expect(response.status).toBe(200);
+  expect(response.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+  return response.text();
+}
+
+test('/metrics counts streams, subscribers, topics, upstreams, events, deliveries, closes, auth failures and limit refusals', async () => {
+  relay = await startRelay(backend.url, { maxConnectionsPerUser: 2, topicLingerMs: 0 });
+  const before = await scrape(relay.url);
+  expect(sample(before, 'sse_relay_open_streams')).toBe(0);
+  expect(sample(before, 'sse_relay_events_total')).toBe(0);
+  expect(sample(before, 'process_cpu_user_seconds_total')).toBeGreaterThan(0);
+
+  const first = open(relay.url, 'alice');
+  const second = open(relay.url, 'alice');
+  const firstGot = collect(first, 3);
+  const secondGot = collect(second, 3);
+  await until(() => relay?.relay.hub.streamCount === 2 && backend.listeners(PATH) === 1, 5000, 'two subscribers on one upstream');
+  const third = await fetch(`${relay.url}/api${PATH}`, { headers: { authorization: `Bearer ${tokenFor('alice')}` } });
+  expect(third.status).toBe(429);
+  const anonymous = await fetch(`${relay.url}/api${PATH}`, { headers: { authorization: 'Bearer not-a-jwt' } });
+  expect(anonymous.status).toBe(401);
+
+  for (const n of [1, 2, 3]) backend.emit(PATH, `data: e${n}\n`);
+  await Promise.all([firstGot, secondGot]);
+  const live = await scrape(relay.url);
+  expect(sample(live, 'sse_relay_open_streams')).toBe(2);
+  expect(sample(live, 'sse_relay_subscribers')).toBe(2);
+  expect(sample(live, 'sse_relay_topics')).toBe(1);
+  expect(sample(live, 'sse_relay_upstream_connections')).toBe(1);
+  expect(sample(live, 'sse_relay_events_total')).toBe(3);
+  expect(sample(live, 'sse_relay_deliveries_total')).toBe(6);
+  expect(sample(live, 'sse_relay_delivery_seconds_count')).toBe(3);
+  expect(sample(live, 'sse_relay_streams_opened_total')).toBe(2);
+  expect(sample(live, 'sse_relay_auth_failures_total')).toBe(1);
+  expect(sample(live, 'sse_relay_rejections_total{limit="perUser"}')).toBe(1);
+
+  // One client leaves; the other's upstream finishes.
+  first.close();
+  await until(() => relay?.relay.hub.streamCount === 1, 5000, 'the first stream to close');
+  second.onerror = () => second.close();
+  backend.end(PATH);
+  await until(() => relay?.relay.hub.streamCount === 0 && relay.relay.hub.topicCount === 0, 5000, 'the second stream and its topic to close');
+
+  const after = await scrape(relay.url);
+  expect(sample(after, 'sse_relay_open_streams')).toBe(0);
+  expect(sample(after, 'sse_relay_subscribers')).toBe(0);
+  expect(sample(after, 'sse_relay_topics')).toBe(0);
+  expect(sample(after, 'sse_relay_upstream_connections')).toBe(0);
+  expect(sample(after, 'sse_relay_streams_closed_total{reason="client_closed"}')).toBe(1);
+  expect(sample(after, 'sse_relay_streams_closed_total{reason="upstream_ended"}')).toBe(1);
+  expect(sample(after, 'sse_relay_events_total')).toBe(3);
+  expect(sample(after, 'sse_relay_deliveries_total')).toBe(6);
+  if (process.env.SHOW_METRICS) console.log(after.split('\n').filter((line) => line.startsWith('sse_relay_') && !line.includes('_bucket')).join('\n'));
+});
+
+describe('logs', () => {
+  /** A pino logger whose lines land in memory. */
+  function memoryLogger(): { logger: Logger; text: () => string; lines: () => Record<string, unknown>[] } {
+    const chunks: string[] = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        chunks.push(chunk.toString());
+        callback();
+      },
+    });
+    const text = (): string => chunks.join('');
+    return {
+      logger: pino(destination),
+      text,
+      lines: () =>
+        text()
+          .split('\n')
+          .filter((line) => line !== '')
+          .map((line) => JSON.parse(line) as Record<string, unknown>),
+    };
+  }
+
+  test('carry request ids, stream opens and closes with reason and time, and never a token or cookie', async () => {
+    const log = memoryLogger();
+    relay = await startRelay(backend.url, { logger: log.logger });
+    const bearer = tokenFor('alice');
+    const cookie = tokenFor('bob');
+    const inQuery = tokenFor('carol');
+    const poster = tokenFor('dave');
+    const bad = 'bad.token-that-must-not-be-logged';
+
+    // A stream with a client's request id, closed by the client.
+    const es = open(relay.url, 'alice', { 'x-request-id': 'client-chosen-id' });
+    const got = collect(es, 1);
+    await until(() => backend.listeners(PATH) === 1, 5000, 'the stream to open');
+    backend.emit(PATH, 'data: hello\n');
+    await got;
+    es.close();
+    await until(() => relay?.relay.hub.streamCount === 0, 5000, 'the stream to close');
+
+    const echoed = await fetch(`${relay.url}/api/downloads/ops/status`, { headers: { authorization: `Bearer ${bearer}`, 'x-request-id': 'echo-me-1' } });
+    expect(echoed.headers.get('x-request-id')).toBe('echo-me-1');
+    const made = await fetch(`${relay.url}/api/downloads/ops/status`, { headers: { cookie: `access_token=${cookie}` } });
+    expect(made.status).toBe(200);
+    const madeId = made.headers.get('x-request-id') ?? '';
+    expect(madeId).toMatch(/^[0-9a-f-]{36}$/);
+    expect((await fetch(`${relay.url}/api${PATH}`, { headers: { authorization: `Bearer ${bad}` } })).status).toBe(401);
+    // A token in the query string is not accepted; it must not be written down either.
+    expect((await fetch(`${relay.url}/api/downloads/ops/status?access_token=${inQuery}&lastEventId=7`)).status).toBe(401);
+
+    const chat = fetch(`${relay.url}/api/chat/stream`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${poster}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ chatbotId: 'c', message: 'hi' }),
+    });
+    await until(() => backend.listeners('/chat/stream') === 1, 5000, 'the chat stream to open');
+    backend.emit('/chat/stream', 'event: message_stop\ndata: {}\n');
+    backend.end('/chat/stream');
+    expect(await (await chat).text()).toContain('message_stop');
+
+    await until(() => log.lines().some((line) => (line.req as { url?: string } | undefined)?.url === '/api/chat/stream'), 5000, 'the chat line');
+    const text = log.text();
+    for (const secret of [bearer, cookie, inQuery, poster, bad]) expect(text).not.toContain(secret);
+
+    const lines = log.lines();
+    const byId = (id: string): Record<string, unknown>[] => lines.filter((line) => (line.req as { id?: string } | undefined)?.id === id);
+    const opened = byId('client-chosen-id').find((line) => line.msg === 'stream opened');
+    expect(opened).toMatchObject({ topic: 'download:ops' });
+    const closed = byId('client-chosen-id').find((line) => line.msg !== 'stream opened');
+    expect(closed).toMatchObject({ user: 'alice', reason: 'client_closed', res: { statusCode: 200 } });
+    expect(typeof closed?.responseTime).toBe('number');
+    expect(byId('echo-me-1')).toHaveLength(1);
+    expect(byId(madeId)).toMatchObject([{ user: 'bob', req: { method: 'GET', url: '/api/downloads/ops/status' } }]);
+    const queried = lines.find((line) => (line.req as { url?: string }).url?.includes('access_token'));
+    expect(queried).toMatchObject({ res: { statusCode: 401 }, req: { url: '/api/downloads/ops/status?access_token=[redacted]&lastEventId=7' } });
+  });
+
+  test('a stream whose upstream ends is logged with reason upstream_ended', async () => {
+    const log = memoryLogger();
+    relay = await startRelay(backend.url, { logger: log.logger });
+    const es = open(relay.url, 'alice');
+    es.onerror = () => es.close();
+    await until(() => backend.listeners(PATH) === 1, 5000, 'the stream to open');
+    backend.emit(PATH, 'data: last\n');
+    backend.end(PATH);
+    await until(() => log.lines().some((line) => line.reason === 'upstream_ended'), 5000, 'the close line');
+    expect(log.lines().find((line) => line.reason === 'upstream_ended')).toMatchObject({
+      req: { method: 'GET', url: `/api${PATH}` },
+      res: { statusCode: 200 },
+      responseTime: expect.any(Number) as number,
+    });
+  });
+});
