@@ -192,13 +192,12 @@ function cachedCheck(url: URL, dispatcher: Agent): () => Promise<boolean> {
   let last: { at: number; answer: Promise<boolean> } | undefined;
   return () => {
     if (last && Date.now() - last.at < 1000) return last.answer;
-    const answer = request(url, { dispatcher, headersTimeout: 2000, bodyTimeout: 2000, signal: AbortSignal.timeout(2000) }).then(
-      async ({ statusCode, body }) => {
+    const answer = request(url, { dispatcher, headersTimeout: 2000, bodyTimeout: 2000, signal: AbortSignal.timeout(2000) })
+      .then(async ({ statusCode, body }) => {
         await body.dump();
         return statusCode >= 200 && statusCode < 300;
-      },
-      () => false,
-    );
+      })
+      .catch(() => false);
     last = { at: Date.now(), answer };
     return answer;
   };
