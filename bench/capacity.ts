@@ -73,11 +73,14 @@ async function runOne(lab: Lab, settings: CapacitySettings, name: SubjectName): 
   const startLoad = load1();
   const notes: string[] = [];
   const codes = codeNames(settings.codes);
-  // A Node subject holds one descriptor per stream (plus one per code upstream for the relay);
-  // nginx holds two, spread over workers. Keep headroom for everything else.
-  const subjectLimit = name === 'nginx' ? Infinity : lab.nofile - 300 - settings.codes;
-  const target = Math.min(settings.max, subjectLimit);
-  if (target < settings.max) notes.push(`stopped at ${target}, not ${settings.max}: open-file limit ${lab.nofile} per process`);
+  // One process holds one descriptor per stream: the relay (plus one per code upstream), the
+  // backend for direct, and the backend behind nginx too (nginx's own two per stream are spread
+  // over workers). Keep headroom for everything else.
+  const target = Math.min(settings.max, lab.nofile - 300 - settings.codes);
+  if (target < settings.max) {
+    const holder = name === 'relay' ? 'the relay' : name === 'nginx' ? 'the backend behind nginx' : 'the backend';
+    notes.push(`stopped at ${target}, not ${settings.max}: open-file limit ${lab.nofile} per process (${holder} holds one per stream)`);
+  }
   const perClient = lab.nofile - 300;
   const clientCount = Math.max(1, Math.ceil(target / perClient));
   if (clientCount > 1) notes.push(`${clientCount} load client processes (open-file limit ${lab.nofile} each)`);
