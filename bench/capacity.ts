@@ -1,0 +1,197 @@
+/**
+ * Capacity scenario: idle subscribers (no events, over a fixed set of codes) are
+ * added step by step until the target, the memory budget, or the open-file limit;
+ * after each step the subject's RSS (and, for Node subjects, its heap after a full
+ * GC) is read. Reports memory per subscriber and the time to connect them all.
+ */
+import { join } from 'node:path';
+import { sampleProcs } from './common';
+import type { CapacityClientConfig } from './capacity-client';
+import { type ScenarioOutcome, codeNames, describe, fixed } from './fanout';
+import { type Lab, type Subject, type SubjectName, load1 } from './lab';
+import type { Proc } from './proc';
+
+export interface CapacitySettings {
+  /** Subscribers to reach. */
+  max: number;
+  step: number;
+  codes: number;
+  /** Stop adding when the subject's RSS passes this. */
+  budgetMb: number;
+  concurrency: number;
+}
+
+interface Step {
+  subscribers: number;
+  rssKb: number;
+  heapUsed: number | undefined;
+  /** Time this step's connections took, ms. */
+  ms: number;
+}
+
+interface CapacityRow {
+  subject: SubjectName;
+  target: number;
+  steps: Step[];
+  clients: number;
+  failed: number;
+  closed: number;
+  stoppedBecause: string;
+  load1: number;
+  notes: string[];
+}
+
+interface HeapMessage {
+  readonly type: 'heap';
+  readonly heapUsed: number;
+}
+
+/** Full GC in `proc` (heap probe), then its heap; undefined when the subject has no Node process. */
+async function heapAfterGc(proc: Proc | undefined): Promise<number | undefined> {
+  if (!proc) return undefined;
+  process.kill(proc.pid, 'SIGUSR2');
+  const message = await proc.message<HeapMessage & { [key: string]: unknown }>('heap', 30_000);
+  return message.heapUsed;
+}
+
+/** Least-squares slope of y over x. */
+function slope(points: readonly (readonly [number, number])[]): number {
+  const n = points.length;
+  if (n < 2) return NaN;
+  const mx = points.reduce((a, [x]) => a + x, 0) / n;
+  const my = points.reduce((a, [, y]) => a + y, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (const [x, y] of points) {
+    num += (x - mx) * (y - my);
+    den += (x - mx) ** 2;
+  }
+  return den === 0 ? NaN : num / den;
+}
+
+async function runOne(lab: Lab, settings: CapacitySettings, name: SubjectName): Promise<CapacityRow> {
+  const startLoad = load1();
+  const notes: string[] = [];
+  const codes = codeNames(settings.codes);
+  // One process holds one descriptor per stream: the relay (plus one per code upstream), the
+  // backend for direct, and the backend behind nginx too (nginx's own two per stream are spread
+  // over workers). Keep headroom for everything else.
+  const target = Math.min(settings.max, lab.nofile - 300 - settings.codes);
+  if (target < settings.max) {
+    const holder = name === 'relay' ? 'the relay' : name === 'nginx' ? 'the backend behind nginx' : 'the backend';
+    notes.push(`stopped at ${target}, not ${settings.max}: open-file limit ${lab.nofile} per process (${holder} holds one per stream)`);
+  }
+  const perClient = lab.nofile - 300;
+  const clientCount = Math.max(1, Math.ceil(target / perClient));
+  if (clientCount > 1) notes.push(`${clientCount} load client processes (open-file limit ${lab.nofile} each)`);
+
+  const backend = await lab.startBenchBackend(lab.subjectCore);
+  let subject: Subject | undefined;
+  const clients: Proc[] = [];
+  try {
+    subject = await lab.startSubject(name, backend, lab.subjectCore, target);
+    for (let i = 0; i < clientCount; i++) {
+      const config: CapacityClientConfig = {
+        baseUrl: subject.baseUrl,
+        pathTemplate: `${subject.prefix}/downloads/{code}/events`,
+        codes,
+        auth: subject.auth,
+        firstIndex: i * 1_000_000,
+        concurrency: Math.max(1, Math.floor(settings.concurrency / clientCount)),
+      };
+      const client = lab.spawn(`capacity-client-${i}`, process.execPath, [join(__dirname, 'capacity-client.js'), JSON.stringify(config)], lab.loadCore, {
+        ...process.env,
+        BENCH_JWT_SECRET: lab.jwtSecret,
+      });
+      clients.push(client);
+      await client.message('ready', 15_000);
+    }
+    const heapBase = await heapAfterGc(subject.node);
+    const steps: Step[] = [{ subscribers: 0, rssKb: sampleProcs(subject.pids()).rssKb, heapUsed: heapBase, ms: 0 }];
+    let total = 0;
+    let failed = 0;
+    let closed = 0;
+    let failures: Record<string, number> = {};
+    let stoppedBecause = `reached ${target}`;
+    while (total < target) {
+      const count = Math.min(settings.step, target - total);
+      const t0 = performance.now();
+      clients.forEach((client, i) => client.send({ cmd: 'open', count: Math.floor(count / clientCount) + (i < count % clientCount ? 1 : 0) }));
+      const reports = await Promise.all(
+        clients.map((client) => client.message<{ type: 'opened'; open: number; failed: number; closed: number; failures: Record<string, number> }>('opened', 120_000 + count * 20)),
+      );
+      const ms = performance.now() - t0;
+      total = reports.reduce((sum, r) => sum + r.open, 0);
+      failed = reports.reduce((sum, r) => sum + r.failed, 0);
+      closed = reports.reduce((sum, r) => sum + r.closed, 0);
+      failures = Object.assign({}, ...reports.map((r) => r.failures)) as Record<string, number>;
+      const heapUsed = await heapAfterGc(subject.node);
+      const rssKb = sampleProcs(subject.pids()).rssKb;
+      steps.push({ subscribers: total, rssKb, heapUsed, ms });
+      console.error(`bench: capacity: ${name}: ${total} open, RSS ${fixed(rssKb / 1024, 0)} MB${heapUsed === undefined ? '' : `, heap ${fixed(heapUsed / 2 ** 20, 0)} MB`}`);
+      if (failed > 0) {
+        stoppedBecause = `${failed} streams failed to open (${describe(failures)})`;
+        break;
+      }
+      if (rssKb / 1024 > settings.budgetMb) {
+        stoppedBecause = `memory budget ${settings.budgetMb} MB reached`;
+        break;
+      }
+    }
+    if (closed > 0) notes.push(`${closed} streams closed while idle`);
+    const diagnostics = subject.diagnostics?.();
+    if (diagnostics !== undefined) notes.push(diagnostics);
+    if (name === 'nginx' && lab.nginxWorkers > 1) notes.push(`${lab.nginxWorkers} nginx workers (open-file limit)`);
+    return { subject: name, target, steps, clients: clientCount, failed, closed, stoppedBecause, load1: startLoad, notes };
+  } finally {
+    await Promise.all(clients.map((client) => client.stop('SIGTERM', 2000)));
+    await subject?.stop();
+    await backend.proc.stop();
+  }
+}
+
+export async function runCapacity(lab: Lab, settings: CapacitySettings, subjects: readonly SubjectName[]): Promise<ScenarioOutcome> {
+  const rows: CapacityRow[] = [];
+  const failures: string[] = [];
+  for (const name of subjects) {
+    console.error(`bench: capacity: ${name}: up to ${settings.max} idle subscribers over ${settings.codes} codes …`);
+    try {
+      rows.push(await runOne(lab, settings, name));
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      failures.push(`${name}: FAILED: ${message.split('\n')[0] ?? ''}`);
+      console.error(`bench: capacity: ${name} failed: ${message}`);
+    }
+  }
+  const lines = [
+    `### Capacity: idle subscribers over ${settings.codes} codes, added ${settings.step} at a time`,
+    '',
+    '| subject | subscribers held | stopped because | time to connect all (s) | RSS MB (before / after) | RSS KiB / subscriber (whole / marginal) | heap KiB / subscriber (whole / marginal) | load avg |',
+    '|---|---|---|---|---|---|---|---|',
+  ];
+  for (const row of rows) {
+    const first = row.steps[0];
+    const last = row.steps[row.steps.length - 1];
+    if (!first || !last || last.subscribers === 0) continue;
+    const n = last.subscribers;
+    const measured = row.steps.slice(1);
+    const rssWhole = (last.rssKb - first.rssKb) / n;
+    const rssMarginal = slope(measured.map((s) => [s.subscribers, s.rssKb]));
+    const heapWhole = last.heapUsed !== undefined && first.heapUsed !== undefined ? (last.heapUsed - first.heapUsed) / 1024 / n : NaN;
+    const heapMarginal = slope(measured.filter((s) => s.heapUsed !== undefined).map((s) => [s.subscribers, (s.heapUsed ?? 0) / 1024]));
+    const connectS = row.steps.reduce((sum, s) => sum + s.ms, 0) / 1000;
+    lines.push(
+      `| ${row.subject} | ${n} | ${row.stoppedBecause} | ${fixed(connectS, 2)} | ${fixed(first.rssKb / 1024, 0)} / ${fixed(last.rssKb / 1024, 0)} | ${fixed(rssWhole, 1)} / ${fixed(rssMarginal, 1)} | ${row.subject === 'nginx' ? 'n/a' : `${fixed(heapWhole, 1)} / ${fixed(heapMarginal, 1)}`} | ${fixed(row.load1, 1)} |`,
+    );
+  }
+  lines.push('');
+  for (const row of rows) if (row.notes.length > 0) lines.push(`- ${row.subject}: ${row.notes.join('; ')}`);
+  for (const line of failures) lines.push(`- ${line}`);
+  lines.push(
+    '',
+    'RSS: VmRSS of the subject (nginx: master + workers; direct: the backend) after a full GC in Node subjects. ' +
+      '"whole" = (RSS after − RSS before the first stream) / subscribers, so it includes code compiled on the way; "marginal" = least-squares slope over the steps. ' +
+      'Heap: heapUsed after `gc()` (heap probe preloaded with --expose-gc). Connect time: the sum of the steps, each opened with bounded concurrency, JWT per subscriber for the relay.',
+  );
+  return { markdown: `${lines.join('\n')}\n`, data: { settings, rows, failures }, failed: failures.length > 0 };
+}

@@ -1,0 +1,137 @@
+/**
+ * Subscribe-rate scenario: new streams per second, each a new user (for the relay:
+ * a JWT verified and the backend's status route asked), offered at rising rates
+ * until p99 connect time passes the limit. The subject and the backend share one
+ * CPU, the client has the other.
+ */
+import { join } from 'node:path';
+import { nowMs, sampleProcs } from './common';
+import { type ScenarioOutcome, codeNames, describe, fixed } from './fanout';
+import { CLK_TCK, type Lab, type Subject, type SubjectName, load1 } from './lab';
+import type { Proc } from './proc';
+import type { StepReport, SubscribeClientConfig } from './subscribe-client';
+
+export interface SubscribeSettings {
+  rates: number[];
+  stepMs: number;
+  codes: number;
+  p99LimitMs: number;
+}
+
+interface SubscribeRow {
+  subject: SubjectName;
+  steps: (StepReport & { subjectCpuPercent: number; backendCpuPercent: number; subjectCpuMsPerStream: number })[];
+  load1: number;
+  notes: string[];
+}
+
+async function runOne(lab: Lab, settings: SubscribeSettings, name: SubjectName): Promise<SubscribeRow> {
+  const startLoad = load1();
+  const backend = await lab.startBenchBackend(lab.subjectCore);
+  let subject: Subject | undefined;
+  let client: Proc | undefined;
+  let sampler: NodeJS.Timeout | undefined;
+  try {
+    subject = await lab.startSubject(name, backend, lab.subjectCore, 20_000);
+    const config: SubscribeClientConfig = {
+      baseUrl: subject.baseUrl,
+      pathTemplate: `${subject.prefix}/downloads/{code}/events`,
+      codes: codeNames(settings.codes),
+      auth: subject.auth,
+      rates: settings.rates,
+      stepMs: settings.stepMs,
+      p99LimitMs: settings.p99LimitMs,
+    };
+    client = lab.spawn('subscribe-client', process.execPath, [join(__dirname, 'subscribe-client.js'), JSON.stringify(config)], lab.loadCore, {
+      ...process.env,
+      BENCH_JWT_SECRET: lab.jwtSecret,
+    });
+    await client.message('anchored', 30_000);
+    const steps: SubscribeRow['steps'] = [];
+    const pids = name === 'direct' ? [] : subject.pids();
+    // CPU of the subject and of the backend every 100 ms, to cut out each step's window afterwards.
+    const samples: { at: number; subject: number; backend: number }[] = [];
+    const sample = (): void => {
+      samples.push({ at: nowMs(), subject: sampleProcs(pids).ticks, backend: sampleProcs([backend.proc.pid]).ticks });
+    };
+    sample();
+    sampler = setInterval(sample, 100);
+    /** CPU ms used between two epoch times, from the nearest samples. */
+    const cpuBetween = (from: number, to: number, key: 'subject' | 'backend'): { ms: number; span: number } => {
+      const first = samples.filter((s) => s.at <= from).pop() ?? samples[0];
+      const last = samples.find((s) => s.at >= to) ?? samples[samples.length - 1];
+      if (!first || !last || last.at <= first.at) return { ms: NaN, span: NaN };
+      return { ms: ((last[key] - first[key]) / CLK_TCK) * 1000, span: last.at - first.at };
+    };
+    for (;;) {
+      const message = await client.message<StepReport | { type: 'done' }>(['step', 'done'], 120_000);
+      if (message.type === 'done') break;
+      const step = message as StepReport;
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      const own = cpuBetween(step.startAt, step.endAt, name === 'direct' ? 'backend' : 'subject');
+      const back = cpuBetween(step.startAt, step.endAt, 'backend');
+      steps.push({
+        ...step,
+        subjectCpuPercent: (own.ms / own.span) * 100,
+        backendCpuPercent: name === 'direct' ? NaN : (back.ms / back.span) * 100,
+        subjectCpuMsPerStream: (own.ms / own.span) * ((step.endAt - step.startAt) / Math.max(1, step.opened)),
+      });
+      console.error(`bench: subscribe: ${name}: ${step.rate}/s offered, ${fixed(step.achieved, 0)}/s opened, p99 ${fixed(step.p99, 1)} ms`);
+    }
+    const notes: string[] = [];
+    const diagnostics = subject.diagnostics?.();
+    if (diagnostics !== undefined) notes.push(diagnostics);
+    return { subject: name, steps, load1: startLoad, notes };
+  } finally {
+    clearInterval(sampler);
+    await client?.stop('SIGTERM', 2000);
+    await subject?.stop();
+    await backend.proc.stop();
+  }
+}
+
+/** The highest offered rate whose p99 stayed within the limit with (almost) every stream opened. */
+function sustained(row: SubscribeRow, limit: number): StepReport | undefined {
+  return row.steps.filter((s) => s.p99 <= limit && s.failed <= s.attempted * 0.01).sort((a, b) => b.rate - a.rate)[0];
+}
+
+export async function runSubscribe(lab: Lab, settings: SubscribeSettings, subjects: readonly SubjectName[]): Promise<ScenarioOutcome> {
+  const rows: SubscribeRow[] = [];
+  const failures: string[] = [];
+  for (const name of subjects) {
+    console.error(`bench: subscribe: ${name} …`);
+    try {
+      rows.push(await runOne(lab, settings, name));
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      failures.push(`${name}: FAILED: ${message.split('\n')[0] ?? ''}`);
+      console.error(`bench: subscribe: ${name} failed: ${message}`);
+    }
+  }
+  const lines = [
+    `### Subscribe rate: new streams per second until p99 connect time passes ${settings.p99LimitMs} ms`,
+    '',
+    '| subject | sustained rate (p99 ≤ limit) | offered / s | opened / s | p50 ms | p99 ms | max ms | failed | subject CPU % | subject CPU ms / stream | backend CPU % | client CPU % |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const row of rows) {
+    const best = sustained(row, settings.p99LimitMs);
+    row.steps.forEach((s, i) => {
+      const first = i === 0 ? `**${best ? `${best.rate}/s` : `< ${row.steps[0]?.rate ?? '?'}/s`}**` : '';
+      lines.push(
+        `| ${i === 0 ? row.subject : ''} | ${first} | ${s.rate} | ${fixed(s.achieved, 0)} | ${fixed(s.p50, 2)} | ${fixed(s.p99, 2)} | ${fixed(s.max, 1)} | ${s.failed}${s.failed > 0 ? ` (${describe(s.failures)})` : ''} | ${fixed(s.subjectCpuPercent, 0)} | ${fixed(s.subjectCpuMsPerStream, 3)} | ${fixed(s.backendCpuPercent, 0)} | ${fixed(s.cpuPercent, 0)} |`,
+      );
+    });
+  }
+  lines.push('');
+  for (const row of rows) lines.push(`- ${row.subject}: load avg ${fixed(row.load1, 1)} at start${row.notes.length > 0 ? `; ${row.notes.join('; ')}` : ''}`);
+  for (const line of failures) lines.push(`- ${line}`);
+  lines.push(
+    '',
+    `Each step offers new streams at the rate for ${settings.stepMs} ms (open loop), spread over ${settings.codes} codes that each already have a live anchor stream. ` +
+      'Every stream is a new user: through the relay that is a JWT verified and a status request to the backend (no cached answer), then the attach to the live topic. ' +
+      'direct and nginx check nothing (reference only). Connect time: request to response headers; the client then closes the stream. ' +
+      'CPU %: of one core, over the step (sampled every 100 ms, so ±10 % on a 2 s step); the subject and the backend share one CPU, so their sum near 100 % is the ceiling. The run stops after two steps in a row past the limit; the sustained rate is the highest step within it.',
+  );
+  return { markdown: `${lines.join('\n')}\n`, data: { settings, rows, failures }, failed: failures.length > 0 };
+}
