@@ -7,7 +7,8 @@
  *   node dist/bench/cpuprofile.js FILE.cpuprofile [--top 25] [--from-s 5] [--to-s 20] [--inclusive name,name]
  *
  * --inclusive: time spent in each named function and everything it called
- * (a function name, or name@file-part to tell same-named functions apart).
+ * (a function name, name@file-part to tell same-named functions apart, or *@file-part
+ * for every function of a file or package).
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -55,7 +56,7 @@ function main(): void {
     const inclusive = new Map<string, number>(wanted.map((w) => [w, 0]));
     const matches = (node: ProfileNode, want: string): boolean => {
       const [name, file] = want.split('@');
-      return node.callFrame.functionName === name && (file === undefined || node.callFrame.url.includes(file));
+      return (name === '*' || node.callFrame.functionName === name) && (file === undefined || node.callFrame.url.includes(file));
     };
     const selfUs = new Map<number, number>();
     let t = 0;

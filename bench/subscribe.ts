@@ -46,7 +46,7 @@ async function runOne(lab: Lab, settings: SubscribeSettings, name: SubjectName):
       ...process.env,
       BENCH_JWT_SECRET: lab.jwtSecret,
     });
-    await client.message('anchored', 30_000);
+    await client.message('anchored', 60_000);
     const steps: SubscribeRow['steps'] = [];
     const pids = name === 'direct' ? [] : subject.pids();
     // CPU of the subject and of the backend every 100 ms, to cut out each step's window afterwards.
@@ -128,7 +128,7 @@ export async function runSubscribe(lab: Lab, settings: SubscribeSettings, subjec
   for (const line of failures) lines.push(`- ${line}`);
   lines.push(
     '',
-    `Each step offers new streams at the rate for ${settings.stepMs} ms (open loop), spread over ${settings.codes} codes that each already have a live anchor stream. ` +
+    `Each step offers new streams at the rate for ${settings.stepMs} ms (open loop), spread over ${settings.codes} codes that each already have a live anchor stream, after one untimed warm-up step at the first rate. ` +
       'Every stream is a new user: through the relay that is a JWT verified and a status request to the backend (no cached answer), then the attach to the live topic. ' +
       'direct and nginx check nothing (reference only). Connect time: request to response headers; the client then closes the stream. ' +
       'CPU %: of one core, over the step (sampled every 100 ms, so ±10 % on a 2 s step); the subject and the backend share one CPU, so their sum near 100 % is the ceiling. The run stops after two steps in a row past the limit; the sustained rate is the highest step within it.',
