@@ -4,6 +4,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Request, RequestHandler, Response } from 'express';
 import { type Dispatcher, errors, request } from 'undici';
 import { HttpError, errorBody } from '../src/errors';
+import { encodeEvent } from '../src/sse/encode';
 import { userOf } from '../middleware/authenticate';
 
 /** Headers that describe one hop, not the message (RFC 9110 §7.6.1), plus what the relay owns. */
@@ -154,7 +155,7 @@ function upstreamError(err: unknown): HttpError {
 
 function endWithError(res: Response, streaming: boolean): void {
   if (streaming) {
-    res.end(`event: relay_error\ndata: ${JSON.stringify({ reason: 'payload_too_large' })}\n\n`);
+    res.end(encodeEvent({ event: 'relay_error', data: JSON.stringify({ reason: 'payload_too_large' }) }));
     return;
   }
   res.end(JSON.stringify(errorBody('payload_too_large', 'The body is too large.')));

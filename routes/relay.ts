@@ -25,10 +25,6 @@ import { SHARED_STREAMS, type SharedStream, sharedStreamRoutes } from './streams
 export interface CreateRelayOptions extends RelayOptions {
   /** Token verification. Required. */
   jwt: JwtOptions;
-  /** Largest request body passed to the backend (uploads); past it: 413. Defaults to 2 GiB. */
-  maxUploadBytes?: number;
-  /** Largest JSON request body passed to the backend; past it: 413. Defaults to 1 MiB (1048576). */
-  maxJsonBodyBytes?: number;
   /** Your own policy for "may this user see this topic"; resolves with an HTTP status (2xx admits). Defaults to asking the backend's status route. */
   authorize?: AuthorizeTopic;
   /** The shared streams: per path, its topic key, backend stream and status route. Defaults to the contract's downloads and upload sessions. */
@@ -39,16 +35,8 @@ export interface CreateRelayOptions extends RelayOptions {
    * one wrapping it. Defaults to this process, in memory.
    */
   ownership?: TopicOwnership | ((local: LocalOwnership) => TopicOwnership);
-  /** Open streams (shared streams, uploads, chat) in all; past it: 503. Defaults to 20000. */
-  maxConnections?: number;
-  /** Open streams per user; past it: 429. Defaults to 20. */
-  maxConnectionsPerUser?: number;
-  /** Open streams per client IP (see Express `trust proxy`); past it: 429. Defaults to 200. */
-  maxConnectionsPerIp?: number;
   /** Where open streams are counted. Defaults to this process's memory, with the three limits above. */
   connections?: ConnectionCounter;
-  /** Stream opens and POSTs per user (per IP for requests without a valid token) per minute; 0 turns it off. Defaults to 120. */
-  rateLimitPerMinute?: number;
   /** Origins allowed to call the relay from a browser, with credentials (the cookie). Defaults to none: same-origin only. */
   corsOrigins?: readonly string[];
   /** Security headers (helmet); set false if your app already sets them. Defaults to true. */
@@ -97,12 +85,12 @@ export function createRelay(options: CreateRelayOptions): Relay {
   const connections =
     options.connections ??
     new MemoryConnectionCounter({
-      total: positive('maxConnections', options.maxConnections, 20_000),
-      perUser: positive('maxConnectionsPerUser', options.maxConnectionsPerUser, 20),
-      perIp: positive('maxConnectionsPerIp', options.maxConnectionsPerIp, 200),
+      total: config.maxConnections,
+      perUser: config.maxConnectionsPerUser,
+      perIp: config.maxConnectionsPerIp,
     });
   const holdSlot = limitConnections(connections, (limit) => stats.countRejection(limit));
-  const rateLimited = limitRequests(nonNegative('rateLimitPerMinute', options.rateLimitPerMinute, 120), () => stats.countRejection('rate'));
+  const rateLimited = limitRequests(config.rateLimitPerMinute, () => stats.countRejection('rate'));
   // A request without a valid token is counted (by IP) before it is refused; with one,
   // only stream opens and POSTs count, by user.
   const countRequest: RequestHandler = (req, res, next) => {
@@ -163,8 +151,8 @@ export function createRelay(options: CreateRelayOptions): Relay {
       backendUrl: config.backendUrl,
       dispatcher: streamAgent,
       headersTimeoutMs: config.upstreamHeadersTimeoutMs,
-      maxBodyBytes: options.maxUploadBytes ?? 2 * 1024 ** 3,
-      maxJsonBodyBytes: options.maxJsonBodyBytes ?? 1024 ** 2,
+      maxBodyBytes: config.maxUploadBytes,
+      maxJsonBodyBytes: config.maxJsonBodyBytes,
     }),
   );
   router.use(errorHandler());
@@ -246,14 +234,4 @@ function loggedUrl(url: string): string {
       return LOGGED_QUERY.has(name) || !pair.includes('=') ? pair : `${name}=[redacted]`;
     });
   return `${url.slice(0, query)}?${params.join('&')}`;
-}
-
-function positive(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (!Number.isSafeInteger(value) || value < 1) throw new TypeError(`${name} must be an integer >= 1, got ${String(value)}`);
-  return value;
-}
-
-function nonNegative(name: string, value: number | undefined, fallback: number): number {
-  return value === 0 ? 0 : positive(name, value, fallback);
 }

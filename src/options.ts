@@ -1,4 +1,4 @@
-/** Options of the relay core. Every field is optional except `backendUrl`. */
+/** The relay's timings, sizes and limits. Every field is optional except `backendUrl`. */
 export interface RelayOptions {
   /** Base URL of the backend whose streams are relayed. Required. */
   backendUrl: string | URL;
@@ -30,6 +30,18 @@ export interface RelayOptions {
   reconnectMaxAttempts?: number;
   /** How long the backend's "yes" for a (user, topic) is trusted. Defaults to 5000 ms. */
   authorizationCacheMs?: number;
+  /** Largest request body passed to the backend (uploads); past it: 413. Defaults to 2 GiB. */
+  maxUploadBytes?: number;
+  /** Largest JSON request body passed to the backend; past it: 413. Defaults to 1 MiB (1048576). */
+  maxJsonBodyBytes?: number;
+  /** Open streams (shared streams, uploads, chat) in all; past it: 503. Defaults to 20000. */
+  maxConnections?: number;
+  /** Open streams per user; past it: 429. Defaults to 20. */
+  maxConnectionsPerUser?: number;
+  /** Open streams per client IP (see Express `trust proxy`); past it: 429. Defaults to 200. */
+  maxConnectionsPerIp?: number;
+  /** Stream opens and POSTs per user (per IP for requests without a valid token) per minute; 0 turns it off. Defaults to 120. */
+  rateLimitPerMinute?: number;
 }
 
 export type RelayConfig = Readonly<Required<Omit<RelayOptions, 'backendUrl'>> & { backendUrl: URL }>;
@@ -49,6 +61,12 @@ const DEFAULTS: Omit<RelayConfig, 'backendUrl'> = {
   reconnectMaxDelayMs: 10_000,
   reconnectMaxAttempts: 10,
   authorizationCacheMs: 5000,
+  maxUploadBytes: 2 * 1024 ** 3,
+  maxJsonBodyBytes: 1024 ** 2,
+  maxConnections: 20_000,
+  maxConnectionsPerUser: 20,
+  maxConnectionsPerIp: 200,
+  rateLimitPerMinute: 120,
 };
 
 /** Lowest accepted value per field; anything else is a programming error. */
@@ -67,6 +85,12 @@ const MINIMUM: Readonly<Record<keyof typeof DEFAULTS, number>> = {
   reconnectMaxDelayMs: 0,
   reconnectMaxAttempts: 0,
   authorizationCacheMs: 0,
+  maxUploadBytes: 1,
+  maxJsonBodyBytes: 1,
+  maxConnections: 1,
+  maxConnectionsPerUser: 1,
+  maxConnectionsPerIp: 1,
+  rateLimitPerMinute: 0,
 };
 
 /** Drops `undefined`, applies defaults, validates, and freezes. Throws `TypeError` naming the bad field. */

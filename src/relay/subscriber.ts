@@ -17,20 +17,15 @@ const HEARTBEAT = encodeComment('hb');
 const SSE_HEADERS_CLOSE = { ...SSE_HEADERS, Connection: 'close' };
 const CRLF = Buffer.from('\r\n', 'latin1');
 
+// A topic writes one frame to all its subscribers in a row: framing the chunk for the last
+// frame seen makes that once per event, not once per subscriber.
+let lastFrame: Buffer | undefined;
+let lastChunk = Buffer.alloc(0);
+
 /** A frame as one HTTP/1.1 chunk: size line, bytes, CRLF. */
 function chunkOf(frame: Buffer): Buffer {
-  return Buffer.concat([Buffer.from(`${frame.length.toString(16)}\r\n`, 'latin1'), frame, CRLF]);
-}
-
-const HEARTBEAT_CHUNK = chunkOf(HEARTBEAT);
-// A topic writes one frame to all its subscribers in a row: encoding the chunk once for the
-// last frame seen makes that once per event, not once per subscriber.
-let lastFrame: Buffer | undefined;
-let lastChunk: Buffer = HEARTBEAT_CHUNK;
-
-function sharedChunkOf(frame: Buffer): Buffer {
   if (frame !== lastFrame) {
-    lastChunk = chunkOf(frame);
+    lastChunk = Buffer.concat([Buffer.from(`${frame.length.toString(16)}\r\n`, 'latin1'), frame, CRLF]);
     lastFrame = frame;
   }
   return lastChunk;
@@ -46,7 +41,10 @@ export interface SubscriberHooks {
  * a client whose unsent bytes pass the cap is cut off alone.
  */
 export class Subscriber {
+  /** `onClose` was called: the response is gone. */
   private closed = false;
+  /** The relay ended or cut the stream: nothing more may be written, though `close` may not have come yet. */
+  private ended = false;
   private reason: CloseReason = 'client_closed';
   /** Whether the 200 and SSE headers were sent. */
   opened = false;
@@ -63,8 +61,8 @@ export class Subscriber {
    * it: with thousands of responses, every property access inside `res.write()` is
    * megamorphic and misses V8's stub cache. Measured (bench/write-path.ts): one event to
    * 10,000 Express responses took several times as long as to plain node:http ones.
-   * Sockets are not re-prototyped. Undefined: through `res.write()` (a HEAD request, a
-   * pipelined response still queued in `res`, or after the end).
+   * Sockets are not re-prototyped. Undefined: through `res.write()` (a HEAD request, or a
+   * pipelined response still queued in `res`).
    */
   private socket: Socket | undefined;
   private chunked = false;
@@ -87,7 +85,7 @@ export class Subscriber {
   }
 
   get isClosed(): boolean {
-    return this.closed || this.res.destroyed;
+    return this.closed || this.ended || this.res.destroyed;
   }
 
   /** Sends the status line and headers at once, with the reconnect hint. */
@@ -122,78 +120,78 @@ export class Subscriber {
     });
   }
 
-  /** Writes one frame (shared between subscribers; its chunk encoding is made once per frame). */
-  send(frame: Buffer): void {
-    if (this.closed) return;
-    const socket = this.socket;
-    if (socket === undefined) {
-      if (this.res.destroyed) return;
-      if (this.res.writableLength + frame.length > this.allowance) return this.cut('slow_client');
-      this.lastEventAt = Date.now();
-      this.res.write(frame);
-      return;
-    }
-    if (socket.destroyed) return;
-    const bytes = this.chunked ? sharedChunkOf(frame) : frame;
-    if (socket.writableLength + bytes.length > this.allowance) return this.cut('slow_client');
-    this.lastEventAt = Date.now();
-    socket.write(bytes);
+  /** Writes one frame (shared between subscribers); `now` is taken once per event by the caller. */
+  send(frame: Buffer, now = Date.now()): void {
+    if (this.write(frame)) this.lastEventAt = now;
   }
 
   heartbeat(): void {
-    if (this.closed || !this.opened) return;
-    const socket = this.socket;
-    if (socket === undefined) {
-      if (this.res.destroyed) return;
-      if (this.res.writableLength + HEARTBEAT.length > this.allowance) return this.cut('slow_client');
-      this.res.write(HEARTBEAT);
-      return;
-    }
-    if (socket.destroyed) return;
-    const bytes = this.chunked ? HEARTBEAT_CHUNK : HEARTBEAT;
-    if (socket.writableLength + bytes.length > this.allowance) return this.cut('slow_client');
-    socket.write(bytes);
+    if (this.opened) this.write(HEARTBEAT);
   }
 
   /** Ends the stream after what was written; `event` (e.g. relay_error) is sent last. */
   end(reason: CloseReason, event?: { event: string; data: unknown }): void {
-    if (this.isClosed) return;
-    this.reason = reason;
-    this.socket = undefined;
-    if (event) this.res.write(encodeEvent({ event: event.event, data: JSON.stringify(event.data) }));
-    this.res.end();
+    if (!this.stop(reason)) return;
+    this.res.end(event ? encodeEvent({ event: event.event, data: JSON.stringify(event.data) }) : undefined);
   }
 
   /** Ends the stream telling the client to reconnect after `retryMs` (to another relay, when this one stops). */
   endWithRetry(reason: CloseReason, retryMs: number): void {
-    if (this.isClosed) return;
     if (!this.opened) return this.reject(503, 'shutting_down', 'The relay is shutting down; retry.', { 'Retry-After': '1' });
-    this.reason = reason;
-    this.res.end(encodeRetry(retryMs));
+    if (this.stop(reason)) this.res.end(encodeRetry(retryMs));
   }
 
   /** Answers before any header was sent: an error status with the JSON error body. */
   reject(status: number, code: string, message: string, headers: Record<string, string> = {}): void {
-    if (this.isClosed || this.opened) return this.end('rejected');
-    this.reason = 'rejected';
+    if (this.opened) return this.end('rejected');
+    if (!this.stop('rejected')) return;
     this.res.writeHead(status, { ...headers, 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' });
     this.res.end(JSON.stringify({ error: { code, message } }));
   }
 
   /** 204: tells `EventSource` there is nothing more and it should stop reconnecting. */
   noContent(): void {
-    if (this.isClosed || this.opened) return;
-    this.reason = 'upstream_ended';
+    if (this.opened || !this.stop('upstream_ended')) return;
     this.res.writeHead(204, { 'Cache-Control': 'no-store' });
     this.res.end();
   }
 
   /** Disconnects at once, dropping whatever is unsent. */
   cut(reason: CloseReason): void {
-    if (this.isClosed) return;
+    if (this.stop(reason)) this.res.destroy();
+  }
+
+  /** Marks the stream as ended by the relay, for `reason`; false if it already was (or the client left). */
+  private stop(reason: CloseReason): boolean {
+    if (this.isClosed) return false;
+    this.ended = true;
     this.reason = reason;
-    this.socket = undefined;
-    this.res.destroy();
+    return true;
+  }
+
+  /**
+   * Writes bytes unless the stream is over, straight to the socket once the headers are
+   * out. A client whose unsent bytes would pass its allowance is cut instead.
+   */
+  private write(frame: Buffer): boolean {
+    if (this.ended) return false;
+    const socket = this.socket;
+    if (socket === undefined) {
+      if (this.res.destroyed) return false;
+      if (this.res.writableLength + frame.length > this.allowance) return this.cutSlow();
+      this.res.write(frame);
+      return true;
+    }
+    if (socket.destroyed) return false;
+    const bytes = this.chunked ? chunkOf(frame) : frame;
+    if (socket.writableLength + bytes.length > this.allowance) return this.cutSlow();
+    socket.write(bytes);
+    return true;
+  }
+
+  private cutSlow(): false {
+    this.cut('slow_client');
+    return false;
   }
 
   private finish(reason: CloseReason): void {

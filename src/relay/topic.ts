@@ -145,7 +145,8 @@ export class Topic {
     stats.eventsRelayed += 1;
     stats.deliveries += this.subscribers.size;
     stats.bytesRelayed += frame.length * this.subscribers.size;
-    for (const subscriber of this.subscribers) subscriber.send(frame);
+    const now = Date.now();
+    for (const subscriber of this.subscribers) subscriber.send(frame, now);
     stats.onDelivered((performance.now() - started) / 1000);
   }
 

@@ -1,10 +1,8 @@
-import { once } from 'node:events';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import type { EventSource } from 'eventsource';
 import { type Logger, pino } from 'pino';
 import { FixtureBackend } from '../support/fixture-backend';
+import { freePort } from '../support/ports';
 import { type RunningRelay, collect, eventSourceAs, startRelay, tokenFor, until } from '../support/relay-server';
 
 const PATH = '/downloads/ops/events';
@@ -35,16 +33,6 @@ async function readyz(base: string): Promise<{ status: number; body: unknown }> 
   return { status: response.status, body: await response.json() };
 }
 
-/** A port on which nothing listens (any more). */
-async function deadPort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return port;
-}
-
 describe('/readyz', () => {
   test('is 200 ready while the backend answers its health check, and two quick calls cost one check', async () => {
     relay = await startRelay(backend.url);
@@ -60,7 +48,7 @@ describe('/readyz', () => {
   });
 
   test('is 503 when nothing listens at the backend URL', async () => {
-    relay = await startRelay(`http://127.0.0.1:${await deadPort()}`);
+    relay = await startRelay(`http://127.0.0.1:${await freePort()}`);
     const answer = await fetch(`${relay.url}/readyz`);
     expect(answer.status).toBe(503);
     expect(answer.headers.get('cache-control')).toBe('no-store');
