@@ -77,6 +77,19 @@ describe('with the reference backend', () => {
     const start = JSON.parse((await stream.waitForEvent('start')).data) as { session_id: string };
     controller.abort();
     await until(async () => (await backend.call(`/sessions/${start.session_id}`)).json?.cancelled === true, 5000, 'session cancelled');
+    expect((await backend.call(`/sessions/${start.session_id}`)).json).toMatchObject({ stage: 'cancelled', done: true });
+  });
+
+  test('POST /api/sessions/:id/cancel ends the live upload stream with cancelled', async () => {
+    const form = multipart({ chunk_size: '1000', chunk_overlap: '0' }, sampleFile(200_000));
+    const stream = await postStream('/documents/upload-sse', Readable.from([form.whole]), { 'content-type': form.contentType });
+    const chunk = JSON.parse((await stream.waitForEvent('ocr_chunk_processed')).data) as { session_id: string };
+    const cancel = await request(`${relay.url}/api/sessions/${chunk.session_id}/cancel`, { method: 'POST', headers: auth() });
+    expect(cancel.statusCode).toBe(202);
+    await cancel.body.dump();
+    await stream.ended;
+    expect(stream.data.at(-1)).toMatchObject({ event: 'cancelled', session_id: chunk.session_id, reason: 'cancelled by the user' });
+    expect(stream.data.some((d: { event: string }) => d.event === 'complete')).toBe(false);
   });
 
   test('a broken upload stream resumes on the reconnect route: per-stage counters add up exactly', async () => {
@@ -196,6 +209,34 @@ describe('with the reference backend', () => {
     const start = chunked.data.find((d: { event: string }) => d.event === 'start') as { session_id: string } | undefined;
     if (start) await until(async () => (await backend.call(`/sessions/${start.session_id}`)).json?.cancelled === true, 5000, 'upstream aborted');
     else expect(chunked.status).toBe(413);
+  });
+});
+
+describe('with a backend whose reconnect grace is short', () => {
+  beforeEach(async () => {
+    backend = await TestBackend.start({ chunkMs: 5, reconnectGraceMs: 50 });
+    relay = await startRelay(backend.url);
+  });
+
+  test('a client that leaves mid-processing aborts the upstream at once, and the session ends cancelled', async () => {
+    // 40 chunks x 3 stages x 5 ms: the session would complete in ~600 ms if the backend never saw the client go.
+    const form = multipart({ chunk_size: '1000', chunk_overlap: '0' }, sampleFile(40_000));
+    const controller = new AbortController();
+    const stream = await postStream('/documents/upload-sse', Readable.from([form.whole]), { 'content-type': form.contentType }, controller.signal);
+    const chunk = JSON.parse((await stream.waitForEvent('ocr_chunk_processed')).data) as { session_id: string };
+    controller.abort();
+    await stream.ended.catch(() => undefined);
+
+    await until(async () => (await backend.call(`/sessions/${chunk.session_id}`)).json?.cancelled === true, 2000, 'session cancelled');
+    const session = (await backend.call(`/sessions/${chunk.session_id}`)).json as { stage: string; cancel_reason: string; processed: { embedding: number } };
+    expect(session).toMatchObject({ stage: 'cancelled', cancel_reason: expect.stringMatching(/no client reconnected within 50 ms/) });
+    expect(session.processed.embedding).toBeLessThan(40);
+
+    // The reconnect route still tells the whole story, ending with the cancellation.
+    const replay = await request(`${relay.url}/api/documents/upload-sse/reconnect/${chunk.session_id}`, { headers: auth() });
+    const rest = new SseResponse(replay.statusCode, replay.headers, replay.body);
+    await rest.ended;
+    expect(rest.data.at(-1)).toMatchObject({ event: 'cancelled', session_id: chunk.session_id });
   });
 });
 
