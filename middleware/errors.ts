@@ -16,10 +16,10 @@ export function errorHandler(log?: (err: unknown) => void): ErrorRequestHandler 
     const error = asHttpError(err);
     if (error.status >= 500) {
       log?.(err);
-      // pino-http logs the request's line with this error attached.
+      // The request's log line carries this error.
       (res as unknown as { err?: unknown }).err = err;
     }
-    res.status(error.status).set(error.headers).set('Cache-Control', 'no-store').json(errorBody(error.code, error.message));
+    res.status(error.status).set(error.headers).set({ 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' }).json(errorBody(error.code, error.message));
   };
 }
 

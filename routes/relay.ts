@@ -1,16 +1,14 @@
-import { randomUUID } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import express, { type RequestHandler, type Router } from 'express';
 import cors from 'cors';
 import helmet from 'helmet';
-import { type LevelWithSilent, type Logger, pino } from 'pino';
-import { pinoHttp } from 'pino-http';
+import { type Logger, pino } from 'pino';
 import type { Registry } from 'prom-client';
 import { Agent, request } from 'undici';
 import { identify, type JwtOptions, requireUser } from '../middleware/authenticate';
 import { errorHandler } from '../middleware/errors';
 import { HttpError } from '../src/errors';
 import { limitConnections, limitRequests } from '../middleware/limits';
+import { requestLog } from '../middleware/request-log';
 import { type ConnectionCounter, MemoryConnectionCounter } from '../src/limits/connections';
 import { type RelayOptions, resolveOptions } from '../src/options';
 import { type AuthorizeTopic, backendAuthorizer } from '../src/relay/authorize';
@@ -105,11 +103,16 @@ export function createRelay(options: CreateRelayOptions): Relay {
     next(draining ? new HttpError('shutting_down', undefined, undefined, { 'Retry-After': '1' }) : undefined);
   };
 
+  const logger = options.logger ?? pino({ level: 'silent' });
+  // helmet's headers are stored per response, and a held stream keeps them: 2.8 KiB of heap per
+  // idle subscriber (bench capacity). An open event stream gets the two that matter to it instead
+  // (SSE_HEADERS: nosniff, same-origin CORP), and errors nosniff; every other answer gets helmet's.
+  const security: RequestHandler = options.helmet === false ? (_req, _res, next) => next() : helmet();
+
   const router = express.Router();
   // Only the relay's own paths: the app's routes after this router get no relay headers or log lines.
-  const own = ['/api', '/healthz', '/readyz', '/metrics'];
-  router.use(own, requestLog(options.logger ?? pino({ level: 'silent' })));
-  if (options.helmet !== false) router.use(own, helmet());
+  router.use(['/api', '/healthz', '/readyz', '/metrics'], requestLog(logger), unbranded);
+  router.use(['/healthz', '/readyz', '/metrics'], security);
   router.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
@@ -142,8 +145,10 @@ export function createRelay(options: CreateRelayOptions): Relay {
       authorizeNewTopics: options.authorize !== undefined,
       guards: [refuseWhileDraining, rateLimited, holdSlot],
       streams: options.streams ?? SHARED_STREAMS,
+      logger,
     }),
   );
+  router.use('/api', security);
   router.post(STREAMING_POSTS.map((path) => `/api${path}`), refuseWhileDraining, holdSlot);
   router.use(
     '/api',
@@ -175,6 +180,12 @@ export function createRelay(options: CreateRelayOptions): Relay {
   };
 }
 
+/** helmet drops `X-Powered-By`, but an open stream skips helmet: drop it for every relay answer. */
+const unbranded: RequestHandler = (_req, res, next) => {
+  res.removeHeader('X-Powered-By');
+  next();
+};
+
 /** Whether the backend's health route answers 2xx within 2 s; one check at a time, its answer kept for 1 s. */
 function cachedCheck(url: URL, dispatcher: Agent): () => Promise<boolean> {
   let last: { at: number; answer: Promise<boolean> } | undefined;
@@ -189,49 +200,4 @@ function cachedCheck(url: URL, dispatcher: Agent): () => Promise<boolean> {
     last = { at: Date.now(), answer };
     return answer;
   };
-}
-
-/**
- * One JSON line per request when it ends (for a stream: when it closes, with why and
- * how long), with a request id from `X-Request-Id` or a new one. Only method, URL (query
- * values redacted) and status are logged: never a header, so never a token or a cookie.
- */
-function requestLog(logger: Logger): RequestHandler {
-  return pinoHttp<IncomingMessage, ServerResponse, never>({
-    logger,
-    genReqId: (req, res) => {
-      const given = req.headers['x-request-id'];
-      const id = typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) ? given : randomUUID();
-      res.setHeader('X-Request-Id', id);
-      return id;
-    },
-    serializers: {
-      req: (req: { id: unknown; method: string; url: string; originalUrl?: string }) => ({ id: req.id, method: req.method, url: loggedUrl(req.originalUrl ?? req.url) }),
-      res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
-    },
-    wrapSerializers: false,
-    customProps: (_req, res) => {
-      const locals = (res as unknown as { locals?: Record<string, unknown> }).locals;
-      const reason = locals?.closeReason;
-      return { user: locals?.user, ...(typeof reason === 'function' && { reason: (reason as () => string)() }) };
-    },
-    customLogLevel: (_req, res, err): LevelWithSilent => (err !== undefined || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info'),
-  });
-}
-
-/** Query values a log may keep; any other (`?access_token=`, `?sig=`) is written as `[redacted]`. */
-const LOGGED_QUERY = new Set(['lastEventId']);
-
-/** The URL as the client sent it (with the app's mount prefix), its query values redacted but `lastEventId`. */
-function loggedUrl(url: string): string {
-  const query = url.indexOf('?');
-  if (query === -1) return url;
-  const params = url
-    .slice(query + 1)
-    .split('&')
-    .map((pair) => {
-      const name = pair.split('=', 1)[0] ?? '';
-      return LOGGED_QUERY.has(name) || !pair.includes('=') ? pair : `${name}=[redacted]`;
-    });
-  return `${url.slice(0, query)}?${params.join('&')}`;
 }

@@ -136,12 +136,24 @@ test('CORS answers preflights and credentialed requests for CORS_ORIGINS only', 
   expect(strangerPreflight.headers.get('access-control-allow-origin')).toBeNull();
 });
 
-test('streams carry helmet headers and no X-Powered-By', async () => {
+test('streams carry nosniff and same-origin CORP, other answers all of helmet, and none X-Powered-By', async () => {
   relay = await startRelay(backend.url);
   const stream = await openStream(relay.url, 'alice');
   expect(stream.headers.get('content-type')).toBe('text/event-stream; charset=utf-8');
   expect(stream.headers.get('x-content-type-options')).toBe('nosniff');
+  expect(stream.headers.get('cross-origin-resource-policy')).toBe('same-origin');
   expect(stream.headers.get('x-powered-by')).toBeNull();
+  const denied = await fetch(`${relay.url}/api${PATH}`);
+  expect(denied.status).toBe(401);
+  expect(denied.headers.get('x-content-type-options')).toBe('nosniff');
+  expect(denied.headers.get('x-powered-by')).toBeNull();
+  const health = await fetch(`${relay.url}/healthz`);
+  const proxied = await fetch(`${relay.url}/api/downloads/x/status`, { headers: { authorization: `Bearer ${tokenFor('alice')}` } });
+  for (const answer of [health, proxied]) {
+    expect(answer.headers.get('content-security-policy')).not.toBeNull();
+    expect(answer.headers.get('strict-transport-security')).not.toBeNull();
+    expect(answer.headers.get('x-powered-by')).toBeNull();
+  }
 });
 
 test('a stream past its lifetime is ended, and the client resumes without loss', async () => {

@@ -1,0 +1,70 @@
+import { randomUUID } from 'node:crypto';
+import type { Request, RequestHandler, Response } from 'express';
+import type { LevelWithSilent, Logger } from 'pino';
+
+const REQUEST_ID = /^[\w.:-]{1,128}$/;
+/** Query values a log may keep; any other (`?access_token=`, `?sig=`) is written as `[redacted]`. */
+const LOGGED_QUERY = new Set(['lastEventId']);
+
+/** The request as a log line shows it: id, method and URL, never a header. */
+export interface LoggedRequest {
+  readonly id: string;
+  readonly method: string;
+  readonly url: string;
+}
+
+/**
+ * One JSON line per request when its response closes (for a stream: with why and after how
+ * long), with a request id from `X-Request-Id` or a new UUID, echoed in that header. Only
+ * method, URL (query values redacted) and status are logged: never a header, so never a
+ * token or a cookie.
+ *
+ * Not pino-http: it makes two child loggers per request, and a held stream keeps them, with
+ * the Express routing state they reach: 1.9 KiB of heap per idle subscriber in the capacity
+ * bench. This keeps one listener per request and logs through the one logger.
+ */
+export function requestLog(logger: Logger): RequestHandler {
+  return (req, res, next) => {
+    const given = req.headers['x-request-id'];
+    const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    const started = Date.now();
+    res.locals.requestId = id;
+    res.setHeader('X-Request-Id', id);
+    res.once('close', () => {
+      const err = (res as { err?: unknown }).err;
+      const level: LevelWithSilent = err !== undefined || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info';
+      const reason = res.locals.closeReason as (() => string) | undefined;
+      logger[level](
+        {
+          req: loggedRequest(req, res),
+          res: { statusCode: res.statusCode },
+          responseTime: Date.now() - started,
+          user: res.locals.user as string | undefined,
+          ...(reason !== undefined && { reason: reason() }),
+          ...(err !== undefined && { err }),
+        },
+        res.writableFinished ? 'request completed' : 'request closed',
+      );
+    });
+    next();
+  };
+}
+
+/** The `req` field of this request's log lines. */
+export function loggedRequest(req: Request, res: Response): LoggedRequest {
+  return { id: String(res.locals.requestId), method: req.method, url: loggedUrl(req.originalUrl) };
+}
+
+/** The URL as the client sent it (with the app's mount prefix), its query values redacted but `lastEventId`. */
+function loggedUrl(url: string): string {
+  const query = url.indexOf('?');
+  if (query === -1) return url;
+  const params = url
+    .slice(query + 1)
+    .split('&')
+    .map((pair) => {
+      const name = pair.split('=', 1)[0] ?? '';
+      return LOGGED_QUERY.has(name) || !pair.includes('=') ? pair : `${name}=[redacted]`;
+    });
+  return `${url.slice(0, query)}?${params.join('&')}`;
+}
