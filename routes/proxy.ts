@@ -80,8 +80,9 @@ export function proxy(options: ProxyOptions): RequestHandler {
       throw upstreamError(err);
     }
     res.status(upstream.statusCode);
+    const hopByHop = connectionNamed(upstream.headers.connection);
     for (const [name, value] of Object.entries(upstream.headers)) {
-      if (value !== undefined && !DROPPED_RESPONSE_HEADERS.has(name)) res.setHeader(name, value);
+      if (value !== undefined && !DROPPED_RESPONSE_HEADERS.has(name) && !hopByHop.has(name)) res.setHeader(name, value);
     }
     const streaming = String(upstream.headers['content-type'] ?? '').startsWith('text/event-stream');
     if (streaming) {
@@ -134,10 +135,19 @@ function upstreamUrl(target: string, backendUrl: URL): URL {
   return new URL(`${backendUrl.origin}${pathname}${search}`);
 }
 
+const NO_NAMES: ReadonlySet<string> = new Set();
+
+/** The header names a `Connection` header lists: hop-by-hop too (RFC 9110, 7.6.1), never passed on. */
+function connectionNamed(connection: string | string[] | undefined): ReadonlySet<string> {
+  if (connection === undefined) return NO_NAMES;
+  return new Set(String(connection).toLowerCase().split(',').map((name) => name.trim()));
+}
+
 function forwardedHeaders(req: Request, user: string): Record<string, string> {
   const headers: Record<string, string> = {};
+  const hopByHop = connectionNamed(req.headers.connection);
   for (const [name, value] of Object.entries(req.headers as IncomingHttpHeaders)) {
-    if (value === undefined || DROPPED_REQUEST_HEADERS.has(name)) continue;
+    if (value === undefined || DROPPED_REQUEST_HEADERS.has(name) || hopByHop.has(name)) continue;
     headers[name] = Array.isArray(value) ? value.join(', ') : value;
   }
   const prior = req.headers['x-forwarded-for'];

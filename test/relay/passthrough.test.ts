@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { createServer } from 'node:http';
+import { createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
@@ -237,6 +237,62 @@ describe('with a backend whose reconnect grace is short', () => {
     const rest = new SseResponse(replay.statusCode, replay.headers, replay.body);
     await rest.ended;
     expect(rest.data.at(-1)).toMatchObject({ event: 'cancelled', session_id: chunk.session_id });
+  });
+});
+
+describe('with a backend that echoes what it receives', () => {
+  test('the proxy drops hop-by-hop headers both ways (and those Connection names), and sets X-Forwarded-* and X-User-Id', async () => {
+    backend = await TestBackend.start();
+    const echo = createServer((req, res) => {
+      res.writeHead(201, {
+        'content-type': 'application/json',
+        connection: 'keep-alive, x-resp-hop',
+        'x-resp-hop': 'backend-private',
+        'keep-alive': 'timeout=77',
+        'proxy-authenticate': 'Basic',
+        'x-backend': 'kept',
+      });
+      res.end(JSON.stringify({ method: req.method, url: req.url, headers: req.headers }));
+    }).listen(0, '127.0.0.1');
+    await once(echo, 'listening');
+    relay = await startRelay(`http://127.0.0.1:${(echo.address() as AddressInfo).port}`);
+    try {
+      const { status, headers, body } = await new Promise<{ status: number; headers: Record<string, unknown>; body: string }>((resolve, reject) => {
+        const req = httpRequest(`${relay.url}/api/things/7?sort=desc&q=a%20b`, {
+          method: 'PATCH',
+          headers: {
+            ...auth('alice'),
+            'content-type': 'application/json',
+            connection: 'keep-alive, x-req-hop',
+            'x-req-hop': 'client-private',
+            'proxy-authorization': 'Basic c2VjcmV0',
+            te: 'trailers',
+            'x-forwarded-for': '203.0.113.9',
+            'x-user-id': 'bob',
+            'x-custom': 'kept',
+          },
+        });
+        req.on('response', (res) => {
+          let text = '';
+          res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk)).on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+        });
+        req.on('error', reject);
+        req.end(JSON.stringify({ n: 1 }));
+      });
+      expect(status).toBe(201);
+      const seen = JSON.parse(body) as { method: string; url: string; headers: Record<string, string> };
+      expect(seen.method).toBe('PATCH');
+      expect(seen.url).toBe('/things/7?sort=desc&q=a%20b');
+      expect(seen.headers).toMatchObject({ 'x-custom': 'kept', 'x-user-id': 'alice', 'x-forwarded-for': '127.0.0.1', 'x-forwarded-proto': 'http' });
+      for (const name of ['x-req-hop', 'proxy-authorization', 'te', 'authorization']) expect([name, seen.headers[name]]).toEqual([name, undefined]);
+      expect(headers['x-backend']).toBe('kept');
+      for (const name of ['x-resp-hop', 'proxy-authenticate']) expect([name, headers[name]]).toEqual([name, undefined]);
+      // The relay's own server may announce its keep-alive; the backend's is not passed on.
+      expect(headers['keep-alive']).not.toBe('timeout=77');
+    } finally {
+      echo.closeAllConnections();
+      echo.close();
+    }
   });
 });
 
