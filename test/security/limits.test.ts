@@ -1,6 +1,8 @@
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import express from 'express';
+import express, { type Request } from 'express';
+import { ipKeyGenerator } from 'express-rate-limit';
+import { clientIp } from '../../middleware/limits';
 import type { CreateRelayOptions } from '../../routes/relay';
 import { createRelay } from '../../routes/relay';
 import { FixtureBackend } from '../support/fixture-backend';
@@ -167,4 +169,11 @@ test('a stream past its lifetime is ended, and the client resumes without loss',
   backend.emit(PATH, 'data: e4\n');
   expect((await events).map((e) => e.data as string)).toEqual(['e1', 'e2', 'e3', 'e4']);
   es.close();
+});
+
+test('clientIp keys IPv4 (plain or mapped into IPv6) as itself and IPv6 by its /56, as express-rate-limit does', () => {
+  const key = (ip: string): string => clientIp({ ip, socket: {} } as unknown as Request);
+  for (const ip of ['127.0.0.1', '::ffff:10.1.2.3', '::ffff:7f00:1', '::1', '2001:db8::1', '2001:db8:0:ff::7']) expect([ip, key(ip)]).toEqual([ip, ipKeyGenerator(ip)]);
+  expect(key('::ffff:10.1.2.3')).toBe('10.1.2.3');
+  expect(key('2001:db8:0:ff::7')).toBe(key('2001:db8:0:1::9'));
 });
