@@ -37,7 +37,8 @@ export function requestLog(logger: Logger): RequestHandler {
       logger[level](
         {
           req: loggedRequest(req, res),
-          res: { statusCode: res.statusCode },
+          // null: the client left before any answer was sent.
+          res: { statusCode: res.headersSent ? res.statusCode : null },
           responseTime: Date.now() - started,
           user: res.locals.user as string | undefined,
           ...(reason !== undefined && { reason: reason() }),

@@ -104,15 +104,13 @@ export function createRelay(options: CreateRelayOptions): Relay {
   };
 
   const logger = options.logger ?? pino({ level: 'silent' });
-  // helmet's headers are stored per response, and a held stream keeps them: 2.8 KiB of heap per
-  // idle subscriber (bench capacity). An open event stream gets the two that matter to it instead
-  // (SSE_HEADERS: nosniff, same-origin CORP), and errors nosniff; every other answer gets helmet's.
-  const security: RequestHandler = options.helmet === false ? (_req, _res, next) => next() : helmet();
+  const streams = options.streams ?? SHARED_STREAMS;
+  // Only the relay's own paths: the app's routes after this router get no relay headers or log lines.
+  const own = ['/api', '/healthz', '/readyz', '/metrics'];
 
   const router = express.Router();
-  // Only the relay's own paths: the app's routes after this router get no relay headers or log lines.
-  router.use(['/api', '/healthz', '/readyz', '/metrics'], requestLog(logger), unbranded);
-  router.use(['/healthz', '/readyz', '/metrics'], security);
+  router.use(own, requestLog(logger), unbranded);
+  if (options.helmet !== false) router.use(helmetBesideStreams(own, streams));
   router.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
@@ -144,11 +142,10 @@ export function createRelay(options: CreateRelayOptions): Relay {
       authorize,
       authorizeNewTopics: options.authorize !== undefined,
       guards: [refuseWhileDraining, rateLimited, holdSlot],
-      streams: options.streams ?? SHARED_STREAMS,
+      streams,
       logger,
     }),
   );
-  router.use('/api', security);
   router.post(STREAMING_POSTS.map((path) => `/api${path}`), refuseWhileDraining, holdSlot);
   router.use(
     '/api',
@@ -178,6 +175,23 @@ export function createRelay(options: CreateRelayOptions): Relay {
       await Promise.all([streamAgent.destroy(), callAgent.destroy()]);
     },
   };
+}
+
+/**
+ * helmet on every answer of the relay's paths but the shared streams' GETs. A response keeps
+ * its headers for as long as it is open, and helmet's dozen cost a held stream 2.8 KiB of heap
+ * (bench capacity). An event stream carries the two that matter to it instead (SSE_HEADERS:
+ * nosniff and same-origin CORP), and its JSON errors nosniff.
+ */
+function helmetBesideStreams(own: string[], streams: readonly SharedStream[]): Router {
+  const router = express.Router();
+  // `use`, not `get`: a route would also answer OPTIONS on these paths, before CORS could.
+  router.use(
+    streams.map((stream) => `/api${stream.path}`),
+    (req, _res, next) => next(req.method === 'GET' || req.method === 'HEAD' ? 'router' : undefined),
+  );
+  router.use(own, helmet());
+  return router;
 }
 
 /** helmet drops `X-Powered-By`, but an open stream skips helmet: drop it for every relay answer. */

@@ -86,7 +86,7 @@ function sharedStreamHandler(hub: Hub, { backendUrl, authorize, authorizeNewTopi
     logger.info({ req: loggedRequest(req, res), topic: key, lastEventId }, 'stream opened');
     // Express leaves `req.next` pointing into its routing state (a `next` and a restore closure
     // per router level, and what they hold), which a held stream would keep for hours: 2.2 KiB
-    // of heap per idle subscriber (bench capacity). Nothing calls it once the stream is open.
+    // of heap per idle subscriber (bench capacity). Nothing calls it once the stream is attached.
     (req as { next?: unknown }).next = undefined;
   };
 }

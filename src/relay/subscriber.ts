@@ -145,7 +145,7 @@ export class Subscriber {
   reject(status: number, code: string, message: string, headers: Record<string, string> = {}): void {
     if (this.opened) return this.end('rejected');
     if (!this.stop('rejected')) return;
-    this.res.writeHead(status, { ...headers, 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' });
+    this.res.writeHead(status, { ...headers, 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' });
     this.res.end(JSON.stringify({ error: { code, message } }));
   }
 

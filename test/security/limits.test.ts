@@ -26,10 +26,10 @@ afterEach(async () => {
 });
 
 /** Opens a stream and keeps it open (its body unread) until the test ends. */
-async function openStream(base: string, user: string, headers: Record<string, string> = {}): Promise<Response> {
+async function openStream(base: string, user: string, headers: Record<string, string> = {}, path = PATH): Promise<Response> {
   const controller = new AbortController();
   controllers.push(controller);
-  return fetch(`${base}/api${PATH}`, {
+  return fetch(`${base}/api${path}`, {
     headers: { authorization: `Bearer ${tokenFor(user)}`, ...headers },
     signal: controller.signal,
   });
@@ -138,20 +138,28 @@ test('CORS answers preflights and credentialed requests for CORS_ORIGINS only', 
   expect(strangerPreflight.headers.get('access-control-allow-origin')).toBeNull();
 });
 
-test('streams carry nosniff and same-origin CORP, other answers all of helmet, and none X-Powered-By', async () => {
+test('streams carry nosniff and same-origin CORP, their errors nosniff, every other answer helmet, and none X-Powered-By', async () => {
   relay = await startRelay(backend.url);
   const stream = await openStream(relay.url, 'alice');
   expect(stream.headers.get('content-type')).toBe('text/event-stream; charset=utf-8');
   expect(stream.headers.get('x-content-type-options')).toBe('nosniff');
   expect(stream.headers.get('cross-origin-resource-policy')).toBe('same-origin');
   expect(stream.headers.get('x-powered-by')).toBeNull();
+  // The stream routes' errors: refused by the relay, and refused by the backend for a new topic.
   const denied = await fetch(`${relay.url}/api${PATH}`);
   expect(denied.status).toBe(401);
-  expect(denied.headers.get('x-content-type-options')).toBe('nosniff');
-  expect(denied.headers.get('x-powered-by')).toBeNull();
+  backend.own('/downloads/bobs/events', 'bob');
+  const notYours = await openStream(relay.url, 'alice', {}, '/downloads/bobs/events');
+  expect(notYours.status).toBe(404);
+  for (const answer of [denied, notYours]) {
+    expect(answer.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(answer.headers.get('x-powered-by')).toBeNull();
+  }
   const health = await fetch(`${relay.url}/healthz`);
   const proxied = await fetch(`${relay.url}/api/downloads/x/status`, { headers: { authorization: `Bearer ${tokenFor('alice')}` } });
-  for (const answer of [health, proxied]) {
+  const anonymous = await fetch(`${relay.url}/api/downloads/x/status`);
+  expect(anonymous.status).toBe(401);
+  for (const answer of [health, proxied, anonymous]) {
     expect(answer.headers.get('content-security-policy')).not.toBeNull();
     expect(answer.headers.get('strict-transport-security')).not.toBeNull();
     expect(answer.headers.get('x-powered-by')).toBeNull();
