@@ -9,7 +9,7 @@
 import { Agent, request } from 'node:http';
 import { createInterface } from 'node:readline';
 import jwt from 'jsonwebtoken';
-import { nowMs, report } from './common';
+import { nowMs, report, runBounded } from './common';
 
 export interface CapacityClientConfig {
   readonly baseUrl: string;
@@ -36,19 +36,21 @@ function fail(cause: string): void {
   failures[cause] = (failures[cause] ?? 0) + 1;
 }
 
-function openOne(index: number, settled: () => void): void {
+/** The identity header of stream `index`; tokens are signed before a step is timed, as the other clients do. */
+function identity(index: number): [string, string] {
+  if (config.auth === 'jwt') return ['Authorization', `Bearer ${jwt.sign({}, secret, { subject: `bench-${index}`, expiresIn: '1h', algorithm: 'HS256' })}`];
+  return ['X-User-Id', `bench-${index}`];
+}
+
+function openOne(index: number, [name, value]: [string, string], settled: () => void): void {
   const code = config.codes[index % config.codes.length] as string;
-  const headers: Record<string, string> = { Accept: 'text/event-stream', 'Cache-Control': 'no-cache' };
-  if (config.auth === 'jwt') headers.Authorization = `Bearer ${jwt.sign({}, secret, { subject: `bench-${index}`, expiresIn: '1h', algorithm: 'HS256' })}`;
-  else headers['X-User-Id'] = `bench-${index}`;
+  const headers: Record<string, string> = { Accept: 'text/event-stream', 'Cache-Control': 'no-cache', [name]: value };
   let answered = false;
   const req = request(new URL(config.pathTemplate.replace('{code}', code), config.baseUrl), { headers, agent });
   req.setTimeout(30_000, () => req.destroy(new Error('headers timeout')));
   req.on('error', (err) => {
-    if (answered) {
-      closed += 1;
-      return;
-    }
+    // After the answer, the response's `close` counts the stream as closed.
+    if (answered) return;
     answered = true;
     fail((err as { code?: string }).code ?? err.message);
     settled();
@@ -74,26 +76,6 @@ function openOne(index: number, settled: () => void): void {
   req.end();
 }
 
-function openMore(count: number): Promise<void> {
-  return new Promise((resolve) => {
-    if (count === 0) return resolve();
-    const end = next + count;
-    let inFlight = 0;
-    let settled = 0;
-    const launch = (): void => {
-      while (inFlight < config.concurrency && next < end) {
-        inFlight += 1;
-        openOne(next++, () => {
-          inFlight -= 1;
-          settled += 1;
-          if (settled === count) resolve();
-          else launch();
-        });
-      }
-    };
-    launch();
-  });
-}
 
 let queue = Promise.resolve();
 createInterface({ input: process.stdin })
@@ -101,8 +83,11 @@ createInterface({ input: process.stdin })
     const command = JSON.parse(line) as { cmd?: string; count?: number };
     if (command.cmd !== 'open') return;
     queue = queue.then(async () => {
+      const count = command.count ?? 0;
+      const identities = Array.from({ length: count }, (_, i) => identity(next + i));
       const t0 = nowMs();
-      await openMore(command.count ?? 0);
+      await runBounded(next, count, config.concurrency, (index, done) => openOne(index, identities[index - next] as [string, string], done));
+      next += count;
       report({ type: 'opened', open, failed, failures, closed, ms: nowMs() - t0 });
     });
   })

@@ -71,8 +71,9 @@ export interface DelaySummary {
 }
 
 /** Percentiles of `values` (sorted in place). NaN for an empty set. */
-export function summarize(values: Float64Array): DelaySummary {
-  values.sort();
+export function summarize(input: Float64Array): DelaySummary {
+  // A sorted copy: callers' arrays may be paired with others by index.
+  const values = Float64Array.from(input).sort();
   const count = values.length;
   const at = (q: number): number => (count === 0 ? NaN : (values[Math.min(count - 1, Math.ceil(q * count) - 1)] ?? NaN));
   let sum = 0;
@@ -87,6 +88,31 @@ export function summarize(values: Float64Array): DelaySummary {
     max: count === 0 ? NaN : (values[count - 1] ?? NaN),
     mean: count === 0 ? NaN : sum / count,
   };
+}
+
+/**
+ * Calls `start(index, done)` for each index in [from, from + count), at most `concurrency`
+ * in flight; resolves once every one has called `done`.
+ */
+export function runBounded(from: number, count: number, concurrency: number, start: (index: number, done: () => void) => void): Promise<void> {
+  return new Promise((resolve) => {
+    if (count === 0) return resolve();
+    let next = from;
+    let inFlight = 0;
+    let settled = 0;
+    const launch = (): void => {
+      while (inFlight < concurrency && next < from + count) {
+        inFlight += 1;
+        start(next++, () => {
+          inFlight -= 1;
+          settled += 1;
+          if (settled === count) resolve();
+          else launch();
+        });
+      }
+    };
+    launch();
+  });
 }
 
 /** CPU time (user + system, in clock ticks) and memory of one process, from /proc. */

@@ -94,6 +94,9 @@ async function runOne(lab: Lab, settings: FanoutSettings, name: SubjectName, sub
     const connected = await load.message<ConnectedReport>('connected', 30_000 + subscribers * 20);
     const notes: string[] = [];
     if (connected.failed > 0) notes.push(`${connected.failed} streams failed to open (${describe(connected.failures)})`);
+    if (Math.abs(connected.clockOffsetMs) > connected.clockRttMs) {
+      notes.push(`clocks of backend and load client differ by ${fixed(connected.clockOffsetMs, 2)} ms (probe round trip ${fixed(connected.clockRttMs, 2)} ms): delays are off by that much`);
+    }
 
     const pids = subject.pids();
     const before = sampleProcs(pids);
@@ -205,7 +208,7 @@ function table(settings: FanoutSettings, rows: readonly FanoutRow[], failures: r
   const lines = [
     `### Fan-out: ${settings.events} events per code at ${settings.rate}/s`,
     '',
-    '| subscribers / codes | subject | delivered / expected | p50 ms | p99 ms | max ms | upstream conns (peak) | connect all (s) | subject CPU s / 100k deliveries (user+sys) | subject RSS MB (connected / peak) | backend CPU s / 100k | load CPU % | load avg |',
+    '| subscribers / codes | subject | delivered / expected | p50 ms | p99 ms | max ms | upstream conns (peak) | connect all (s) | subject CPU s / 100k deliveries (user+sys) | subject RSS MiB (connected / peak) | backend CPU s / 100k | load CPU % | load avg |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const row of rows) {

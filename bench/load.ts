@@ -17,7 +17,7 @@ import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import jwt from 'jsonwebtoken';
-import { type ConnectedReport, type DoneReport, nowMs, report, summarize } from './common';
+import { type ConnectedReport, type DoneReport, nowMs, report, runBounded, summarize } from './common';
 
 export interface LoadConfig {
   /** Base URL of the subject, e.g. http://127.0.0.1:8080 */
@@ -132,6 +132,7 @@ function onEvent(stream: Stream, event: EventSourceMessage): void {
   if (!started) return;
   if (!receivedReported && deliveredTotal >= streams.length * config.eventsPerCode) {
     receivedReported = true;
+    windowEnd = { ms: at - windowStart, cpu: process.cpuUsage(cpuStart) };
     report({ type: 'received', afterMs: at - windowStart });
   }
   record(at - payload.t, payload.seq);
@@ -204,24 +205,7 @@ function open(index: number, token: string | undefined, settled: () => void): vo
 
 /** Opens every stream with at most `concurrency` attempts in flight. */
 function connectAll(tokens: readonly (string | undefined)[]): Promise<void> {
-  return new Promise((resolve) => {
-    let next = 0;
-    let inFlight = 0;
-    let settledCount = 0;
-    const launch = (): void => {
-      while (inFlight < config.concurrency && next < config.subscribers) {
-        const index = next++;
-        inFlight += 1;
-        open(index, tokens[index], () => {
-          inFlight -= 1;
-          settledCount += 1;
-          if (settledCount === config.subscribers) resolve();
-          else launch();
-        });
-      }
-    };
-    launch();
-  });
+  return runBounded(0, config.subscribers, config.concurrency, (index, done) => open(index, tokens[index], done));
 }
 
 /** Backend clock minus ours, from the probe with the lowest round trip. */
@@ -239,12 +223,13 @@ async function clockOffset(): Promise<{ offset: number; rtt: number }> {
 
 let windowStart = 0;
 let cpuStart = process.cpuUsage();
+/** The window the client's CPU % covers: start to the last expected event, as the subject's does. */
+let windowEnd: { ms: number; cpu: NodeJS.CpuUsage } | undefined;
 
 function finish(timedOut: number): void {
   if (finished) return;
   finished = true;
-  const windowMs = nowMs() - windowStart;
-  const cpu = process.cpuUsage(cpuStart);
+  const { ms: windowMs, cpu } = windowEnd ?? { ms: nowMs() - windowStart, cpu: process.cpuUsage(cpuStart) };
   for (const stream of streams) {
     if (!stream.done) {
       stream.done = true;

@@ -87,7 +87,8 @@ function connect(code: string, headers: Record<string, string>, keep: boolean): 
   });
 }
 
-async function step(rate: number): Promise<StepReport> {
+/** One step at `rate`; a timed one tells the coordinator when it starts, so it can read CPU then. */
+async function step(rate: number, timed: boolean): Promise<StepReport> {
   const count = Math.max(1, Math.round((rate * config.stepMs) / 1000));
   const plans = Array.from({ length: count }, (_, i) => {
     const user = `sub-${userCounter++}`;
@@ -96,6 +97,7 @@ async function step(rate: number): Promise<StepReport> {
   const times: number[] = [];
   const failures: Record<string, number> = {};
   let lastAnswer = 0;
+  if (timed) report({ type: 'step-start' });
   const cpu0 = process.cpuUsage();
   const start = nowMs();
   const pending: Promise<void>[] = [];
@@ -146,12 +148,12 @@ async function main(): Promise<void> {
   if (anchorFailures.length > 0) throw new Error(`anchor streams failed: ${anchorFailures.slice(0, 3).join(', ')}`);
   // One untimed step at the first rate: the JIT compiles the whole path, so the first
   // reported step is not paying for it (it cost the relay 2.5 ms per stream at 250/s).
-  await step(config.rates[0] ?? 250);
+  await step(config.rates[0] ?? 250, false);
   await new Promise((resolve) => setTimeout(resolve, 1000));
   report({ type: 'anchored' });
   let over = 0;
   for (const rate of config.rates) {
-    const result = await step(rate);
+    const result = await step(rate, true);
     report(result);
     over = !(result.p99 <= config.p99LimitMs) || result.failed > result.attempted * 0.01 ? over + 1 : 0;
     if (over === 2) break;

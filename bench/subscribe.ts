@@ -30,7 +30,6 @@ async function runOne(lab: Lab, settings: SubscribeSettings, name: SubjectName):
   const backend = await lab.startBenchBackend(lab.subjectCore);
   let subject: Subject | undefined;
   let client: Proc | undefined;
-  let sampler: NodeJS.Timeout | undefined;
   try {
     subject = await lab.startSubject(name, backend, lab.subjectCore, 20_000);
     const config: SubscribeClientConfig = {
@@ -48,33 +47,27 @@ async function runOne(lab: Lab, settings: SubscribeSettings, name: SubjectName):
     });
     await client.message('anchored', 60_000);
     const steps: SubscribeRow['steps'] = [];
-    const pids = name === 'direct' ? [] : subject.pids();
-    // CPU of the subject and of the backend every 100 ms, to cut out each step's window afterwards.
-    const samples: { at: number; subject: number; backend: number }[] = [];
-    const sample = (): void => {
-      samples.push({ at: nowMs(), subject: sampleProcs(pids).ticks, backend: sampleProcs([backend.proc.pid]).ticks });
-    };
-    sample();
-    sampler = setInterval(sample, 100);
-    /** CPU ms used between two epoch times, from the nearest samples. */
-    const cpuBetween = (from: number, to: number, key: 'subject' | 'backend'): { ms: number; span: number } => {
-      const first = samples.filter((s) => s.at <= from).pop() ?? samples[0];
-      const last = samples.find((s) => s.at >= to) ?? samples[samples.length - 1];
-      if (!first || !last || last.at <= first.at) return { ms: NaN, span: NaN };
-      return { ms: ((last[key] - first[key]) / CLK_TCK) * 1000, span: last.at - first.at };
-    };
+    // CPU of the subject (for direct: the backend) and of the backend, read when the client
+    // starts a step and when it reports it.
+    const cpuNow = (): { at: number; subject: number; backend: number } => ({
+      at: nowMs(),
+      subject: sampleProcs(subject?.pids() ?? []).ticks,
+      backend: sampleProcs([backend.proc.pid]).ticks,
+    });
     for (;;) {
-      const message = await client.message<StepReport | { type: 'done' }>(['step', 'done'], 120_000);
-      if (message.type === 'done') break;
-      const step = message as StepReport;
-      await new Promise((resolve) => setTimeout(resolve, 150));
-      const own = cpuBetween(step.startAt, step.endAt, name === 'direct' ? 'backend' : 'subject');
-      const back = cpuBetween(step.startAt, step.endAt, 'backend');
+      const begin = await client.message<{ type: 'step-start' } | { type: 'done' }>(['step-start', 'done'], 120_000);
+      if (begin.type === 'done') break;
+      const before = cpuNow();
+      const step = await client.message<StepReport>('step', 120_000);
+      const after = cpuNow();
+      const spanMs = after.at - before.at;
+      const subjectMs = ((after.subject - before.subject) / CLK_TCK) * 1000;
+      const backendMs = ((after.backend - before.backend) / CLK_TCK) * 1000;
       steps.push({
         ...step,
-        subjectCpuPercent: (own.ms / own.span) * 100,
-        backendCpuPercent: name === 'direct' ? NaN : (back.ms / back.span) * 100,
-        subjectCpuMsPerStream: (own.ms / own.span) * ((step.endAt - step.startAt) / Math.max(1, step.opened)),
+        subjectCpuPercent: (subjectMs / spanMs) * 100,
+        backendCpuPercent: name === 'direct' ? NaN : (backendMs / spanMs) * 100,
+        subjectCpuMsPerStream: subjectMs / Math.max(1, step.opened),
       });
       console.error(`bench: subscribe: ${name}: ${step.rate}/s offered, ${fixed(step.achieved, 0)}/s opened, p99 ${fixed(step.p99, 1)} ms`);
     }
@@ -83,7 +76,6 @@ async function runOne(lab: Lab, settings: SubscribeSettings, name: SubjectName):
     if (diagnostics !== undefined) notes.push(diagnostics);
     return { subject: name, steps, load1: startLoad, notes };
   } finally {
-    clearInterval(sampler);
     await client?.stop('SIGTERM', 2000);
     await subject?.stop();
     await backend.proc.stop();
@@ -131,7 +123,7 @@ export async function runSubscribe(lab: Lab, settings: SubscribeSettings, subjec
     `Each step offers new streams at the rate for ${settings.stepMs} ms (open loop), spread over ${settings.codes} codes that each already have a live anchor stream, after one untimed warm-up step at the first rate. ` +
       'Every stream is a new user: through the relay that is a JWT verified and a status request to the backend (no cached answer), then the attach to the live topic. ' +
       'direct and nginx check nothing (reference only). Connect time: request to response headers; the client then closes the stream. ' +
-      'CPU %: of one core, over the step (sampled every 100 ms, so ±10 % on a 2 s step); the subject and the backend share one CPU, so their sum near 100 % is the ceiling. The run stops after two steps in a row past the limit; the sustained rate is the highest step within it.',
+      'CPU %: of one core, from the start of the step to its report (/proc, 10 ms ticks); the subject and the backend share one CPU, so their sum near 100 % is the ceiling. The run stops after two steps in a row past the limit; the sustained rate is the highest step within it.',
   );
   return { markdown: `${lines.join('\n')}\n`, data: { settings, rows, failures }, failed: failures.length > 0 };
 }

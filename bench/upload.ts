@@ -131,7 +131,7 @@ export async function runUpload(lab: Lab, settings: UploadSettings, subjects: re
   const lines = [
     `### Upload: ${fixed(settings.bytes / 2 ** 30, 2)} GiB multipart, generated on the fly`,
     '',
-    '| subject | MB/s to file_saved | of direct | body sent (s) | file_saved (s) | complete (s) | events | subject RSS MB: before / max sampled / VmHWM | subject CPU s | load avg |',
+    '| subject | MB/s to file_saved | of direct | body sent (s) | file_saved (s) | complete (s) | events | subject RSS MiB: before / max sampled / VmHWM | subject CPU s | load avg |',
     '|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const row of rows) {
