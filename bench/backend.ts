@@ -20,14 +20,9 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { nowMs, report } from './common';
+import { SSE_HEADERS, encodeComment } from '../src/sse/encode';
 
-const SSE_HEADERS = {
-  'Content-Type': 'text/event-stream; charset=utf-8',
-  'Cache-Control': 'no-cache, no-transform',
-  'X-Accel-Buffering': 'no',
-  Connection: 'keep-alive',
-};
-const HEARTBEAT = Buffer.from(': hb\n\n');
+const HEARTBEAT = encodeComment('hb');
 const HEARTBEAT_MS = 15_000;
 const CODE = /^[A-Za-z0-9_-]{1,128}$/;
 const ROUTE = /^\/downloads\/([^/]+)\/(events|status)$/;

@@ -8,8 +8,7 @@
  */
 import { Agent, request } from 'node:http';
 import { createInterface } from 'node:readline';
-import jwt from 'jsonwebtoken';
-import { nowMs, report, runBounded } from './common';
+import { identityHeader, nowMs, report, runBounded } from './common';
 
 export interface CapacityClientConfig {
   readonly baseUrl: string;
@@ -23,7 +22,6 @@ export interface CapacityClientConfig {
 }
 
 const config = JSON.parse(process.argv[2] ?? '{}') as CapacityClientConfig;
-const secret = process.env.BENCH_JWT_SECRET ?? '';
 const agent = new Agent({ keepAlive: false, maxSockets: Infinity });
 let next = config.firstIndex;
 let open = 0;
@@ -36,15 +34,9 @@ function fail(cause: string): void {
   failures[cause] = (failures[cause] ?? 0) + 1;
 }
 
-/** The identity header of stream `index`; tokens are signed before a step is timed, as the other clients do. */
-function identity(index: number): [string, string] {
-  if (config.auth === 'jwt') return ['Authorization', `Bearer ${jwt.sign({}, secret, { subject: `bench-${index}`, expiresIn: '1h', algorithm: 'HS256' })}`];
-  return ['X-User-Id', `bench-${index}`];
-}
-
-function openOne(index: number, [name, value]: [string, string], settled: () => void): void {
+function openOne(index: number, identity: Record<string, string>, settled: () => void): void {
   const code = config.codes[index % config.codes.length] as string;
-  const headers: Record<string, string> = { Accept: 'text/event-stream', 'Cache-Control': 'no-cache', [name]: value };
+  const headers: Record<string, string> = { Accept: 'text/event-stream', 'Cache-Control': 'no-cache', ...identity };
   let answered = false;
   const req = request(new URL(config.pathTemplate.replace('{code}', code), config.baseUrl), { headers, agent });
   req.setTimeout(30_000, () => req.destroy(new Error('headers timeout')));
@@ -84,9 +76,10 @@ createInterface({ input: process.stdin })
     if (command.cmd !== 'open') return;
     queue = queue.then(async () => {
       const count = command.count ?? 0;
-      const identities = Array.from({ length: count }, (_, i) => identity(next + i));
+      // Signed before the step is timed, as the other clients do.
+      const identities = Array.from({ length: count }, (_, i) => identityHeader(config.auth, `bench-${next + i}`));
       const t0 = nowMs();
-      await runBounded(next, count, config.concurrency, (index, done) => openOne(index, identities[index - next] as [string, string], done));
+      await runBounded(next, count, config.concurrency, (index, done) => openOne(index, identities[index - next] ?? {}, done));
       next += count;
       report({ type: 'opened', open, failed, failures, closed, ms: nowMs() - t0 });
     });

@@ -4,7 +4,6 @@
  * after each step the subject's RSS (and, for Node subjects, its heap after a full
  * GC) is read. Reports memory per subscriber and the time to connect them all.
  */
-import { join } from 'node:path';
 import { sampleProcs } from './common';
 import type { CapacityClientConfig } from './capacity-client';
 import { type ScenarioOutcome, codeNames, describe, fixed } from './fanout';
@@ -99,10 +98,7 @@ async function runOne(lab: Lab, settings: CapacitySettings, name: SubjectName): 
         firstIndex: i * 1_000_000,
         concurrency: Math.max(1, Math.floor(settings.concurrency / clientCount)),
       };
-      const client = lab.spawn(`capacity-client-${i}`, process.execPath, [join(__dirname, 'capacity-client.js'), JSON.stringify(config)], lab.loadCore, {
-        ...process.env,
-        BENCH_JWT_SECRET: lab.jwtSecret,
-      });
+      const client = lab.spawnClient(`capacity-client-${i}`, 'capacity-client', config);
       clients.push(client);
       await client.message('ready', 15_000);
     }

@@ -8,8 +8,7 @@
  */
 import { Agent, request } from 'node:http';
 import { createParser } from 'eventsource-parser';
-import jwt from 'jsonwebtoken';
-import { type DelaySummary, nowMs, report, summarize } from './common';
+import { type DelaySummary, identityHeader, nowMs, report, summarize } from './common';
 
 export interface ChatClientConfig {
   readonly url: string;
@@ -31,10 +30,7 @@ export interface ChatReport {
 
 const config = JSON.parse(process.argv[2] ?? '{}') as ChatClientConfig;
 const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-const headers: Record<string, string> = { 'Content-Type': 'application/json', Accept: 'text/event-stream' };
-if (config.auth === 'jwt') {
-  headers.Authorization = `Bearer ${jwt.sign({}, process.env.BENCH_JWT_SECRET ?? '', { subject: 'chatter', expiresIn: '1h', algorithm: 'HS256' })}`;
-} else headers['X-User-Id'] = 'chatter';
+const headers: Record<string, string> = { 'Content-Type': 'application/json', Accept: 'text/event-stream', ...identityHeader(config.auth, 'chatter') };
 const BODY = JSON.stringify({ chatbotId: 'bench', message: 'How fast is the first token?' });
 
 /** One question; resolves with [ttft, total, tokens] or a failure cause. */

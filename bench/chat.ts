@@ -3,7 +3,6 @@
  * reference backend (no token delay) against POST /api/chat/stream through the
  * relay (and through nginx). The subject has one CPU; backend and client the other.
  */
-import { join } from 'node:path';
 import { type ScenarioOutcome, describe, fixed } from './fanout';
 import { type Lab, type Subject, type SubjectName, load1 } from './lab';
 import type { ChatClientConfig, ChatReport } from './chat-client';
@@ -33,10 +32,7 @@ async function runOne(lab: Lab, settings: ChatSettings, name: SubjectName): Prom
       requests: settings.requests,
       warmup: settings.warmup,
     };
-    client = lab.spawn('chat-client', process.execPath, [join(__dirname, 'chat-client.js'), JSON.stringify(config)], lab.loadCore, {
-      ...process.env,
-      BENCH_JWT_SECRET: lab.jwtSecret,
-    });
+    client = lab.spawnClient('chat-client', 'chat-client', config);
     const report = await client.message<ChatReport>('chat', 60_000 + settings.requests * 1000);
     return { subject: name, report, load1: startLoad };
   } finally {

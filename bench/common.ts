@@ -1,5 +1,6 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import jwt from 'jsonwebtoken';
 
 /** Epoch milliseconds with sub-millisecond resolution, comparable between processes of one machine. */
 export function nowMs(): number {
@@ -88,6 +89,17 @@ export function summarize(input: Float64Array): DelaySummary {
     max: count === 0 ? NaN : (values[count - 1] ?? NaN),
     mean: count === 0 ? NaN : sum / count,
   };
+}
+
+/**
+ * The header that names `user` to a subject: for the relay (`jwt`) a Bearer token signed with
+ * BENCH_JWT_SECRET, for the others (`header`) the X-User-Id the relay would send.
+ */
+export function identityHeader(auth: 'jwt' | 'header', user: string): Record<string, string> {
+  if (auth === 'header') return { 'X-User-Id': user };
+  const secret = process.env.BENCH_JWT_SECRET;
+  if (secret === undefined || secret === '') throw new Error('BENCH_JWT_SECRET is not set');
+  return { Authorization: `Bearer ${jwt.sign({}, secret, { subject: user, expiresIn: '1h', algorithm: 'HS256' })}` };
 }
 
 /**

@@ -4,7 +4,6 @@
  * configurations. The subject and the backend share one CPU, the load client
  * (bench/load.ts) has the other.
  */
-import { join } from 'node:path';
 import { type ChildMessage, type ConnectedReport, type DoneReport, type ProcSample, sampleProc, sampleProcs } from './common';
 import { CLK_TCK, type Lab, type SubjectName, type Subject, load1 } from './lab';
 import type { LoadConfig } from './load';
@@ -87,10 +86,7 @@ async function runOne(lab: Lab, settings: FanoutSettings, name: SubjectName, sub
       graceMs: settings.graceMs,
     };
     const ready = sampleProcs(subject.pids());
-    load = lab.spawn('load', process.execPath, [...lab.nodeArgs('load'), join(__dirname, 'load.js'), JSON.stringify(loadConfig)], lab.loadCore, {
-      ...process.env,
-      BENCH_JWT_SECRET: lab.jwtSecret,
-    });
+    load = lab.spawnClient('load', 'load', loadConfig);
     const connected = await load.message<ConnectedReport>('connected', 30_000 + subscribers * 20);
     const notes: string[] = [];
     if (connected.failed > 0) notes.push(`${connected.failed} streams failed to open (${describe(connected.failures)})`);

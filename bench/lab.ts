@@ -69,7 +69,7 @@ function achievableNofile(wanted: number): number {
 }
 
 /** The CPUs this process may run on, from taskset; undefined when taskset is missing. */
-function allowedCpus(): number[] | undefined {
+export function allowedCpus(): number[] | undefined {
   try {
     const out = execFileSync('taskset', ['-cp', String(process.pid)], { encoding: 'utf8' });
     const list = out.slice(out.lastIndexOf(':') + 1).trim();
@@ -144,6 +144,15 @@ export class Lab {
 
   spawn(name: string, command: string, args: string[], core: number | undefined, env?: NodeJS.ProcessEnv, extraPids?: () => number[]): Proc {
     return new Proc({ name, command, args, core, env, nofile: this.nofile, echoStderr: true, echoStdout: process.env.BENCH_ECHO === '1', extraPids });
+  }
+
+  /**
+   * A load client (`dist/bench/<script>.js`, given `config` as JSON) on the load CPU, with
+   * the JWT secret the relay checks and the node flags of BENCH_<NAME>_NODE_ARGS.
+   */
+  spawnClient(name: string, script: string, config: unknown): Proc {
+    const args = [...this.nodeArgs(script), join(HERE, `${script}.js`), JSON.stringify(config)];
+    return this.spawn(name, process.execPath, args, this.loadCore, { ...process.env, BENCH_JWT_SECRET: this.jwtSecret });
   }
 
   /** Node flags for a child from BENCH_<NAME>_NODE_ARGS (e.g. BENCH_RELAY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof"). */

@@ -16,8 +16,7 @@ import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import jwt from 'jsonwebtoken';
-import { type ConnectedReport, type DoneReport, nowMs, report, runBounded, summarize } from './common';
+import { type ConnectedReport, type DoneReport, identityHeader, nowMs, report, runBounded, summarize } from './common';
 
 export interface LoadConfig {
   /** Base URL of the subject, e.g. http://127.0.0.1:8080 */
@@ -148,7 +147,7 @@ function streamEnded(stream: Stream, cause?: string): void {
 }
 
 /** Opens stream `index`; `settled` is called once it is open or has failed. */
-function open(index: number, token: string | undefined, settled: () => void): void {
+function open(index: number, identity: Record<string, string>, settled: () => void): void {
   const code = config.codes[index % config.codes.length] as string;
   const url = new URL(config.pathTemplate.replace('{code}', encodeURIComponent(code)), config.baseUrl);
   const headers: Record<string, string> = {
@@ -156,9 +155,8 @@ function open(index: number, token: string | undefined, settled: () => void): vo
     'Cache-Control': 'no-cache',
     // What a browser sends; the client never reuses the socket anyway.
     Connection: 'keep-alive',
+    ...identity,
   };
-  if (token !== undefined) headers.Authorization = `Bearer ${token}`;
-  else headers['X-User-Id'] = `bench-${index}`;
   const stream: Stream = { index, req: undefined, res: undefined, received: 0, lastSeq: -1, duplicates: 0, gaps: 0, done: true };
   let answered = false;
   const fail = (cause: string): void => {
@@ -204,8 +202,8 @@ function open(index: number, token: string | undefined, settled: () => void): vo
 }
 
 /** Opens every stream with at most `concurrency` attempts in flight. */
-function connectAll(tokens: readonly (string | undefined)[]): Promise<void> {
-  return runBounded(0, config.subscribers, config.concurrency, (index, done) => open(index, tokens[index], done));
+function connectAll(identities: readonly Record<string, string>[]): Promise<void> {
+  return runBounded(0, config.subscribers, config.concurrency, (index, done) => open(index, identities[index] ?? {}, done));
 }
 
 /** Backend clock minus ours, from the probe with the lowest round trip. */
@@ -269,15 +267,11 @@ function finish(timedOut: number): void {
 }
 
 async function main(): Promise<void> {
-  const secret = process.env.BENCH_JWT_SECRET;
-  if (config.auth === 'jwt' && (secret === undefined || secret === '')) throw new Error('BENCH_JWT_SECRET is not set');
-  const tokens = Array.from({ length: config.subscribers }, (_, i) =>
-    config.auth === 'jwt' ? jwt.sign({}, secret as string, { subject: `bench-${i}`, expiresIn: '1h', algorithm: 'HS256' }) : undefined,
-  );
+  const identities = Array.from({ length: config.subscribers }, (_, i) => identityHeader(config.auth, `bench-${i}`));
   const clock = await clockOffset();
 
   const connectStart = nowMs();
-  await connectAll(tokens);
+  await connectAll(identities);
   const connected: ConnectedReport = {
     type: 'connected',
     open: openStreams,

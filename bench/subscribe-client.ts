@@ -11,8 +11,7 @@
  * Usage: node dist/bench/subscribe-client.js '<SubscribeClientConfig as JSON>'   (BENCH_JWT_SECRET for `auth: "jwt"`)
  */
 import { Agent, request } from 'node:http';
-import jwt from 'jsonwebtoken';
-import { nowMs, report, summarize } from './common';
+import { identityHeader, nowMs, report, summarize } from './common';
 
 export interface SubscribeClientConfig {
   readonly baseUrl: string;
@@ -47,15 +46,11 @@ export interface StepReport {
 }
 
 const config = JSON.parse(process.argv[2] ?? '{}') as SubscribeClientConfig;
-const secret = process.env.BENCH_JWT_SECRET ?? '';
 const agent = new Agent({ keepAlive: false, maxSockets: Infinity });
 let userCounter = 0;
 
 function headersFor(user: string): Record<string, string> {
-  const headers: Record<string, string> = { Accept: 'text/event-stream', 'Cache-Control': 'no-cache' };
-  if (config.auth === 'jwt') headers.Authorization = `Bearer ${jwt.sign({}, secret, { subject: user, expiresIn: '1h', algorithm: 'HS256' })}`;
-  else headers['X-User-Id'] = user;
-  return headers;
+  return { Accept: 'text/event-stream', 'Cache-Control': 'no-cache', ...identityHeader(config.auth, user) };
 }
 
 /** Opens a stream; resolves with the connect time (ms) or a failure cause. Closes it at once unless `keep`. */

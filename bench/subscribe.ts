@@ -4,7 +4,6 @@
  * until p99 connect time passes the limit. The subject and the backend share one
  * CPU, the client has the other.
  */
-import { join } from 'node:path';
 import { nowMs, sampleProcs } from './common';
 import { type ScenarioOutcome, codeNames, describe, fixed } from './fanout';
 import { CLK_TCK, type Lab, type Subject, type SubjectName, load1 } from './lab';
@@ -41,10 +40,7 @@ async function runOne(lab: Lab, settings: SubscribeSettings, name: SubjectName):
       stepMs: settings.stepMs,
       p99LimitMs: settings.p99LimitMs,
     };
-    client = lab.spawn('subscribe-client', process.execPath, [join(__dirname, 'subscribe-client.js'), JSON.stringify(config)], lab.loadCore, {
-      ...process.env,
-      BENCH_JWT_SECRET: lab.jwtSecret,
-    });
+    client = lab.spawnClient('subscribe-client', 'subscribe-client', config);
     await client.message('anchored', 60_000);
     const steps: SubscribeRow['steps'] = [];
     // CPU of the subject (for direct: the backend) and of the backend, read when the client

@@ -10,8 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import { createParser } from 'eventsource-parser';
-import jwt from 'jsonwebtoken';
-import { nowMs, report } from './common';
+import { identityHeader, nowMs, report } from './common';
 
 export interface UploadClientConfig {
   readonly url: string;
@@ -55,10 +54,8 @@ function main(): void {
     'Content-Type': `multipart/form-data; boundary=${boundary}`,
     'Content-Length': String(head.length + config.bytes + tail.length),
     Accept: 'text/event-stream',
+    ...identityHeader(config.auth, 'uploader'),
   };
-  if (config.auth === 'jwt') {
-    headers.Authorization = `Bearer ${jwt.sign({}, process.env.BENCH_JWT_SECRET ?? '', { subject: 'uploader', expiresIn: '1h', algorithm: 'HS256' })}`;
-  } else headers['X-User-Id'] = 'uploader';
 
   let bodySentMs = NaN;
   let fileSavedMs = NaN;

@@ -7,7 +7,6 @@
  * as they do for every subject.
  */
 import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { sampleProcs } from './common';
 import { type ScenarioOutcome, fixed } from './fanout';
 import { CLK_TCK, type Lab, type Subject, type SubjectName, load1 } from './lab';
@@ -58,7 +57,7 @@ async function runOne(lab: Lab, settings: UploadSettings, name: SubjectName): Pr
   let timer: NodeJS.Timeout | undefined;
   try {
     subject = await lab.startSubject(name, backend, lab.subjectCore, 100);
-    const pids = name === 'direct' ? [backend.proc.pid] : subject.pids();
+    const pids = subject.pids();
     const before = sampleProcs(pids);
     const hwmReset = pids.every(resetHwm);
     let rssMax = before.rssKb;
@@ -71,10 +70,7 @@ async function runOne(lab: Lab, settings: UploadSettings, name: SubjectName): Pr
       bytes: settings.bytes,
       chunkSize: 16 * 1024 * 1024,
     };
-    client = lab.spawn('upload-client', process.execPath, [join(__dirname, 'upload-client.js'), JSON.stringify(config)], lab.loadCore, {
-      ...process.env,
-      BENCH_JWT_SECRET: lab.jwtSecret,
-    });
+    client = lab.spawnClient('upload-client', 'upload-client', config);
     const report = await client.message<UploadReport>('uploaded', 60_000 + settings.bytes / 10_000);
     clearInterval(timer);
     const after = sampleProcs(pids);

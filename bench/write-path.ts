@@ -21,6 +21,7 @@ import { parseArgs } from 'node:util';
 import express from 'express';
 import helmet from 'helmet';
 import { Subscriber } from '../src/relay/subscriber';
+import { allowedCpus } from './lab';
 
 /** An open stream: its response, and the relay's Subscriber that opened it. */
 interface Held {
@@ -269,21 +270,6 @@ async function client(port: number, streams: number): Promise<void> {
   process.stdin.on('end', () => process.exit(0)).resume();
 }
 
-function allowedCores(): number[] {
-  try {
-    const out = execFileSync('taskset', ['-cp', String(process.pid)], { encoding: 'utf8' });
-    const cores: number[] = [];
-    for (const part of out.slice(out.lastIndexOf(':') + 1).trim().split(',')) {
-      const [from, to] = part.split('-').map(Number);
-      if (from === undefined || Number.isNaN(from)) continue;
-      for (let c = from; c <= (to ?? from); c++) cores.push(c);
-    }
-    return cores;
-  } catch {
-    return [];
-  }
-}
-
 function fmt(value: number): string {
   return value.toFixed(2);
 }
@@ -300,7 +286,7 @@ async function main(): Promise<void> {
   const streams = Number(values.streams ?? 10_000);
   const rounds = Number(values.rounds ?? 40);
   const wanted = values.variants?.split(',') ?? VARIANTS.map((v) => v.name);
-  const cores = allowedCores();
+  const cores = allowedCpus() ?? [];
   // This process on the first CPU, the client on the last.
   const clientCore = cores.length >= 2 ? cores[cores.length - 1] : undefined;
   if (clientCore !== undefined && cores[0] !== undefined) execFileSync('taskset', ['-cp', String(cores[0]), String(process.pid)]);
