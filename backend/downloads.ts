@@ -37,7 +37,9 @@ export interface DownloadState {
 }
 
 const STEP = 10;
-const MAX_ROWS = 1_000_000;
+// Each step measures its rows by generating them (~2.4 ms per 1,000 on this machine): a cap keeps one step
+// from blocking every other stream of the backend for long.
+const MAX_ROWS = 100_000;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$/;
 
 /**

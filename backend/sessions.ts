@@ -295,6 +295,8 @@ export class UploadSession {
   }
 
   private finished(partialFile: boolean): void {
+    // A reader that left mid-processing started the grace clock; nothing is left for it to cancel.
+    clearTimeout(this.graceTimer);
     this.finishedAt = new Date();
     this.log.finish();
     // A file cut off mid-upload is of no use to anyone: drop it now.

@@ -135,6 +135,8 @@ export class StreamSet {
    */
   serveLog(req: Request, res: Response, log: EventLog): void {
     const afterId = lastEventIdOf(req);
+    // An id this backend has not sent yet would hide every event up to it.
+    if (afterId > log.lastId) throw new BackendError('invalid_last_event_id');
     if (log.finished && afterId >= log.lastId && afterId > 0) {
       res.status(204).end();
       return;

@@ -102,6 +102,10 @@ test('after the last event, EventSource reconnects with its id and gets 204, whi
   const oneMissed = await api.call(`/downloads/${code}/events`, { headers: { 'last-event-id': '11' } });
   expect(oneMissed.status).toBe(200);
   expect(oneMissed.text).toBe(`retry: 5\n\ndata: {"status":"COMPLETED","url":"/downloads/${code}/file"}\nid: 12\n\n`);
+  // An id it never sent would hide events up to it: refused, not answered with silence.
+  const fromTheFuture = await api.call(`/downloads/${code}/events`, { headers: { 'last-event-id': '13' } });
+  expect(fromTheFuture.status).toBe(400);
+  expect(fromTheFuture.json).toMatchObject({ error: { code: 'invalid_last_event_id' } });
 });
 
 test('the job runs with nobody listening, and a late subscriber gets its whole history', async () => {

@@ -269,6 +269,22 @@ test('a reconnect within the grace period keeps the session running', async () =
   expect((await state(id)).stage).toBe('complete');
 });
 
+test('a session that completes after its reader left leaves no grace timer behind', async () => {
+  const timers = (): number => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
+  const before = timers();
+  api = await start({ chunkMs: 1, reconnectGraceMs: 60_000 });
+  const controller = new AbortController();
+  const stream = await upload(multipart({}, sampleFile(20_000)), { signal: controller.signal });
+  await stream.waitForEvent('ocr_chunk_processed');
+  controller.abort();
+  await stream.ended.catch(() => undefined);
+  const id = stream.data[0].session_id as string;
+  await until(async () => (await state(id)).stage === 'complete', 5000, 'completion');
+  await api.close();
+  // The grace clock of a session that is over would hold the process for a minute.
+  expect(timers()).toBeLessThanOrEqual(before);
+});
+
 test("another user's session is 404 on every route", async () => {
   api = await start();
   const stream = await upload(multipart({}, sampleFile(2000)));
