@@ -1,4 +1,4 @@
-import type { ErrorRequestHandler, RequestHandler } from 'express';
+import { HttpError } from '../src/errors';
 
 /** Every error the reference backend answers, with its status and a message that says what to do. */
 export const BACKEND_ERRORS = {
@@ -21,55 +21,16 @@ export const BACKEND_ERRORS = {
 
 export type BackendErrorCode = keyof typeof BACKEND_ERRORS;
 
-/** An error with a registered code; the error handler answers it as `{"error":{code,message}}`. */
-export class BackendError extends Error {
-  readonly status: number;
-
+/**
+ * An error with a code of the table above. It is the relay's `HttpError` with the backend's
+ * own codes, so the relay's `notFound` and `errorHandler` (middleware/errors.ts) answer it.
+ */
+export class BackendError extends HttpError {
   constructor(
-    readonly code: BackendErrorCode,
+    override readonly code: BackendErrorCode,
     message?: string,
   ) {
-    super(message ?? BACKEND_ERRORS[code].message);
-    this.status = BACKEND_ERRORS[code].status;
+    super(code, message ?? BACKEND_ERRORS[code].message, BACKEND_ERRORS[code].status);
     this.name = 'BackendError';
   }
-}
-
-/** The JSON body of an error answer. */
-export function errorBody(code: string, message: string): { error: { code: string; message: string } } {
-  return { error: { code, message } };
-}
-
-/** Answers an unknown route with the JSON 404. */
-export const notFound: RequestHandler = (_req, _res, next) => {
-  next(new BackendError('not_found', 'No such route.'));
-};
-
-/**
- * Turns any error into `{"error":{code,message}}`; unexpected ones (500) are
- * reported to `onError`. After the headers of a stream were sent there is no
- * status left to give: the response is cut.
- */
-export function errorHandler(onError: (err: unknown) => void): ErrorRequestHandler {
-  return (err: unknown, _req, res, _next) => {
-    const error = asBackendError(err);
-    if (error.code === 'internal') onError(err);
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    res.status(error.status).set('Cache-Control', 'no-store').json(errorBody(error.code, error.message));
-  };
-}
-
-function asBackendError(err: unknown): BackendError {
-  if (err instanceof BackendError) return err;
-  // express.json() marks its errors with status and type (400 entity.parse.failed, 413 entity.too.large).
-  const status = (err as { status?: unknown } | null)?.status;
-  if (status === 413) return new BackendError('payload_too_large');
-  if (typeof status === 'number' && status >= 400 && status < 500) {
-    const parseFailed = (err as { type?: unknown }).type === 'entity.parse.failed';
-    return new BackendError('bad_request', parseFailed ? 'The body is not valid JSON.' : undefined);
-  }
-  return new BackendError('internal');
 }

@@ -6,16 +6,20 @@ export const notFound: RequestHandler = (_req, _res, next) => {
   next(new HttpError('not_found', 'No such route.'));
 };
 
-/** Turns any error into `{"error":{code,message}}`; after headers were sent it can only end the response. */
+/**
+ * Turns any error into `{"error":{code,message}}`; unexpected ones (not an `HttpError`, nor
+ * a body parser's 4xx) are answered 500 `internal` and given to `log`. After headers were
+ * sent it can only end the response.
+ */
 export function errorHandler(log?: (err: unknown) => void): ErrorRequestHandler {
   return (err: unknown, _req, res, _next) => {
+    const error = asHttpError(err);
+    if (error.code === 'internal') log?.(err);
     if (res.headersSent) {
       res.destroy();
       return;
     }
-    const error = asHttpError(err);
     if (error.status >= 500) {
-      log?.(err);
       // The request's log line carries this error.
       (res as unknown as { err?: unknown }).err = err;
     }
