@@ -16,7 +16,11 @@ const DEV_USER = 'dev-user';
 async function listen(server: Server, port: number, host?: string): Promise<string> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, resolve);
+    server.listen(port, host, () => {
+      // Only a failure to listen rejects; a later server error must not vanish into a settled promise.
+      server.off('error', reject);
+      resolve();
+    });
   });
   const address = server.address() as AddressInfo;
   return `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
