@@ -1,5 +1,5 @@
+import { once } from 'node:events';
 import { Transform, type TransformCallback } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Request, RequestHandler, Response } from 'express';
 import { type Dispatcher, errors, request } from 'undici';
@@ -59,7 +59,8 @@ export function proxy(options: ProxyOptions): RequestHandler {
     res.once('close', () => {
       if (!res.writableFinished) controller.abort();
     });
-    const limit = new BodyLimit(maxBytes, () => controller.abort());
+    // Past the cap its error aborts the upstream request (undici ends a request whose body fails).
+    const limit = new BodyLimit(maxBytes);
     const hasBody = req.method !== 'GET' && req.method !== 'HEAD' && (declared > 0 || req.headers['transfer-encoding'] !== undefined);
 
     let upstream: Dispatcher.ResponseData;
@@ -92,23 +93,27 @@ export function proxy(options: ProxyOptions): RequestHandler {
     }
     res.flushHeaders();
     try {
-      await pipeline(upstream.body, res);
+      // Not pipeline(): it would destroy `res` when the upstream is aborted for an oversized
+      // body, and the client would get a reset instead of the error below.
+      for await (const chunk of upstream.body) {
+        if (!res.write(chunk)) await once(res, 'drain', { signal: controller.signal });
+      }
+      res.end();
     } catch {
-      // The client left or the backend broke mid-answer: both ends are torn down by pipeline.
-      if (limit.exceeded && !res.writableEnded) endWithError(res, streaming);
+      // Past the cap the client is told why; otherwise the client left (its close aborted the
+      // upstream) or the backend broke mid-answer, and the client's answer is cut short too.
+      if (limit.exceeded && !res.destroyed) endWithError(res, streaming);
+      else res.destroy();
     }
   };
 }
 
-/** Counts request bytes on their way up and stops the upload past the cap. */
+/** Counts request bytes on their way up and fails the upload past the cap. */
 class BodyLimit extends Transform {
   exceeded = false;
   private seen = 0;
 
-  constructor(
-    private readonly max: number,
-    private readonly onExceeded: () => void,
-  ) {
+  constructor(private readonly max: number) {
     super();
   }
 
@@ -116,7 +121,6 @@ class BodyLimit extends Transform {
     this.seen += chunk.length;
     if (this.seen > this.max) {
       this.exceeded = true;
-      this.onExceeded();
       return callback(new HttpError('payload_too_large'));
     }
     callback(null, chunk);

@@ -192,7 +192,7 @@ describe('with the reference backend', () => {
     await bad.body.dump();
   });
 
-  test('an upload over the size cap is answered 413 and the upstream request is aborted', async () => {
+  test('an upload declared over the size cap is answered 413 at once', async () => {
     await relay.close();
     relay = await startRelay(backend.url, { maxUploadBytes: 100_000 });
     const form = multipart({ chunk_size: '1000' }, sampleFile(500_000));
@@ -203,12 +203,23 @@ describe('with the reference backend', () => {
     });
     expect(declared.statusCode).toBe(413);
     expect(((await declared.body.json()) as { error: { code: string } }).error.code).toBe('payload_too_large');
-    // Chunked (no Content-Length): counted on the way and cut.
-    const chunked = await postStream('/documents/upload-sse', Readable.from([form.head, form.file, form.tail]), { 'content-type': form.contentType });
-    await chunked.ended.catch(() => undefined);
-    const start = chunked.data.find((d: { event: string }) => d.event === 'start') as { session_id: string } | undefined;
-    if (start) await until(async () => (await backend.call(`/sessions/${start.session_id}`)).json?.cancelled === true, 5000, 'upstream aborted');
-    else expect(chunked.status).toBe(413);
+  });
+
+  test('an upload that passes the cap mid-stream ends with a relay_error event, and the backend cancels it', async () => {
+    await relay.close();
+    relay = await startRelay(backend.url, { maxUploadBytes: 100_000 });
+    const form = multipart({ chunk_size: '1000' }, Buffer.alloc(0));
+    const body = new Readable({ read() {} });
+    body.push(form.head);
+    body.push(sampleFile(10_000));
+    // Chunked: nothing declared, so the relay counts on the way; the backend has answered by then.
+    const stream = await postStream('/documents/upload-sse', body, { 'content-type': form.contentType });
+    expect(stream.status).toBe(200);
+    const start = JSON.parse((await stream.waitForEvent('start')).data) as { session_id: string };
+    body.push(sampleFile(200_000));
+    const error = await stream.waitFor((e) => e.event === 'relay_error');
+    expect(JSON.parse(error.data)).toEqual({ reason: 'payload_too_large' });
+    await until(async () => (await backend.call(`/sessions/${start.session_id}`)).json?.cancelled === true, 5000, 'upstream aborted');
   });
 });
 
@@ -297,6 +308,34 @@ describe('with a backend that echoes what it receives', () => {
 });
 
 describe('with a backend that is down or slow', () => {
+  test('a client that leaves before the backend answered aborts the upstream request', async () => {
+    backend = await TestBackend.start();
+    let upstreamSeen = false;
+    let upstreamClosed = false;
+    const silent = createServer((req) => {
+      upstreamSeen = true;
+      req.socket.once('close', () => (upstreamClosed = true));
+    }).listen(0, '127.0.0.1');
+    await once(silent, 'listening');
+    relay = await startRelay(`http://127.0.0.1:${(silent.address() as AddressInfo).port}`, { upstreamHeadersTimeoutMs: 60_000 });
+    try {
+      const controller = new AbortController();
+      const pending = request(`${relay.url}/api/chat/stream`, {
+        method: 'POST',
+        headers: { ...auth(), 'content-type': 'application/json' },
+        body: JSON.stringify({ chatbotId: 'bot1', message: 'hello?' }),
+        signal: controller.signal,
+      }).catch(() => undefined);
+      await until(() => upstreamSeen, 5000, 'the upstream request');
+      controller.abort();
+      await pending;
+      await until(() => upstreamClosed, 5000, 'the upstream request to close');
+    } finally {
+      silent.closeAllConnections();
+      silent.close();
+    }
+  });
+
   test('an unreachable backend answers 502 and a slow one 504, both as JSON and fast', async () => {
     backend = await TestBackend.start();
     const silent = createServer(() => undefined).listen(0, '127.0.0.1');
