@@ -20,7 +20,8 @@ afterEach(() => {
 test('reconnects use full jitter under an exponentially growing cap, then give up', async () => {
   const port = await closedPort();
   jest.useFakeTimers({ doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'] });
-  jest.spyOn(Math, 'random').mockReturnValue(0.5);
+  // A different draw per attempt: a delay that ignored random() (or the cap) could not match them all.
+  jest.spyOn(Math, 'random').mockReturnValueOnce(0.1).mockReturnValueOnce(0.9).mockReturnValueOnce(0.5).mockReturnValueOnce(0.25);
   const config = resolveOptions({
     backendUrl: `http://127.0.0.1:${port}`,
     reconnectBaseDelayMs: 1000,
@@ -44,19 +45,19 @@ test('reconnects use full jitter under an exponentially growing cap, then give u
     while (delays.length < n) await new Promise((resolve) => setImmediate(resolve));
   };
   await waitForRetries(1);
-  expect(delays).toEqual([500]);
+  expect(delays).toEqual([100]);
   // Nothing happens before the delay has passed.
-  await jest.advanceTimersByTimeAsync(499);
+  await jest.advanceTimersByTimeAsync(99);
   expect(delays).toHaveLength(1);
   await jest.advanceTimersByTimeAsync(1);
   await waitForRetries(2);
-  await jest.advanceTimersByTimeAsync(1000);
+  await jest.advanceTimersByTimeAsync(1800);
   await waitForRetries(3);
   await jest.advanceTimersByTimeAsync(2000);
   await waitForRetries(4);
-  // Caps 1000, 2000, 4000, then 5000 (the maximum), each halved by random() = 0.5.
-  expect(delays).toEqual([500, 1000, 2000, 2500]);
-  await jest.advanceTimersByTimeAsync(2500);
+  // Caps 1000, 2000, 4000, then 5000 (the maximum), each scaled by its draw.
+  expect(delays).toEqual([100, 1800, 2000, 1250]);
+  await jest.advanceTimersByTimeAsync(1250);
   while (gaveUp === undefined) await new Promise((resolve) => setImmediate(resolve));
   expect(gaveUp).toBe('upstream_unavailable');
   upstream.close();

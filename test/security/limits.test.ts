@@ -1,12 +1,8 @@
-import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
-import express, { type Request } from 'express';
+import type { Request } from 'express';
 import { ipKeyGenerator } from 'express-rate-limit';
 import { clientIp } from '../../middleware/limits';
-import type { CreateRelayOptions } from '../../routes/relay';
-import { createRelay } from '../../routes/relay';
 import { FixtureBackend } from '../support/fixture-backend';
-import { type RunningRelay, TEST_SECRET, collect, eventSourceAs, startRelay, tokenFor, until } from '../support/relay-server';
+import { type RunningRelay, collect, eventSourceAs, startRelay, tokenFor, until } from '../support/relay-server';
 
 const PATH = '/downloads/limits/events';
 
@@ -61,35 +57,15 @@ test('over MAX_CONNECTIONS the relay answers 503 with Retry-After', async () => 
   await expectRefused(await openStream(relay.url, 'carol'), 503, 'over_capacity');
 });
 
-/** The relay in an app that trusts `hops` proxies, as TRUST_PROXY sets it. */
-async function startBehindProxy(options: Partial<CreateRelayOptions>, trustProxy: number | false): Promise<RunningRelay> {
-  const mounted = createRelay({ backendUrl: backend.url, jwt: { secret: TEST_SECRET }, rateLimitPerMinute: 0, ...options });
-  const app = express();
-  app.set('trust proxy', trustProxy);
-  app.use(mounted.router);
-  const server = app.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    relay: mounted,
-    server,
-    async close() {
-      await mounted.close();
-      server.closeAllConnections();
-      server.close();
-    },
-  };
-}
-
 test('the per-IP limit counts X-Forwarded-For clients apart only when trust proxy says so', async () => {
-  relay = await startBehindProxy({ maxConnectionsPerIp: 1 }, 1);
+  relay = await startRelay(backend.url, { maxConnectionsPerIp: 1 }, { trustProxy: 1 });
   expect((await openStream(relay.url, 'a', { 'x-forwarded-for': '203.0.113.1' })).status).toBe(200);
   expect((await openStream(relay.url, 'b', { 'x-forwarded-for': '203.0.113.2' })).status).toBe(200);
   await expectRefused(await openStream(relay.url, 'c', { 'x-forwarded-for': '203.0.113.1' }), 429, 'too_many_connections');
   await relay.close();
 
   // Trusting nothing, the header is the client's word: everyone is 127.0.0.1.
-  relay = await startBehindProxy({ maxConnectionsPerIp: 1 }, false);
+  relay = await startRelay(backend.url, { maxConnectionsPerIp: 1 }, { trustProxy: false });
   expect((await openStream(relay.url, 'a', { 'x-forwarded-for': '203.0.113.1' })).status).toBe(200);
   await expectRefused(await openStream(relay.url, 'b', { 'x-forwarded-for': '203.0.113.2' }), 429, 'too_many_connections');
 });
@@ -106,7 +82,7 @@ test('stream opens and POSTs are rate limited per user, with RateLimit headers; 
   // Another user has a budget of their own; plain GETs are not counted.
   expect((await openStream(relay.url, 'bob')).status).toBe(200);
   const rest = await fetch(`${relay.url}/api/downloads/x/status`, { headers: { authorization: `Bearer ${tokenFor('alice')}` } });
-  expect(rest.status).not.toBe(429);
+  expect(rest.status).toBe(200);
 
   const guesses = [];
   for (let i = 0; i < 4; i++) guesses.push((await fetch(`${relay.url}/api${PATH}`, { headers: { authorization: 'Bearer guess' } })).status);
