@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 import type { EventSource } from 'eventsource';
 import { type Logger, pino } from 'pino';
 import { FixtureBackend } from '../support/fixture-backend';
-import { freePort } from '../support/ports';
+import { freePort } from '../../bench/proc';
 import { type RunningRelay, collect, eventSourceAs, startRelay, tokenFor, until } from '../support/relay-server';
 
 const PATH = '/downloads/ops/events';

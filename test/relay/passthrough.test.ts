@@ -5,14 +5,13 @@ import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { SseResponse, TestBackend, multipart, sampleFile, until } from '../backend/harness';
-import { type RunningRelay, startRelay, tokenFor } from '../support/relay-server';
+import { type RunningRelay, authHeader, startRelay } from '../support/relay-server';
 
 let backend: TestBackend;
 let relay: RunningRelay;
-const auth = (user = 'alice'): Record<string, string> => ({ authorization: `Bearer ${tokenFor(user)}` });
 
 async function postStream(path: string, body: Readable | string, headers: Record<string, string>, signal?: AbortSignal): Promise<SseResponse> {
-  const res = await request(`${relay.url}/api${path}`, { method: 'POST', headers: { ...auth(), ...headers }, body, signal });
+  const res = await request(`${relay.url}/api${path}`, { method: 'POST', headers: { ...authHeader(), ...headers }, body, signal });
   return new SseResponse(res.statusCode, res.headers, res.body);
 }
 
@@ -84,7 +83,7 @@ describe('with the reference backend', () => {
     const form = multipart({ chunk_size: '1000', chunk_overlap: '0' }, sampleFile(200_000));
     const stream = await postStream('/documents/upload-sse', Readable.from([form.whole]), { 'content-type': form.contentType });
     const chunk = JSON.parse((await stream.waitForEvent('ocr_chunk_processed')).data) as { session_id: string };
-    const cancel = await request(`${relay.url}/api/sessions/${chunk.session_id}/cancel`, { method: 'POST', headers: auth() });
+    const cancel = await request(`${relay.url}/api/sessions/${chunk.session_id}/cancel`, { method: 'POST', headers: authHeader() });
     expect(cancel.statusCode).toBe(202);
     await cancel.body.dump();
     await stream.ended;
@@ -104,7 +103,7 @@ describe('with the reference backend', () => {
     const lastId = seen[seen.length - 1]!.id!;
 
     const res = await request(`${relay.url}/api/documents/upload-sse/reconnect/${sessionId}`, {
-      headers: { ...auth(), 'last-event-id': lastId },
+      headers: { ...authHeader(), 'last-event-id': lastId },
     });
     expect(res.statusCode).toBe(200);
     const rest = new SseResponse(res.statusCode, res.headers, res.body);
@@ -129,7 +128,7 @@ describe('with the reference backend', () => {
       ['POST', `/sessions/${sessionId}/cancel`],
       ['DELETE', `/sessions/${sessionId}`],
     ] as const) {
-      const res = await request(`${relay.url}/api${path}`, { method, headers: { ...auth('mallory'), 'x-user-id': 'alice' } });
+      const res = await request(`${relay.url}/api${path}`, { method, headers: { ...authHeader('mallory'), 'x-user-id': 'alice' } });
       expect([method, path, res.statusCode]).toEqual([method, path, 404]);
       await res.body.dump();
     }
@@ -156,7 +155,7 @@ describe('with the reference backend', () => {
     const history = async (page: number, pageSize: number): Promise<{ messages: { role: string; status?: string }[]; hasMore: boolean }> => {
       const res = await request(`${relay.url}/api/chat/history`, {
         method: 'POST',
-        headers: { ...auth(), 'content-type': 'application/json' },
+        headers: { ...authHeader(), 'content-type': 'application/json' },
         body: JSON.stringify({ chatbotId: 'bot1', page, pageSize }),
       });
       expect(res.statusCode).toBe(200);
@@ -174,20 +173,20 @@ describe('with the reference backend', () => {
   test('the REST proxy passes methods, query strings, statuses and bodies, and strips a spoofed X-User-Id', async () => {
     const created = await request(`${relay.url}/api/downloads?origin=test`, {
       method: 'POST',
-      headers: { ...auth(), 'content-type': 'application/json', 'x-user-id': 'bob' },
+      headers: { ...authHeader(), 'content-type': 'application/json', 'x-user-id': 'bob' },
       body: JSON.stringify({ name: 'report' }),
     });
     expect(created.statusCode).toBe(201);
     const { code } = (await created.body.json()) as { code: string };
     expect((await backend.call(`/downloads/${code}/status`, { user: 'alice' })).status).toBe(200);
     expect((await backend.call(`/downloads/${code}/status`, { user: 'bob' })).status).toBe(404);
-    const status = await request(`${relay.url}/api/downloads/${code}/status`, { headers: auth() });
+    const status = await request(`${relay.url}/api/downloads/${code}/status`, { headers: authHeader() });
     expect(status.statusCode).toBe(200);
     expect(((await status.body.json()) as { status: string }).status).toMatch(/IN_PROGRESS|COMPLETED/);
-    const missing = await request(`${relay.url}/api/downloads/nope/status`, { headers: auth() });
+    const missing = await request(`${relay.url}/api/downloads/nope/status`, { headers: authHeader() });
     expect(missing.statusCode).toBe(404);
     await missing.body.dump();
-    const bad = await request(`${relay.url}/api/chat/history`, { method: 'POST', headers: { ...auth(), 'content-type': 'application/json' }, body: '{"page":' });
+    const bad = await request(`${relay.url}/api/chat/history`, { method: 'POST', headers: { ...authHeader(), 'content-type': 'application/json' }, body: '{"page":' });
     expect(bad.statusCode).toBe(400);
     await bad.body.dump();
   });
@@ -198,7 +197,7 @@ describe('with the reference backend', () => {
     const form = multipart({ chunk_size: '1000' }, sampleFile(500_000));
     const declared = await request(`${relay.url}/api/documents/upload-sse`, {
       method: 'POST',
-      headers: { ...auth(), 'content-type': form.contentType },
+      headers: { ...authHeader(), 'content-type': form.contentType },
       body: form.whole,
     });
     expect(declared.statusCode).toBe(413);
@@ -244,7 +243,7 @@ describe('with a backend whose reconnect grace is short', () => {
     expect(session.processed.embedding).toBeLessThan(40);
 
     // The reconnect route still tells the whole story, ending with the cancellation.
-    const replay = await request(`${relay.url}/api/documents/upload-sse/reconnect/${chunk.session_id}`, { headers: auth() });
+    const replay = await request(`${relay.url}/api/documents/upload-sse/reconnect/${chunk.session_id}`, { headers: authHeader() });
     const rest = new SseResponse(replay.statusCode, replay.headers, replay.body);
     await rest.ended;
     expect(rest.data.at(-1)).toMatchObject({ event: 'cancelled', session_id: chunk.session_id });
@@ -272,7 +271,7 @@ describe('with a backend that echoes what it receives', () => {
         const req = httpRequest(`${relay.url}/api/things/7?sort=desc&q=a%20b`, {
           method: 'PATCH',
           headers: {
-            ...auth('alice'),
+            ...authHeader('alice'),
             'content-type': 'application/json',
             connection: 'keep-alive, x-req-hop',
             'x-req-hop': 'client-private',
@@ -322,7 +321,7 @@ describe('with a backend that is down or slow', () => {
       const controller = new AbortController();
       const pending = request(`${relay.url}/api/chat/stream`, {
         method: 'POST',
-        headers: { ...auth(), 'content-type': 'application/json' },
+        headers: { ...authHeader(), 'content-type': 'application/json' },
         body: JSON.stringify({ chatbotId: 'bot1', message: 'hello?' }),
         signal: controller.signal,
       }).catch(() => undefined);
@@ -342,14 +341,14 @@ describe('with a backend that is down or slow', () => {
     await once(silent, 'listening');
     relay = await startRelay(`http://127.0.0.1:${(silent.address() as AddressInfo).port}`, { upstreamHeadersTimeoutMs: 100 });
     const started = Date.now();
-    const slow = await request(`${relay.url}/api/anything`, { headers: auth() });
+    const slow = await request(`${relay.url}/api/anything`, { headers: authHeader() });
     expect(slow.statusCode).toBe(504);
     expect(((await slow.body.json()) as { error: { code: string } }).error.code).toBe('gateway_timeout');
     expect(Date.now() - started).toBeLessThan(2000);
     silent.closeAllConnections();
     silent.close();
     await once(silent, 'close');
-    const down = await request(`${relay.url}/api/anything`, { headers: auth() });
+    const down = await request(`${relay.url}/api/anything`, { headers: authHeader() });
     expect(down.statusCode).toBe(502);
     expect(((await down.body.json()) as { error: { code: string } }).error.code).toBe('bad_gateway');
   });

@@ -1,7 +1,7 @@
 import { type Socket, connect } from 'node:net';
 import { Agent, request } from 'undici';
 import { FixtureBackend } from '../support/fixture-backend';
-import { type RunningRelay, collect, eventSourceAs, startRelay, tokenFor, until } from '../support/relay-server';
+import { type RunningRelay, authHeader, collect, eventSourceAs, startRelay, tokenFor, until } from '../support/relay-server';
 
 const PATH = '/downloads/busy/events';
 
@@ -64,7 +64,7 @@ test('after 1,000 subscribe/unsubscribe cycles the topics, streams, timers and s
   relay = await startRelay(backend.url, { topicLingerMs: 5 });
   const client = new Agent();
   const timersBefore = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
-  const auth = { authorization: `Bearer ${tokenFor('alice')}` };
+  const auth = authHeader();
   const cycle = async (i: number): Promise<void> => {
     const path = `/downloads/c${i % 7}/events`;
     const res = await request(`${relay.url}/api${path}`, { headers: auth, dispatcher: client });
@@ -104,7 +104,7 @@ test('subscribers get SSE headers at once, a retry hint, and heartbeat comments'
 
 test('a stream with no event for the idle timeout is ended, and resumes without loss', async () => {
   relay = await startRelay(backend.url, { heartbeatMs: 10, idleTimeoutMs: 60, topicLingerMs: 1000 });
-  const auth = { authorization: `Bearer ${tokenFor('alice')}` };
+  const auth = authHeader();
   const keeper = eventSourceAs(`${relay.url}/api${PATH}`, 'alice');
   const firstTwo = collect(keeper, 2);
   await until(() => backend.listeners(PATH) === 1);

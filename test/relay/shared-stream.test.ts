@@ -1,6 +1,6 @@
 import { request } from 'undici';
 import { FixtureBackend } from '../support/fixture-backend';
-import { type RunningRelay, collect, eventSourceAs, startRelay, tokenFor, until } from '../support/relay-server';
+import { type RunningRelay, authHeader, collect, eventSourceAs, startRelay, tokenFor, until } from '../support/relay-server';
 import type { EventSource } from 'eventsource';
 
 const PATH = '/downloads/abc/events';
@@ -156,7 +156,7 @@ test("another user cannot join a live code: 404 and not one event", async () => 
 });
 
 test('a bad code or Last-Event-ID is a 400, and a missing token a 401, all as JSON', async () => {
-  const auth = { authorization: `Bearer ${tokenFor('alice')}` };
+  const auth = authHeader();
   const bad = await request(`${relay.url}/api/downloads/${'x'.repeat(200)}/events`, { headers: auth });
   expect(bad.statusCode).toBe(400);
   expect(((await bad.body.json()) as { error: { code: string } }).error.code).toBe('invalid_id');

@@ -1,24 +1,17 @@
-import { createServer } from 'node:net';
+import { freePort } from '../../bench/proc';
 import { Agent } from 'undici';
 import { resolveOptions } from '../../src/options';
 import { Upstream } from '../../src/relay/upstream';
 
 /** A loopback port with nothing listening: every connect is refused at once. */
-async function closedPort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 afterEach(() => {
   jest.useRealTimers();
   jest.restoreAllMocks();
 });
 
 test('reconnects use full jitter under an exponentially growing cap, then give up', async () => {
-  const port = await closedPort();
+  // Nothing listens there: every connect is refused.
+  const port = await freePort();
   jest.useFakeTimers({ doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'] });
   // A different draw per attempt: a delay that ignored random() (or the cap) could not match them all.
   jest.spyOn(Math, 'random').mockReturnValueOnce(0.1).mockReturnValueOnce(0.9).mockReturnValueOnce(0.5).mockReturnValueOnce(0.25);

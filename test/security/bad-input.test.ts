@@ -5,11 +5,10 @@ import { Readable } from 'node:stream';
 import { getGlobalDispatcher, request } from 'undici';
 import { SseResponse, TestBackend, multipart, sampleFile } from '../backend/harness';
 import { FixtureBackend } from '../support/fixture-backend';
-import { type RunningRelay, startRelay, tokenFor } from '../support/relay-server';
+import { type RunningRelay, authHeader, startRelay } from '../support/relay-server';
 
 let backend: TestBackend;
 let relay: RunningRelay;
-const auth = (user = 'alice'): Record<string, string> => ({ authorization: `Bearer ${tokenFor(user)}` });
 
 beforeEach(async () => {
   backend = await TestBackend.start();
@@ -34,7 +33,7 @@ async function call(path: string, options: { method?: 'GET' | 'POST'; headers?: 
     origin: relay.url,
     path,
     method: options.method ?? 'GET',
-    headers: { ...auth(), ...options.headers },
+    headers: { ...authHeader(), ...options.headers },
     body: options.body ?? null,
   });
   return { path, status: res.statusCode, contentType: String(res.headers['content-type']), text: await res.body.text() };
@@ -66,17 +65,17 @@ function raw(head: string): Promise<string> {
 }
 
 const rawHead = (target: string, extra = ''): string =>
-  `GET ${target} HTTP/1.1\r\nHost: relay.test\r\nAuthorization: ${auth().authorization}\r\n${extra}Connection: close\r\n\r\n`;
+  `GET ${target} HTTP/1.1\r\nHost: relay.test\r\nAuthorization: ${authHeader().authorization}\r\n${extra}Connection: close\r\n\r\n`;
 
 /** The relay is alive and well: liveness, and a download streamed through it to its end. */
 async function expectRelayServes(): Promise<void> {
   const health = await request(`${relay.url}/healthz`);
   expect(health.statusCode).toBe(200);
   expect(await health.body.json()).toEqual({ status: 'ok' });
-  const created = await request(`${relay.url}/api/downloads`, { method: 'POST', headers: auth() });
+  const created = await request(`${relay.url}/api/downloads`, { method: 'POST', headers: authHeader() });
   expect(created.statusCode).toBe(201);
   const { code } = (await created.body.json()) as { code: string };
-  const res = await request(`${relay.url}/api/downloads/${code}/events`, { headers: auth() });
+  const res = await request(`${relay.url}/api/downloads/${code}/events`, { headers: authHeader() });
   expect(res.statusCode).toBe(200);
   const stream = new SseResponse(res.statusCode, res.headers, res.body);
   await stream.ended;
@@ -144,7 +143,7 @@ test('bytes the HTTP parser refuses (raw UTF-8 in the path) or headers past its 
 });
 
 test('a Last-Event-ID that is too long, or that no HTTP header can carry upstream, is a 400 JSON error at once', async () => {
-  const created = await request(`${relay.url}/api/downloads`, { method: 'POST', headers: auth() });
+  const created = await request(`${relay.url}/api/downloads`, { method: 'POST', headers: authHeader() });
   const { code } = (await created.body.json()) as { code: string };
   const path = `/api/downloads/${code}/events`;
   for (const answer of [
@@ -188,7 +187,7 @@ describe('JSON request bodies are capped', () => {
       for (const type of ['application/json', 'application/json; charset=utf-8', 'Application/JSON']) {
         const res = await request(`${direct.url}/api/chat/stream`, {
           method: 'POST',
-          headers: { ...auth(), 'content-type': type },
+          headers: { ...authHeader(), 'content-type': type },
           body: JSON.stringify({ message: 'x'.repeat(1024 * 1024) }),
         });
         expect([type, res.statusCode]).toEqual([type, 413]);
@@ -215,7 +214,7 @@ describe('JSON request bodies are capped', () => {
 
     // The JSON cap is not the upload cap: a 20 KB multipart upload goes through.
     const form = multipart({ chunk_size: '5000', chunk_overlap: '0' }, sampleFile(20_000));
-    const upload = await request(`${relay.url}/api/documents/upload-sse`, { method: 'POST', headers: { ...auth(), 'content-type': form.contentType }, body: form.whole });
+    const upload = await request(`${relay.url}/api/documents/upload-sse`, { method: 'POST', headers: { ...authHeader(), 'content-type': form.contentType }, body: form.whole });
     const stream = new SseResponse(upload.statusCode, upload.headers, upload.body);
     await stream.waitForEvent('complete');
     await expectRelayServes();

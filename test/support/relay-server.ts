@@ -49,6 +49,11 @@ export async function startRelay(
   };
 }
 
+/** The Authorization header of `user`. */
+export function authHeader(user = 'alice'): Record<string, string> {
+  return { authorization: `Bearer ${tokenFor(user)}` };
+}
+
 /** An `eventsource` client that authenticates as `user` with a Bearer header. */
 export function eventSourceAs(url: string, user: string, headers: Record<string, string> = {}): EventSource {
   const token = tokenFor(user);
