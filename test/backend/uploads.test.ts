@@ -3,6 +3,7 @@ import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
+import type { EventSourceMessage } from 'eventsource-parser';
 import { type Multipart, type SseResponse, TestBackend, collect, delay, multipart, sampleFile, until } from './harness';
 import type { BackendOptions } from '../../backend/options';
 
@@ -49,6 +50,20 @@ async function state(id: string, user = 'alice') {
 /** The body of a streaming upload, written by the test piece by piece. */
 function slowBody(): PassThrough {
   return new PassThrough();
+}
+
+/** Uploads `file`, reads up to an event (by name or test), then leaves: the stream so far and the session id. */
+async function uploadThenLeave(
+  file: Buffer,
+  leaveAfter: string | ((event: EventSourceMessage) => boolean),
+  fields: Record<string, string> = {},
+): Promise<{ stream: SseResponse; id: string }> {
+  const controller = new AbortController();
+  const stream = await upload(multipart(fields, file), { signal: controller.signal });
+  await (typeof leaveAfter === 'string' ? stream.waitForEvent(leaveAfter) : stream.waitFor(leaveAfter));
+  controller.abort();
+  await stream.ended.catch(() => undefined);
+  return { stream, id: stream.data[0].session_id as string };
 }
 
 test('an upload streams every stage: chunk events add up to total_chunks, and the stored copy is byte-equal', async () => {
@@ -210,13 +225,8 @@ test('DELETE forgets a finished session and its file, and refuses one that is ru
 
 test('a broken stream resumes through the reconnect route with Last-Event-ID: no event twice, none missing', async () => {
   api = await start({ chunkMs: 2, reconnectGraceMs: 5000 });
-  const controller = new AbortController();
-  const stream = await upload(multipart({ chunk_size: '1000', chunk_overlap: '200' }, sampleFile(30_000)), { signal: controller.signal });
-  await stream.waitFor((e) => Number(e.id) >= 20);
-  controller.abort();
-  await stream.ended.catch(() => undefined);
+  const { stream, id } = await uploadThenLeave(sampleFile(30_000), (e) => Number(e.id) >= 20, { chunk_size: '1000', chunk_overlap: '200' });
   const seen = stream.events.length;
-  const id = stream.data[0].session_id as string;
   expect((await state(id)).done).toBe(false);
 
   const resumed = api.events(`/documents/upload-sse/reconnect/${id}`, 'alice', { 'last-event-id': String(seen) });
@@ -234,12 +244,7 @@ test('a broken stream resumes through the reconnect route with Last-Event-ID: no
 
 test('a client that leaves mid-processing and does not reconnect within the grace period cancels the session', async () => {
   api = await start({ chunkMs: 5, reconnectGraceMs: 30 });
-  const controller = new AbortController();
-  const stream = await upload(multipart({}, sampleFile(40_000)), { signal: controller.signal });
-  await stream.waitForEvent('ocr_chunk_processed');
-  controller.abort();
-  await stream.ended.catch(() => undefined);
-  const id = stream.data[0].session_id as string;
+  const { id } = await uploadThenLeave(sampleFile(40_000), 'ocr_chunk_processed');
 
   await until(async () => (await state(id)).cancelled === true, 2000, 'cancelled after the grace period');
   const after = await state(id);
@@ -256,12 +261,7 @@ test('a client that leaves mid-processing and does not reconnect within the grac
 
 test('a reconnect within the grace period keeps the session running', async () => {
   api = await start({ chunkMs: 3, reconnectGraceMs: 60 });
-  const controller = new AbortController();
-  const stream = await upload(multipart({}, sampleFile(20_000)), { signal: controller.signal });
-  await stream.waitForEvent('ocr_chunk_processed');
-  controller.abort();
-  await stream.ended.catch(() => undefined);
-  const id = stream.data[0].session_id as string;
+  const { stream, id } = await uploadThenLeave(sampleFile(20_000), 'ocr_chunk_processed');
 
   const resumed = await api.stream(`/documents/upload-sse/reconnect/${id}`, { method: 'GET', headers: { 'last-event-id': String(stream.events.length) } });
   await resumed.ended;
@@ -273,12 +273,7 @@ test('a session that completes after its reader left leaves no grace timer behin
   const timers = (): number => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
   const before = timers();
   api = await start({ chunkMs: 1, reconnectGraceMs: 60_000 });
-  const controller = new AbortController();
-  const stream = await upload(multipart({}, sampleFile(20_000)), { signal: controller.signal });
-  await stream.waitForEvent('ocr_chunk_processed');
-  controller.abort();
-  await stream.ended.catch(() => undefined);
-  const id = stream.data[0].session_id as string;
+  const { id } = await uploadThenLeave(sampleFile(20_000), 'ocr_chunk_processed');
   await until(async () => (await state(id)).stage === 'complete', 5000, 'completion');
   await api.close();
   // The grace clock of a session that is over would hold the process for a minute.
