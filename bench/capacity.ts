@@ -7,7 +7,7 @@
 import { sampleProcs } from './common';
 import type { CapacityClientConfig } from './capacity-client';
 import { type ScenarioOutcome, codeNames, describe, fixed } from './fanout';
-import { type Lab, type Subject, type SubjectName, load1 } from './lab';
+import { type Lab, eachSubject, type Subject, type SubjectName, load1 } from './lab';
 import type { Proc } from './proc';
 
 export interface CapacitySettings {
@@ -150,18 +150,11 @@ async function runOne(lab: Lab, settings: CapacitySettings, name: SubjectName): 
 }
 
 export async function runCapacity(lab: Lab, settings: CapacitySettings, subjects: readonly SubjectName[]): Promise<ScenarioOutcome> {
-  const rows: CapacityRow[] = [];
-  const failures: string[] = [];
-  for (const name of subjects) {
-    console.error(`bench: capacity: ${name}: up to ${settings.max} idle subscribers over ${settings.codes} codes …`);
-    try {
-      rows.push(await runOne(lab, settings, name));
-    } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
-      failures.push(`${name}: FAILED: ${message.split('\n')[0] ?? ''}`);
-      console.error(`bench: capacity: ${name} failed: ${message}`);
-    }
-  }
+  const { rows, failures } = await eachSubject(
+    (name) => `capacity: ${name} (up to ${settings.max} idle subscribers over ${settings.codes} codes)`,
+    subjects,
+    (name) => runOne(lab, settings, name),
+  );
   const lines = [
     `### Capacity: idle subscribers over ${settings.codes} codes, added ${settings.step} at a time`,
     '',

@@ -4,7 +4,7 @@
  * relay (and through nginx). The subject has one CPU; backend and client the other.
  */
 import { type ScenarioOutcome, describe, fixed } from './fanout';
-import { type Lab, type Subject, type SubjectName, load1 } from './lab';
+import { type Lab, eachSubject, type Subject, type SubjectName, load1 } from './lab';
 import type { ChatClientConfig, ChatReport } from './chat-client';
 import type { Proc } from './proc';
 
@@ -44,20 +44,12 @@ async function runOne(lab: Lab, settings: ChatSettings, name: SubjectName): Prom
 }
 
 export async function runChat(lab: Lab, settings: ChatSettings, subjects: readonly SubjectName[]): Promise<ScenarioOutcome> {
-  const rows: ChatRow[] = [];
-  const failures: string[] = [];
-  for (const name of subjects) {
-    console.error(`bench: chat: ${name}: ${settings.requests} requests …`);
-    try {
-      const row = await runOne(lab, settings, name);
-      rows.push(row);
-      console.error(`bench: chat: ${name}: TTFT p50 ${fixed(row.report.ttft.p50, 2)} ms, p99 ${fixed(row.report.ttft.p99, 2)} ms`);
-    } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
-      failures.push(`${name}: FAILED: ${message.split('\n')[0] ?? ''}`);
-      console.error(`bench: chat: ${name} failed: ${message}`);
-    }
-  }
+  const { rows, failures } = await eachSubject(
+    (name) => `chat: ${name} (${settings.requests} requests)`,
+    subjects,
+    (name) => runOne(lab, settings, name),
+    (row) => `TTFT p50 ${fixed(row.report.ttft.p50, 2)} ms, p99 ${fixed(row.report.ttft.p99, 2)} ms`,
+  );
   const direct = rows.find((r) => r.subject === 'direct');
   const lines = [
     `### Chat: time to first token, ${settings.requests} requests one after the other (after ${settings.warmup} warm-up)`,

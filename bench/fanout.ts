@@ -5,7 +5,7 @@
  * (bench/load.ts) has the other.
  */
 import { type ChildMessage, type ConnectedReport, type DoneReport, type ProcSample, sampleProc, sampleProcs } from './common';
-import { CLK_TCK, type Lab, type SubjectName, type Subject, load1 } from './lab';
+import { CLK_TCK, type Lab, eachSubject, type SubjectName, type Subject, load1 } from './lab';
 import type { LoadConfig } from './load';
 import type { Proc } from './proc';
 import { type Series, lineChart } from './chart';
@@ -183,19 +183,14 @@ export async function runFanout(lab: Lab, settings: FanoutSettings, subjects: re
   const rows: FanoutRow[] = [];
   const failures: string[] = [];
   for (const { subscribers, codes } of settings.configs) {
-    for (const name of subjects) {
-      console.error(`bench: fanout: ${name}: ${subscribers} subscribers, ${codes} codes …`);
-      try {
-        const row = await runOne(lab, settings, name, subscribers, codes);
-        rows.push(row);
-        const d = row.done;
-        console.error(`bench: fanout: ${name}: ${d?.delivered ?? 0}/${d?.expected ?? '?'} delivered, p50 ${fixed(d?.delay.p50 ?? NaN, 2)} ms, p99 ${fixed(d?.delay.p99 ?? NaN, 2)} ms`);
-      } catch (err) {
-        const message = err instanceof Error ? err.message : String(err);
-        failures.push(`${name} at ${subscribers}: FAILED: ${message.split('\n')[0] ?? ''}`);
-        console.error(`bench: fanout: ${name} failed: ${message}`);
-      }
-    }
+    const ran = await eachSubject(
+      (name) => `fanout: ${name} (${subscribers} subscribers, ${codes} codes)`,
+      subjects,
+      (name) => runOne(lab, settings, name, subscribers, codes),
+      ({ done: d }) => `${d?.delivered ?? 0}/${d?.expected ?? '?'} delivered, p50 ${fixed(d?.delay.p50 ?? NaN, 2)} ms, p99 ${fixed(d?.delay.p99 ?? NaN, 2)} ms`,
+    );
+    rows.push(...ran.rows);
+    failures.push(...ran.failures);
   }
   return { markdown: table(settings, rows, failures), data: { settings, rows, failures }, svg: chart(rows), failed: failures.length > 0 };
 }

@@ -68,6 +68,34 @@ function achievableNofile(wanted: number): number {
   }
 }
 
+/**
+ * Runs one scenario's `runOne` for each subject in turn (`what` says what, e.g. "upload: relay
+ * (1024 MiB)"). A subject that fails is a line in `failures`, not the end of the others;
+ * `summary` is logged after each that ran.
+ */
+export async function eachSubject<Row>(
+  what: (name: SubjectName) => string,
+  subjects: readonly SubjectName[],
+  runOne: (name: SubjectName) => Promise<Row>,
+  summary: (row: Row) => string = () => 'done',
+): Promise<{ rows: Row[]; failures: string[] }> {
+  const rows: Row[] = [];
+  const failures: string[] = [];
+  for (const name of subjects) {
+    console.error(`bench: ${what(name)} …`);
+    try {
+      const row = await runOne(name);
+      rows.push(row);
+      console.error(`bench: ${what(name)}: ${summary(row)}`);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      failures.push(`${what(name)}: FAILED: ${message.split('\n')[0] ?? ''}`);
+      console.error(`bench: ${what(name)} failed: ${message}`);
+    }
+  }
+  return { rows, failures };
+}
+
 /** The CPUs this process may run on, from taskset; undefined when taskset is missing. */
 export function allowedCpus(): number[] | undefined {
   try {

@@ -6,7 +6,7 @@
  */
 import { nowMs, sampleProcs } from './common';
 import { type ScenarioOutcome, codeNames, describe, fixed } from './fanout';
-import { CLK_TCK, type Lab, type Subject, type SubjectName, load1 } from './lab';
+import { CLK_TCK, type Lab, eachSubject, type Subject, type SubjectName, load1 } from './lab';
 import type { Proc } from './proc';
 import type { StepReport, SubscribeClientConfig } from './subscribe-client';
 
@@ -84,18 +84,11 @@ function sustained(row: SubscribeRow, limit: number): StepReport | undefined {
 }
 
 export async function runSubscribe(lab: Lab, settings: SubscribeSettings, subjects: readonly SubjectName[]): Promise<ScenarioOutcome> {
-  const rows: SubscribeRow[] = [];
-  const failures: string[] = [];
-  for (const name of subjects) {
-    console.error(`bench: subscribe: ${name} …`);
-    try {
-      rows.push(await runOne(lab, settings, name));
-    } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
-      failures.push(`${name}: FAILED: ${message.split('\n')[0] ?? ''}`);
-      console.error(`bench: subscribe: ${name} failed: ${message}`);
-    }
-  }
+  const { rows, failures } = await eachSubject(
+    (name) => `subscribe: ${name}`,
+    subjects,
+    (name) => runOne(lab, settings, name),
+  );
   const lines = [
     `### Subscribe rate: new streams per second until p99 connect time passes ${settings.p99LimitMs} ms`,
     '',

@@ -9,7 +9,7 @@
 import { writeFileSync } from 'node:fs';
 import { sampleProcs } from './common';
 import { type ScenarioOutcome, fixed } from './fanout';
-import { CLK_TCK, type Lab, type Subject, type SubjectName, load1 } from './lab';
+import { CLK_TCK, type Lab, eachSubject, type Subject, type SubjectName, load1 } from './lab';
 import type { Proc } from './proc';
 import type { UploadClientConfig, UploadReport } from './upload-client';
 
@@ -109,20 +109,12 @@ async function runOne(lab: Lab, settings: UploadSettings, name: SubjectName): Pr
 }
 
 export async function runUpload(lab: Lab, settings: UploadSettings, subjects: readonly SubjectName[]): Promise<ScenarioOutcome> {
-  const rows: UploadRow[] = [];
-  const failures: string[] = [];
-  for (const name of subjects) {
-    console.error(`bench: upload: ${name}: ${fixed(settings.bytes / 2 ** 20, 0)} MiB …`);
-    try {
-      const row = await runOne(lab, settings, name);
-      rows.push(row);
-      console.error(`bench: upload: ${name}: ${fixed(row.mbPerS, 0)} MB/s`);
-    } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
-      failures.push(`${name}: FAILED: ${message.split('\n')[0] ?? ''}`);
-      console.error(`bench: upload: ${name} failed: ${message}`);
-    }
-  }
+  const { rows, failures } = await eachSubject(
+    (name) => `upload: ${name} (${fixed(settings.bytes / 2 ** 20, 0)} MiB)`,
+    subjects,
+    (name) => runOne(lab, settings, name),
+    (row) => `${fixed(row.mbPerS, 0)} MB/s`,
+  );
   const direct = rows.find((r) => r.subject === 'direct');
   const lines = [
     `### Upload: ${fixed(settings.bytes / 2 ** 30, 2)} GiB multipart, generated on the fly`,
