@@ -74,13 +74,15 @@ describe('/readyz', () => {
 });
 
 /** The value of one sample line (`name` or `name{labels}`) of Prometheus text; undefined when absent. */
-function sample(text: string, name: string): number | undefined {
+/** The value of each named sample (name with its labels, as exposed) in a scrape; undefined if absent. */
+function samples(text: string, names: readonly string[]): Record<string, number | undefined> {
+  const found = new Map<string, number>();
   for (const line of text.split('\n')) {
     if (line.startsWith('#')) continue;
     const space = line.lastIndexOf(' ');
-    if (line.slice(0, space) === name) return Number(line.slice(space + 1));
+    found.set(line.slice(0, space), Number(line.slice(space + 1)));
   }
-  return undefined;
+  return Object.fromEntries(names.map((name) => [name, found.get(name)]));
 }
 
 async function scrape(base: string): Promise<string> {
@@ -93,9 +95,9 @@ async function scrape(base: string): Promise<string> {
 test('/metrics counts streams, subscribers, topics, upstreams, events, deliveries, closes, auth failures and limit refusals', async () => {
   relay = await startRelay(backend.url, { maxConnectionsPerUser: 2, topicLingerMs: 0 });
   const before = await scrape(relay.url);
-  expect(sample(before, 'sse_relay_open_streams')).toBe(0);
-  expect(sample(before, 'sse_relay_events_total')).toBe(0);
-  expect(sample(before, 'process_cpu_user_seconds_total')).toBeGreaterThan(0);
+  const counted = samples(before, ['sse_relay_open_streams', 'sse_relay_events_total', 'process_cpu_user_seconds_total']);
+  expect(counted).toMatchObject({ sse_relay_open_streams: 0, sse_relay_events_total: 0 });
+  expect(counted.process_cpu_user_seconds_total).toBeGreaterThan(0);
 
   const first = open(relay.url, 'alice');
   const second = open(relay.url, 'alice');
@@ -109,17 +111,19 @@ test('/metrics counts streams, subscribers, topics, upstreams, events, deliverie
 
   for (const n of [1, 2, 3]) backend.emit(PATH, `data: e${n}\n`);
   await Promise.all([firstGot, secondGot]);
-  const live = await scrape(relay.url);
-  expect(sample(live, 'sse_relay_open_streams')).toBe(2);
-  expect(sample(live, 'sse_relay_subscribers')).toBe(2);
-  expect(sample(live, 'sse_relay_topics')).toBe(1);
-  expect(sample(live, 'sse_relay_upstream_connections')).toBe(1);
-  expect(sample(live, 'sse_relay_events_total')).toBe(3);
-  expect(sample(live, 'sse_relay_deliveries_total')).toBe(6);
-  expect(sample(live, 'sse_relay_delivery_seconds_count')).toBe(3);
-  expect(sample(live, 'sse_relay_streams_opened_total')).toBe(2);
-  expect(sample(live, 'sse_relay_auth_failures_total')).toBe(1);
-  expect(sample(live, 'sse_relay_rejections_total{limit="perUser"}')).toBe(1);
+  const live = {
+    sse_relay_open_streams: 2,
+    sse_relay_subscribers: 2,
+    sse_relay_topics: 1,
+    sse_relay_upstream_connections: 1,
+    sse_relay_events_total: 3,
+    sse_relay_deliveries_total: 6,
+    sse_relay_delivery_seconds_count: 3,
+    sse_relay_streams_opened_total: 2,
+    sse_relay_auth_failures_total: 1,
+    'sse_relay_rejections_total{limit="perUser"}': 1,
+  };
+  expect(samples(await scrape(relay.url), Object.keys(live))).toEqual(live);
 
   // One client leaves; the other's upstream finishes.
   first.close();
@@ -128,15 +132,17 @@ test('/metrics counts streams, subscribers, topics, upstreams, events, deliverie
   backend.end(PATH);
   await until(() => relay?.relay.hub.streamCount === 0 && relay.relay.hub.topicCount === 0, 5000, 'the second stream and its topic to close');
 
-  const after = await scrape(relay.url);
-  expect(sample(after, 'sse_relay_open_streams')).toBe(0);
-  expect(sample(after, 'sse_relay_subscribers')).toBe(0);
-  expect(sample(after, 'sse_relay_topics')).toBe(0);
-  expect(sample(after, 'sse_relay_upstream_connections')).toBe(0);
-  expect(sample(after, 'sse_relay_streams_closed_total{reason="client_closed"}')).toBe(1);
-  expect(sample(after, 'sse_relay_streams_closed_total{reason="upstream_ended"}')).toBe(1);
-  expect(sample(after, 'sse_relay_events_total')).toBe(3);
-  expect(sample(after, 'sse_relay_deliveries_total')).toBe(6);
+  const after = {
+    sse_relay_open_streams: 0,
+    sse_relay_subscribers: 0,
+    sse_relay_topics: 0,
+    sse_relay_upstream_connections: 0,
+    'sse_relay_streams_closed_total{reason="client_closed"}': 1,
+    'sse_relay_streams_closed_total{reason="upstream_ended"}': 1,
+    sse_relay_events_total: 3,
+    sse_relay_deliveries_total: 6,
+  };
+  expect(samples(await scrape(relay.url), Object.keys(after))).toEqual(after);
 });
 
 describe('logs', () => {
