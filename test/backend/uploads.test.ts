@@ -269,15 +269,22 @@ test('a reconnect within the grace period keeps the session running', async () =
   expect((await state(id)).stage).toBe('complete');
 });
 
-test('a session that completes after its reader left leaves no grace timer behind', async () => {
-  const timers = (): number => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
-  const before = timers();
-  api = await start({ chunkMs: 1, reconnectGraceMs: 60_000 });
-  const { id } = await uploadThenLeave(sampleFile(20_000), 'ocr_chunk_processed');
-  await until(async () => (await state(id)).stage === 'complete', 5000, 'completion');
-  await api.close();
-  // The grace clock of a session that is over would hold the process for a minute.
-  expect(timers()).toBeLessThanOrEqual(before);
+test('a session that completes after its reader left clears its grace timer', async () => {
+  const GRACE_MS = 61_234;
+  const set = jest.spyOn(global, 'setTimeout');
+  const clear = jest.spyOn(global, 'clearTimeout');
+  try {
+    api = await start({ chunkMs: 1, reconnectGraceMs: GRACE_MS });
+    const { id } = await uploadThenLeave(sampleFile(20_000), 'ocr_chunk_processed');
+    await until(async () => (await state(id)).stage === 'complete', 5000, 'completion');
+    const started = set.mock.calls.findIndex(([, ms]) => ms === GRACE_MS);
+    expect(started).toBeGreaterThanOrEqual(0);
+    // Left running, the grace clock of a session that is over would hold the process for a minute.
+    expect(clear).toHaveBeenCalledWith(set.mock.results[started]?.value);
+  } finally {
+    set.mockRestore();
+    clear.mockRestore();
+  }
 });
 
 test("another user's session is 404 on every route", async () => {
