@@ -7,7 +7,10 @@ import { HttpError, errorBody } from '../src/errors';
 import { encodeEvent } from '../src/sse/encode';
 import { userOf } from '../middleware/authenticate';
 
-/** Headers that describe one hop, not the message (RFC 9110 §7.6.1), plus what the relay owns. */
+/**
+ * Request headers never passed on: those that describe one hop (RFC 9110 §7.6.1), the client's
+ * credentials, and `Expect` (Node's server already answered `100 Continue`; undici refuses to send it).
+ */
 const DROPPED_REQUEST_HEADERS = new Set([
   'connection',
   'keep-alive',
@@ -18,13 +21,32 @@ const DROPPED_REQUEST_HEADERS = new Set([
   'transfer-encoding',
   'upgrade',
   'host',
+  'expect',
   'authorization',
   'cookie',
-  'x-user-id',
-  'x-forwarded-for',
-  'x-forwarded-proto',
-  'x-forwarded-host',
 ]);
+/**
+ * Who the user is and where the request came from: the relay says that itself. A client's own
+ * copy is dropped under any spelling a backend could read as one of these (see `foldedName`).
+ */
+const IDENTITY_HEADERS = new Set([
+  'x-user-id',
+  'forwarded',
+  'x-real-ip',
+  'x-client-ip',
+  'true-client-ip',
+  'cf-connecting-ip',
+  'fastly-client-ip',
+  'x-cluster-client-ip',
+  'x-original-forwarded-for',
+  'x-remote-user',
+  'x-remote-addr',
+  'remote-user',
+]);
+const IDENTITY_PREFIXES = ['x-forwarded-', 'x-user-'];
+/** More client headers than this, or more bytes of names and values, are refused with 431. */
+const MAX_FORWARDED_HEADERS = 100;
+const MAX_FORWARDED_HEADER_BYTES = 8 * 1024;
 const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'trailer', 'upgrade', 'proxy-authenticate', 'set-cookie']);
 
 export interface ProxyOptions {
@@ -52,6 +74,7 @@ export function proxy(options: ProxyOptions): RequestHandler {
     // JSON is read whole by whoever parses it: it gets a cap of its own, far below an upload's.
     const json = JSON_TYPE.test(req.headers['content-type'] ?? '');
     const maxBytes = json ? Math.min(options.maxJsonBodyBytes, options.maxBodyBytes) : options.maxBodyBytes;
+    const headers = forwardedHeaders(req, user);
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > maxBytes) throw new HttpError('payload_too_large', `The body is larger than ${maxBytes} bytes.`);
 
@@ -67,7 +90,7 @@ export function proxy(options: ProxyOptions): RequestHandler {
     try {
       upstream = await request(url, {
         method: req.method as Dispatcher.HttpMethod,
-        headers: forwardedHeaders(req, user),
+        headers,
         body: hasBody ? req.pipe(limit) : null,
         signal: controller.signal,
         dispatcher: options.dispatcher,
@@ -147,18 +170,48 @@ function connectionNamed(connection: string | string[] | undefined): ReadonlySet
   return new Set(String(connection).toLowerCase().split(',').map((name) => name.trim()));
 }
 
+/**
+ * A header name as CGI and WSGI backends read it: case-folded, `_` taken for `-` (`X_User_Id`
+ * reaches them as `HTTP_X_USER_ID`, the same variable as `X-User-Id`).
+ */
+function foldedName(name: string): string {
+  return name.toLowerCase().replaceAll('_', '-');
+}
+
+function isDropped(folded: string, hopByHop: ReadonlySet<string>): boolean {
+  return (
+    DROPPED_REQUEST_HEADERS.has(folded) ||
+    IDENTITY_HEADERS.has(folded) ||
+    IDENTITY_PREFIXES.some((prefix) => folded.startsWith(prefix)) ||
+    hopByHop.has(folded)
+  );
+}
+
+/**
+ * The upstream request's headers: the relay's identity and forwarding headers first, so that
+ * a backend that keeps only its first N headers still sees them, then the client's, minus
+ * anything dropped. Past `MAX_FORWARDED_HEADERS` or `MAX_FORWARDED_HEADER_BYTES`: 431.
+ */
 function forwardedHeaders(req: Request, user: string): Record<string, string> {
-  const headers: Record<string, string> = {};
-  const hopByHop = connectionNamed(req.headers.connection);
-  for (const [name, value] of Object.entries(req.headers as IncomingHttpHeaders)) {
-    if (value === undefined || DROPPED_REQUEST_HEADERS.has(name) || hopByHop.has(name)) continue;
-    headers[name] = Array.isArray(value) ? value.join(', ') : value;
-  }
+  const headers: Record<string, string> = { 'x-user-id': user };
   const prior = req.headers['x-forwarded-for'];
   headers['x-forwarded-for'] = prior && req.app.get('trust proxy') ? `${String(prior)}, ${req.socket.remoteAddress ?? ''}` : (req.ip ?? '');
   headers['x-forwarded-proto'] = req.protocol;
   if (req.headers.host !== undefined) headers['x-forwarded-host'] = req.headers.host;
-  headers['x-user-id'] = user;
+
+  const hopByHop = new Set([...connectionNamed(req.headers.connection)].map(foldedName));
+  let count = 0;
+  let bytes = 0;
+  for (const [name, value] of Object.entries(req.headers as IncomingHttpHeaders)) {
+    if (value === undefined || isDropped(foldedName(name), hopByHop)) continue;
+    const joined = Array.isArray(value) ? value.join(', ') : value;
+    count += 1;
+    bytes += name.length + joined.length;
+    if (count > MAX_FORWARDED_HEADERS || bytes > MAX_FORWARDED_HEADER_BYTES) {
+      throw new HttpError('headers_too_large', `At most ${MAX_FORWARDED_HEADERS} headers and ${MAX_FORWARDED_HEADER_BYTES} bytes of them are passed to the backend; send fewer.`);
+    }
+    headers[name] = joined;
+  }
   return headers;
 }
 

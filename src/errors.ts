@@ -9,6 +9,7 @@ export const ERROR_CODES = {
   forbidden: { status: 403, message: 'This user may not do that.' },
   not_found: { status: 404, message: 'No such resource for this user.' },
   payload_too_large: { status: 413, message: 'The request body is too large.' },
+  headers_too_large: { status: 431, message: 'The request carries too many headers, or too large ones; send fewer.' },
   too_many_connections: { status: 429, message: 'Too many open streams; close one or retry later.' },
   rate_limited: { status: 429, message: 'Too many requests; retry later.' },
   bad_gateway: { status: 502, message: 'The backend could not be reached; retry later.' },
