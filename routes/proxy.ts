@@ -58,6 +58,12 @@ export interface ProxyOptions {
   readonly maxBodyBytes: number;
   /** Largest `application/json` request body; past it: 413 and the upstream request is aborted. */
   readonly maxJsonBodyBytes: number;
+  /** An event stream with no byte either way this long is ended (0: never). */
+  readonly idleTimeoutMs: number;
+  /** An event stream ends after this, plus up to 10% jitter (0: never). */
+  readonly maxStreamLifetimeMs: number;
+  /** A client with more unsent bytes than this is cut off. */
+  readonly clientMaxBufferedBytes: number;
 }
 
 const JSON_TYPE = /^application\/json\s*(;|$)/i;
@@ -115,25 +121,70 @@ export function proxy(options: ProxyOptions): RequestHandler {
       res.socket?.setNoDelay(true);
     }
     res.flushHeaders();
+    // An event stream gets the shared streams' rules: it is as long-lived, and any route may answer with one.
+    const rules = streaming ? streamRules(options, limit, () => controller.abort()) : undefined;
     try {
       // Not pipeline(): it would destroy `res` when the upstream is aborted for an oversized
       // body, and the client would get a reset instead of the error below.
-      for await (const chunk of upstream.body) {
-        if (!res.write(chunk)) await once(res, 'drain', { signal: controller.signal });
+      for await (const chunk of upstream.body as AsyncIterable<Buffer>) {
+        if (rules) rules.lastActivity = Date.now();
+        const flowing = res.write(chunk);
+        if (res.writableLength > options.clientMaxBufferedBytes) throw new Error('slow client');
+        if (!flowing) await once(res, 'drain', { signal: controller.signal });
       }
       res.end();
     } catch {
-      // Past the cap the client is told why; otherwise the client left (its close aborted the
-      // upstream) or the backend broke mid-answer, and the client's answer is cut short too.
+      // Past the cap the client is told why; a stream ended by idle or lifetime ends cleanly (the
+      // client resumes) if its client has taken everything; otherwise the client left (its close
+      // aborted the upstream), was too slow, or the backend broke mid-answer, and the answer is cut short.
       if (limit.exceeded && !res.destroyed) endWithError(res, streaming);
+      else if (rules?.ended && res.writableLength === 0 && !res.destroyed) res.end();
       else res.destroy();
+    } finally {
+      rules?.stop();
     }
   };
+}
+
+interface StreamRules {
+  /** When a byte last went either way. */
+  lastActivity: number;
+  /** Whether idle or lifetime ended the stream. */
+  readonly ended: boolean;
+  stop(): void;
+}
+
+/** The idle and lifetime ends of one proxied event stream; `end` aborts it. Bytes of the request body count as activity. */
+function streamRules(options: ProxyOptions, body: BodyLimit, end: () => void): StreamRules {
+  const { idleTimeoutMs, maxStreamLifetimeMs } = options;
+  const timers: NodeJS.Timeout[] = [];
+  const rules = {
+    lastActivity: Date.now(),
+    ended: false,
+    stop: () => timers.forEach(clearTimeout),
+  };
+  const finish = (): void => {
+    rules.ended = true;
+    end();
+  };
+  if (maxStreamLifetimeMs > 0) timers.push(setTimeout(finish, maxStreamLifetimeMs + Math.floor(Math.random() * maxStreamLifetimeMs * 0.1)));
+  if (idleTimeoutMs > 0) {
+    // One timer per stream, re-armed for what is left rather than reset on every chunk.
+    const check = (): void => {
+      const quietFor = Date.now() - Math.max(rules.lastActivity, body.lastChunkAt);
+      if (quietFor >= idleTimeoutMs) return finish();
+      timers[0] = setTimeout(check, idleTimeoutMs - quietFor);
+    };
+    timers.unshift(setTimeout(check, idleTimeoutMs));
+  }
+  return rules;
 }
 
 /** Counts request bytes on their way up and fails the upload past the cap. */
 class BodyLimit extends Transform {
   exceeded = false;
+  /** When the last chunk came from the client (0: none yet). */
+  lastChunkAt = 0;
   private seen = 0;
 
   constructor(private readonly max: number) {
@@ -142,6 +193,7 @@ class BodyLimit extends Transform {
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.seen += chunk.length;
+    this.lastChunkAt = Date.now();
     if (this.seen > this.max) {
       this.exceeded = true;
       return callback(new HttpError('payload_too_large'));

@@ -2,6 +2,7 @@
 export const ERROR_CODES = {
   bad_request: { status: 400, message: 'The request is malformed.' },
   invalid_id: { status: 400, message: 'The id in the path must be 1-128 characters of A-Z, a-z, 0-9, "_" or "-".' },
+  invalid_path: { status: 400, message: 'The path must not contain dot segments (. or ..), empty segments, backslashes or encoded slashes, raw or percent-encoded; send it as a browser would.' },
   invalid_last_event_id: { status: 400, message: 'Last-Event-ID must be at most 256 characters, without control characters (CR, LF, NUL) or characters past U+00FF.' },
   unauthorized: { status: 401, message: 'Send a token: Authorization: Bearer <jwt>, or the access_token cookie.' },
   invalid_token: { status: 401, message: 'The token is not valid.' },
