@@ -5,6 +5,7 @@ import { type Logger, pino } from 'pino';
 import type { Registry } from 'prom-client';
 import { Agent, request } from 'undici';
 import { identify, type JwtOptions, requireUser } from '../middleware/authenticate';
+import { canonicalPath } from '../middleware/canonical-path';
 import { errorHandler } from '../middleware/errors';
 import { HttpError } from '../src/errors';
 import { limitConnections, limitRequests } from '../middleware/limits';
@@ -66,7 +67,7 @@ export interface Relay {
   close(): Promise<void>;
 }
 
-/** The streaming POSTs: each holds a connection slot like a shared stream does. */
+/** The streaming POSTs: refused while draining, like a new shared stream. */
 const STREAMING_POSTS = ['/documents/upload-sse', '/chat/stream'];
 
 /** Builds the relay as an Express router. */
@@ -134,7 +135,8 @@ export function createRelay(options: CreateRelayOptions): Relay {
     if (res.locals.user === undefined) stats.authFailures += 1;
     requireUser(req, res, next);
   };
-  router.use('/api', identify(options.jwt), countRequest, refuseAnonymous);
+  // Before anything routes on the path: one spelling per route, or the shared streams' limits can be walked around.
+  router.use('/api', canonicalPath, identify(options.jwt), countRequest, refuseAnonymous);
   router.use(
     '/api',
     sharedStreamRoutes(hub, {
@@ -146,7 +148,9 @@ export function createRelay(options: CreateRelayOptions): Relay {
       logger,
     }),
   );
-  router.post(STREAMING_POSTS.map((path) => `/api${path}`), refuseWhileDraining, holdSlot);
+  router.post(STREAMING_POSTS.map((path) => `/api${path}`), refuseWhileDraining);
+  // Every proxied request holds a slot while it is open: any backend route may answer with a stream.
+  router.use('/api', holdSlot);
   router.use(
     '/api',
     proxy({
@@ -155,6 +159,9 @@ export function createRelay(options: CreateRelayOptions): Relay {
       headersTimeoutMs: config.upstreamHeadersTimeoutMs,
       maxBodyBytes: config.maxUploadBytes,
       maxJsonBodyBytes: config.maxJsonBodyBytes,
+      idleTimeoutMs: config.idleTimeoutMs,
+      maxStreamLifetimeMs: config.maxStreamLifetimeMs,
+      clientMaxBufferedBytes: config.clientMaxBufferedBytes,
     }),
   );
   router.use(errorHandler());
