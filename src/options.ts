@@ -74,3 +74,23 @@ export function resolveOptions(options: RelayOptions): RelayConfig {
   return Object.freeze(config) as RelayConfig;
 }
 
+
+/**
+ * Combinations that are valid but probably not what was meant, one sentence each; `createRelay`
+ * logs them as warnings at creation (as express-rate-limit validates its options once).
+ */
+export function optionWarnings(config: RelayConfig): string[] {
+  const warnings: string[] = [];
+  if (config.reconnectMaxDelayMs < config.reconnectBaseDelayMs) {
+    warnings.push(`reconnectMaxDelayMs (${config.reconnectMaxDelayMs}) is below reconnectBaseDelayMs (${config.reconnectBaseDelayMs}): every reconnect waits at most the former`);
+  }
+  for (const name of ['idleTimeoutMs', 'maxStreamLifetimeMs'] as const) {
+    if (config[name] !== 0 && config[name] < config.heartbeatMs) {
+      warnings.push(`${name} (${config[name]}) is below heartbeatMs (${config.heartbeatMs}): it is checked at each heartbeat, so streams end up to heartbeatMs late`);
+    }
+  }
+  if (config.clientMaxBufferedBytes < config.maxEventBytes) {
+    warnings.push(`clientMaxBufferedBytes (${config.clientMaxBufferedBytes}) is below maxEventBytes (${config.maxEventBytes}): a subscriber that is sent one large event may be cut as slow`);
+  }
+  return warnings;
+}

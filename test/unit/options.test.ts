@@ -1,6 +1,6 @@
 import { HTTP_SERVER_SETTINGS } from '../../routes/http-server';
 import { SERVER_SETTINGS } from '../../config';
-import { RELAY_SETTINGS, resolveOptions } from '../../src/options';
+import { RELAY_SETTINGS, optionWarnings, resolveOptions } from '../../src/options';
 import { MAX_TIMER_MS, type Setting, describeValue } from '../../src/setting';
 
 const backendUrl = 'http://127.0.0.1:1';
@@ -53,4 +53,14 @@ test('values read as people say them', () => {
   expect(describeValue('ms', 250)).toBe('250');
   expect(describeValue('bytes', 1024 ** 2)).toBe('1048576 (1 MiB)');
   expect(describeValue('count', 1000)).toBe('1000');
+});
+
+test('combinations that work but were probably not meant are warned about, the defaults none', () => {
+  expect(optionWarnings(resolveOptions({ backendUrl }))).toEqual([]);
+  const warnings = optionWarnings(resolveOptions({ backendUrl, reconnectBaseDelayMs: 5000, reconnectMaxDelayMs: 1000, heartbeatMs: 60_000, idleTimeoutMs: 30_000, clientMaxBufferedBytes: 1024 }));
+  expect(warnings).toEqual([
+    expect.stringMatching(/^reconnectMaxDelayMs \(1000\) is below reconnectBaseDelayMs \(5000\)/),
+    expect.stringMatching(/^idleTimeoutMs \(30000\) is below heartbeatMs \(60000\)/),
+    expect.stringMatching(/^clientMaxBufferedBytes \(1024\) is below maxEventBytes \(1048576\)/),
+  ]);
 });
