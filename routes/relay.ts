@@ -11,7 +11,7 @@ import { HttpError } from '../src/errors';
 import { limitConnections, limitRequests } from '../middleware/limits';
 import { requestLog } from '../middleware/request-log';
 import { type ConnectionCounter, MemoryConnectionCounter } from '../src/limits/connections';
-import { type RelayOptions, resolveOptions } from '../src/options';
+import { type RelayOptions, optionWarnings, resolveOptions } from '../src/options';
 import { type AuthorizeTopic, backendAuthorizer } from '../src/relay/authorize';
 import { Hub } from '../src/relay/hub';
 import { LocalOwnership, type TopicOwnership } from '../src/relay/ownership';
@@ -73,6 +73,8 @@ const STREAMING_POSTS = ['/documents/upload-sse', '/chat/stream'];
 /** Builds the relay as an Express router. */
 export function createRelay(options: CreateRelayOptions): Relay {
   const config = resolveOptions(options);
+  const logger = options.logger ?? pino({ level: 'silent' });
+  for (const warning of optionWarnings(config)) logger.warn(warning);
   // Each open stream pins a connection: streams get their own pool so REST calls never queue behind them.
   const streamAgent = new Agent({ pipelining: 1, connections: null });
   const callAgent = new Agent({ pipelining: 1, connections: 64 });
@@ -104,7 +106,6 @@ export function createRelay(options: CreateRelayOptions): Relay {
     next(draining ? new HttpError('shutting_down', undefined, undefined, { 'Retry-After': '1' }) : undefined);
   };
 
-  const logger = options.logger ?? pino({ level: 'silent' });
   const streams = options.streams ?? SHARED_STREAMS;
   // Only the relay's own paths: the app's routes after this router get no relay headers or log lines.
   const own = ['/api', '/healthz', '/readyz', '/metrics'];
