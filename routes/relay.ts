@@ -16,6 +16,7 @@ import { type AuthorizeTopic, backendAuthorizer } from '../src/relay/authorize';
 import { Hub } from '../src/relay/hub';
 import { LocalOwnership, type TopicOwnership } from '../src/relay/ownership';
 import { RelayStats } from '../src/relay/stats';
+import { comeBackLater, jitteredRetry } from '../src/relay/come-back';
 import { relayMetrics } from './metrics';
 import { proxy } from './proxy';
 import { SHARED_STREAMS, type SharedStream, sharedStreamRoutes } from './streams';
@@ -58,9 +59,11 @@ export interface Relay {
   /** The Prometheus registry behind `/metrics`, to add your own metrics or merge. */
   readonly registry: Registry | undefined;
   /**
-   * Starts a graceful stop: `/readyz` answers 503, new streams are refused with 503, and
-   * open streams end spread over `windowMs`, each told to reconnect after `retryMs`.
-   * Resolves when they have all ended. Uploads and chats in flight are left to finish.
+   * Starts a graceful stop: `/readyz` answers 503, new event-stream requests get a 200 that
+   * only says when to come back (`retry:`), the streaming POSTs 503, and open streams end at
+   * random moments within `windowMs` (0: at once), each told to reconnect after `retryMs`
+   * plus up to 50% jitter (defaults to `drainRetryMs`). Resolves when they have all ended.
+   * Uploads and chats in flight are left to finish.
    */
   drain(windowMs: number, retryMs?: number): Promise<void>;
   /** Ends every stream and upstream now, aborting requests still in flight, and releases sockets. */
@@ -105,6 +108,16 @@ export function createRelay(options: CreateRelayOptions): Relay {
   const refuseWhileDraining: RequestHandler = (_req, _res, next) => {
     next(draining ? new HttpError('shutting_down', undefined, undefined, { 'Retry-After': '1' }) : undefined);
   };
+  // An event-stream request while draining gets a 200 that says when to come back, never a 503:
+  // a native EventSource gives up for good after an error status, and with one instance the
+  // restarted relay is where it must come back to.
+  const comeBackWhileDraining =
+    (always: boolean): RequestHandler =>
+    (req, res, next) => {
+      if (draining && (always || (isRead(req.method) && acceptsEventStream(req.headers.accept)))) {
+        comeBackLater(res, jitteredRetry(config.drainRetryMs));
+      } else next();
+    };
 
   const streams = options.streams ?? SHARED_STREAMS;
   // Only the relay's own paths: the app's routes after this router get no relay headers or log lines.
@@ -137,14 +150,14 @@ export function createRelay(options: CreateRelayOptions): Relay {
     requireUser(req, res, next);
   };
   // Before anything routes on the path: one spelling per route, or the shared streams' limits can be walked around.
-  router.use('/api', canonicalPath, identify(options.jwt), countRequest, refuseAnonymous);
+  router.use('/api', canonicalPath, identify(options.jwt), countRequest, refuseAnonymous, comeBackWhileDraining(false));
   router.use(
     '/api',
     sharedStreamRoutes(hub, {
       backendUrl: config.backendUrl,
       authorize,
       authorizeNewTopics: options.authorize !== undefined,
-      guards: [refuseWhileDraining, rateLimited, holdSlot],
+      guards: [comeBackWhileDraining(true), rateLimited, holdSlot],
       streams,
       logger,
     }),
@@ -173,7 +186,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
     stats,
     connections,
     registry: metrics?.registry,
-    async drain(windowMs, retryMs = 500) {
+    async drain(windowMs, retryMs = config.drainRetryMs) {
       draining = true;
       await hub.drain(windowMs, retryMs);
     },
@@ -200,6 +213,14 @@ function helmetBesideStreams(own: string[], streams: readonly SharedStream[]): R
   );
   router.use(own, helmet());
   return router;
+}
+
+function isRead(method: string): boolean {
+  return method === 'GET' || method === 'HEAD';
+}
+
+function acceptsEventStream(accept: string | undefined): boolean {
+  return accept !== undefined && accept.toLowerCase().includes('text/event-stream');
 }
 
 /** helmet drops `X-Powered-By`, but an open stream skips helmet: drop it for every relay answer. */

@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { SSE_HEADERS, encodeComment, encodeEvent, encodeRetry } from '../sse/encode';
+import { comeBackLater } from './come-back';
 
 /** Why a subscriber's stream ended; used for logs and metrics. */
 export type CloseReason =
@@ -11,7 +12,9 @@ export type CloseReason =
   | 'idle_timeout'
   | 'lifetime'
   | 'rejected'
-  | 'shutdown';
+  | 'shutdown'
+  | 'token_expired'
+  | 'ended_by_app';
 
 const HEARTBEAT = encodeComment('hb');
 const SSE_HEADERS_CLOSE = { ...SSE_HEADERS, Connection: 'close' };
@@ -135,10 +138,15 @@ export class Subscriber {
     this.res.end(event ? encodeEvent({ event: event.event, data: JSON.stringify(event.data) }) : undefined);
   }
 
-  /** Ends the stream telling the client to reconnect after `retryMs` (to another relay, when this one stops). */
+  /**
+   * Ends the stream telling the client to reconnect after `retryMs` (to another relay, when this
+   * one stops). One still waiting for its upstream gets a 200 that only says so: a native
+   * `EventSource` never retries after an error status.
+   */
   endWithRetry(reason: CloseReason, retryMs: number): void {
-    if (!this.opened) return this.reject(503, 'shutting_down', 'The relay is shutting down; retry.', { 'Retry-After': '1' });
-    if (this.stop(reason)) this.res.end(encodeRetry(retryMs));
+    if (!this.stop(reason)) return;
+    if (this.opened) this.res.end(encodeRetry(retryMs));
+    else comeBackLater(this.res, retryMs);
   }
 
   /** Answers before any header was sent: an error status with the JSON error body. */
