@@ -17,6 +17,7 @@ import { Hub } from '../src/relay/hub';
 import { LocalOwnership, type TopicOwnership } from '../src/relay/ownership';
 import { RelayStats } from '../src/relay/stats';
 import { comeBackLater, jitteredRetry } from '../src/relay/come-back';
+import { UserStreams } from '../src/relay/user-streams';
 import { relayMetrics } from './metrics';
 import { proxy } from './proxy';
 import { SHARED_STREAMS, type SharedStream, sharedStreamRoutes } from './streams';
@@ -66,6 +67,15 @@ export interface Relay {
    * Uploads and chats in flight are left to finish.
    */
   drain(windowMs: number, retryMs?: number): Promise<void>;
+  /**
+   * Ends every open stream of `user` now (logout, revoked access), each told to come back after
+   * `retryHintMs`: a client that still has a valid credential and access resumes without a gap,
+   * one logged out gets 401, one whose access was revoked 404 (the default policy forgets its
+   * cached yeses for the user). Resolves with how many streams this process ended. It is async so
+   * that a cluster implementation can publish it to every instance and resolve once all have
+   * ended theirs. Streams also end by themselves when their token expires.
+   */
+  endUserStreams(user: string): Promise<number>;
   /** Ends every stream and upstream now, aborting requests still in flight, and releases sockets. */
   close(): Promise<void>;
 }
@@ -85,7 +95,9 @@ export function createRelay(options: CreateRelayOptions): Relay {
   const local = new LocalOwnership(streamAgent, config);
   const ownership = typeof options.ownership === 'function' ? options.ownership(local) : (options.ownership ?? local);
   const hub = new Hub(config, ownership, stats);
-  const authorize = options.authorize ?? backendAuthorizer(callAgent, config.authorizationCacheMs, config.upstreamHeadersTimeoutMs);
+  const cachingAuthorizer = options.authorize === undefined ? backendAuthorizer(callAgent, config.authorizationCacheMs, config.upstreamHeadersTimeoutMs) : undefined;
+  const authorize = options.authorize ?? (cachingAuthorizer as AuthorizeTopic);
+  const userStreams = new UserStreams();
   const connections =
     options.connections ??
     new MemoryConnectionCounter({
@@ -160,6 +172,8 @@ export function createRelay(options: CreateRelayOptions): Relay {
       guards: [comeBackWhileDraining(true), rateLimited, holdSlot],
       streams,
       logger,
+      userStreams,
+      retryHintMs: config.retryHintMs,
     }),
   );
   router.post(STREAMING_POSTS.map((path) => `/api${path}`), refuseWhileDraining);
@@ -189,6 +203,10 @@ export function createRelay(options: CreateRelayOptions): Relay {
     async drain(windowMs, retryMs = config.drainRetryMs) {
       draining = true;
       await hub.drain(windowMs, retryMs);
+    },
+    async endUserStreams(user) {
+      cachingAuthorizer?.forget(user);
+      return userStreams.endUser(user, jitteredRetry(config.retryHintMs));
     },
     async close() {
       draining = true;
