@@ -18,6 +18,7 @@ import { LocalOwnership, type TopicOwnership } from '../src/relay/ownership';
 import { RelayStats } from '../src/relay/stats';
 import { comeBackLater, jitteredRetry } from '../src/relay/come-back';
 import { UserStreams } from '../src/relay/user-streams';
+import { diagnosticTicks } from './diagnostics';
 import { relayMetrics } from './metrics';
 import { proxy } from './proxy';
 import { SHARED_STREAMS, type SharedStream, sharedStreamRoutes } from './streams';
@@ -175,6 +176,13 @@ export function createRelay(options: CreateRelayOptions): Relay {
       userStreams,
       retryHintMs: config.retryHintMs,
     }),
+  );
+  router.get(
+    '/api/diagnostics/ticks',
+    comeBackWhileDraining(true),
+    rateLimited,
+    holdSlot,
+    diagnosticTicks({ heartbeatMs: config.heartbeatMs, userStreams, retryHintMs: config.retryHintMs }),
   );
   router.post(STREAMING_POSTS.map((path) => `/api${path}`), refuseWhileDraining);
   // Every proxied request holds a slot while it is open: any backend route may answer with a stream.
