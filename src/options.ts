@@ -16,8 +16,12 @@ export interface RelayOptions {
   idleTimeoutMs?: number;
   /** Every subscriber stream ends after this (plus up to 10% jitter); 0 turns it off. Defaults to 3600000 ms. */
   maxStreamLifetimeMs?: number;
-  /** The `retry:` hint sent to clients when their stream opens. Defaults to 2000 ms. */
+  /** The `retry:` hint sent to clients when their stream opens, until the backend sends its own. Defaults to 2000 ms. */
   retryHintMs?: number;
+  /** The backend's `retry:` is passed on to clients, raised to at least this. Defaults to 250 ms. */
+  retryHintMinMs?: number;
+  /** The backend's `retry:` is passed on to clients, lowered to at most this. Defaults to 60000 ms. */
+  retryHintMaxMs?: number;
   /** How long to wait for the backend's response headers. Defaults to 10000 ms. */
   upstreamHeadersTimeoutMs?: number;
   /** An upstream that sent no byte (not even a heartbeat) for this long is reconnected. Defaults to 45000 ms. */
@@ -55,6 +59,8 @@ const DEFAULTS: Omit<RelayConfig, 'backendUrl'> = {
   idleTimeoutMs: 300_000,
   maxStreamLifetimeMs: 3_600_000,
   retryHintMs: 2000,
+  retryHintMinMs: 250,
+  retryHintMaxMs: 60_000,
   upstreamHeadersTimeoutMs: 10_000,
   upstreamIdleTimeoutMs: 45_000,
   reconnectBaseDelayMs: 250,
@@ -79,6 +85,8 @@ const MINIMUM: Readonly<Record<keyof typeof DEFAULTS, number>> = {
   idleTimeoutMs: 0,
   maxStreamLifetimeMs: 0,
   retryHintMs: 0,
+  retryHintMinMs: 0,
+  retryHintMaxMs: 0,
   upstreamHeadersTimeoutMs: 1,
   upstreamIdleTimeoutMs: 1,
   reconnectBaseDelayMs: 0,
@@ -107,6 +115,9 @@ export function resolveOptions(options: RelayOptions): RelayConfig {
       throw new TypeError(`${key} must be an integer >= ${MINIMUM[key]}, got ${String(value)}`);
     }
     config[key] = value;
+  }
+  if ((config.retryHintMaxMs as number) < (config.retryHintMinMs as number)) {
+    throw new TypeError(`retryHintMaxMs must be >= retryHintMinMs (${String(config.retryHintMinMs)}), got ${String(config.retryHintMaxMs)}`);
   }
   return Object.freeze(config) as RelayConfig;
 }
