@@ -374,6 +374,19 @@ describe('failures', () => {
     expect(lines.find((line) => line.msg === 'request completed')).toMatchObject({ res: { statusCode: 502 }, reason: expect.stringContaining(cause) });
   });
 
+  test('a 502 because the status check failed logs the error that caused it', async () => {
+    const lines: Record<string, unknown>[] = [];
+    await relayWith({ authorize: () => Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:9')), logger: capturedLogger(lines) });
+    const res = await request(`${relay.url}${API}`, { headers: authHeader('alice') });
+    expect(res.statusCode).toBe(502);
+    expect(((await res.body.json()) as { error: { message: string } }).error.message).not.toContain('ECONNREFUSED');
+    await until(() => lines.some((line) => line.msg === 'request completed'));
+    expect(lines.find((line) => line.msg === 'request completed')).toMatchObject({
+      res: { statusCode: 502 },
+      err: { message: expect.stringContaining('connect ECONNREFUSED 127.0.0.1:9') },
+    });
+  });
+
   test('a backend answering 503 to a reconnect is logged as status 503', async () => {
     const lines: Record<string, unknown>[] = [];
     await relayWith({ reconnectMaxAttempts: 1, logger: capturedLogger(lines) });
