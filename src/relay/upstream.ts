@@ -110,8 +110,10 @@ export class Upstream {
   start(): void {
     if (this.running || this.closed) return;
     this.running = true;
-    void this.run().finally(() => {
+    void this.run().then((report) => {
+      // Not running any more before the owner hears how it ended, so it may resume() at once.
       this.running = false;
+      if (!this.closed) report?.();
     });
   }
 
@@ -128,7 +130,8 @@ export class Upstream {
     this.wakeRetry?.();
   }
 
-  private async run(): Promise<void> {
+  /** Connects until the stream ends, is refused or given up; resolves with the report for the owner. */
+  private async run(): Promise<(() => void) | undefined> {
     let attempt = 0;
     // Until a connection streams, nobody has headers: answers go to the waiting subscribers as they are.
     let streaming = false;
@@ -139,10 +142,10 @@ export class Upstream {
       const connection = { startedAt: Date.now(), events: 0, opened: false };
       try {
         const outcome = await this.connect(connection);
-        if (this.closed) return;
-        if (outcome.kind === 'finished') return this.listener.onFinish();
-        if (outcome.kind === 'ended') return this.init.final === true ? this.listener.onFinish() : this.listener.onEnd();
-        if (outcome.kind === 'refused') return this.listener.onRefused(outcome.refusal);
+        if (this.closed) return undefined;
+        if (outcome.kind === 'finished') return () => this.listener.onFinish();
+        if (outcome.kind === 'ended') return () => (this.init.final === true ? this.listener.onFinish() : this.listener.onEnd());
+        if (outcome.kind === 'refused') return () => this.listener.onRefused(outcome.refusal);
         const { status, retryAfterMs } = outcome;
         const refusal: UpstreamRefusal = { status, kind: 'status', body: outcome.body, reason: outcome.reason };
         cause = outcome.reason;
@@ -150,17 +153,17 @@ export class Upstream {
           // A busy backend that says when to come back (soon enough) is worth one wait; anything
           // else is its answer, and the waiting subscribers get it as it is.
           if (!BUSY.has(status) || retryAfterMs === undefined || retryAfterMs > this.config.reconnectMaxDelayMs || waitedForRetryAfter) {
-            return this.listener.onRefused(refusal);
+            return () => this.listener.onRefused(refusal);
           }
           waitedForRetryAfter = true;
           delayMs = retryAfterMs;
         } else if (status < 500 && !RETRYABLE_4XX.has(status)) {
-          return this.listener.onRefused(refusal);
+          return () => this.listener.onRefused(refusal);
         } else if (retryAfterMs !== undefined) {
           delayMs = retryAfterMs;
         }
       } catch (err) {
-        if (this.closed) return;
+        if (this.closed) return undefined;
         cause = describeFailure(err);
       }
       if (connection.opened) streaming = true;
@@ -169,7 +172,7 @@ export class Upstream {
       // that sends one event and breaks would be retried forever.
       if (connection.events > 0 && Date.now() - connection.startedAt >= this.config.reconnectMaxDelayMs) attempt = 0;
       attempt += 1;
-      if (attempt > this.config.reconnectMaxAttempts) return this.listener.onGiveUp('upstream_unavailable', cause);
+      if (attempt > this.config.reconnectMaxAttempts) return () => this.listener.onGiveUp('upstream_unavailable', cause);
       // Full jitter: a uniformly random delay below an exponentially growing cap, so many
       // topics that lost the same backend do not come back in lockstep.
       const cap = Math.min(this.config.reconnectMaxDelayMs, this.config.reconnectBaseDelayMs * 2 ** (attempt - 1));
@@ -177,6 +180,7 @@ export class Upstream {
       this.listener.onRetry?.(attempt, delayMs, cause);
       await this.sleep(delayMs);
     }
+    return undefined;
   }
 
   /** One connection, redirects followed: resolves with how it ended, or throws when it broke. */
