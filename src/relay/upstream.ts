@@ -307,7 +307,7 @@ function retryAfterOf(value: string | string[] | undefined): number | undefined 
 }
 
 /** A failed attempt in a few words for the log: `ECONNREFUSED 127.0.0.1:1`, `timeout: ...`, `socket closed`. */
-export function describeFailure(err: unknown): string {
+function describeFailure(err: unknown): string {
   if (err instanceof UpstreamBroken) return err.message;
   if (err instanceof undiciErrors.HeadersTimeoutError) return 'timeout: no response headers in time';
   if (err instanceof undiciErrors.ConnectTimeoutError) return 'timeout: connecting';
