@@ -39,6 +39,12 @@ export interface CreateRelayOptions extends RelayOptions {
   ownership?: TopicOwnership | ((local: LocalOwnership) => TopicOwnership);
   /** Where open streams are counted. Defaults to this process's memory, with the three limits above. */
   connections?: ConnectionCounter;
+  /**
+   * Origins (like `https://cdn.example.com`) besides the backend's to which a stream's redirects
+   * may be followed; the identity header is never sent there. Defaults to none: a redirect to
+   * another origin is answered 502 `upstream_redirect_refused`.
+   */
+  upstreamRedirectOrigins?: readonly string[];
   /** Origins allowed to call the relay from a browser, with credentials (the cookie). Defaults to none: same-origin only. */
   corsOrigins?: readonly string[];
   /** Security headers (helmet); set false if your app already sets them. Defaults to true. */
@@ -95,7 +101,8 @@ export function createRelay(options: CreateRelayOptions): Relay {
   const stats = new RelayStats();
   const local = new LocalOwnership(streamAgent, config);
   const ownership = typeof options.ownership === 'function' ? options.ownership(local) : (options.ownership ?? local);
-  const hub = new Hub(config, ownership, stats);
+  const hub = new Hub(config, ownership, stats, logger);
+  const redirectOrigins = new Set((options.upstreamRedirectOrigins ?? []).map((origin) => new URL(origin).origin));
   const cachingAuthorizer = options.authorize === undefined ? backendAuthorizer(callAgent, config.authorizationCacheMs, config.upstreamHeadersTimeoutMs) : undefined;
   const authorize = options.authorize ?? (cachingAuthorizer as AuthorizeTopic);
   const userStreams = new UserStreams();
@@ -168,6 +175,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
     '/api',
     sharedStreamRoutes(hub, {
       backendUrl: config.backendUrl,
+      redirectOrigins,
       authorize,
       authorizeNewTopics: options.authorize !== undefined,
       guards: [comeBackWhileDraining(true), rateLimited, holdSlot],

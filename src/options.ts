@@ -22,6 +22,8 @@ export const RELAY_SETTINGS = {
     max: HOUR,
     doc: 'on a stop, streams end told to come back after this plus up to 50% jitter (`retry:`), and event-stream requests meanwhile get the same 200 answer; with one instance it must cover the restart',
   },
+  retryHintMinMs: { kind: 'ms', env: 'RETRY_HINT_MIN_MS', default: 250, min: 0, max: HOUR, doc: "the backend's `retry:` is passed on to clients, raised to at least this" },
+  retryHintMaxMs: { kind: 'ms', env: 'RETRY_HINT_MAX_MS', default: 60_000, min: 0, max: HOUR, doc: "the backend's `retry:` is passed on to clients, lowered to at most this" },
   upstreamHeadersTimeoutMs: { kind: 'ms', env: 'UPSTREAM_HEADERS_TIMEOUT_MS', default: 10_000, min: 1, max: 10 * MINUTE, doc: "how long to wait for the backend's response headers" },
   upstreamIdleTimeoutMs: { kind: 'ms', env: 'UPSTREAM_IDLE_TIMEOUT_MS', default: 45_000, min: 1, max: HOUR, doc: 'an upstream that sent no byte (not even a heartbeat) this long is reconnected' },
   reconnectBaseDelayMs: { kind: 'ms', env: 'RECONNECT_BASE_DELAY_MS', default: 250, min: 0, max: MINUTE, doc: 'first upstream reconnect delay cap; doubles per attempt, full jitter' },
@@ -96,6 +98,9 @@ export function optionWarnings(config: RelayConfig): string[] {
     if (config[name] !== 0 && config[name] < config.heartbeatMs) {
       warnings.push(`${name} (${config[name]}) is below heartbeatMs (${config.heartbeatMs}): it is checked at each heartbeat, so streams end up to heartbeatMs late`);
     }
+  }
+  if (config.retryHintMaxMs < config.retryHintMinMs) {
+    warnings.push(`retryHintMaxMs (${config.retryHintMaxMs}) is below retryHintMinMs (${config.retryHintMinMs}): every backend retry: is passed on as the former`);
   }
   if (config.clientMaxBufferedBytes < config.maxEventBytes) {
     warnings.push(`clientMaxBufferedBytes (${config.clientMaxBufferedBytes}) is below maxEventBytes (${config.maxEventBytes}): a subscriber that is sent one large event may be cut as slow`);
