@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { ConfigError, type Env, EnvReader } from './env';
-import { MIN_SECRET_LENGTH } from '../middleware/authenticate';
+import { MIN_SECRET_LENGTH } from '../src/jwt';
 
 /** Everything the standalone relay reads from its environment, validated. */
 export interface ServerConfig {
