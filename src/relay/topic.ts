@@ -1,4 +1,5 @@
 import type { EventSourceMessage } from 'eventsource-parser';
+import { HttpError } from '../errors';
 import { encodeEvent } from '../sse/encode';
 import type { RelayConfig } from '../options';
 import type { EventFeed, TopicOwnership } from './ownership';
@@ -99,7 +100,7 @@ export class Topic {
     this.state = 'closed';
     clearTimeout(this.lingerTimer);
     this.upstream.close();
-    for (const { subscriber } of this.waiting) subscriber.reject(503, 'shutting_down', 'The relay is shutting down; retry.');
+    for (const { subscriber } of this.waiting) subscriber.reject(new HttpError('shutting_down'));
     this.waiting = [];
     for (const subscriber of this.subscribers) subscriber.end('shutdown');
     this.subscribers.clear();
@@ -165,7 +166,7 @@ export class Topic {
 
   private onRefused(status: number, body: string): void {
     const error = parseError(body) ?? { code: 'upstream_refused', message: `The backend answered ${status}.` };
-    for (const { subscriber } of this.waiting) subscriber.reject(status, error.code, error.message);
+    for (const { subscriber } of this.waiting) subscriber.reject(new HttpError(error.code, error.message, status));
     this.waiting = [];
     this.fail();
   }
@@ -173,7 +174,7 @@ export class Topic {
   private onGiveUp(reason: string): void {
     this.context.stats.upstreamGiveUps += 1;
     for (const { subscriber } of this.waiting) {
-      subscriber.reject(502, 'upstream_unavailable', 'The backend stream could not be reached; retry later.');
+      subscriber.reject(new HttpError('upstream_unavailable'));
     }
     this.waiting = [];
     for (const subscriber of this.subscribers) subscriber.end('relay_error', { event: 'relay_error', data: { reason } });
