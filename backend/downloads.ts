@@ -8,7 +8,7 @@ import type { BackendConfig } from './options';
 import { ActiveCounter } from './active-counter';
 import { EventLog, type StreamSet } from './sse-stream';
 
-export type DownloadStatus = 'IN_PROGRESS' | 'COMPLETED' | 'FAILED';
+type DownloadStatus = 'IN_PROGRESS' | 'COMPLETED' | 'FAILED';
 
 /** What `POST /downloads` accepts. */
 export interface DownloadRequest {
@@ -21,7 +21,7 @@ export interface DownloadRequest {
 }
 
 /** The state of a job, as the status route answers it. */
-export interface DownloadState {
+interface DownloadState {
   readonly code: string;
   readonly name: string;
   readonly status: DownloadStatus;
@@ -199,7 +199,7 @@ export function downloadRoutes(downloads: Downloads, streams: StreamSet): Router
 }
 
 /** Validates the optional JSON body of `POST /downloads`; no body means defaults. */
-export function parseDownloadRequest(body: unknown): DownloadRequest {
+function parseDownloadRequest(body: unknown): DownloadRequest {
   if (body === undefined) return {};
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw new BackendError('bad_request', 'The body must be a JSON object like {"name":"orders","failAt":50}.');

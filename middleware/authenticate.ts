@@ -83,11 +83,6 @@ export const requireUser: RequestHandler = (_req, res, next) => {
   next(error instanceof HttpError ? error : new HttpError('unauthorized', undefined, 401, CHALLENGE));
 };
 
-/** `identify` then `requireUser`: verifies the JWT of every request and refuses those without a valid one. */
-export function authenticate(options: JwtOptions): RequestHandler[] {
-  return [identify(options), requireUser];
-}
-
 function tokenOf(req: Request, cookieName: string): string | undefined {
   const header = req.headers.authorization;
   if (header !== undefined) {

@@ -57,11 +57,6 @@ export class Upstream {
     this.lastId = init.lastEventId;
   }
 
-  /** The id the next connection resumes from. */
-  get lastEventId(): string | undefined {
-    return this.lastId;
-  }
-
   start(): void {
     void this.run();
   }

@@ -9,7 +9,7 @@ import { type Backend, createBackend } from '../../backend/app';
 import type { BackendOptions } from '../../backend/options';
 
 /** Timings that make every job finish in milliseconds. */
-export const FAST: Partial<BackendOptions> = { tickMs: 2, chunkMs: 1, tokenMs: 2, retryMs: 5, heartbeatMs: 60_000 };
+const FAST: Partial<BackendOptions> = { tickMs: 2, chunkMs: 1, tokenMs: 2, retryMs: 5, heartbeatMs: 60_000 };
 
 export interface Reply {
   readonly status: number;

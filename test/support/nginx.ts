@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from './free-port';
 
 /** The nginx binary the deploy tests run: `NGINX_BIN`, else Debian's. */
-export const NGINX_BIN = process.env.NGINX_BIN ?? '/usr/sbin/nginx';
+const NGINX_BIN = process.env.NGINX_BIN ?? '/usr/sbin/nginx';
 
 /** Throws when the nginx binary is missing: a test that needs nginx must fail, never skip, without it. */
 export function requireNginx(): string {
