@@ -24,6 +24,7 @@ const DROPPED_REQUEST_HEADERS = new Set([
   'x-forwarded-for',
   'x-forwarded-proto',
   'x-forwarded-host',
+  'x-forwarded-prefix',
 ]);
 const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'trailer', 'upgrade', 'proxy-authenticate', 'set-cookie']);
 
@@ -158,6 +159,7 @@ function forwardedHeaders(req: Request, user: string): Record<string, string> {
   headers['x-forwarded-for'] = prior && req.app.get('trust proxy') ? `${String(prior)}, ${req.socket.remoteAddress ?? ''}` : (req.ip ?? '');
   headers['x-forwarded-proto'] = req.protocol;
   if (req.headers.host !== undefined) headers['x-forwarded-host'] = req.headers.host;
+  headers['x-forwarded-prefix'] = req.baseUrl;
   headers['x-user-id'] = user;
   return headers;
 }

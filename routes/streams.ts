@@ -78,7 +78,7 @@ function sharedStreamHandler(hub: Hub, { backendUrl, authorize, authorizeNewTopi
       if (status < 200 || status >= 300) throw new HttpError('bad_gateway');
     }
     const subscriber = hub.subscribe(res, { key, url: new URL(stream.streamPath(id), backendUrl) }, {
-      headers: { 'x-user-id': user },
+      headers: { 'x-user-id': user, 'x-forwarded-prefix': req.baseUrl },
       lastEventId,
     });
     if (!subscriber) return;
