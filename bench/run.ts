@@ -11,12 +11,13 @@
  * See bench/README.md for every option.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { basename, dirname, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type CapacitySettings, runCapacity } from './capacity';
 import { type ChatSettings, runChat } from './chat';
 import { type FanoutSettings, type ScenarioOutcome, fixed, runFanout } from './fanout';
 import { ALL_SUBJECTS, Lab, ROOT, type SubjectName, ensureNginx, load1, machineLine } from './lab';
+import { portable, portableArg } from './portable-path';
 import { type SubscribeSettings, runSubscribe } from './subscribe';
 import { type UploadSettings, runUpload } from './upload';
 
@@ -131,19 +132,6 @@ function parseSettings(argv: string[]): Settings {
   };
 }
 
-/** A path as a committed report may show it: relative inside the repository, else its file name alone. */
-function portable(path: string): string {
-  if (!isAbsolute(path)) return path;
-  const inside = relative(ROOT, path);
-  return inside.startsWith('..') ? basename(path) : inside;
-}
-
-/** A command-line argument with any absolute path in it (`/x/y`, `--out=/x/y`) made `portable`. */
-function portableArg(arg: string): string {
-  const [, flag = '', path] = /^(--[\w-]+=)?(\/.*)$/.exec(arg) ?? [];
-  return path === undefined ? arg : `${flag}${portable(path)}`;
-}
-
 function commandLine(argv: string[]): string {
   return process.env.npm_lifecycle_event === 'bench'
     ? `npm run bench${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`
@@ -212,7 +200,7 @@ async function main(): Promise<void> {
   const header = [
     '## Benchmark results',
     '',
-    `Machine: ${machineLine()}. Command: \`${commandLine(argv.map(portableArg))}\`. ${lab.pinning}; open-file limit ${lab.nofile} per process. ` +
+    `Machine: ${machineLine()}. Command: \`${commandLine(argv.map((arg) => portableArg(arg, ROOT)))}\`. ${lab.pinning}; open-file limit ${lab.nofile} per process. ` +
       `Run ${startedAt.toISOString()} to ${new Date().toISOString()}; 1-minute load average ${fixed(loadAtStart, 1)} at the start, ${fixed(load1(), 1)} at the end ` +
       '(this machine is shared: above ~2 on 2 CPUs means others were running too, and timings are noisy).',
     ...notes.map((n) => `\n${n}`),
@@ -222,7 +210,7 @@ async function main(): Promise<void> {
   process.stdout.write(`\n${markdown}`);
   mkdirSync(dirname(settings.out), { recursive: true });
   writeFileSync(settings.out, markdown);
-  writeFileSync(settings.out.replace(/\.md$/, '') + '.json', `${JSON.stringify({ settings: { ...settings, out: portable(settings.out), nginx: portable(settings.nginx) }, machine: machineLine(), startedAt, ...data }, null, 2)}\n`);
+  writeFileSync(settings.out.replace(/\.md$/, '') + '.json', `${JSON.stringify({ settings: { ...settings, out: portable(settings.out, ROOT), nginx: portable(settings.nginx, ROOT) }, machine: machineLine(), startedAt, ...data }, null, 2)}\n`);
   console.error(`bench: wrote ${relative(process.cwd(), settings.out)}${svgName === undefined ? '' : ` and ${svgName}`}`);
   process.exit(failed ? 1 : 0);
 }
