@@ -17,6 +17,7 @@ import { type CapacitySettings, runCapacity } from './capacity';
 import { type ChatSettings, runChat } from './chat';
 import { type FanoutSettings, type ScenarioOutcome, fixed, runFanout } from './fanout';
 import { ALL_SUBJECTS, Lab, ROOT, type SubjectName, ensureNginx, load1, machineLine } from './lab';
+import { portable, portableArg } from './portable-path';
 import { type SubscribeSettings, runSubscribe } from './subscribe';
 import { type UploadSettings, runUpload } from './upload';
 
@@ -199,7 +200,7 @@ async function main(): Promise<void> {
   const header = [
     '## Benchmark results',
     '',
-    `Machine: ${machineLine()}. Command: \`${commandLine(argv)}\`. ${lab.pinning}; open-file limit ${lab.nofile} per process. ` +
+    `Machine: ${machineLine()}. Command: \`${commandLine(argv.map((arg) => portableArg(arg, ROOT)))}\`. ${lab.pinning}; open-file limit ${lab.nofile} per process. ` +
       `Run ${startedAt.toISOString()} to ${new Date().toISOString()}; 1-minute load average ${fixed(loadAtStart, 1)} at the start, ${fixed(load1(), 1)} at the end ` +
       '(this machine is shared: above ~2 on 2 CPUs means others were running too, and timings are noisy).',
     ...notes.map((n) => `\n${n}`),
@@ -209,7 +210,7 @@ async function main(): Promise<void> {
   process.stdout.write(`\n${markdown}`);
   mkdirSync(dirname(settings.out), { recursive: true });
   writeFileSync(settings.out, markdown);
-  writeFileSync(settings.out.replace(/\.md$/, '') + '.json', `${JSON.stringify({ settings, machine: machineLine(), startedAt, ...data }, null, 2)}\n`);
+  writeFileSync(settings.out.replace(/\.md$/, '') + '.json', `${JSON.stringify({ settings: { ...settings, out: portable(settings.out, ROOT), nginx: portable(settings.nginx, ROOT) }, machine: machineLine(), startedAt, ...data }, null, 2)}\n`);
   console.error(`bench: wrote ${relative(process.cwd(), settings.out)}${svgName === undefined ? '' : ` and ${svgName}`}`);
   process.exit(failed ? 1 : 0);
 }

@@ -16,8 +16,6 @@ export interface ReplayBuffer {
   after(id: string): StoredEvent[] | undefined;
   /** Everything held, oldest first. */
   all(): StoredEvent[];
-  /** The newest event, if any. */
-  last(): StoredEvent | undefined;
   /** Whether any event was ever evicted (the history no longer starts at the beginning). */
   readonly truncated: boolean;
 }
@@ -61,10 +59,6 @@ export class MemoryReplayBuffer implements ReplayBuffer {
 
   all(): StoredEvent[] {
     return this.slice(this.head);
-  }
-
-  last(): StoredEvent | undefined {
-    return this.next > this.head ? this.ring[(this.next - 1) % this.capacity] : undefined;
   }
 
   private slice(from: number): StoredEvent[] {

@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { ERROR_HEADERS, HttpError, errorBody } from '../errors';
 import { SSE_HEADERS, encodeComment, encodeEvent, encodeRetry } from '../sse/encode';
 
 /** Why a subscriber's stream ended; used for logs and metrics. */
@@ -137,16 +138,16 @@ export class Subscriber {
 
   /** Ends the stream telling the client to reconnect after `retryMs` (to another relay, when this one stops). */
   endWithRetry(reason: CloseReason, retryMs: number): void {
-    if (!this.opened) return this.reject(503, 'shutting_down', 'The relay is shutting down; retry.', { 'Retry-After': '1' });
+    if (!this.opened) return this.reject(new HttpError('shutting_down', undefined, undefined, { 'Retry-After': '1' }));
     if (this.stop(reason)) this.res.end(encodeRetry(retryMs));
   }
 
-  /** Answers before any header was sent: an error status with the JSON error body. */
-  reject(status: number, code: string, message: string, headers: Record<string, string> = {}): void {
+  /** Answers before any header was sent: the error's status and headers, and the JSON error body. */
+  reject(error: HttpError): void {
     if (this.opened) return this.end('rejected');
     if (!this.stop('rejected')) return;
-    this.res.writeHead(status, { ...headers, 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' });
-    this.res.end(JSON.stringify({ error: { code, message } }));
+    this.res.writeHead(error.status, { ...error.headers, 'Content-Type': 'application/json; charset=utf-8', ...ERROR_HEADERS });
+    this.res.end(JSON.stringify(errorBody(error.code, error.message)));
   }
 
   /** 204: tells `EventSource` there is nothing more and it should stop reconnecting. */

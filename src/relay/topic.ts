@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { HttpError } from '../errors';
 import { type SseEvent, encodeEvent, encodeRetry } from '../sse/encode';
 import type { RelayConfig } from '../options';
 import type { EventFeed, TopicOwnership } from './ownership';
@@ -62,6 +63,8 @@ export class Topic {
    * event whose id was relayed is a resend from at or before the resume point, and dropped.
    */
   private overlap = false;
+  /** Whether this topic relayed any event yet (history may have been evicted since). */
+  private relayedAny = false;
   /** Where the upstream would resume: the last effective id it sent (or the origin). */
   private resumeId: string | undefined;
   /** Why the topic failed, for the log line of a subscriber that was refused. */
@@ -132,7 +135,7 @@ export class Topic {
     this.state = 'closed';
     clearTimeout(this.lingerTimer);
     this.upstream.close();
-    for (const { subscriber } of this.waiting) subscriber.reject(503, 'shutting_down', 'The relay is shutting down; retry.');
+    for (const { subscriber } of this.waiting) subscriber.reject(new HttpError('shutting_down'));
     this.waiting = [];
     for (const subscriber of this.subscribers) subscriber.end('shutdown');
     this.subscribers.clear();
@@ -185,6 +188,7 @@ export class Topic {
       return;
     }
     this.replay.push({ id: effectiveId, frame });
+    this.relayedAny = true;
     stats.eventsRelayed += 1;
     stats.deliveries += this.subscribers.size;
     stats.bytesRelayed += frame.length * this.subscribers.size;
@@ -197,7 +201,7 @@ export class Topic {
     this.state = 'live';
     // Only events relayed before this connection can be resent by it (repeated ids on a live
     // connection are the backend's to send, and delivered).
-    this.overlap = resumedFrom !== undefined && this.replay.last() !== undefined;
+    this.overlap = resumedFrom !== undefined && this.relayedAny;
     this.flushWaiting();
   }
 
@@ -249,7 +253,7 @@ export class Topic {
         : kind === 'redirect'
           ? { code: 'upstream_redirect_refused', message: 'The backend redirected the stream where the relay may not follow.' }
           : { code: 'upstream_refused', message: `The backend answered ${status}.` });
-    for (const { subscriber } of this.waiting) subscriber.reject(status, error.code, error.message);
+    for (const { subscriber } of this.waiting) subscriber.reject(new HttpError(error.code, error.message, status));
     this.waiting = [];
     for (const subscriber of this.subscribers) subscriber.end('relay_error', { event: 'relay_error', data: { reason: `upstream_status_${status}` } });
     this.subscribers.clear();
@@ -261,7 +265,7 @@ export class Topic {
     this.failure = `${reason} after ${this.context.config.reconnectMaxAttempts} retries: ${cause}`;
     this.context.logger.error({ topic: this.key, reason, cause }, 'upstream given up');
     for (const { subscriber } of this.waiting) {
-      subscriber.reject(502, 'upstream_unavailable', 'The backend stream could not be reached; retry later.');
+      subscriber.reject(new HttpError('upstream_unavailable'));
     }
     this.waiting = [];
     for (const subscriber of this.subscribers) subscriber.end('relay_error', { event: 'relay_error', data: { reason } });

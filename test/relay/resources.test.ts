@@ -1,7 +1,8 @@
 import { type Socket, connect } from 'node:net';
 import { Agent, request } from 'undici';
 import { FixtureBackend } from '../support/fixture-backend';
-import { type RunningRelay, authHeader, collect, eventSourceAs, startRelay, tokenFor, until } from '../support/relay-server';
+import { type RunningRelay, authHeader, collect, eventSourceAs, startRelay, tokenFor } from '../support/relay-server';
+import { until } from '../support/until';
 
 const PATH = '/downloads/busy/events';
 
