@@ -24,8 +24,12 @@ export interface ServerConfig {
   readonly idleTimeoutMs: number;
   readonly maxStreamLifetimeMs: number;
   readonly replayBufferSize: number;
+  readonly replayBufferBytes: number;
+  readonly replayTotalBytes: number;
   readonly topicLingerMs: number;
   readonly clientMaxBufferedBytes: number;
+  readonly clientDrainGraceMs: number;
+  readonly clientBufferCeilingFactor: number;
   readonly rateLimitPerMinute: number;
   readonly maxUploadBytes: number;
   readonly trustProxy: number | string | false;
@@ -54,8 +58,12 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     idleTimeoutMs: read.int('IDLE_TIMEOUT_MS', 300_000, 0, 24 * HOUR),
     maxStreamLifetimeMs: read.int('MAX_STREAM_LIFETIME_MS', HOUR, 0, 7 * 24 * HOUR),
     replayBufferSize: read.int('REPLAY_BUFFER_SIZE', 1000, 1, 1_000_000),
+    replayBufferBytes: read.int('REPLAY_BUFFER_BYTES', 4 * 1024 ** 2, 1024),
+    replayTotalBytes: read.int('REPLAY_TOTAL_BYTES', 128 * 1024 ** 2, 1024),
     topicLingerMs: read.int('TOPIC_LINGER_MS', 30_000, 0, HOUR),
     clientMaxBufferedBytes: read.int('CLIENT_MAX_BUFFERED_BYTES', 1024 * 1024, 1024),
+    clientDrainGraceMs: read.int('CLIENT_DRAIN_GRACE_MS', 5000, 1, HOUR),
+    clientBufferCeilingFactor: read.int('CLIENT_BUFFER_CEILING_FACTOR', 8, 1, 1024),
     rateLimitPerMinute: read.int('RATE_LIMIT_PER_MINUTE', 120, 0),
     maxUploadBytes: read.int('MAX_UPLOAD_BYTES', 2 * 1024 ** 3, 1),
     trustProxy: readTrustProxy(read),

@@ -4,12 +4,23 @@ export interface RelayOptions {
   backendUrl: string | URL;
   /** Events kept per topic for `Last-Event-ID` replay. Defaults to 1000. */
   replayBufferSize?: number;
+  /** Bytes of history kept per topic; the oldest events go first past it. Defaults to 4194304 (4 MiB). */
+  replayBufferBytes?: number;
+  /** Bytes of history kept by the whole process; idle topics' history goes first, then the oldest events. Defaults to 134217728 (128 MiB). */
+  replayTotalBytes?: number;
   /** How long a topic with no subscribers (or a finished one) is kept before its upstream closes. Defaults to 30000 ms. */
   topicLingerMs?: number;
   /** Interval of `: hb` comments to every subscriber. Defaults to 15000 ms. */
   heartbeatMs?: number;
-  /** A subscriber whose unsent bytes pass this is disconnected. Defaults to 1048576 (1 MiB). */
+  /** Unsent bytes a subscriber may hold; past it, it must drain (see `clientDrainGraceMs`). Defaults to 1048576 (1 MiB). */
   clientMaxBufferedBytes?: number;
+  /**
+   * A subscriber is cut when its unsent bytes stayed past `clientMaxBufferedBytes` this long
+   * without a byte drained (a client that reads, however slowly, is not). Defaults to 5000 ms.
+   */
+  clientDrainGraceMs?: number;
+  /** A subscriber is cut at once when its unsent bytes pass this multiple of `clientMaxBufferedBytes`. Defaults to 8. */
+  clientBufferCeilingFactor?: number;
   /** Largest upstream event (characters of one frame); a bigger one is treated as a broken upstream. Defaults to 1048576. */
   maxEventBytes?: number;
   /** A subscriber that received no event for this long is ended; 0 turns it off. Defaults to 300000 ms. */
@@ -48,9 +59,13 @@ export type RelayConfig = Readonly<Required<Omit<RelayOptions, 'backendUrl'>> & 
 
 const DEFAULTS: Omit<RelayConfig, 'backendUrl'> = {
   replayBufferSize: 1000,
+  replayBufferBytes: 4 * 1024 ** 2,
+  replayTotalBytes: 128 * 1024 ** 2,
   topicLingerMs: 30_000,
   heartbeatMs: 15_000,
   clientMaxBufferedBytes: 1024 * 1024,
+  clientDrainGraceMs: 5000,
+  clientBufferCeilingFactor: 8,
   maxEventBytes: 1024 * 1024,
   idleTimeoutMs: 300_000,
   maxStreamLifetimeMs: 3_600_000,
@@ -72,9 +87,13 @@ const DEFAULTS: Omit<RelayConfig, 'backendUrl'> = {
 /** Lowest accepted value per field; anything else is a programming error. */
 const MINIMUM: Readonly<Record<keyof typeof DEFAULTS, number>> = {
   replayBufferSize: 1,
+  replayBufferBytes: 1024,
+  replayTotalBytes: 1024,
   topicLingerMs: 0,
   heartbeatMs: 1,
   clientMaxBufferedBytes: 1024,
+  clientDrainGraceMs: 1,
+  clientBufferCeilingFactor: 1,
   maxEventBytes: 64,
   idleTimeoutMs: 0,
   maxStreamLifetimeMs: 0,

@@ -83,6 +83,7 @@ export class Topic {
     clearTimeout(this.lingerTimer);
     this.lingerTimer = undefined;
     if (subscriber.isClosed) return this.linger();
+    if (this.state !== 'finished') this.replay.setIdle(false);
     if (this.state === 'opening') this.waiting.push({ subscriber, lastEventId });
     else this.deliver(subscriber, lastEventId);
   }
@@ -99,6 +100,7 @@ export class Topic {
     this.state = 'closed';
     clearTimeout(this.lingerTimer);
     this.upstream.close();
+    this.replay.release();
     for (const { subscriber } of this.waiting) subscriber.reject(503, 'shutting_down', 'The relay is shutting down; retry.');
     this.waiting = [];
     for (const subscriber of this.subscribers) subscriber.end('shutdown');
@@ -157,6 +159,8 @@ export class Topic {
 
   private onEnd(): void {
     this.state = 'finished';
+    // Only resuming clients read a finished topic's history: it is the first to go when memory is short.
+    this.replay.setIdle(true);
     this.flushWaiting();
     for (const subscriber of this.subscribers) subscriber.end('upstream_ended');
     this.subscribers.clear();
@@ -186,6 +190,7 @@ export class Topic {
     this.state = 'closed';
     clearTimeout(this.lingerTimer);
     this.upstream.close();
+    this.replay.release();
     this.context.onClosed(this);
   }
 
@@ -198,6 +203,7 @@ export class Topic {
   /** Keeps an empty or finished topic a little, so quick reconnects reuse it, then closes it. */
   private linger(): void {
     if (this.state === 'closed' || this.size > 0) return;
+    this.replay.setIdle(true);
     clearTimeout(this.lingerTimer);
     this.lingerTimer = setTimeout(() => {
       if (this.size === 0) this.fail();
