@@ -63,7 +63,7 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     topicLingerMs: read.int('TOPIC_LINGER_MS', 30_000, 0, HOUR),
     clientMaxBufferedBytes: read.int('CLIENT_MAX_BUFFERED_BYTES', 1024 * 1024, 1024),
     clientDrainGraceMs: read.int('CLIENT_DRAIN_GRACE_MS', 5000, 1, HOUR),
-    clientBufferCeilingFactor: read.int('CLIENT_BUFFER_CEILING_FACTOR', 8, 1, 1024),
+    clientBufferCeilingFactor: read.int('CLIENT_BUFFER_CEILING_FACTOR', 4, 1, 1024),
     rateLimitPerMinute: read.int('RATE_LIMIT_PER_MINUTE', 120, 0),
     maxUploadBytes: read.int('MAX_UPLOAD_BYTES', 2 * 1024 ** 3, 1),
     trustProxy: readTrustProxy(read),

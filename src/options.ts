@@ -19,7 +19,7 @@ export interface RelayOptions {
    * without a byte drained (a client that reads, however slowly, is not). Defaults to 5000 ms.
    */
   clientDrainGraceMs?: number;
-  /** A subscriber is cut at once when its unsent bytes pass this multiple of `clientMaxBufferedBytes`. Defaults to 8. */
+  /** A subscriber is cut at once when its unsent bytes pass this multiple of `clientMaxBufferedBytes`. Defaults to 4. */
   clientBufferCeilingFactor?: number;
   /** Largest upstream event (characters of one frame); a bigger one is treated as a broken upstream. Defaults to 1048576. */
   maxEventBytes?: number;
@@ -65,7 +65,7 @@ const DEFAULTS: Omit<RelayConfig, 'backendUrl'> = {
   heartbeatMs: 15_000,
   clientMaxBufferedBytes: 1024 * 1024,
   clientDrainGraceMs: 5000,
-  clientBufferCeilingFactor: 8,
+  clientBufferCeilingFactor: 4,
   maxEventBytes: 1024 * 1024,
   idleTimeoutMs: 300_000,
   maxStreamLifetimeMs: 3_600_000,
