@@ -7,12 +7,14 @@
  *   npm run bench                                 all scenarios, modest sizes (a few minutes)
  *   npm run bench -- --size full                  10,000 fan-out subscribers, 20,000 idle ones
  *   npm run bench -- --scenario fanout --subscribers 1000,10000 --codes 10,100
+ *   npm run bench -- --scenario big-events        40 topics x 400 events x 64 KiB through the relay: memory
  *
  * See bench/README.md for every option.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { type BigEventsSettings, runBigEvents } from './big-events';
 import { type CapacitySettings, runCapacity } from './capacity';
 import { type ChatSettings, runChat } from './chat';
 import { type FanoutSettings, type ScenarioOutcome, fixed, runFanout } from './fanout';
@@ -21,7 +23,7 @@ import { portable, portableArg } from './portable-path';
 import { type SubscribeSettings, runSubscribe } from './subscribe';
 import { type UploadSettings, runUpload } from './upload';
 
-const SCENARIOS = ['fanout', 'capacity', 'subscribe', 'upload', 'chat'] as const;
+const SCENARIOS = ['fanout', 'capacity', 'subscribe', 'upload', 'chat', 'big-events'] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
 
 interface Settings {
@@ -32,6 +34,7 @@ interface Settings {
   subscribe: SubscribeSettings;
   upload: UploadSettings;
   chat: ChatSettings;
+  bigEvents: BigEventsSettings;
   out: string;
   nginx: string;
   pin: boolean;
@@ -83,6 +86,11 @@ function parseSettings(argv: string[]): Settings {
       'upload-mib': { type: 'string' },
       'chat-requests': { type: 'string' },
       'chat-warmup': { type: 'string' },
+      'big-topics': { type: 'string' },
+      'big-events': { type: 'string' },
+      'big-event-kib': { type: 'string' },
+      'big-rate': { type: 'string' },
+      'big-burst': { type: 'string' },
       out: { type: 'string' },
       nginx: { type: 'string' },
       'no-pin': { type: 'boolean' },
@@ -126,6 +134,14 @@ function parseSettings(argv: string[]): Settings {
     },
     upload: { bytes: positiveInt('upload-mib', values['upload-mib'], 1024) * 1024 * 1024 },
     chat: { requests: positiveInt('chat-requests', values['chat-requests'], 200), warmup: positiveInt('chat-warmup', values['chat-warmup'], 20) },
+    bigEvents: {
+      topics: positiveInt('big-topics', values['big-topics'], 40),
+      events: positiveInt('big-events', values['big-events'], 400),
+      eventKib: positiveInt('big-event-kib', values['big-event-kib'], 64),
+      rate: positiveInt('big-rate', values['big-rate'], 20),
+      burst: positiveInt('big-burst', values['big-burst'], 1),
+      graceMs: positiveInt('grace-ms', values['grace-ms'], 10_000),
+    },
     out: resolve(values.out ?? join(ROOT, 'bench/results/latest.md')),
     nginx: values.nginx ?? process.env.NGINX_BIN ?? '/usr/sbin/nginx',
     pin: values['no-pin'] !== true,
@@ -184,6 +200,9 @@ async function main(): Promise<void> {
         break;
       case 'chat':
         outcome = await runChat(lab, settings.chat, subjects);
+        break;
+      case 'big-events':
+        outcome = await runBigEvents(lab, settings.bigEvents);
         break;
     }
     failed ||= outcome.failed;

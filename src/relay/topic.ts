@@ -114,6 +114,7 @@ export class Topic {
     clearTimeout(this.lingerTimer);
     this.lingerTimer = undefined;
     if (subscriber.isClosed) return this.linger();
+    if (this.state !== 'finished') this.replay.setIdle(false);
     if (this.state === 'ended') {
       // [spec] what a client reconnecting to the backend would do: ask again with Last-Event-ID.
       this.state = 'opening';
@@ -135,6 +136,7 @@ export class Topic {
     this.state = 'closed';
     clearTimeout(this.lingerTimer);
     this.upstream.close();
+    this.replay.release();
     for (const { subscriber } of this.waiting) subscriber.reject(new HttpError('shutting_down'));
     this.waiting = [];
     for (const subscriber of this.subscribers) subscriber.end('shutdown');
@@ -237,6 +239,8 @@ export class Topic {
   /** The backend said the stream is over: everyone gets what they miss, then the end (or 204). */
   private onFinish(): void {
     this.state = 'finished';
+    // Only resuming clients read a finished topic's history: it is the first to go when memory is short.
+    this.replay.setIdle(true);
     this.flushWaiting();
     for (const subscriber of this.subscribers) subscriber.end('upstream_ended');
     this.subscribers.clear();
@@ -278,6 +282,7 @@ export class Topic {
     this.state = 'closed';
     clearTimeout(this.lingerTimer);
     this.upstream.close();
+    this.replay.release();
     this.context.onClosed(this);
   }
 
@@ -290,6 +295,7 @@ export class Topic {
   /** Keeps an empty or finished topic a little, so quick reconnects reuse it, then closes it. */
   private linger(): void {
     if (this.state === 'closed' || this.size > 0) return;
+    this.replay.setIdle(true);
     clearTimeout(this.lingerTimer);
     this.lingerTimer = setTimeout(() => {
       if (this.size === 0) this.fail();

@@ -35,7 +35,7 @@ test('a stream the core refuses before its headers gets the same answer the erro
   const fromMiddleware = await answer();
   server.close();
 
-  server = createServer((_req, res) => new Subscriber(res, 1024, 0, { onClose: () => undefined }).reject(error()));
+  server = createServer((_req, res) => new Subscriber(res, { maxBufferedBytes: 1024, drainGraceMs: 1000, ceilingFactor: 4 }, 0, { onClose: () => undefined }).reject(error()));
   const fromCore = await answer();
 
   expect(fromCore).toEqual(fromMiddleware);
