@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import jwt from 'jsonwebtoken';
-import { loadBackendConfig } from './config/backend';
+import { loadBackendConfig } from './backend/config';
 import { ConfigError } from './config/env';
 import { type ServerConfig, loadConfig } from './config';
 import { createBackend } from './backend/app';

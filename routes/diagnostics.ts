@@ -5,7 +5,7 @@ import type { UserStreams } from '../src/relay/user-streams';
 import { SSE_HEADERS, encodeComment, encodeEvent, encodeRetry } from '../src/sse/encode';
 
 /** The bounds of `GET /api/diagnostics/ticks`: a check is short, so it cannot hold a slot for long. */
-export const TICKS_LIMITS = {
+const TICKS_LIMITS = {
   interval: { min: 10, max: 10_000, default: 250 },
   count: { min: 1, max: 1000, default: 20 },
   quiet: { min: 0, max: 5 * 60_000, default: 0 },

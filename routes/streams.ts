@@ -102,7 +102,7 @@ function sharedStreamHandler(hub: Hub, routing: SharedStreamRouting, stream: Sha
     }
     const url = new URL(stream.streamPath(id), backendUrl);
     const subscriber = hub.subscribe(res, { key, url, final: stream.final, redirectOrigins }, {
-      headers: { 'x-user-id': user },
+      headers: { 'x-user-id': user, 'x-forwarded-prefix': req.baseUrl },
       lastEventId,
     });
     if (!subscriber) return;

@@ -42,6 +42,9 @@ export class HttpError extends Error {
   }
 }
 
+/** Headers of every error answer besides its own: never cached, never sniffed as anything but JSON. */
+export const ERROR_HEADERS: Readonly<Record<string, string>> = { 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' };
+
 /** The JSON body of an error answer. */
 export function errorBody(code: string, message: string): { error: { code: string; message: string } } {
   return { error: { code, message } };

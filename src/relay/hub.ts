@@ -3,7 +3,7 @@ import { type Logger, pino } from 'pino';
 import type { RelayConfig } from '../options';
 import type { TopicOwnership } from './ownership';
 import type { RelayStats } from './stats';
-import { Subscriber } from './subscriber';
+import { type DrainPolicy, Subscriber } from './subscriber';
 import { Topic } from './topic';
 import { jitteredRetry } from './come-back';
 
@@ -34,6 +34,7 @@ export class Hub {
   private readonly topics = new Map<string, Topic>();
   private readonly streams = new Set<Subscriber>();
   private readonly ticker: NodeJS.Timeout;
+  private readonly drainPolicy: DrainPolicy;
 
   constructor(
     private readonly config: RelayConfig,
@@ -41,7 +42,13 @@ export class Hub {
     readonly stats: RelayStats,
     private readonly logger: Logger = pino({ level: 'silent' }),
   ) {
-    this.ticker = setInterval(() => this.tick(), config.heartbeatMs);
+    this.drainPolicy = {
+      maxBufferedBytes: config.clientMaxBufferedBytes,
+      drainGraceMs: config.clientDrainGraceMs,
+      ceilingFactor: config.clientBufferCeilingFactor,
+    };
+    // The tick also judges clients past their buffer cap, whose stream may carry no more writes.
+    this.ticker = setInterval(() => this.tick(), Math.min(config.heartbeatMs, config.clientDrainGraceMs));
     this.ticker.unref();
   }
 
@@ -88,7 +95,7 @@ export class Hub {
       this.topics.set(ref.key, topic);
     }
     const owner = topic;
-    const subscriber = new Subscriber(res, this.config.clientMaxBufferedBytes, this.config.maxStreamLifetimeMs, {
+    const subscriber = new Subscriber(res, this.drainPolicy, this.config.maxStreamLifetimeMs, {
       onClose: (closed, reason) => {
         this.streams.delete(closed);
         owner.detach(closed);
@@ -133,12 +140,13 @@ export class Hub {
     const { idleTimeoutMs, heartbeatMs } = this.config;
     for (const subscriber of this.streams) {
       if (!subscriber.opened) continue;
+      subscriber.checkDrain(now);
       const quietFor = now - subscriber.lastEventAt;
       if (idleTimeoutMs > 0 && quietFor >= idleTimeoutMs) subscriber.end('idle_timeout');
       else if (subscriber.deadline > 0 && now >= subscriber.deadline) subscriber.end('lifetime');
       // A stream that carried an event within the interval needs no heartbeat: on busy relays
       // this keeps the tick from writing to every one of thousands of clients at once.
-      else if (quietFor >= heartbeatMs) subscriber.heartbeat();
+      else if (quietFor >= heartbeatMs) subscriber.heartbeat(now);
     }
   }
 }

@@ -1,5 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import type { HttpError} from '../errors';
+import { ERROR_HEADERS, errorBody } from '../errors';
 import { SSE_HEADERS, encodeComment, encodeEvent, encodeRetry } from '../sse/encode';
 import { comeBackLater } from './come-back';
 
@@ -39,9 +41,21 @@ export interface SubscriberHooks {
   onClose(subscriber: Subscriber, reason: CloseReason): void;
 }
 
+/** How much a client may leave unsent, and for how long. */
+export interface DrainPolicy {
+  /** Unsent bytes a client may hold without having to show it reads. */
+  readonly maxBufferedBytes: number;
+  /** How long a client past `maxBufferedBytes` may go without a byte drained before it is cut. */
+  readonly drainGraceMs: number;
+  /** Past this multiple of `maxBufferedBytes` unsent, a client is cut at once. */
+  readonly ceilingFactor: number;
+}
+
 /**
- * One client's event stream. Writes shared frames, never queues without bound:
- * a client whose unsent bytes pass the cap is cut off alone.
+ * One client's event stream. Writes shared frames, never queues without bound: a
+ * client is slow when it does not drain, not when a burst is large. Past the cap it
+ * must keep draining (checked on every write and by the hub's tick); past the
+ * ceiling, or stalled for the grace period, it is cut off alone.
  */
 export class Subscriber {
   /** `onClose` was called: the response is gone. */
@@ -53,8 +67,13 @@ export class Subscriber {
   opened = false;
   readonly openedAt = Date.now();
   lastEventAt = this.openedAt;
-  /** Unsent bytes tolerated before the client is cut: the cap, or more while a replay drains. */
+  /** Unsent bytes tolerated without draining: the cap, or more while a replay drains. */
   private allowance: number;
+  /** Bytes handed to the socket so far: minus those still unsent, what the client has drained. */
+  private queued = 0;
+  /** Since when the client has been past its allowance without draining a byte (0: it is not). */
+  private stalledSince = 0;
+  private drainedWhenStalled = 0;
   /** When this stream must end (0: never); jittered so clients do not all reconnect at once. */
   readonly deadline: number;
   /**
@@ -72,11 +91,11 @@ export class Subscriber {
 
   constructor(
     private readonly res: ServerResponse,
-    private readonly maxBufferedBytes: number,
+    private readonly policy: DrainPolicy,
     lifetimeMs: number,
     private readonly hooks: SubscriberHooks,
   ) {
-    this.allowance = maxBufferedBytes;
+    this.allowance = policy.maxBufferedBytes;
     this.deadline = lifetimeMs > 0 ? this.openedAt + lifetimeMs + Math.floor(Math.random() * lifetimeMs * 0.1) : 0;
     // `close` without `writableFinished` is a client that left; with it, our own end().
     res.once('close', () => this.finish(this.reason));
@@ -114,22 +133,26 @@ export class Subscriber {
    */
   replay(frames: readonly Buffer[]): void {
     if (this.isClosed || frames.length === 0) return;
-    for (const frame of frames) this.res.write(frame);
+    for (const frame of frames) {
+      this.res.write(frame);
+      this.queued += frame.length;
+    }
     this.lastEventAt = Date.now();
-    if (this.res.writableLength <= this.maxBufferedBytes) return;
-    this.allowance = this.res.writableLength + this.maxBufferedBytes;
+    const cap = this.policy.maxBufferedBytes;
+    if (this.res.writableLength <= cap) return;
+    this.allowance = this.res.writableLength + cap;
     this.res.once('drain', () => {
-      this.allowance = this.maxBufferedBytes;
+      this.allowance = cap;
     });
   }
 
   /** Writes one frame (shared between subscribers); `now` is taken once per event by the caller. */
   send(frame: Buffer, now = Date.now()): void {
-    if (this.write(frame)) this.lastEventAt = now;
+    if (this.write(frame, now)) this.lastEventAt = now;
   }
 
-  heartbeat(): void {
-    if (this.opened) this.write(HEARTBEAT);
+  heartbeat(now = Date.now()): void {
+    if (this.opened) this.write(HEARTBEAT, now);
   }
 
   /** Ends the stream after what was written; `event` (e.g. relay_error) is sent last. */
@@ -149,12 +172,12 @@ export class Subscriber {
     else comeBackLater(this.res, retryMs);
   }
 
-  /** Answers before any header was sent: an error status with the JSON error body. */
-  reject(status: number, code: string, message: string, headers: Record<string, string> = {}): void {
+  /** Answers before any header was sent: the error's status and headers, and the JSON error body. */
+  reject(error: HttpError): void {
     if (this.opened) return this.end('rejected');
     if (!this.stop('rejected')) return;
-    this.res.writeHead(status, { ...headers, 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' });
-    this.res.end(JSON.stringify({ error: { code, message } }));
+    this.res.writeHead(error.status, { ...error.headers, 'Content-Type': 'application/json; charset=utf-8', ...ERROR_HEADERS });
+    this.res.end(JSON.stringify(errorBody(error.code, error.message)));
   }
 
   /** 204: tells `EventSource` there is nothing more and it should stop reconnecting. */
@@ -178,23 +201,56 @@ export class Subscriber {
   }
 
   /**
-   * Writes bytes unless the stream is over, straight to the socket once the headers are
-   * out. A client whose unsent bytes would pass its allowance is cut instead.
+   * Cuts the client if it has held more than its allowance unsent for the grace period
+   * without draining a byte. A client that drains, however slowly, resets the clock.
    */
-  private write(frame: Buffer): boolean {
+  checkDrain(now = Date.now()): void {
+    if (this.ended) return;
+    const unsent = this.unsent();
+    if (unsent <= this.allowance) {
+      this.stalledSince = 0;
+      return;
+    }
+    const drained = this.queued - unsent;
+    if (this.stalledSince === 0 || drained > this.drainedWhenStalled) {
+      this.stalledSince = now;
+      this.drainedWhenStalled = drained;
+    } else if (now - this.stalledSince >= this.policy.drainGraceMs) {
+      this.cutSlow();
+    }
+  }
+
+  private unsent(): number {
+    return this.socket === undefined ? this.res.writableLength : this.socket.writableLength;
+  }
+
+  /**
+   * Writes bytes unless the stream is over, straight to the socket once the headers are
+   * out. A burst may take a client past its allowance (it is judged on draining, in
+   * `checkDrain`); only unsent bytes past the ceiling cut it here.
+   */
+  private write(frame: Buffer, now: number): boolean {
     if (this.ended) return false;
     const socket = this.socket;
+    const ceiling = this.allowance + this.policy.maxBufferedBytes * (this.policy.ceilingFactor - 1);
+    let unsent: number;
     if (socket === undefined) {
       if (this.res.destroyed) return false;
-      if (this.res.writableLength + frame.length > this.allowance) return this.cutSlow();
+      if (this.res.writableLength + frame.length > ceiling) return this.cutSlow();
       this.res.write(frame);
-      return true;
+      this.queued += frame.length;
+      unsent = this.res.writableLength;
+    } else {
+      if (socket.destroyed) return false;
+      const bytes = this.chunked ? chunkOf(frame) : frame;
+      if (socket.writableLength + bytes.length > ceiling) return this.cutSlow();
+      socket.write(bytes);
+      this.queued += bytes.length;
+      unsent = socket.writableLength;
     }
-    if (socket.destroyed) return false;
-    const bytes = this.chunked ? chunkOf(frame) : frame;
-    if (socket.writableLength + bytes.length > this.allowance) return this.cutSlow();
-    socket.write(bytes);
-    return true;
+    if (unsent > this.allowance) this.checkDrain(now);
+    else this.stalledSince = 0;
+    return !this.ended;
   }
 
   private cutSlow(): false {

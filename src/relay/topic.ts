@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { HttpError } from '../errors';
 import { type SseEvent, encodeEvent, encodeRetry } from '../sse/encode';
 import type { RelayConfig } from '../options';
 import type { EventFeed, TopicOwnership } from './ownership';
@@ -62,6 +63,8 @@ export class Topic {
    * event whose id was relayed is a resend from at or before the resume point, and dropped.
    */
   private overlap = false;
+  /** Whether this topic relayed any event yet (history may have been evicted since). */
+  private relayedAny = false;
   /** Where the upstream would resume: the last effective id it sent (or the origin). */
   private resumeId: string | undefined;
   /** Why the topic failed, for the log line of a subscriber that was refused. */
@@ -111,6 +114,7 @@ export class Topic {
     clearTimeout(this.lingerTimer);
     this.lingerTimer = undefined;
     if (subscriber.isClosed) return this.linger();
+    if (this.state !== 'finished') this.replay.setIdle(false);
     if (this.state === 'ended') {
       // [spec] what a client reconnecting to the backend would do: ask again with Last-Event-ID.
       this.state = 'opening';
@@ -132,7 +136,8 @@ export class Topic {
     this.state = 'closed';
     clearTimeout(this.lingerTimer);
     this.upstream.close();
-    for (const { subscriber } of this.waiting) subscriber.reject(503, 'shutting_down', 'The relay is shutting down; retry.');
+    this.replay.release();
+    for (const { subscriber } of this.waiting) subscriber.reject(new HttpError('shutting_down'));
     this.waiting = [];
     for (const subscriber of this.subscribers) subscriber.end('shutdown');
     this.subscribers.clear();
@@ -185,6 +190,7 @@ export class Topic {
       return;
     }
     this.replay.push({ id: effectiveId, frame });
+    this.relayedAny = true;
     stats.eventsRelayed += 1;
     stats.deliveries += this.subscribers.size;
     stats.bytesRelayed += frame.length * this.subscribers.size;
@@ -197,7 +203,7 @@ export class Topic {
     this.state = 'live';
     // Only events relayed before this connection can be resent by it (repeated ids on a live
     // connection are the backend's to send, and delivered).
-    this.overlap = resumedFrom !== undefined && this.replay.last() !== undefined;
+    this.overlap = resumedFrom !== undefined && this.relayedAny;
     this.flushWaiting();
   }
 
@@ -233,6 +239,8 @@ export class Topic {
   /** The backend said the stream is over: everyone gets what they miss, then the end (or 204). */
   private onFinish(): void {
     this.state = 'finished';
+    // Only resuming clients read a finished topic's history: it is the first to go when memory is short.
+    this.replay.setIdle(true);
     this.flushWaiting();
     for (const subscriber of this.subscribers) subscriber.end('upstream_ended');
     this.subscribers.clear();
@@ -249,7 +257,7 @@ export class Topic {
         : kind === 'redirect'
           ? { code: 'upstream_redirect_refused', message: 'The backend redirected the stream where the relay may not follow.' }
           : { code: 'upstream_refused', message: `The backend answered ${status}.` });
-    for (const { subscriber } of this.waiting) subscriber.reject(status, error.code, error.message);
+    for (const { subscriber } of this.waiting) subscriber.reject(new HttpError(error.code, error.message, status));
     this.waiting = [];
     for (const subscriber of this.subscribers) subscriber.end('relay_error', { event: 'relay_error', data: { reason: `upstream_status_${status}` } });
     this.subscribers.clear();
@@ -261,7 +269,7 @@ export class Topic {
     this.failure = `${reason} after ${this.context.config.reconnectMaxAttempts} retries: ${cause}`;
     this.context.logger.error({ topic: this.key, reason, cause }, 'upstream given up');
     for (const { subscriber } of this.waiting) {
-      subscriber.reject(502, 'upstream_unavailable', 'The backend stream could not be reached; retry later.');
+      subscriber.reject(new HttpError('upstream_unavailable'));
     }
     this.waiting = [];
     for (const subscriber of this.subscribers) subscriber.end('relay_error', { event: 'relay_error', data: { reason } });
@@ -274,6 +282,7 @@ export class Topic {
     this.state = 'closed';
     clearTimeout(this.lingerTimer);
     this.upstream.close();
+    this.replay.release();
     this.context.onClosed(this);
   }
 
@@ -286,6 +295,7 @@ export class Topic {
   /** Keeps an empty or finished topic a little, so quick reconnects reuse it, then closes it. */
   private linger(): void {
     if (this.state === 'closed' || this.size > 0) return;
+    this.replay.setIdle(true);
     clearTimeout(this.lingerTimer);
     this.lingerTimer = setTimeout(() => {
       if (this.size === 0) this.fail();

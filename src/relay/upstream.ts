@@ -102,11 +102,6 @@ export class Upstream {
     this.lastId = init.lastEventId;
   }
 
-  /** The id the next connection resumes from. */
-  get lastEventId(): string | undefined {
-    return this.lastId;
-  }
-
   start(): void {
     if (this.running || this.closed) return;
     this.running = true;

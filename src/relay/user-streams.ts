@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http';
 import { MAX_TIMER_MS } from '../setting';
 
 /** Why the relay ends a stream on the user's behalf. */
-export type UserEndReason = 'token_expired' | 'ended_by_app';
+type UserEndReason = 'token_expired' | 'ended_by_app';
 
 /** Ends one open stream, telling its client to come back after `retryMs`. */
 export type EndStream = (reason: UserEndReason, retryMs: number) => void;

@@ -3,10 +3,11 @@ import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Browser, type Page, chromium } from 'playwright-core';
-import { freePort } from '../../bench/proc';
+import { freePort } from '../support/free-port';
 import { FixtureBackend } from '../support/fixture-backend';
 import { type RunningNginx, startNginx } from '../support/nginx';
-import { TEST_SECRET, tokenFor, until } from '../support/relay-server';
+import { TEST_SECRET, tokenFor } from '../support/relay-server';
+import { until } from '../support/until';
 
 /** Debian's Chromium (`.ci/run` installs it); `CHROMIUM_BIN` to use another. */
 const CHROMIUM_BIN = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';

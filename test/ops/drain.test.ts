@@ -2,7 +2,8 @@ import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { FixtureBackend } from '../support/fixture-backend';
-import { type RunningRelay, authHeader, startRelay, until } from '../support/relay-server';
+import { type RunningRelay, authHeader, startRelay } from '../support/relay-server';
+import { until } from '../support/until';
 
 const PATH = '/downloads/drain/events';
 const RETRY_MS = 4000;

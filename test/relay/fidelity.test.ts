@@ -3,13 +3,14 @@ import { Writable } from 'node:stream';
 import type { EventSource } from 'eventsource';
 import { pino } from 'pino';
 import { request } from 'undici';
-import { freePort } from '../../bench/proc';
+import { freePort } from '../support/free-port';
 import type { CreateRelayOptions } from '../../routes/relay';
 import { SHARED_STREAMS } from '../../routes/streams';
 import type { TopicOwnership } from '../../src/relay/ownership';
 import { TestBackend, failure } from '../backend/harness';
 import { FixtureBackend } from '../support/fixture-backend';
-import { type RunningRelay, authHeader, collect, eventSourceAs, startRelay, until } from '../support/relay-server';
+import { type RunningRelay, authHeader, collect, eventSourceAs, startRelay } from '../support/relay-server';
+import { until } from '../support/until';
 
 const PATH = '/downloads/abc/events';
 const API = `/api${PATH}`;

@@ -1,7 +1,8 @@
 import { request } from 'undici';
 import { FixtureBackend } from '../support/fixture-backend';
-import { type RunningRelay, authHeader, collect, eventSourceAs, startRelay, tokenFor, until } from '../support/relay-server';
+import { type RunningRelay, authHeader, collect, eventSourceAs, startRelay, tokenFor } from '../support/relay-server';
 import type { EventSource } from 'eventsource';
+import { until } from '../support/until';
 
 const PATH = '/downloads/abc/events';
 

@@ -1,7 +1,7 @@
-import { freePort } from '../../bench/proc';
 import { Agent } from 'undici';
 import { resolveOptions } from '../../src/options';
 import { Upstream } from '../../src/relay/upstream';
+import { freePort } from '../support/free-port';
 
 /** A loopback port with nothing listening: every connect is refused at once. */
 afterEach(() => {

@@ -1,6 +1,7 @@
 import { EventSource } from 'eventsource';
 import { FixtureBackend } from '../support/fixture-backend';
-import { type RunningRelay, TEST_SECRET, startRelay, tokenFor, until } from '../support/relay-server';
+import { type RunningRelay, TEST_SECRET, startRelay, tokenFor } from '../support/relay-server';
+import { until } from '../support/until';
 
 const PATH = '/downloads/lifetime/events';
 const TOLERANCE_SEC = 1;
