@@ -65,6 +65,7 @@ async function main(config: ServerConfig): Promise<void> {
     maxConnectionsPerUser: config.maxConnectionsPerUser,
     maxConnectionsPerIp: config.maxConnectionsPerIp,
     rateLimitPerMinute: config.rateLimitPerMinute,
+    maxTopicsPerStream: config.maxTopicsPerStream,
     corsOrigins: config.corsOrigins,
   });
 
