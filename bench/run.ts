@@ -17,10 +17,11 @@ import { type CapacitySettings, runCapacity } from './capacity';
 import { type ChatSettings, runChat } from './chat';
 import { type FanoutSettings, type ScenarioOutcome, fixed, runFanout } from './fanout';
 import { ALL_SUBJECTS, Lab, ROOT, type SubjectName, ensureNginx, load1, machineLine } from './lab';
+import { type MultiplexSettings, runMultiplex } from './multiplex';
 import { type SubscribeSettings, runSubscribe } from './subscribe';
 import { type UploadSettings, runUpload } from './upload';
 
-const SCENARIOS = ['fanout', 'capacity', 'subscribe', 'upload', 'chat'] as const;
+const SCENARIOS = ['fanout', 'capacity', 'subscribe', 'upload', 'chat', 'multiplex'] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
 
 interface Settings {
@@ -31,6 +32,7 @@ interface Settings {
   subscribe: SubscribeSettings;
   upload: UploadSettings;
   chat: ChatSettings;
+  multiplex: MultiplexSettings;
   out: string;
   nginx: string;
   pin: boolean;
@@ -82,6 +84,8 @@ function parseSettings(argv: string[]): Settings {
       'upload-mib': { type: 'string' },
       'chat-requests': { type: 'string' },
       'chat-warmup': { type: 'string' },
+      'multiplex-clients': { type: 'string' },
+      'multiplex-topics': { type: 'string' },
       out: { type: 'string' },
       nginx: { type: 'string' },
       'no-pin': { type: 'boolean' },
@@ -125,6 +129,13 @@ function parseSettings(argv: string[]): Settings {
     },
     upload: { bytes: positiveInt('upload-mib', values['upload-mib'], 1024) * 1024 * 1024 },
     chat: { requests: positiveInt('chat-requests', values['chat-requests'], 200), warmup: positiveInt('chat-warmup', values['chat-warmup'], 20) },
+    multiplex: {
+      clients: positiveInt('multiplex-clients', values['multiplex-clients'], 100),
+      topics: positiveInt('multiplex-topics', values['multiplex-topics'], 20),
+      events: positiveInt('events', values.events, 20),
+      rate,
+      concurrency: positiveInt('concurrency', values.concurrency, 100),
+    },
     out: resolve(values.out ?? join(ROOT, 'bench/results/latest.md')),
     nginx: values.nginx ?? process.env.NGINX_BIN ?? '/usr/sbin/nginx',
     pin: values['no-pin'] !== true,
@@ -183,6 +194,9 @@ async function main(): Promise<void> {
         break;
       case 'chat':
         outcome = await runChat(lab, settings.chat, subjects);
+        break;
+      case 'multiplex':
+        outcome = await runMultiplex(lab, settings.multiplex);
         break;
     }
     failed ||= outcome.failed;

@@ -37,6 +37,7 @@ const HASH = /^[A-Za-z0-9_-]{6}$/;
 const CURSOR_CHARS = /^[A-Za-z0-9_.~*=!%-]*$/;
 // Per code point (`u`), so a surrogate pair is escaped as one character.
 const UNESCAPED = /[^A-Za-z0-9_-]/gu;
+const PLAIN = /^[A-Za-z0-9_-]*$/;
 
 /** The 6-character reference of a topic of the request's URL. */
 export function topicHash(topic: string): string {
@@ -113,6 +114,8 @@ function decodeEntry(part: string): CursorEntry | undefined {
 
 /** `%XX` per UTF-8 byte of each character outside `[A-Za-z0-9_-]`; undefined for a lone surrogate (not UTF-8). */
 function escape(value: string): string | undefined {
+  // Integer ids, the common case, need no escaping: this runs for every relayed event.
+  if (PLAIN.test(value)) return value;
   try {
     return value.replace(UNESCAPED, (char) => encodeURIComponent(char).replace(/[!'()*~.]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`));
   } catch {

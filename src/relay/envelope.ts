@@ -5,9 +5,9 @@ const envelopes = new WeakMap<StoredEvent, Buffer>();
 
 /**
  * The part of a multiplexed event every client of its topic shares: `event:` (the upstream
- * name) and `data: {"topic","id","data"}`, without the `id:` line and the blank line that end
- * it (the cursor, which is each client's own). Built once per event and kept as long as the
- * event is (a `WeakMap` on the stored event), so replays and live deliveries reuse it.
+ * name), `data: {"topic","id","data"}` and the blank line; the `id:` line (the cursor, each
+ * client's own) goes before it. Built once per event and kept as long as the event is (a
+ * `WeakMap` on the stored event), so replays and live deliveries reuse it.
  */
 export function envelopeOf(topic: string, event: StoredEvent): Buffer {
   let envelope = envelopes.get(event);
@@ -15,18 +15,21 @@ export function envelopeOf(topic: string, event: StoredEvent): Buffer {
     const { event: name, data } = decodeFrame(event.frame);
     // JSON.stringify writes no line break, so the data is one `data:` line.
     const json = JSON.stringify({ topic, id: event.id ?? '', data });
-    envelope = Buffer.from(`${name === undefined ? '' : `event: ${name}\n`}data: ${json}\n`, 'utf8');
+    envelope = Buffer.from(`${name === undefined ? '' : `event: ${name}\n`}data: ${json}\n\n`, 'utf8');
     envelopes.set(event, envelope);
   }
   return envelope;
 }
 
-/** A control event of the multiplexed stream (`ready`, `resync`, `topic_end`, …) without its `id:` line. */
+/** A control event of the multiplexed stream (`ready`, `resync`, `topic_end`, …), after its `id:` line. */
 export function controlOf(name: string, data: unknown): Buffer {
-  return Buffer.from(`event: ${name}\ndata: ${JSON.stringify(data)}\n`, 'utf8');
+  return Buffer.from(`event: ${name}\ndata: ${JSON.stringify(data)}\n\n`, 'utf8');
 }
 
-/** The per-client end of every multiplexed event: the cursor as its id, and the blank line. */
-export function idLine(cursor: string): Buffer {
-  return Buffer.from(`id: ${cursor}\n\n`, 'latin1');
+/**
+ * The per-client start of every multiplexed event: the cursor as its id. First, not last as
+ * in a single-topic frame, so the shared part can end the event and be written as it is.
+ */
+export function idLine(cursor: string): string {
+  return `id: ${cursor}\n`;
 }

