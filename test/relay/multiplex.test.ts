@@ -3,6 +3,7 @@ import { connect } from 'node:net';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { request } from 'undici';
 import { topicHash } from '../../src/relay/cursor';
+import { TestBackend } from '../backend/harness';
 import { FixtureBackend } from '../support/fixture-backend';
 import { type RunningRelay, authHeader, eventSourceAs, startRelay, tokenFor, until } from '../support/relay-server';
 import type { CreateRelayOptions } from '../../routes/relay';
@@ -290,6 +291,10 @@ test('a multiplexed stream holds one connection slot, whatever its number of top
   const stream = await openRaw(topics);
   await stream.wait(1);
   expect(relay.relay.connections.snapshot().total).toBe(1);
+  const metrics = await (await request(`${relay.url}/metrics`)).body.text();
+  expect(metrics).toContain('\nsse_relay_multiplexed_streams 1\n');
+  expect(metrics).toContain('\nsse_relay_multiplexed_topics 5\n');
+  expect(metrics).toContain('\nsse_relay_open_streams 1\n');
   const single = eventSourceAs(`${relay.url}/api${A}`, 'alice');
   cleanups.push(() => single.close());
   await until(() => relay.relay.connections.snapshot().total === 2);
@@ -407,4 +412,36 @@ test('heartbeats and the idle timeout apply to a multiplexed stream as one strea
   await stream.ended;
   expect(relay.relay.stats.closeReasons.get('idle_timeout')).toBe(1);
   await until(() => relay.relay.connections.snapshot().total === 0 && relay.relay.multiplexer.streamCount === 0);
+});
+
+describe('through the real relay to the reference backend', () => {
+  test('three downloads on one EventSource: each topic its 12 events in order, topic_end each, then the cursor answers 204 and EventSource stops', async () => {
+    const reference = await TestBackend.start({ tickMs: 10 });
+    await relay.close();
+    relay = await startRelay(reference.url, { topicLingerMs: 50, retryHintMs: 20 });
+    cleanups.push(() => void reference.close());
+    const codes: string[] = [];
+    for (let i = 0; i < 3; i++) codes.push(((await reference.call('/downloads', { method: 'POST', user: 'alice' })).json as { code: string }).code);
+    const es = eventSourceAs(eventsUrl(codes.map((code) => `download:${code}`)), 'alice');
+    cleanups.push(() => es.close());
+    const byTopic = new Map<string, string[]>();
+    const ended: string[] = [];
+    let readies = 0;
+    es.addEventListener('ready', () => (readies += 1));
+    es.onmessage = (event) => {
+      const { topic, data } = payload({ data: String(event.data) } as EventSourceMessage);
+      byTopic.set(topic, [...(byTopic.get(topic) ?? []), data]);
+    };
+    es.addEventListener('topic_end', (event) => ended.push((JSON.parse(String(event.data)) as { topic: string }).topic));
+    const errors: (number | undefined)[] = [];
+    es.addEventListener('error', (event) => errors.push(event.code));
+    await until(() => es.readyState === es.CLOSED, 10_000, 'EventSource stopped by the 204');
+    expect(errors.at(-1)).toBe(204);
+    expect(readies).toBe(1);
+    expect(ended.sort()).toEqual(codes.map((code) => `download:${code}`).sort());
+    for (const code of codes) {
+      const events = (byTopic.get(`download:${code}`) ?? []).map((data) => JSON.parse(data) as { status: string; progress?: number });
+      expect(events.map((e) => e.progress ?? e.status)).toEqual([0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 'COMPLETED']);
+    }
+  });
 });
