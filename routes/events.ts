@@ -2,7 +2,7 @@ import express, { Router, type Request, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import { HttpError } from '../src/errors';
 import type { AuthorizeTopic } from '../src/relay/authorize';
-import { decodeCursor, maxCursorLength, topicHash, type CursorId } from '../src/relay/cursor';
+import { type CursorEntry, type CursorId, decodeCursor, maxCursorLength, topicHash } from '../src/relay/cursor';
 import type { TopicRef } from '../src/relay/hub';
 import type { Multiplexer, PlannedTopic } from '../src/relay/multiplex';
 import { userOf } from '../middleware/authenticate';
@@ -16,6 +16,11 @@ const MAX_TOPIC_LENGTH = 160;
 /** A topic a client named, with the backend URLs of its stream and of its authorization. */
 export interface ResolvedTopic extends TopicRef {
   readonly statusUrl: URL;
+}
+
+/** A topic a stream starts with, as the route resolved it. */
+interface Planned extends PlannedTopic {
+  readonly ref: ResolvedTopic;
 }
 
 /** How `multiplexRoutes` names topics, authorizes them and bounds a stream. */
@@ -68,11 +73,14 @@ export function multiplexRoutes(multiplexer: Multiplexer, routing: MultiplexRout
     const user = userOf(res);
     const asked = resolveAll(queryTopics(req, routing.maxTopics));
     const cursor = cursorOf(req);
-    const { planned, tombstones } = plan(asked, cursor === undefined ? undefined : decodeCursor(cursor, maxCursor, 2 * routing.maxTopics), cursor !== undefined, resolve);
+    // A URL topic and its tombstone, or a topic added live: twice the topics at most.
+    const entries = cursor === undefined ? [] : decodeCursor(cursor, maxCursor, 2 * routing.maxTopics);
+    if (entries === undefined) throw new HttpError('invalid_cursor');
+    const { planned, tombstones } = plan(asked, entries, resolve);
     if (planned.length > routing.maxTopics) throw new HttpError('too_many_topics');
     // Every topic the cursor had is removed or ended: 204 tells EventSource to stop reconnecting.
     if (planned.length === 0) return void res.status(204).set('Cache-Control', 'no-store').end();
-    await authorizeAll(user, planned.map((topic) => topic.ref as ResolvedTopic));
+    await authorizeAll(user, planned.map((topic) => topic.ref));
     const stream = multiplexer.open(res, user, planned, tombstones);
     if (!stream) return;
     res.locals.closeReason = () => stream.writer.closeReason;
@@ -144,11 +152,9 @@ function topicChange(body: unknown, max: number): { add: string[]; remove: strin
  */
 function plan(
   asked: readonly ResolvedTopic[],
-  entries: ReturnType<typeof decodeCursor>,
-  hadCursor: boolean,
+  entries: readonly CursorEntry[],
   resolve: (topic: string) => ResolvedTopic | undefined,
-): { planned: PlannedTopic[]; tombstones: string[] } {
-  if (hadCursor && entries === undefined) throw new HttpError('invalid_cursor');
+): { planned: Planned[]; tombstones: string[] } {
   // Two URL topics with the same short hash (36 bits: it takes a few hundred thousand to
   // expect one) are named in full in the cursor instead.
   const byHash = new Map<string, ResolvedTopic | null>();
@@ -160,7 +166,7 @@ function plan(
   const gone = new Set<string>();
   const named = new Set<string>();
   const added: ResolvedTopic[] = [];
-  for (const entry of entries ?? []) {
+  for (const entry of entries) {
     if (entry.ref === 'hash') {
       const topic = byHash.get(entry.hash);
       if (!topic) continue; // a topic this URL no longer asks for
@@ -174,7 +180,7 @@ function plan(
       if (!asked.some((known) => known.key === topic.key)) added.push(topic);
     }
   }
-  const planned: PlannedTopic[] = [];
+  const planned: Planned[] = [];
   const tombstones: string[] = [];
   for (const topic of asked) {
     const hash = topicHash(topic.key);
