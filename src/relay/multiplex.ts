@@ -198,12 +198,14 @@ export class MultiplexStream {
   }
 
   relay(member: Membership, event: StoredEvent, now: number): void {
+    // A member that left is off its topic already; this only guards a topic ending members in a loop.
+    if (member.state !== 'attached') return;
     member.advance(event.id);
     this.writer.sendParts(idLine(this.currentCursor()), envelopeOf(member.key, event), now);
   }
 
   catchUp(member: Membership, events: readonly StoredEvent[]): void {
-    if (events.length === 0) return;
+    if (events.length === 0 || member.state !== 'attached') return;
     const parts: Buffer[] = [];
     for (const event of events) {
       member.advance(event.id);
