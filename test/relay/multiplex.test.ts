@@ -445,3 +445,29 @@ describe('through the real relay to the reference backend', () => {
     }
   });
 });
+
+test('a topic whose upstream the backend refuses gets relay_error on the stream, and the other topics go on', async () => {
+  const stream = await openRaw(['download:aaa']);
+  await stream.wait(1);
+  await until(() => backend.listeners(A) === 1);
+  const streamId = (JSON.parse(stream.events[0]!.data) as { streamId: string }).streamId;
+  // The status route says yes, the stream request itself is refused (a race the relay must survive).
+  backend.refuseWith = 403;
+  expect((await change(streamId, { add: ['download:bbb'] })).status).toBe(200);
+  await stream.wait(3, 'topics and relay_error');
+  expect(stream.events[2]).toMatchObject({ event: 'relay_error', data: '{"topic":"download:bbb","reason":"refused"}' });
+  backend.refuseWith = undefined;
+  backend.emit(A, 'data: a1\n');
+  expect(payload((await stream.wait(4))[3]!)).toMatchObject({ topic: 'download:aaa', data: 'a1' });
+  expect(stream.res.complete).toBe(false);
+});
+
+test('a draining relay ends a multiplexed stream like any other, telling it when to come back', async () => {
+  const stream = await openRaw(['download:aaa', 'download:bbb']);
+  await stream.wait(1);
+  await relay.relay.drain(50, 700);
+  await stream.ended;
+  expect(stream.text.endsWith('retry: 700\n\n')).toBe(true);
+  expect(relay.relay.stats.closeReasons.get('shutdown')).toBe(1);
+  expect(relay.relay.connections.snapshot().total).toBe(0);
+});
