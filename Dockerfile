@@ -7,6 +7,8 @@ COPY . .
 RUN npm run build
 
 # Runtime stage: production dependencies and the compiled output only, as a non-root user.
+# In production the relay needs BACKEND_URL (BACKEND_URL=bundled runs the demo backend inside)
+# and JWT_SECRET or JWT_PUBLIC_KEY at run time; without them it exits with one line saying which.
 FROM node:20.20.2-bookworm-slim
 ENV NODE_ENV=production PORT=8080
 WORKDIR /app

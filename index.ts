@@ -1,5 +1,7 @@
 export { type CreateRelayOptions, type Relay, createRelay } from './routes/relay';
-export type { RelayOptions } from './src/options';
+export { RELAY_SETTINGS, type RelayOptions } from './src/options';
+export { HTTP_SERVER_SETTINGS, type HttpServerOptions, createHttpServer } from './routes/http-server';
+export type { IntegerSetting } from './src/setting';
 export type { AuthorizeTopic } from './src/relay/authorize';
 export type { JwtOptions } from './middleware/authenticate';
 export { type SseEvent, encodeEvent } from './src/sse/encode';

@@ -6,6 +6,7 @@ import { loadBackendConfig } from './config/backend';
 import { ConfigError } from './config/env';
 import { type ServerConfig, loadConfig } from './config';
 import { createBackend } from './backend/app';
+import { createHttpServer } from './routes/http-server';
 import { createRelay } from './routes/relay';
 import { errorHandler, notFound } from './middleware/errors';
 import { pino } from 'pino';
@@ -13,12 +14,17 @@ import { pino } from 'pino';
 /** The user of the printed development token. */
 const DEV_USER = 'dev-user';
 
-async function listen(server: Server, port: number, host?: string): Promise<string> {
+/** Listens on `port`; a port that is taken (or not allowed) is a `ConfigError` naming `variable`. */
+async function listen(server: Server, port: number, host: string | undefined, variable: string): Promise<string> {
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    const refused = (err: NodeJS.ErrnoException): void => {
+      const why = err.code === 'EADDRINUSE' ? 'a free port' : err.code === 'EACCES' ? 'a port this user may bind' : undefined;
+      reject(why === undefined ? err : new ConfigError(variable, `${why} (${err.code ?? ''} on ${host ?? 'all interfaces'})`, String(port)));
+    };
+    server.once('error', refused);
     server.listen(port, host, () => {
       // Only a failure to listen rejects; a later server error must not vanish into a settled promise.
-      server.off('error', reject);
+      server.off('error', refused);
       resolve();
     });
   });
@@ -31,7 +37,7 @@ async function startBundledBackend(): Promise<{ url: URL; close(): Promise<void>
   const config = loadBackendConfig();
   const backend = createBackend(config.options);
   const server = createServer({ requestTimeout: 0 }, backend.app);
-  const url = await listen(server, config.port, config.host);
+  const url = await listen(server, config.port, config.host, 'BACKEND_PORT');
   return {
     url: new URL(url),
     async close() {
@@ -48,36 +54,29 @@ async function main(config: ServerConfig): Promise<void> {
     // Request lines never carry headers; this is the net under anything else that might.
     redact: { paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', 'headers.cookie', 'token'], censor: '[redacted]' },
   });
-  const bundled = config.backendUrl ? undefined : await startBundledBackend();
-  const backendUrl = config.backendUrl ?? (bundled as { url: URL }).url;
-  const relay = createRelay({
-    backendUrl,
-    logger,
-    jwt: config.jwt,
-    heartbeatMs: config.heartbeatMs,
-    idleTimeoutMs: config.idleTimeoutMs,
-    maxStreamLifetimeMs: config.maxStreamLifetimeMs,
-    replayBufferSize: config.replayBufferSize,
-    topicLingerMs: config.topicLingerMs,
-    clientMaxBufferedBytes: config.clientMaxBufferedBytes,
-    maxUploadBytes: config.maxUploadBytes,
-    maxConnections: config.maxConnections,
-    maxConnectionsPerUser: config.maxConnectionsPerUser,
-    maxConnectionsPerIp: config.maxConnectionsPerIp,
-    rateLimitPerMinute: config.rateLimitPerMinute,
-    maxTopicsPerStream: config.maxTopicsPerStream,
-    corsOrigins: config.corsOrigins,
-  });
+  for (const warning of config.warnings) logger.warn(warning);
+  const bundled = config.backendUrl === 'bundled' ? await startBundledBackend() : undefined;
+  const backendUrl = bundled?.url ?? (config.backendUrl as URL);
+  const relay = createRelay({ ...config.relay, backendUrl, logger, jwt: config.jwt, corsOrigins: config.corsOrigins });
 
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', config.trustProxy);
   app.use(relay.router);
   app.use(notFound, errorHandler());
-  // Streams end by their own rules (idle, lifetime); uploads may take longer than Node's 300 s default.
-  const server = createServer({ requestTimeout: 0 }, app);
-  const url = await listen(server, config.port);
-  logger.info({ url, backend: backendUrl.href, bundledBackend: bundled !== undefined }, 'relay listening');
+  const server = createHttpServer(app, config.http);
+  const url = await listen(server, config.port, config.host, 'PORT');
+  logger.info(
+    {
+      url,
+      backend: backendUrl.href,
+      bundledBackend: bundled !== undefined,
+      openFileLimit: config.openFileLimit ?? 'unknown',
+      maxSockets: config.http.maxSockets,
+      maxConnections: config.relay.maxConnections,
+    },
+    'relay listening',
+  );
 
   if (config.jwt.generated && config.jwt.secret !== undefined) {
     const token = jwt.sign({}, config.jwt.secret, { subject: DEV_USER, expiresIn: '12h' });
@@ -128,6 +127,7 @@ try {
   process.exit(1);
 }
 main(config).catch((err: unknown) => {
-  console.error('sse-relay: failed to start:', err);
+  if (err instanceof ConfigError) console.error(`sse-relay: ${err.message}`);
+  else console.error('sse-relay: failed to start:', err);
   process.exit(1);
 });

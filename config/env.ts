@@ -1,3 +1,5 @@
+import { type IntegerSetting, integerProblem } from '../src/setting';
+
 /** A configuration value that cannot be used; the message names the variable and what it expects. */
 export class ConfigError extends Error {
   constructor(
@@ -34,6 +36,22 @@ export class EnvReader {
       throw new ConfigError(name, `an integer from ${min} to ${max}`, value);
     }
     return n;
+  }
+
+  /** An integer setting from its variable, within its declared bounds; `fallback` when unset. */
+  integer(setting: IntegerSetting, fallback = setting.default): number {
+    const value = this.raw(setting.env);
+    if (value === undefined) return fallback;
+    const problem = integerProblem(setting, /^-?\d+$/.test(value) ? Number(value) : Number.NaN);
+    if (problem !== undefined) throw new ConfigError(setting.env, problem, value);
+    return Number(value);
+  }
+
+  /** Every setting of a table, read from its variable. */
+  integers<T extends Record<string, IntegerSetting>>(table: T): { [K in keyof T]: number } {
+    const values: Record<string, number> = {};
+    for (const [name, setting] of Object.entries(table)) values[name] = this.integer(setting);
+    return values as { [K in keyof T]: number };
   }
 
   oneOf<T extends string>(name: string, choices: readonly T[], fallback: T): T {

@@ -1,13 +1,66 @@
 import { randomBytes } from 'node:crypto';
+import { isIP } from 'node:net';
 import { ConfigError, type Env, EnvReader } from './env';
+import { filesNeeded, openFileLimit, socketBudget } from './open-files';
 import { MIN_SECRET_LENGTH } from '../middleware/authenticate';
+import { HTTP_SERVER_SETTINGS } from '../routes/http-server';
+import { RELAY_SETTINGS, type RelaySettingName } from '../src/options';
+import { MINUTE, type Setting } from '../src/setting';
+
+/**
+ * The settings only the standalone server reads (the relay's and the HTTP server's are in
+ * `RELAY_SETTINGS` and `HTTP_SERVER_SETTINGS`); see `SETTINGS` for all of them.
+ */
+export const SERVER_SETTINGS = {
+  nodeEnv: { kind: 'text', env: 'NODE_ENV', defaultNote: 'unset', doc: '`production`: a JWT key and `BACKEND_URL` are required, and no development token is printed' },
+  port: { kind: 'port', env: 'PORT', default: 8080, min: 0, max: 65535, doc: 'relay port' },
+  host: { kind: 'text', env: 'HOST', defaultNote: 'all interfaces (`::`, or `0.0.0.0` without IPv6)', doc: 'the address the relay listens on, e.g. `127.0.0.1` behind a local proxy' },
+  backendUrl: {
+    kind: 'text',
+    env: 'BACKEND_URL',
+    defaultNote: 'required in production',
+    doc: 'upstream base URL; `bundled` (or unset outside production) starts the reference backend in-process on `BACKEND_PORT` (8081, loopback)',
+  },
+  jwtSecret: {
+    kind: 'text',
+    env: 'JWT_SECRET',
+    defaultNote: 'generated in development',
+    doc: 'HS256 secret, at least 32 characters; required in production (`NODE_ENV=production`) unless `JWT_PUBLIC_KEY` is set',
+  },
+  jwtPublicKey: { kind: 'text', env: 'JWT_PUBLIC_KEY', defaultNote: 'unset', doc: 'PEM public key: RSA → RS256, EC P-256 → ES256 (`\\n` escapes accepted)' },
+  jwtIssuer: { kind: 'text', env: 'JWT_ISSUER', defaultNote: 'unset', doc: "the tokens' `iss`, checked when set" },
+  jwtAudience: { kind: 'text', env: 'JWT_AUDIENCE', defaultNote: 'unset', doc: "the tokens' `aud`, checked when set" },
+  corsOrigins: { kind: 'text', env: 'CORS_ORIGINS', defaultNote: 'none', doc: 'comma-separated exact origins allowed to call the relay from a browser' },
+  trustProxy: { kind: 'text', env: 'TRUST_PROXY', defaultNote: 'unset', doc: 'hop count or subnets for `X-Forwarded-For`; `true` is refused' },
+  shutdownTimeoutMs: {
+    kind: 'ms',
+    env: 'SHUTDOWN_TIMEOUT_MS',
+    default: 30_000,
+    min: 0,
+    max: 10 * MINUTE,
+    doc: 'on SIGTERM/SIGINT: streams end over the first half (at most 10 s), uploads and chats get all of it, then exit 0',
+  },
+  logLevel: { kind: 'text', env: 'LOG_LEVEL', defaultNote: 'info', doc: 'pino level' },
+  redisUrl: { kind: 'text', env: 'REDIS_URL', defaultNote: 'unset', doc: 'for several relay processes (read, not used yet)' },
+} as const satisfies Record<string, Setting>;
+
+/** Every setting of the standalone server, by who takes it as an option, in the order the README lists them. */
+export const SETTING_TABLES = [
+  { takenBy: undefined, settings: SERVER_SETTINGS },
+  { takenBy: 'createHttpServer', settings: HTTP_SERVER_SETTINGS },
+  { takenBy: 'createRelay', settings: RELAY_SETTINGS },
+] as const satisfies readonly { takenBy: string | undefined; settings: Record<string, Setting> }[];
+
+export const SETTINGS: readonly Setting[] = SETTING_TABLES.flatMap((table) => Object.values(table.settings));
 
 /** Everything the standalone relay reads from its environment, validated. */
 export interface ServerConfig {
   readonly port: number;
+  /** Undefined: every interface. */
+  readonly host: string | undefined;
   readonly production: boolean;
-  /** Unset: the bundled reference backend is started in-process. */
-  readonly backendUrl: URL | undefined;
+  /** `bundled`: the reference backend is started in-process. */
+  readonly backendUrl: URL | 'bundled';
   readonly jwt: {
     readonly secret: string | undefined;
     readonly publicKey: string | undefined;
@@ -17,102 +70,136 @@ export interface ServerConfig {
     readonly generated: boolean;
   };
   readonly corsOrigins: readonly string[];
-  readonly maxConnections: number;
-  readonly maxConnectionsPerUser: number;
-  readonly maxConnectionsPerIp: number;
-  readonly heartbeatMs: number;
-  readonly idleTimeoutMs: number;
-  readonly maxStreamLifetimeMs: number;
-  readonly replayBufferSize: number;
-  readonly topicLingerMs: number;
-  readonly clientMaxBufferedBytes: number;
-  readonly rateLimitPerMinute: number;
-  readonly maxTopicsPerStream: number;
-  readonly maxUploadBytes: number;
+  /** `createRelay`'s timings, sizes and limits. */
+  readonly relay: { readonly [K in RelaySettingName]: number };
+  /** `createHttpServer`'s socket rules. */
+  readonly http: { readonly [K in keyof typeof HTTP_SERVER_SETTINGS]: number };
+  /** The process's soft limit on open files, when known: the socket and stream caps default from it. */
+  readonly openFileLimit: number | undefined;
   readonly trustProxy: number | string | false;
   readonly shutdownTimeoutMs: number;
   readonly logLevel: string;
   readonly redisUrl: URL | undefined;
+  /** Settings that work but probably not as meant; logged at start. */
+  readonly warnings: readonly string[];
 }
 
-const HOUR = 3_600_000;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
-/** Reads and validates the environment; throws `ConfigError` naming the first bad variable. */
-export function loadConfig(env: Env = process.env): ServerConfig {
+/**
+ * Reads and validates the environment; throws `ConfigError` naming the first bad variable.
+ * `readFileLimit` gives the process's open-file limit (read from the system by default).
+ */
+export function loadConfig(env: Env = process.env, readFileLimit: () => number | undefined = openFileLimit): ServerConfig {
   const read = new EnvReader(env);
-  const production = read.raw('NODE_ENV') === 'production';
+  const fileLimit = readFileLimit();
+  const production = read.raw(SERVER_SETTINGS.nodeEnv.env) === 'production';
+  const { relay, http, warnings } = readCaps(read, fileLimit);
   return {
-    port: read.int('PORT', 8080, 0, 65535),
+    port: read.integer(SERVER_SETTINGS.port),
+    host: readHost(read),
     production,
-    backendUrl: read.url('BACKEND_URL'),
+    backendUrl: readBackendUrl(read, production),
     jwt: readJwt(read, production),
     corsOrigins: readOrigins(read),
-    maxConnections: read.int('MAX_CONNECTIONS', 20_000, 1),
-    maxConnectionsPerUser: read.int('MAX_CONNECTIONS_PER_USER', 20, 1),
-    maxConnectionsPerIp: read.int('MAX_CONNECTIONS_PER_IP', 200, 1),
-    heartbeatMs: read.int('HEARTBEAT_MS', 15_000, 1, HOUR),
-    idleTimeoutMs: read.int('IDLE_TIMEOUT_MS', 300_000, 0, 24 * HOUR),
-    maxStreamLifetimeMs: read.int('MAX_STREAM_LIFETIME_MS', HOUR, 0, 7 * 24 * HOUR),
-    replayBufferSize: read.int('REPLAY_BUFFER_SIZE', 1000, 1, 1_000_000),
-    topicLingerMs: read.int('TOPIC_LINGER_MS', 30_000, 0, HOUR),
-    clientMaxBufferedBytes: read.int('CLIENT_MAX_BUFFERED_BYTES', 1024 * 1024, 1024),
-    rateLimitPerMinute: read.int('RATE_LIMIT_PER_MINUTE', 120, 0),
-    maxTopicsPerStream: read.int('MAX_TOPICS_PER_STREAM', 32, 1, 256),
-    maxUploadBytes: read.int('MAX_UPLOAD_BYTES', 2 * 1024 ** 3, 1),
+    relay,
+    http,
+    openFileLimit: fileLimit,
     trustProxy: readTrustProxy(read),
-    shutdownTimeoutMs: read.int('SHUTDOWN_TIMEOUT_MS', 30_000, 0, HOUR),
-    logLevel: read.oneOf('LOG_LEVEL', LOG_LEVELS, 'info'),
+    shutdownTimeoutMs: read.integer(SERVER_SETTINGS.shutdownTimeoutMs),
+    logLevel: read.oneOf(SERVER_SETTINGS.logLevel.env, LOG_LEVELS, 'info'),
     redisUrl: readRedisUrl(read),
+    warnings,
   };
 }
 
+/**
+ * The relay's and HTTP server's settings, with the socket cap and stream cap defaulting from
+ * the open-file limit (an explicit MAX_CONNECTIONS lifts the socket cap above it).
+ */
+function readCaps(read: EnvReader, fileLimit: number | undefined): Pick<ServerConfig, 'relay' | 'http' | 'warnings'> {
+  const budget = fileLimit === undefined ? undefined : socketBudget(fileLimit);
+  const maxConnections = read.integer(RELAY_SETTINGS.maxConnections, budget?.maxConnections);
+  const fitting = Math.max(budget?.maxSockets ?? HTTP_SERVER_SETTINGS.maxSockets.default, maxConnections + Math.max(8, Math.ceil(maxConnections / 10)));
+  const maxSockets = read.integer(HTTP_SERVER_SETTINGS.maxSockets, fitting);
+  const relay = { ...read.integers(RELAY_SETTINGS), maxConnections };
+  const http = { ...read.integers(HTTP_SERVER_SETTINGS), maxSockets };
+  const warnings: string[] = [];
+  if (maxConnections >= maxSockets) {
+    warnings.push(`MAX_CONNECTIONS (${maxConnections}) is not below MAX_SOCKETS (${maxSockets}): clients over the socket cap are dropped without their 503`);
+  }
+  if (fileLimit !== undefined && filesNeeded(maxSockets) > fileLimit) {
+    warnings.push(
+      `MAX_SOCKETS (${maxSockets}) clients with an upstream socket each need up to ${filesNeeded(maxSockets)} open files, over this process's limit (${fileLimit}): raise ulimit -n or lower MAX_CONNECTIONS`,
+    );
+  }
+  return { relay, http, warnings };
+}
+
+function readHost(read: EnvReader): string | undefined {
+  const value = read.raw(SERVER_SETTINGS.host.env);
+  if (value === undefined) return undefined;
+  if (isIP(value) === 0 && !/^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$/.test(value)) {
+    throw new ConfigError(SERVER_SETTINGS.host.env, 'an IP address or a host name', value);
+  }
+  return value;
+}
+
+function readBackendUrl(read: EnvReader, production: boolean): URL | 'bundled' {
+  const name = SERVER_SETTINGS.backendUrl.env;
+  const value = read.raw(name);
+  if (value === 'bundled') return 'bundled';
+  // In production the demo backend would quietly serve made-up data: it has to be asked for.
+  if (value === undefined && production) throw new ConfigError(name, "your backend's http(s) URL in production (or bundled, for the demo backend)", '');
+  return read.url(name) ?? 'bundled';
+}
+
 function readJwt(read: EnvReader, production: boolean): ServerConfig['jwt'] {
-  const secret = read.raw('JWT_SECRET');
-  const publicKey = read.raw('JWT_PUBLIC_KEY')?.replace(/\\n/g, '\n');
-  const issuer = read.raw('JWT_ISSUER');
-  const audience = read.raw('JWT_AUDIENCE');
+  const secret = read.raw(SERVER_SETTINGS.jwtSecret.env);
+  const publicKey = read.raw(SERVER_SETTINGS.jwtPublicKey.env)?.replace(/\\n/g, '\n');
+  const issuer = read.raw(SERVER_SETTINGS.jwtIssuer.env);
+  const audience = read.raw(SERVER_SETTINGS.jwtAudience.env);
   if (secret !== undefined && publicKey !== undefined) {
-    throw new ConfigError('JWT_SECRET', 'to be unset when JWT_PUBLIC_KEY is set (choose one)', '(set)');
+    throw new ConfigError(SERVER_SETTINGS.jwtSecret.env, 'to be unset when JWT_PUBLIC_KEY is set (choose one)', '(set)');
   }
   if (secret !== undefined && secret.length < MIN_SECRET_LENGTH) {
-    throw new ConfigError('JWT_SECRET', `at least ${MIN_SECRET_LENGTH} characters`, `(${secret.length} characters)`);
+    throw new ConfigError(SERVER_SETTINGS.jwtSecret.env, `at least ${MIN_SECRET_LENGTH} characters`, `(${secret.length} characters)`);
   }
   if (publicKey !== undefined && !publicKey.includes('-----BEGIN PUBLIC KEY-----')) {
-    throw new ConfigError('JWT_PUBLIC_KEY', 'a PEM public key (-----BEGIN PUBLIC KEY-----)', '(not PEM)');
+    throw new ConfigError(SERVER_SETTINGS.jwtPublicKey.env, 'a PEM public key (-----BEGIN PUBLIC KEY-----)', '(not PEM)');
   }
   if (secret === undefined && publicKey === undefined) {
-    if (production) throw new ConfigError('JWT_SECRET', 'a secret (or JWT_PUBLIC_KEY) in production', '');
+    if (production) throw new ConfigError(SERVER_SETTINGS.jwtSecret.env, 'a secret (or JWT_PUBLIC_KEY) in production', '');
     return { secret: randomBytes(32).toString('base64url'), publicKey, issuer, audience, generated: true };
   }
   return { secret, publicKey, issuer, audience, generated: false };
 }
 
 function readOrigins(read: EnvReader): string[] {
-  return read.list('CORS_ORIGINS').map((origin) => {
+  return read.list(SERVER_SETTINGS.corsOrigins.env).map((origin) => {
     let url: URL | undefined;
     try {
       url = new URL(origin);
     } catch {
       url = undefined;
     }
-    if (!url || url.origin !== origin) throw new ConfigError('CORS_ORIGINS', 'comma-separated origins like https://app.example.com', origin);
+    if (!url || url.origin !== origin) throw new ConfigError(SERVER_SETTINGS.corsOrigins.env, 'comma-separated origins like https://app.example.com', origin);
     return origin;
   });
 }
 
 /** A hop count, or a comma-separated list of addresses/subnets/names Express understands; never `true`. */
 function readTrustProxy(read: EnvReader): number | string | false {
-  const value = read.raw('TRUST_PROXY');
+  const value = read.raw(SERVER_SETTINGS.trustProxy.env);
   if (value === undefined || value === 'false') return false;
-  if (/^\d+$/.test(value)) return read.int('TRUST_PROXY', 0, 0, 32);
-  if (value === 'true') throw new ConfigError('TRUST_PROXY', 'a hop count or subnets (true would let any client forge its IP)', value);
-  if (!/^[0-9A-Za-z.:/,\s_-]+$/.test(value)) throw new ConfigError('TRUST_PROXY', 'a hop count or comma-separated subnets', value);
+  if (/^\d+$/.test(value)) return read.int(SERVER_SETTINGS.trustProxy.env, 0, 0, 32);
+  if (value === 'true') throw new ConfigError(SERVER_SETTINGS.trustProxy.env, 'a hop count or subnets (true would let any client forge its IP)', value);
+  if (!/^[0-9A-Za-z.:/,\s_-]+$/.test(value)) throw new ConfigError(SERVER_SETTINGS.trustProxy.env, 'a hop count or comma-separated subnets', value);
   return value;
 }
 
 function readRedisUrl(read: EnvReader): URL | undefined {
-  const value = read.raw('REDIS_URL');
+  const value = read.raw(SERVER_SETTINGS.redisUrl.env);
   if (value === undefined) return undefined;
   try {
     const url = new URL(value);
@@ -120,5 +207,5 @@ function readRedisUrl(read: EnvReader): URL | undefined {
   } catch {
     // reported below
   }
-  throw new ConfigError('REDIS_URL', 'a redis:// or rediss:// URL', value);
+  throw new ConfigError(SERVER_SETTINGS.redisUrl.env, 'a redis:// or rediss:// URL', value);
 }

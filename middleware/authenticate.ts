@@ -53,12 +53,18 @@ export function identify(options: JwtOptions): RequestHandler {
 
   const verify = (token: string | undefined): string | HttpError => {
     if (token === undefined) return new HttpError('unauthorized', undefined, 401, CHALLENGE);
-    let payload: string | jwt.JwtPayload;
+    let verified: jwt.Jwt;
     try {
-      payload = jwt.verify(token, key, verifyOptions);
+      verified = jwt.verify(token, key, { ...verifyOptions, complete: true });
     } catch (err) {
       return rejection(err);
     }
+    // RFC 7515 §4.1.11: a `crit` extension the recipient does not understand must be refused,
+    // and the relay understands none (jsonwebtoken ignores the parameter).
+    if ((verified.header as { crit?: unknown }).crit !== undefined) {
+      return new HttpError('invalid_token', 'The token has a crit header parameter, and the relay understands no extension.', 401, INVALID);
+    }
+    const payload = verified.payload;
     if (typeof payload === 'string' || typeof payload.exp !== 'number') {
       return new HttpError('invalid_token', 'The token must carry an exp claim.', 401, INVALID);
     }

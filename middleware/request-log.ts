@@ -3,8 +3,16 @@ import type { Request, RequestHandler, Response } from 'express';
 import type { LevelWithSilent, Logger } from 'pino';
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
-/** Query values a log may keep; any other (`?access_token=`, `?sig=`) is written as `[redacted]`. */
-const LOGGED_QUERY = new Set(['lastEventId']);
+/** A query parameter name a log may show; any other name (`?<jwt>`, `?access_token%3D<jwt>`) is `[redacted]`. */
+const SAFE_NAME = /^[A-Za-z][\w-]{0,63}$/;
+// Base64url runs, where a percent-escape may stand for any character and `%2E` for the dot.
+const RUN = '(?:[A-Za-z0-9_-]|%[0-9A-Fa-f]{2})';
+const DOT = '(?:\\.|%2[Ee])';
+/**
+ * A JWT (or JWS, or the first segments of a JWE): three base64url segments joined by dots, the
+ * last possibly empty (`alg: none`), or a JSON object in base64url (`eyJ` is `{"`) on its own.
+ */
+const TOKEN_SHAPED = new RegExp(`${RUN}{2,}${DOT}${RUN}{2,}${DOT}${RUN}*|eyJ${RUN}{5,}`, 'g');
 
 /** The request as a log line shows it: id, method and URL, never a header. */
 export interface LoggedRequest {
@@ -26,7 +34,7 @@ export interface LoggedRequest {
 export function requestLog(logger: Logger): RequestHandler {
   return (req, res, next) => {
     const given = req.headers['x-request-id'];
-    const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    const id = typeof given === 'string' && REQUEST_ID.test(given) && redactTokens(given) === given ? given : randomUUID();
     const started = Date.now();
     res.locals.requestId = id;
     res.setHeader('X-Request-Id', id);
@@ -56,16 +64,26 @@ export function loggedRequest(req: Request, res: Response): LoggedRequest {
   return { id: String(res.locals.requestId), method: req.method, url: loggedUrl(req.originalUrl) };
 }
 
-/** The URL as the client sent it (with the app's mount prefix), its query values redacted but `lastEventId`. */
+/** `text` with every token-shaped run (see `TOKEN_SHAPED`) replaced by `[token]`: for anything a client chose that reaches a log. */
+export function redactTokens(text: string): string {
+  return text.replace(TOKEN_SHAPED, '[token]');
+}
+
+/**
+ * The URL as the client sent it (with the app's mount prefix), tokens in the path redacted, and
+ * of the query only the parameter names: a value may be a credential (`?access_token=`, `?sig=`),
+ * and so may a name (`?<jwt>`).
+ */
 function loggedUrl(url: string): string {
   const query = url.indexOf('?');
-  if (query === -1) return url;
-  const params = url
+  const path = redactTokens(query === -1 ? url : url.slice(0, query));
+  if (query === -1) return path;
+  const names = url
     .slice(query + 1)
     .split('&')
     .map((pair) => {
       const name = pair.split('=', 1)[0] ?? '';
-      return LOGGED_QUERY.has(name) || !pair.includes('=') ? pair : `${name}=[redacted]`;
+      return SAFE_NAME.test(name) && redactTokens(name) === name ? name : '[redacted]';
     });
-  return `${url.slice(0, query)}?${params.join('&')}`;
+  return `${path}?${names.join('&')}`;
 }

@@ -7,7 +7,10 @@ import { HttpError, errorBody } from '../src/errors';
 import { encodeEvent } from '../src/sse/encode';
 import { userOf } from '../middleware/authenticate';
 
-/** Headers that describe one hop, not the message (RFC 9110 §7.6.1), plus what the relay owns. */
+/**
+ * Request headers never passed on: those that describe one hop (RFC 9110 §7.6.1), the client's
+ * credentials, and `Expect` (Node's server already answered `100 Continue`; undici refuses to send it).
+ */
 const DROPPED_REQUEST_HEADERS = new Set([
   'connection',
   'keep-alive',
@@ -18,13 +21,32 @@ const DROPPED_REQUEST_HEADERS = new Set([
   'transfer-encoding',
   'upgrade',
   'host',
+  'expect',
   'authorization',
   'cookie',
-  'x-user-id',
-  'x-forwarded-for',
-  'x-forwarded-proto',
-  'x-forwarded-host',
 ]);
+/**
+ * Who the user is and where the request came from: the relay says that itself. A client's own
+ * copy is dropped under any spelling a backend could read as one of these (see `foldedName`).
+ */
+const IDENTITY_HEADERS = new Set([
+  'x-user-id',
+  'forwarded',
+  'x-real-ip',
+  'x-client-ip',
+  'true-client-ip',
+  'cf-connecting-ip',
+  'fastly-client-ip',
+  'x-cluster-client-ip',
+  'x-original-forwarded-for',
+  'x-remote-user',
+  'x-remote-addr',
+  'remote-user',
+]);
+const IDENTITY_PREFIXES = ['x-forwarded-', 'x-user-'];
+/** More client headers than this, or more bytes of names and values, are refused with 431. */
+const MAX_FORWARDED_HEADERS = 100;
+const MAX_FORWARDED_HEADER_BYTES = 8 * 1024;
 const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'trailer', 'upgrade', 'proxy-authenticate', 'set-cookie']);
 
 export interface ProxyOptions {
@@ -36,6 +58,12 @@ export interface ProxyOptions {
   readonly maxBodyBytes: number;
   /** Largest `application/json` request body; past it: 413 and the upstream request is aborted. */
   readonly maxJsonBodyBytes: number;
+  /** An event stream with no byte either way this long is ended (0: never). */
+  readonly idleTimeoutMs: number;
+  /** An event stream ends after this, plus up to 10% jitter (0: never). */
+  readonly maxStreamLifetimeMs: number;
+  /** A client with more unsent bytes than this is cut off. */
+  readonly clientMaxBufferedBytes: number;
 }
 
 const JSON_TYPE = /^application\/json\s*(;|$)/i;
@@ -52,6 +80,7 @@ export function proxy(options: ProxyOptions): RequestHandler {
     // JSON is read whole by whoever parses it: it gets a cap of its own, far below an upload's.
     const json = JSON_TYPE.test(req.headers['content-type'] ?? '');
     const maxBytes = json ? Math.min(options.maxJsonBodyBytes, options.maxBodyBytes) : options.maxBodyBytes;
+    const headers = forwardedHeaders(req, user);
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > maxBytes) throw new HttpError('payload_too_large', `The body is larger than ${maxBytes} bytes.`);
 
@@ -67,7 +96,7 @@ export function proxy(options: ProxyOptions): RequestHandler {
     try {
       upstream = await request(url, {
         method: req.method as Dispatcher.HttpMethod,
-        headers: forwardedHeaders(req, user),
+        headers,
         body: hasBody ? req.pipe(limit) : null,
         signal: controller.signal,
         dispatcher: options.dispatcher,
@@ -92,25 +121,70 @@ export function proxy(options: ProxyOptions): RequestHandler {
       res.socket?.setNoDelay(true);
     }
     res.flushHeaders();
+    // An event stream gets the shared streams' rules: it is as long-lived, and any route may answer with one.
+    const rules = streaming ? streamRules(options, limit, () => controller.abort()) : undefined;
     try {
       // Not pipeline(): it would destroy `res` when the upstream is aborted for an oversized
       // body, and the client would get a reset instead of the error below.
-      for await (const chunk of upstream.body) {
-        if (!res.write(chunk)) await once(res, 'drain', { signal: controller.signal });
+      for await (const chunk of upstream.body as AsyncIterable<Buffer>) {
+        if (rules) rules.lastActivity = Date.now();
+        const flowing = res.write(chunk);
+        if (res.writableLength > options.clientMaxBufferedBytes) throw new Error('slow client');
+        if (!flowing) await once(res, 'drain', { signal: controller.signal });
       }
       res.end();
     } catch {
-      // Past the cap the client is told why; otherwise the client left (its close aborted the
-      // upstream) or the backend broke mid-answer, and the client's answer is cut short too.
+      // Past the cap the client is told why; a stream ended by idle or lifetime ends cleanly (the
+      // client resumes) if its client has taken everything; otherwise the client left (its close
+      // aborted the upstream), was too slow, or the backend broke mid-answer, and the answer is cut short.
       if (limit.exceeded && !res.destroyed) endWithError(res, streaming);
+      else if (rules?.ended && res.writableLength === 0 && !res.destroyed) res.end();
       else res.destroy();
+    } finally {
+      rules?.stop();
     }
   };
+}
+
+interface StreamRules {
+  /** When a byte last went either way. */
+  lastActivity: number;
+  /** Whether idle or lifetime ended the stream. */
+  readonly ended: boolean;
+  stop(): void;
+}
+
+/** The idle and lifetime ends of one proxied event stream; `end` aborts it. Bytes of the request body count as activity. */
+function streamRules(options: ProxyOptions, body: BodyLimit, end: () => void): StreamRules {
+  const { idleTimeoutMs, maxStreamLifetimeMs } = options;
+  const timers: NodeJS.Timeout[] = [];
+  const rules = {
+    lastActivity: Date.now(),
+    ended: false,
+    stop: () => timers.forEach(clearTimeout),
+  };
+  const finish = (): void => {
+    rules.ended = true;
+    end();
+  };
+  if (maxStreamLifetimeMs > 0) timers.push(setTimeout(finish, maxStreamLifetimeMs + Math.floor(Math.random() * maxStreamLifetimeMs * 0.1)));
+  if (idleTimeoutMs > 0) {
+    // One timer per stream, re-armed for what is left rather than reset on every chunk.
+    const check = (): void => {
+      const quietFor = Date.now() - Math.max(rules.lastActivity, body.lastChunkAt);
+      if (quietFor >= idleTimeoutMs) return finish();
+      timers[0] = setTimeout(check, idleTimeoutMs - quietFor);
+    };
+    timers.unshift(setTimeout(check, idleTimeoutMs));
+  }
+  return rules;
 }
 
 /** Counts request bytes on their way up and fails the upload past the cap. */
 class BodyLimit extends Transform {
   exceeded = false;
+  /** When the last chunk came from the client (0: none yet). */
+  lastChunkAt = 0;
   private seen = 0;
 
   constructor(private readonly max: number) {
@@ -119,6 +193,7 @@ class BodyLimit extends Transform {
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.seen += chunk.length;
+    this.lastChunkAt = Date.now();
     if (this.seen > this.max) {
       this.exceeded = true;
       return callback(new HttpError('payload_too_large'));
@@ -147,18 +222,48 @@ function connectionNamed(connection: string | string[] | undefined): ReadonlySet
   return new Set(String(connection).toLowerCase().split(',').map((name) => name.trim()));
 }
 
+/**
+ * A header name as CGI and WSGI backends read it: case-folded, `_` taken for `-` (`X_User_Id`
+ * reaches them as `HTTP_X_USER_ID`, the same variable as `X-User-Id`).
+ */
+function foldedName(name: string): string {
+  return name.toLowerCase().replaceAll('_', '-');
+}
+
+function isDropped(folded: string, hopByHop: ReadonlySet<string>): boolean {
+  return (
+    DROPPED_REQUEST_HEADERS.has(folded) ||
+    IDENTITY_HEADERS.has(folded) ||
+    IDENTITY_PREFIXES.some((prefix) => folded.startsWith(prefix)) ||
+    hopByHop.has(folded)
+  );
+}
+
+/**
+ * The upstream request's headers: the relay's identity and forwarding headers first, so that
+ * a backend that keeps only its first N headers still sees them, then the client's, minus
+ * anything dropped. Past `MAX_FORWARDED_HEADERS` or `MAX_FORWARDED_HEADER_BYTES`: 431.
+ */
 function forwardedHeaders(req: Request, user: string): Record<string, string> {
-  const headers: Record<string, string> = {};
-  const hopByHop = connectionNamed(req.headers.connection);
-  for (const [name, value] of Object.entries(req.headers as IncomingHttpHeaders)) {
-    if (value === undefined || DROPPED_REQUEST_HEADERS.has(name) || hopByHop.has(name)) continue;
-    headers[name] = Array.isArray(value) ? value.join(', ') : value;
-  }
+  const headers: Record<string, string> = { 'x-user-id': user };
   const prior = req.headers['x-forwarded-for'];
   headers['x-forwarded-for'] = prior && req.app.get('trust proxy') ? `${String(prior)}, ${req.socket.remoteAddress ?? ''}` : (req.ip ?? '');
   headers['x-forwarded-proto'] = req.protocol;
   if (req.headers.host !== undefined) headers['x-forwarded-host'] = req.headers.host;
-  headers['x-user-id'] = user;
+
+  const hopByHop = new Set([...connectionNamed(req.headers.connection)].map(foldedName));
+  let count = 0;
+  let bytes = 0;
+  for (const [name, value] of Object.entries(req.headers as IncomingHttpHeaders)) {
+    if (value === undefined || isDropped(foldedName(name), hopByHop)) continue;
+    const joined = Array.isArray(value) ? value.join(', ') : value;
+    count += 1;
+    bytes += name.length + joined.length;
+    if (count > MAX_FORWARDED_HEADERS || bytes > MAX_FORWARDED_HEADER_BYTES) {
+      throw new HttpError('headers_too_large', `At most ${MAX_FORWARDED_HEADERS} headers and ${MAX_FORWARDED_HEADER_BYTES} bytes of them are passed to the backend; send fewer.`);
+    }
+    headers[name] = joined;
+  }
   return headers;
 }
 

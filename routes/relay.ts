@@ -5,12 +5,13 @@ import { type Logger, pino } from 'pino';
 import type { Registry } from 'prom-client';
 import { Agent, request } from 'undici';
 import { identify, type JwtOptions, requireUser } from '../middleware/authenticate';
+import { canonicalPath } from '../middleware/canonical-path';
 import { errorHandler } from '../middleware/errors';
 import { HttpError } from '../src/errors';
 import { limitConnections, limitRequests } from '../middleware/limits';
 import { requestLog } from '../middleware/request-log';
 import { type ConnectionCounter, MemoryConnectionCounter } from '../src/limits/connections';
-import { type RelayOptions, resolveOptions } from '../src/options';
+import { type RelayOptions, optionWarnings, resolveOptions } from '../src/options';
 import { type AuthorizeTopic, backendAuthorizer } from '../src/relay/authorize';
 import { Hub } from '../src/relay/hub';
 import { Multiplexer } from '../src/relay/multiplex';
@@ -70,12 +71,14 @@ export interface Relay {
   close(): Promise<void>;
 }
 
-/** The streaming POSTs: each holds a connection slot like a shared stream does. */
+/** The streaming POSTs: refused while draining, like a new shared stream. */
 const STREAMING_POSTS = ['/documents/upload-sse', '/chat/stream'];
 
 /** Builds the relay as an Express router. */
 export function createRelay(options: CreateRelayOptions): Relay {
   const config = resolveOptions(options);
+  const logger = options.logger ?? pino({ level: 'silent' });
+  for (const warning of optionWarnings(config)) logger.warn(warning);
   // Each open stream pins a connection: streams get their own pool so REST calls never queue behind them.
   const streamAgent = new Agent({ pipelining: 1, connections: null });
   const callAgent = new Agent({ pipelining: 1, connections: 64 });
@@ -109,7 +112,6 @@ export function createRelay(options: CreateRelayOptions): Relay {
     next(draining ? new HttpError('shutting_down', undefined, undefined, { 'Retry-After': '1' }) : undefined);
   };
 
-  const logger = options.logger ?? pino({ level: 'silent' });
   // Only the relay's own paths: the app's routes after this router get no relay headers or log lines.
   const own = ['/api', '/healthz', '/readyz', '/metrics'];
 
@@ -139,7 +141,8 @@ export function createRelay(options: CreateRelayOptions): Relay {
     if (res.locals.user === undefined) stats.authFailures += 1;
     requireUser(req, res, next);
   };
-  router.use('/api', identify(options.jwt), countRequest, refuseAnonymous);
+  // Before anything routes on the path: one spelling per route, or the shared streams' limits can be walked around.
+  router.use('/api', canonicalPath, identify(options.jwt), countRequest, refuseAnonymous);
   router.use(
     '/api',
     sharedStreamRoutes(hub, {
@@ -162,7 +165,9 @@ export function createRelay(options: CreateRelayOptions): Relay {
       logger,
     }),
   );
-  router.post(STREAMING_POSTS.map((path) => `/api${path}`), refuseWhileDraining, holdSlot);
+  router.post(STREAMING_POSTS.map((path) => `/api${path}`), refuseWhileDraining);
+  // Every proxied request holds a slot while it is open: any backend route may answer with a stream.
+  router.use('/api', holdSlot);
   router.use(
     '/api',
     proxy({
@@ -171,6 +176,9 @@ export function createRelay(options: CreateRelayOptions): Relay {
       headersTimeoutMs: config.upstreamHeadersTimeoutMs,
       maxBodyBytes: config.maxUploadBytes,
       maxJsonBodyBytes: config.maxJsonBodyBytes,
+      idleTimeoutMs: config.idleTimeoutMs,
+      maxStreamLifetimeMs: config.maxStreamLifetimeMs,
+      clientMaxBufferedBytes: config.clientMaxBufferedBytes,
     }),
   );
   router.use(errorHandler());

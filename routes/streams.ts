@@ -4,7 +4,7 @@ import { HttpError } from '../src/errors';
 import type { AuthorizeTopic } from '../src/relay/authorize';
 import type { Hub } from '../src/relay/hub';
 import { userOf } from '../middleware/authenticate';
-import { loggedRequest } from '../middleware/request-log';
+import { loggedRequest, redactTokens } from '../middleware/request-log';
 
 /** A shared stream family: how a path id maps to its topic key and backend URLs. */
 export interface SharedStream {
@@ -83,7 +83,7 @@ function sharedStreamHandler(hub: Hub, { backendUrl, authorize, authorizeNewTopi
     });
     if (!subscriber) return;
     res.locals.closeReason = () => subscriber.closeReason;
-    logger.info({ req: loggedRequest(req, res), topic: key, lastEventId }, 'stream opened');
+    logger.info({ req: loggedRequest(req, res), topic: key, lastEventId: lastEventId && redactTokens(lastEventId) }, 'stream opened');
     // Express leaves `req.next` pointing into its routing state (a `next` and a restore closure
     // per router level, and what they hold), which a held stream would keep for hours: 2.2 KiB
     // of heap per idle subscriber (bench capacity). Nothing calls it once the stream is attached.

@@ -2,6 +2,7 @@
 export const ERROR_CODES = {
   bad_request: { status: 400, message: 'The request is malformed.' },
   invalid_id: { status: 400, message: 'The id in the path must be 1-128 characters of A-Z, a-z, 0-9, "_" or "-".' },
+  invalid_path: { status: 400, message: 'The path must not contain dot segments (. or ..), empty segments, backslashes or encoded slashes, raw or percent-encoded; send it as a browser would.' },
   invalid_last_event_id: { status: 400, message: 'Last-Event-ID must be at most 256 characters, without control characters (CR, LF, NUL) or characters past U+00FF.' },
   invalid_topic: { status: 400, message: 'Each topic must be download:CODE or session:SESSION_ID (ids of 1-128 characters of A-Z, a-z, 0-9, "_" or "-").' },
   too_many_topics: { status: 400, message: 'Give at least one topic and at most MAX_TOPICS_PER_STREAM (32 by default) on one stream.' },
@@ -12,6 +13,7 @@ export const ERROR_CODES = {
   forbidden: { status: 403, message: 'This user may not do that.' },
   not_found: { status: 404, message: 'No such resource for this user.' },
   payload_too_large: { status: 413, message: 'The request body is too large.' },
+  headers_too_large: { status: 431, message: 'The request carries too many headers, or too large ones; send fewer.' },
   too_many_connections: { status: 429, message: 'Too many open streams; close one or retry later.' },
   rate_limited: { status: 429, message: 'Too many requests; retry later.' },
   bad_gateway: { status: 502, message: 'The backend could not be reached; retry later.' },

@@ -1,101 +1,59 @@
-/** The relay's timings, sizes and limits. Every field is optional except `backendUrl`. */
-export interface RelayOptions {
-  /** Base URL of the backend whose streams are relayed. Required. */
-  backendUrl: string | URL;
-  /** Events kept per topic for `Last-Event-ID` replay. Defaults to 1000. */
-  replayBufferSize?: number;
-  /** How long a topic with no subscribers (or a finished one) is kept before its upstream closes. Defaults to 30000 ms. */
-  topicLingerMs?: number;
-  /** Interval of `: hb` comments to every subscriber. Defaults to 15000 ms. */
-  heartbeatMs?: number;
-  /** A subscriber whose unsent bytes pass this is disconnected. Defaults to 1048576 (1 MiB). */
-  clientMaxBufferedBytes?: number;
-  /** Largest upstream event (characters of one frame); a bigger one is treated as a broken upstream. Defaults to 1048576. */
-  maxEventBytes?: number;
-  /** A subscriber that received no event for this long is ended; 0 turns it off. Defaults to 300000 ms. */
-  idleTimeoutMs?: number;
-  /** Every subscriber stream ends after this (plus up to 10% jitter); 0 turns it off. Defaults to 3600000 ms. */
-  maxStreamLifetimeMs?: number;
-  /** The `retry:` hint sent to clients when their stream opens. Defaults to 2000 ms. */
-  retryHintMs?: number;
-  /** How long to wait for the backend's response headers. Defaults to 10000 ms. */
-  upstreamHeadersTimeoutMs?: number;
-  /** An upstream that sent no byte (not even a heartbeat) for this long is reconnected. Defaults to 45000 ms. */
-  upstreamIdleTimeoutMs?: number;
-  /** First upstream reconnect delay cap; doubles per attempt, full jitter. Defaults to 250 ms. */
-  reconnectBaseDelayMs?: number;
-  /** Largest upstream reconnect delay cap. Defaults to 10000 ms. */
-  reconnectMaxDelayMs?: number;
-  /** Upstream reconnects in a row without an event before the relay gives up. Defaults to 10. */
-  reconnectMaxAttempts?: number;
-  /** How long the backend's "yes" for a (user, topic) is trusted. Defaults to 5000 ms. */
-  authorizationCacheMs?: number;
-  /** Largest request body passed to the backend (uploads); past it: 413. Defaults to 2 GiB. */
-  maxUploadBytes?: number;
-  /** Largest JSON request body passed to the backend; past it: 413. Defaults to 1 MiB (1048576). */
-  maxJsonBodyBytes?: number;
-  /** Open streams (shared streams, uploads, chat) in all; past it: 503. Defaults to 20000. */
-  maxConnections?: number;
-  /** Open streams per user; past it: 429. Defaults to 20. */
-  maxConnectionsPerUser?: number;
-  /** Open streams per client IP (see Express `trust proxy`); past it: 429. Defaults to 200. */
-  maxConnectionsPerIp?: number;
-  /** Stream opens and POSTs per user (per IP for requests without a valid token) per minute; 0 turns it off. Defaults to 120. */
-  rateLimitPerMinute?: number;
-  /** Topics on one multiplexed stream (`GET /api/events?topic=…`); past it: 400. Defaults to 32. */
-  maxTopicsPerStream?: number;
-}
+import { DAY, HOUR, type IntegerSetting, MINUTE, integerProblem } from './setting';
 
-export type RelayConfig = Readonly<Required<Omit<RelayOptions, 'backendUrl'>> & { backendUrl: URL }>;
+/**
+ * The relay's timings, sizes and limits, each declared once. `RelayOptions` has one optional
+ * field per entry, the standalone server reads each from its `env` variable, and the README's
+ * configuration table is generated from these (`npm run docs:config`).
+ */
+export const RELAY_SETTINGS = {
+  replayBufferSize: { kind: 'count', env: 'REPLAY_BUFFER_SIZE', default: 1000, min: 1, max: 1_000_000, doc: 'events kept per topic for `Last-Event-ID` replay' },
+  topicLingerMs: { kind: 'ms', env: 'TOPIC_LINGER_MS', default: 30_000, min: 0, max: HOUR, doc: 'how long a topic with no subscribers (or a finished one) is kept before its upstream closes' },
+  heartbeatMs: { kind: 'ms', env: 'HEARTBEAT_MS', default: 15_000, min: 1, max: 10 * MINUTE, doc: '`: hb` comment interval to every subscriber; idle and lifetime are checked at the same tick' },
+  clientMaxBufferedBytes: { kind: 'bytes', env: 'CLIENT_MAX_BUFFERED_BYTES', default: 1024 ** 2, min: 1024, max: 1024 ** 3, doc: 'unsent bytes per subscriber before it is disconnected' },
+  maxEventBytes: { kind: 'bytes', env: 'MAX_EVENT_BYTES', default: 1024 ** 2, min: 64, max: 256 * 1024 ** 2, doc: 'largest upstream event (characters of one frame); a bigger one is treated as a broken upstream' },
+  idleTimeoutMs: { kind: 'ms', env: 'IDLE_TIMEOUT_MS', default: 5 * MINUTE, min: 0, max: DAY, doc: 'a stream with no event this long is ended (0: never)' },
+  maxStreamLifetimeMs: { kind: 'ms', env: 'MAX_STREAM_LIFETIME_MS', default: HOUR, min: 0, max: 7 * DAY, doc: 'every stream ends after this plus up to 10% jitter (0: never)' },
+  retryHintMs: { kind: 'ms', env: 'RETRY_HINT_MS', default: 2000, min: 0, max: HOUR, doc: 'the `retry:` hint sent to a client when its stream opens' },
+  upstreamHeadersTimeoutMs: { kind: 'ms', env: 'UPSTREAM_HEADERS_TIMEOUT_MS', default: 10_000, min: 1, max: 10 * MINUTE, doc: "how long to wait for the backend's response headers" },
+  upstreamIdleTimeoutMs: { kind: 'ms', env: 'UPSTREAM_IDLE_TIMEOUT_MS', default: 45_000, min: 1, max: HOUR, doc: 'an upstream that sent no byte (not even a heartbeat) this long is reconnected' },
+  reconnectBaseDelayMs: { kind: 'ms', env: 'RECONNECT_BASE_DELAY_MS', default: 250, min: 0, max: MINUTE, doc: 'first upstream reconnect delay cap; doubles per attempt, full jitter' },
+  reconnectMaxDelayMs: { kind: 'ms', env: 'RECONNECT_MAX_DELAY_MS', default: 10_000, min: 0, max: HOUR, doc: 'largest upstream reconnect delay cap' },
+  reconnectMaxAttempts: { kind: 'count', env: 'RECONNECT_MAX_ATTEMPTS', default: 10, min: 0, max: 1000, doc: 'upstream reconnects in a row without an event before the relay gives up' },
+  authorizationCacheMs: { kind: 'ms', env: 'AUTHORIZATION_CACHE_MS', default: 5000, min: 0, max: HOUR, doc: 'how long the backend\'s "yes" for a (user, topic) is trusted' },
+  maxUploadBytes: { kind: 'bytes', env: 'MAX_UPLOAD_BYTES', default: 2 * 1024 ** 3, min: 1, max: 1024 ** 4, doc: 'largest request body passed to the backend (uploads); over it: 413' },
+  maxJsonBodyBytes: { kind: 'bytes', env: 'MAX_JSON_BODY_BYTES', default: 1024 ** 2, min: 1, max: 1024 ** 3, doc: 'largest `application/json` request body passed to the backend; over it: 413' },
+  maxConnections: {
+    kind: 'count',
+    env: 'MAX_CONNECTIONS',
+    default: 20_000,
+    min: 1,
+    max: 10_000_000,
+    doc: 'open streams (shared streams, uploads, chat) in all; over it: 503',
+    defaultNote: 'from the open-file limit (see below); 20000 for `createRelay`',
+  },
+  maxConnectionsPerUser: { kind: 'count', env: 'MAX_CONNECTIONS_PER_USER', default: 20, min: 1, max: 10_000_000, doc: 'open streams per user; over it: 429' },
+  maxConnectionsPerIp: { kind: 'count', env: 'MAX_CONNECTIONS_PER_IP', default: 200, min: 1, max: 10_000_000, doc: 'open streams per client IP (see `TRUST_PROXY`); over it: 429' },
+  rateLimitPerMinute: {
+    kind: 'count',
+    env: 'RATE_LIMIT_PER_MINUTE',
+    default: 120,
+    min: 0,
+    max: 1_000_000,
+    doc: 'stream opens and POSTs per user (per IP for requests without a valid token) per minute (0: off)',
+  },
+  maxTopicsPerStream: { kind: 'count', env: 'MAX_TOPICS_PER_STREAM', default: 32, min: 1, max: 256, doc: 'topics on one multiplexed stream (`GET /api/events?topic=…`); over it: 400' },
+} as const satisfies Record<string, IntegerSetting>;
 
-const DEFAULTS: Omit<RelayConfig, 'backendUrl'> = {
-  replayBufferSize: 1000,
-  topicLingerMs: 30_000,
-  heartbeatMs: 15_000,
-  clientMaxBufferedBytes: 1024 * 1024,
-  maxEventBytes: 1024 * 1024,
-  idleTimeoutMs: 300_000,
-  maxStreamLifetimeMs: 3_600_000,
-  retryHintMs: 2000,
-  upstreamHeadersTimeoutMs: 10_000,
-  upstreamIdleTimeoutMs: 45_000,
-  reconnectBaseDelayMs: 250,
-  reconnectMaxDelayMs: 10_000,
-  reconnectMaxAttempts: 10,
-  authorizationCacheMs: 5000,
-  maxUploadBytes: 2 * 1024 ** 3,
-  maxJsonBodyBytes: 1024 ** 2,
-  maxConnections: 20_000,
-  maxConnectionsPerUser: 20,
-  maxConnectionsPerIp: 200,
-  rateLimitPerMinute: 120,
-  maxTopicsPerStream: 32,
-};
+export type RelaySettingName = keyof typeof RELAY_SETTINGS;
 
-/** Lowest accepted value per field; anything else is a programming error. */
-const MINIMUM: Readonly<Record<keyof typeof DEFAULTS, number>> = {
-  replayBufferSize: 1,
-  topicLingerMs: 0,
-  heartbeatMs: 1,
-  clientMaxBufferedBytes: 1024,
-  maxEventBytes: 64,
-  idleTimeoutMs: 0,
-  maxStreamLifetimeMs: 0,
-  retryHintMs: 0,
-  upstreamHeadersTimeoutMs: 1,
-  upstreamIdleTimeoutMs: 1,
-  reconnectBaseDelayMs: 0,
-  reconnectMaxDelayMs: 0,
-  reconnectMaxAttempts: 0,
-  authorizationCacheMs: 0,
-  maxUploadBytes: 1,
-  maxJsonBodyBytes: 1,
-  maxConnections: 1,
-  maxConnectionsPerUser: 1,
-  maxConnectionsPerIp: 1,
-  rateLimitPerMinute: 0,
-  maxTopicsPerStream: 1,
-};
+/**
+ * The relay's options: `backendUrl`, plus one optional integer per entry of `RELAY_SETTINGS`,
+ * whose `doc`, `default`, `min` and `max` say what it does and what it accepts (and the
+ * README's "Configuration" table lists them all).
+ */
+export type RelayOptions = { backendUrl: string | URL } & { [K in RelaySettingName]?: number };
+
+export type RelayConfig = Readonly<{ backendUrl: URL } & { [K in RelaySettingName]: number }>;
 
 /** Drops `undefined`, applies defaults, validates, and freezes. Throws `TypeError` naming the bad field. */
 export function resolveOptions(options: RelayOptions): RelayConfig {
@@ -103,14 +61,37 @@ export function resolveOptions(options: RelayOptions): RelayConfig {
   if (backendUrl.protocol !== 'http:' && backendUrl.protocol !== 'https:') {
     throw new TypeError(`backendUrl must be http or https, got ${backendUrl.protocol}`);
   }
-  const config: Record<string, unknown> = { ...DEFAULTS, backendUrl };
-  for (const key of Object.keys(DEFAULTS) as (keyof typeof DEFAULTS)[]) {
-    const value = options[key];
-    if (value === undefined) continue;
-    if (!Number.isSafeInteger(value) || value < MINIMUM[key]) {
-      throw new TypeError(`${key} must be an integer >= ${MINIMUM[key]}, got ${String(value)}`);
+  const config: Record<string, unknown> = { backendUrl };
+  for (const [name, setting] of Object.entries(RELAY_SETTINGS) as [RelaySettingName, IntegerSetting][]) {
+    const value = options[name];
+    if (value === undefined) {
+      config[name] = setting.default;
+      continue;
     }
-    config[key] = value;
+    const problem = integerProblem(setting, value);
+    if (problem !== undefined) throw new TypeError(`${name} must be ${problem}, got ${String(value)}`);
+    config[name] = value;
   }
   return Object.freeze(config) as RelayConfig;
+}
+
+
+/**
+ * Combinations that are valid but probably not what was meant, one sentence each; `createRelay`
+ * logs them as warnings at creation (as express-rate-limit validates its options once).
+ */
+export function optionWarnings(config: RelayConfig): string[] {
+  const warnings: string[] = [];
+  if (config.reconnectMaxDelayMs < config.reconnectBaseDelayMs) {
+    warnings.push(`reconnectMaxDelayMs (${config.reconnectMaxDelayMs}) is below reconnectBaseDelayMs (${config.reconnectBaseDelayMs}): every reconnect waits at most the former`);
+  }
+  for (const name of ['idleTimeoutMs', 'maxStreamLifetimeMs'] as const) {
+    if (config[name] !== 0 && config[name] < config.heartbeatMs) {
+      warnings.push(`${name} (${config[name]}) is below heartbeatMs (${config.heartbeatMs}): it is checked at each heartbeat, so streams end up to heartbeatMs late`);
+    }
+  }
+  if (config.clientMaxBufferedBytes < config.maxEventBytes) {
+    warnings.push(`clientMaxBufferedBytes (${config.clientMaxBufferedBytes}) is below maxEventBytes (${config.maxEventBytes}): a subscriber that is sent one large event may be cut as slow`);
+  }
+  return warnings;
 }

@@ -1,15 +1,19 @@
 import { loadConfig } from '../../config';
 import { ConfigError } from '../../config/env';
+import { SETTINGS } from '../../config';
+import type { IntegerSetting } from '../../src/setting';
 
 const SECRET = 'x'.repeat(40);
 
 test('defaults apply when nothing is set, with a generated development secret', () => {
   const config = loadConfig({});
   expect(config.port).toBe(8080);
-  expect(config.backendUrl).toBeUndefined();
+  expect(config.backendUrl).toBe('bundled');
   expect(config.jwt.generated).toBe(true);
   expect(config.jwt.secret?.length).toBeGreaterThanOrEqual(32);
-  expect(config.heartbeatMs).toBe(15_000);
+  expect(config.relay.heartbeatMs).toBe(15_000);
+  expect(config.http.headersTimeoutMs).toBe(10_000);
+  expect(config.host).toBeUndefined();
   expect(config.trustProxy).toBe(false);
   expect(config.logLevel).toBe('info');
 });
@@ -17,6 +21,7 @@ test('defaults apply when nothing is set, with a generated development secret', 
 test('good values are read and typed', () => {
   const config = loadConfig({
     PORT: '9000',
+    HOST: '127.0.0.1',
     BACKEND_URL: 'http://127.0.0.1:8081',
     JWT_SECRET: SECRET,
     CORS_ORIGINS: 'https://a.example, http://localhost:3000',
@@ -27,12 +32,13 @@ test('good values are read and typed', () => {
     LOG_LEVEL: 'warn',
   });
   expect(config.port).toBe(9000);
-  expect(config.backendUrl?.href).toBe('http://127.0.0.1:8081/');
+  expect(config.host).toBe('127.0.0.1');
+  expect(config.backendUrl).toEqual(new URL('http://127.0.0.1:8081/'));
   expect(config.jwt).toMatchObject({ secret: SECRET, generated: false });
   expect(config.corsOrigins).toEqual(['https://a.example', 'http://localhost:3000']);
   expect(config.trustProxy).toBe(1);
-  expect(config.heartbeatMs).toBe(500);
-  expect(config.rateLimitPerMinute).toBe(0);
+  expect(config.relay.heartbeatMs).toBe(500);
+  expect(config.relay.rateLimitPerMinute).toBe(0);
   expect(config.redisUrl?.protocol).toBe('redis:');
 });
 
@@ -56,6 +62,68 @@ test.each([
 });
 
 test('production refuses to start without a key', () => {
-  expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/JWT_SECRET/);
-  expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET: SECRET }).production).toBe(true);
+  expect(() => loadConfig({ NODE_ENV: 'production', BACKEND_URL: 'http://127.0.0.1:8081' })).toThrow(/JWT_SECRET/);
+  expect(loadConfig({ NODE_ENV: 'production', BACKEND_URL: 'http://127.0.0.1:8081', JWT_SECRET: SECRET }).production).toBe(true);
+});
+
+test('production without BACKEND_URL refuses to start, unless the bundled demo backend is asked for', () => {
+  const production = { NODE_ENV: 'production', JWT_SECRET: SECRET };
+  expect(() => loadConfig(production)).toThrow(/^BACKEND_URL: expected your backend's http\(s\) URL in production \(or bundled, for the demo backend\), got ""$/);
+  expect(loadConfig({ ...production, BACKEND_URL: 'bundled' }).backendUrl).toBe('bundled');
+  expect(loadConfig({}).backendUrl).toBe('bundled');
+});
+
+test('HOST takes an address or a host name', () => {
+  expect(loadConfig({ HOST: '::1' }).host).toBe('::1');
+  expect(loadConfig({ HOST: 'localhost' }).host).toBe('localhost');
+  expect(() => loadConfig({ HOST: 'http://x' })).toThrow(/^HOST: expected an IP address or a host name/);
+});
+
+const integerSettings = SETTINGS.filter((setting): setting is IntegerSetting => setting.kind !== 'text');
+
+test.each(integerSettings.flatMap((s) => [
+  [s.env, String(s.min - 1)],
+  [s.env, String(s.max + 1)],
+  [s.env, '1.5'],
+  [s.env, '10ms'],
+]))('%s=%s stops the start with a message naming the variable and its bounds', (name, value) => {
+  const setting = integerSettings.find((s) => s.env === name) as IntegerSetting;
+  expect(() => loadConfig({ [name]: value })).toThrow(new ConfigError(name, `an integer from ${setting.min} to ${setting.max}${setting.kind === 'ms' ? ' (milliseconds)' : setting.kind === 'bytes' ? ' (bytes)' : ''}`, value));
+});
+
+test('every integer variable is read at its bounds', () => {
+  for (const setting of integerSettings) {
+    for (const value of [setting.min, setting.max]) {
+      const config = loadConfig({ [setting.env]: String(value) });
+      const read = { port: config.port, shutdownTimeoutMs: config.shutdownTimeoutMs, ...config.relay, ...config.http };
+      expect(Object.values(read)).toContain(value);
+    }
+  }
+});
+
+describe('socket and stream caps', () => {
+  test('default from the open-file limit: half for clients (the rest for their upstreams), 90% of those for streams', () => {
+    const config = loadConfig({}, () => 20_000);
+    expect(config.http.maxSockets).toBe(9872);
+    expect(config.relay.maxConnections).toBe(9872 - 987);
+    expect(config.warnings).toEqual([]);
+  });
+
+  test('without a known limit: MAX_CONNECTIONS 20000 and room for its 503s above it', () => {
+    const config = loadConfig({}, () => undefined);
+    expect(config.relay.maxConnections).toBe(20_000);
+    expect(config.http.maxSockets).toBeGreaterThan(20_000);
+  });
+
+  test('an explicit MAX_CONNECTIONS lifts the socket cap above it, with a warning when files may run out', () => {
+    const config = loadConfig({ MAX_CONNECTIONS: '15000' }, () => 20_000);
+    expect(config.relay.maxConnections).toBe(15_000);
+    expect(config.http.maxSockets).toBe(16_500);
+    expect(config.warnings).toEqual([expect.stringMatching(/^MAX_SOCKETS \(16500\) clients .* over this process's limit \(20000\)/)]);
+  });
+
+  test('MAX_SOCKETS at or under MAX_CONNECTIONS is warned about', () => {
+    const config = loadConfig({ MAX_CONNECTIONS: '500', MAX_SOCKETS: '500' }, () => 20_000);
+    expect(config.warnings).toEqual([expect.stringMatching(/^MAX_CONNECTIONS \(500\) is not below MAX_SOCKETS \(500\)/)]);
+  });
 });

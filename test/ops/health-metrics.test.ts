@@ -219,7 +219,7 @@ describe('logs', () => {
     expect(byId('echo-me-1')).toHaveLength(1);
     expect(byId(madeId)).toMatchObject([{ user: 'bob', req: { method: 'GET', url: '/api/downloads/ops/status' } }]);
     const queried = lines.find((line) => (line.req as { url?: string }).url?.includes('access_token'));
-    expect(queried).toMatchObject({ res: { statusCode: 401 }, req: { url: '/api/downloads/ops/status?access_token=[redacted]&lastEventId=7' } });
+    expect(queried).toMatchObject({ res: { statusCode: 401 }, req: { url: '/api/downloads/ops/status?access_token&lastEventId' } });
   });
 
   test('a stream whose upstream ends is logged with reason upstream_ended', async () => {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, request as httpRequest } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect } from 'node:net';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { SseResponse, TestBackend, multipart, sampleFile, until } from '../backend/harness';
@@ -189,6 +189,41 @@ describe('with the reference backend', () => {
     const bad = await request(`${relay.url}/api/chat/history`, { method: 'POST', headers: { ...authHeader(), 'content-type': 'application/json' }, body: '{"page":' });
     expect(bad.statusCode).toBe(400);
     await bad.body.dump();
+  });
+
+  test('an upload sent the way curl sends one over 1 MiB (Expect: 100-continue, body after the 100) goes through', async () => {
+    const form = multipart({ collection_name: 'docs', chunk_size: String(1024 * 1024), chunk_overlap: '0' }, sampleFile(3 * 1024 * 1024));
+    const { port } = new URL(relay.url);
+    const head = [
+      'POST /api/documents/upload-sse HTTP/1.1',
+      'Host: relay.test',
+      `Authorization: ${authHeader().authorization}`,
+      `Content-Type: ${form.contentType}`,
+      `Content-Length: ${form.whole.length}`,
+      'Expect: 100-continue',
+      'Connection: close',
+      '',
+      '',
+    ].join('\r\n');
+    const socket = connect(Number(port), '127.0.0.1', () => socket.write(head));
+    let answer = '';
+    let sentBody = false;
+    socket.on('data', (chunk: Buffer) => {
+      answer += chunk.toString('latin1');
+      // curl holds the body until the interim answer (or a 1 s timeout, which this test never takes).
+      if (!sentBody && answer.startsWith('HTTP/1.1 100 Continue\r\n\r\n')) {
+        sentBody = true;
+        socket.write(form.whole);
+      }
+    });
+    await once(socket, 'close');
+    expect(sentBody).toBe(true);
+    const final = answer.slice('HTTP/1.1 100 Continue\r\n\r\n'.length);
+    expect(final).toMatch(/^HTTP\/1\.1 200 /);
+    expect(final).toMatch(/content-type: text\/event-stream/i);
+    expect(final).toMatch(/"event":"file_saved","session_id":"[^"]+","file_name":"document.txt","bytes":3145728,/);
+    expect(final).toMatch(/"event":"total_chunks","session_id":"[^"]+","total_chunks":3\}/);
+    expect(final).toContain('"event":"complete"');
   });
 
   test('an upload declared over the size cap is answered 413 at once', async () => {

@@ -195,6 +195,22 @@ describe('the attack list against an HS256 relay: each is a 401 that says what w
       { code: 'invalid_token', challenge: INVALID, reason: /sub claim/ },
     ],
     [
+      'a crit header parameter the relay does not understand (RFC 7515 §4.1.11)',
+      () => {
+        const token = jwt.sign({}, TEST_SECRET, { subject: 'alice', expiresIn: '1h', header: { alg: 'HS256', crit: ['exp'] } as jwt.JwtHeader });
+        return { headers: bearer(token), token };
+      },
+      { code: 'invalid_token', challenge: INVALID, reason: /crit/ },
+    ],
+    [
+      'a crit header naming an extension that is present in the header',
+      () => {
+        const token = jwt.sign({}, TEST_SECRET, { subject: 'alice', expiresIn: '1h', header: { alg: 'HS256', crit: ['b64'], b64: false } as jwt.JwtHeader });
+        return { headers: bearer(token), token };
+      },
+      { code: 'invalid_token', challenge: INVALID, reason: /crit/ },
+    ],
+    [
       'no exp',
       () => {
         const token = jwt.sign({ sub: 'alice' }, TEST_SECRET);

@@ -1,0 +1,9 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { withConfigurationTable } from './readme-table';
+
+// `npm run docs:config`: rewrites the README's configuration table from the settings tables.
+const path = 'README.md';
+const before = readFileSync(path, 'utf8');
+const after = withConfigurationTable(before);
+writeFileSync(path, after);
+console.log(after === before ? `${path}: configuration table already current` : `${path}: configuration table updated`);
