@@ -25,11 +25,11 @@ interface Planned extends PlannedTopic {
 
 /** How `multiplexRoutes` names topics, authorizes them and bounds a stream. */
 export interface MultiplexRouting {
-  readonly backendUrl: URL;
+  /** A topic's name to its stream (`topicResolver`), or undefined when it names none. */
+  readonly resolve: (topic: string) => ResolvedTopic | undefined;
   readonly authorize: AuthorizeTopic;
   /** Handlers run first on every stream open (limits, the connection slot). */
   readonly guards: readonly RequestHandler[];
-  readonly streams: readonly SharedStream[];
   readonly maxTopics: number;
   readonly logger: Logger;
 }
@@ -38,21 +38,31 @@ export interface MultiplexRouting {
  * A topic is `KIND:ID` where some shared stream's `key(ID)` is that very name: with the
  * contract's streams, `download:CODE` and `session:SESSION_ID`.
  */
-export function topicResolver(streams: readonly SharedStream[], backendUrl: URL): (topic: string) => ResolvedTopic | undefined {
+export function topicResolver(
+  streams: readonly SharedStream[],
+  backendUrl: URL,
+  redirectOrigins: ReadonlySet<string>,
+): (topic: string) => ResolvedTopic | undefined {
   return (topic) => {
     if (topic.length > MAX_TOPIC_LENGTH) return undefined;
     const id = topic.slice(topic.lastIndexOf(':') + 1);
     if (!ID.test(id)) return undefined;
     const stream = streams.find((candidate) => candidate.key(id) === topic);
     if (!stream) return undefined;
-    return { key: topic, url: new URL(stream.streamPath(id), backendUrl), statusUrl: new URL(stream.statusPath(id), backendUrl) };
+    return {
+      key: topic,
+      url: new URL(stream.streamPath(id), backendUrl),
+      final: stream.final,
+      redirectOrigins,
+      statusUrl: new URL(stream.statusPath(id), backendUrl),
+    };
   };
 }
 
 /** `GET /events?topic=…` (one stream, many topics) and `POST /events/:streamId/topics` (change them live). */
 export function multiplexRoutes(multiplexer: Multiplexer, routing: MultiplexRouting): Router {
   const router = Router();
-  const resolve = topicResolver(routing.streams, routing.backendUrl);
+  const { resolve } = routing;
   const maxCursor = maxCursorLength(routing.maxTopics, MAX_TOPIC_LENGTH);
 
   /** Every topic admitted for `user`, or the request fails without saying which one was refused. */

@@ -69,6 +69,7 @@ export function relayMetrics({ hub, stats, connections, multiplexer }: Sources, 
   total('sse_relay_replays_total', 'Resuming subscribers served from the replay buffer.', () => stats.replays);
   total('sse_relay_resyncs_total', 'Resuming subscribers whose id was older than the buffer (resync sent).', () => stats.resyncs);
   total('sse_relay_duplicates_dropped_total', 'Upstream events dropped because their id was already relayed.', () => stats.duplicatesDropped);
+  total('sse_relay_events_dropped_total', 'Upstream events dropped because they could not be re-encoded (each one logged).', () => stats.eventsDropped);
   total('sse_relay_upstream_connects_total', 'Upstream subscriptions opened (one per topic).', () => stats.upstreamConnects);
   total('sse_relay_upstream_reconnects_total', 'Upstream reconnects after a drop or a 5xx.', () => stats.upstreamReconnects);
   total('sse_relay_upstream_give_ups_total', 'Upstreams abandoned after the retry budget (relay_error sent).', () => stats.upstreamGiveUps);

@@ -38,6 +38,12 @@ export interface CreateRelayOptions extends RelayOptions {
   ownership?: TopicOwnership | ((local: LocalOwnership) => TopicOwnership);
   /** Where open streams are counted. Defaults to this process's memory, with the three limits above. */
   connections?: ConnectionCounter;
+  /**
+   * Origins (like `https://cdn.example.com`) besides the backend's to which a stream's redirects
+   * may be followed; the identity header is never sent there. Defaults to none: a redirect to
+   * another origin is answered 502 `upstream_redirect_refused`.
+   */
+  upstreamRedirectOrigins?: readonly string[];
   /** Origins allowed to call the relay from a browser, with credentials (the cookie). Defaults to none: same-origin only. */
   corsOrigins?: readonly string[];
   /** Security headers (helmet); set false if your app already sets them. Defaults to true. */
@@ -85,9 +91,11 @@ export function createRelay(options: CreateRelayOptions): Relay {
   const stats = new RelayStats();
   const local = new LocalOwnership(streamAgent, config);
   const ownership = typeof options.ownership === 'function' ? options.ownership(local) : (options.ownership ?? local);
-  const hub = new Hub(config, ownership, stats);
+  const hub = new Hub(config, ownership, stats, logger);
+  const redirectOrigins = new Set((options.upstreamRedirectOrigins ?? []).map((origin) => new URL(origin).origin));
   const streams = options.streams ?? SHARED_STREAMS;
-  const multiplexer = new Multiplexer(hub, config, topicResolver(streams, config.backendUrl));
+  const resolveTopic = topicResolver(streams, config.backendUrl, redirectOrigins);
+  const multiplexer = new Multiplexer(hub, config, resolveTopic);
   const authorize = options.authorize ?? backendAuthorizer(callAgent, config.authorizationCacheMs, config.upstreamHeadersTimeoutMs);
   const connections =
     options.connections ??
@@ -147,6 +155,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
     '/api',
     sharedStreamRoutes(hub, {
       backendUrl: config.backendUrl,
+      redirectOrigins,
       authorize,
       authorizeNewTopics: options.authorize !== undefined,
       guards: [refuseWhileDraining, rateLimited, holdSlot],
@@ -157,10 +166,9 @@ export function createRelay(options: CreateRelayOptions): Relay {
   router.use(
     '/api',
     multiplexRoutes(multiplexer, {
-      backendUrl: config.backendUrl,
+      resolve: resolveTopic,
       authorize,
       guards: [refuseWhileDraining, rateLimited, holdSlot],
-      streams,
       maxTopics: config.maxTopicsPerStream,
       logger,
     }),

@@ -17,6 +17,8 @@ export const ERROR_CODES = {
   too_many_connections: { status: 429, message: 'Too many open streams; close one or retry later.' },
   rate_limited: { status: 429, message: 'Too many requests; retry later.' },
   bad_gateway: { status: 502, message: 'The backend could not be reached; retry later.' },
+  upstream_not_event_stream: { status: 502, message: 'The backend answered with something other than an event stream.' },
+  upstream_redirect_refused: { status: 502, message: 'The backend redirected the stream where the relay may not follow.' },
   upstream_unavailable: { status: 502, message: 'The backend stream could not be reached; retry later.' },
   over_capacity: { status: 503, message: 'The relay is at capacity; retry later.' },
   shutting_down: { status: 503, message: 'The relay is shutting down; retry.' },

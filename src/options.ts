@@ -14,6 +14,8 @@ export const RELAY_SETTINGS = {
   idleTimeoutMs: { kind: 'ms', env: 'IDLE_TIMEOUT_MS', default: 5 * MINUTE, min: 0, max: DAY, doc: 'a stream with no event this long is ended (0: never)' },
   maxStreamLifetimeMs: { kind: 'ms', env: 'MAX_STREAM_LIFETIME_MS', default: HOUR, min: 0, max: 7 * DAY, doc: 'every stream ends after this plus up to 10% jitter (0: never)' },
   retryHintMs: { kind: 'ms', env: 'RETRY_HINT_MS', default: 2000, min: 0, max: HOUR, doc: 'the `retry:` hint sent to a client when its stream opens' },
+  retryHintMinMs: { kind: 'ms', env: 'RETRY_HINT_MIN_MS', default: 250, min: 0, max: HOUR, doc: "the backend's `retry:` is passed on to clients, raised to at least this" },
+  retryHintMaxMs: { kind: 'ms', env: 'RETRY_HINT_MAX_MS', default: 60_000, min: 0, max: HOUR, doc: "the backend's `retry:` is passed on to clients, lowered to at most this" },
   upstreamHeadersTimeoutMs: { kind: 'ms', env: 'UPSTREAM_HEADERS_TIMEOUT_MS', default: 10_000, min: 1, max: 10 * MINUTE, doc: "how long to wait for the backend's response headers" },
   upstreamIdleTimeoutMs: { kind: 'ms', env: 'UPSTREAM_IDLE_TIMEOUT_MS', default: 45_000, min: 1, max: HOUR, doc: 'an upstream that sent no byte (not even a heartbeat) this long is reconnected' },
   reconnectBaseDelayMs: { kind: 'ms', env: 'RECONNECT_BASE_DELAY_MS', default: 250, min: 0, max: MINUTE, doc: 'first upstream reconnect delay cap; doubles per attempt, full jitter' },
@@ -89,6 +91,9 @@ export function optionWarnings(config: RelayConfig): string[] {
     if (config[name] !== 0 && config[name] < config.heartbeatMs) {
       warnings.push(`${name} (${config[name]}) is below heartbeatMs (${config.heartbeatMs}): it is checked at each heartbeat, so streams end up to heartbeatMs late`);
     }
+  }
+  if (config.retryHintMaxMs < config.retryHintMinMs) {
+    warnings.push(`retryHintMaxMs (${config.retryHintMaxMs}) is below retryHintMinMs (${config.retryHintMinMs}): every backend retry: is passed on as the former`);
   }
   if (config.clientMaxBufferedBytes < config.maxEventBytes) {
     warnings.push(`clientMaxBufferedBytes (${config.clientMaxBufferedBytes}) is below maxEventBytes (${config.maxEventBytes}): a subscriber that is sent one large event may be cut as slow`);

@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import { type Logger, pino } from 'pino';
 import type { RelayConfig } from '../options';
 import type { TopicOwnership } from './ownership';
 import type { RelayStats } from './stats';
@@ -11,6 +12,10 @@ export interface TopicRef {
   readonly key: string;
   /** The backend's event stream for this key. */
   readonly url: URL;
+  /** A clean end of the backend's stream means it is over (no reconnect to ask). */
+  readonly final?: boolean | undefined;
+  /** Origins besides the backend's that its redirects may lead to. */
+  readonly redirectOrigins?: ReadonlySet<string> | undefined;
 }
 
 export interface SubscribeRequest {
@@ -33,6 +38,7 @@ export class Hub {
     private readonly config: RelayConfig,
     private readonly ownership: TopicOwnership,
     readonly stats: RelayStats,
+    private readonly logger: Logger = pino({ level: 'silent' }),
   ) {
     this.ticker = setInterval(() => this.tick(), config.heartbeatMs);
     this.ticker.unref();
@@ -75,9 +81,10 @@ export class Hub {
     let topic = this.topics.get(ref.key);
     if (!topic) {
       topic = new Topic(
-        { key: ref.key, url: ref.url, headers: request.headers, originId: request.lastEventId },
+        { key: ref.key, url: ref.url, headers: request.headers, originId: request.lastEventId, final: ref.final, redirectOrigins: ref.redirectOrigins },
         {
           config: this.config,
+          logger: this.logger,
           ownership: this.ownership,
           stats: this.stats,
           onClosed: (closed) => {

@@ -94,6 +94,10 @@ class Membership implements TopicMember {
     this.stream.relay(this, event, now);
   }
 
+  retryHint(): void {
+    // One topic's backend does not set the reconnect time of a stream that carries others.
+  }
+
   end(reason: CloseReason, event?: { event: string; data: unknown }): void {
     this.stream.ended(this, reason, event);
   }

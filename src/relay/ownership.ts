@@ -6,6 +6,8 @@ import { Upstream, type UpstreamInit, type UpstreamListener } from './upstream';
 /** A topic's source of events, started once and closed once. */
 export interface EventFeed {
   start(): void;
+  /** After the listener's `onEnd`: asks the backend again with the last event id, as a spec client reconnects. */
+  resume(): void;
   /** Stops at once; no listener method is called after this. */
   close(): void;
 }

@@ -176,6 +176,10 @@ export class Subscriber implements TopicMember {
     this.send(event.frame, now);
   }
 
+  retryHint(frame: Buffer): void {
+    this.send(frame);
+  }
+
   /**
    * Writes one event made of a part of this client's own (a multiplexed stream's `id:` line:
    * its cursor, ASCII) followed by a part shared between clients (the envelope, ending with the

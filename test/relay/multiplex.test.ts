@@ -471,3 +471,21 @@ test('a draining relay ends a multiplexed stream like any other, telling it when
   expect(relay.relay.stats.closeReasons.get('shutdown')).toBe(1);
   expect(relay.relay.connections.snapshot().total).toBe(0);
 });
+
+test('an upstream that ends cleanly without finishing does not show: the topic is reopened from its last id and goes on', async () => {
+  const stream = await openRaw(['download:aaa', 'download:bbb']);
+  await stream.wait(1);
+  await until(() => backend.listeners(A) === 1 && backend.listeners(B) === 1);
+  backend.emit(A, 'data: a1\n');
+  await stream.wait(2);
+  // A clean end of the response, the job not over (a backend restarting its streams, say).
+  backend.closeStreams(A);
+  await until(() => backend.listeners(A) === 0 || backend.requests.filter((r) => r.path === A).length === 2, 5000, 'closed');
+  backend.emit(A, 'data: a2\n');
+  await until(() => backend.requests.filter((r) => r.path === A).length === 2, 5000, 'upstream reopened');
+  expect(backend.requests.filter((r) => r.path === A).at(-1)!.lastEventId).toBe('1');
+  backend.emit(A, 'data: a3\n');
+  const events = (await stream.wait(4)).slice(1);
+  expect(events.map((e) => `${e.event ?? 'message'} ${payload(e).data}`)).toEqual(['message a1', 'message a2', 'message a3']);
+  expect(stream.res.complete).toBe(false);
+});

@@ -28,6 +28,7 @@ test('reconnects use full jitter under an exponentially growing cap, then give u
     onOpen: () => undefined,
     onEvent: () => undefined,
     onEnd: () => undefined,
+    onFinish: () => undefined,
     onRefused: () => undefined,
     onGiveUp: (reason) => (gaveUp = reason),
     onRetry: (_attempt, delayMs) => delays.push(delayMs),
