@@ -19,11 +19,12 @@ import { type CapacitySettings, runCapacity } from './capacity';
 import { type ChatSettings, runChat } from './chat';
 import { type FanoutSettings, type ScenarioOutcome, fixed, runFanout } from './fanout';
 import { ALL_SUBJECTS, Lab, ROOT, type SubjectName, ensureNginx, load1, machineLine } from './lab';
+import { type MultiplexSettings, runMultiplex } from './multiplex';
 import { portable, portableArg } from './portable-path';
 import { type SubscribeSettings, runSubscribe } from './subscribe';
 import { type UploadSettings, runUpload } from './upload';
 
-const SCENARIOS = ['fanout', 'capacity', 'subscribe', 'upload', 'chat', 'big-events'] as const;
+const SCENARIOS = ['fanout', 'capacity', 'subscribe', 'upload', 'chat', 'big-events', 'multiplex'] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
 
 interface Settings {
@@ -35,6 +36,7 @@ interface Settings {
   upload: UploadSettings;
   chat: ChatSettings;
   bigEvents: BigEventsSettings;
+  multiplex: MultiplexSettings;
   out: string;
   nginx: string;
   pin: boolean;
@@ -91,6 +93,8 @@ function parseSettings(argv: string[]): Settings {
       'big-event-kib': { type: 'string' },
       'big-rate': { type: 'string' },
       'big-burst': { type: 'string' },
+      'multiplex-clients': { type: 'string' },
+      'multiplex-topics': { type: 'string' },
       out: { type: 'string' },
       nginx: { type: 'string' },
       'no-pin': { type: 'boolean' },
@@ -141,6 +145,13 @@ function parseSettings(argv: string[]): Settings {
       rate: positiveInt('big-rate', values['big-rate'], 20),
       burst: positiveInt('big-burst', values['big-burst'], 1),
       graceMs: positiveInt('grace-ms', values['grace-ms'], 10_000),
+    },
+    multiplex: {
+      clients: positiveInt('multiplex-clients', values['multiplex-clients'], 100),
+      topics: positiveInt('multiplex-topics', values['multiplex-topics'], 20),
+      events: positiveInt('events', values.events, 20),
+      rate,
+      concurrency: positiveInt('concurrency', values.concurrency, 100),
     },
     out: resolve(values.out ?? join(ROOT, 'bench/results/latest.md')),
     nginx: values.nginx ?? process.env.NGINX_BIN ?? '/usr/sbin/nginx',
@@ -203,6 +214,9 @@ async function main(): Promise<void> {
         break;
       case 'big-events':
         outcome = await runBigEvents(lab, settings.bigEvents);
+        break;
+      case 'multiplex':
+        outcome = await runMultiplex(lab, settings.multiplex);
         break;
     }
     failed ||= outcome.failed;

@@ -14,11 +14,13 @@ import { type ConnectionCounter, MemoryConnectionCounter } from '../src/limits/c
 import { type RelayOptions, optionWarnings, resolveOptions } from '../src/options';
 import { type AuthorizeTopic, backendAuthorizer } from '../src/relay/authorize';
 import { Hub } from '../src/relay/hub';
+import { Multiplexer } from '../src/relay/multiplex';
 import { LocalOwnership, type TopicOwnership } from '../src/relay/ownership';
 import { RelayStats } from '../src/relay/stats';
 import { comeBackLater, jitteredRetry } from '../src/relay/come-back';
 import { UserStreams } from '../src/relay/user-streams';
 import { diagnosticTicks } from './diagnostics';
+import { multiplexRoutes, topicResolver } from './events';
 import { relayMetrics } from './metrics';
 import { proxy } from './proxy';
 import { SHARED_STREAMS, type SharedStream, sharedStreamRoutes } from './streams';
@@ -62,6 +64,8 @@ export interface Relay {
   /** Mount at the root of your app: serves `/api/*` and `/healthz`. */
   readonly router: Router;
   readonly hub: Hub;
+  /** The multiplexed streams (`GET /api/events`), by id. */
+  readonly multiplexer: Multiplexer;
   readonly stats: RelayStats;
   readonly connections: ConnectionCounter;
   /** The Prometheus registry behind `/metrics`, to add your own metrics or merge. */
@@ -103,6 +107,9 @@ export function createRelay(options: CreateRelayOptions): Relay {
   const ownership = typeof options.ownership === 'function' ? options.ownership(local) : (options.ownership ?? local);
   const hub = new Hub(config, ownership, stats, logger);
   const redirectOrigins = new Set((options.upstreamRedirectOrigins ?? []).map((origin) => new URL(origin).origin));
+  const streams = options.streams ?? SHARED_STREAMS;
+  const resolveTopic = topicResolver(streams, config.backendUrl, redirectOrigins);
+  const multiplexer = new Multiplexer(hub, config, resolveTopic);
   const cachingAuthorizer = options.authorize === undefined ? backendAuthorizer(callAgent, config.authorizationCacheMs, config.upstreamHeadersTimeoutMs) : undefined;
   const authorize = options.authorize ?? (cachingAuthorizer as AuthorizeTopic);
   const userStreams = new UserStreams();
@@ -122,7 +129,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
     else next();
   };
 
-  const metrics = options.metrics === false ? undefined : relayMetrics({ hub, stats, connections });
+  const metrics = options.metrics === false ? undefined : relayMetrics({ hub, stats, connections, multiplexer });
   const backendReady = cachedCheck(new URL(options.healthPath ?? '/health', config.backendUrl), callAgent);
   let draining = false;
   const refuseWhileDraining: RequestHandler = (_req, _res, next) => {
@@ -139,7 +146,6 @@ export function createRelay(options: CreateRelayOptions): Relay {
       } else next();
     };
 
-  const streams = options.streams ?? SHARED_STREAMS;
   // Only the relay's own paths: the app's routes after this router get no relay headers or log lines.
   const own = ['/api', '/healthz', '/readyz', '/metrics'];
 
@@ -192,6 +198,18 @@ export function createRelay(options: CreateRelayOptions): Relay {
     holdSlot,
     diagnosticTicks({ heartbeatMs: config.heartbeatMs, userStreams, retryHintMs: config.retryHintMs }),
   );
+  router.use(
+    '/api',
+    multiplexRoutes(multiplexer, {
+      resolve: resolveTopic,
+      authorize,
+      guards: [comeBackWhileDraining(true), rateLimited, holdSlot],
+      maxTopics: config.maxTopicsPerStream,
+      logger,
+      userStreams,
+      retryHintMs: config.retryHintMs,
+    }),
+  );
   router.post(STREAMING_POSTS.map((path) => `/api${path}`), refuseWhileDraining);
   // Every proxied request holds a slot while it is open: any backend route may answer with a stream.
   router.use('/api', holdSlot);
@@ -213,6 +231,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
   return {
     router,
     hub,
+    multiplexer,
     stats,
     connections,
     registry: metrics?.registry,
@@ -242,7 +261,7 @@ function helmetBesideStreams(own: string[], streams: readonly SharedStream[]): R
   const router = express.Router();
   // `use`, not `get`: a route would also answer OPTIONS on these paths, before CORS could.
   router.use(
-    streams.map((stream) => `/api${stream.path}`),
+    [...streams.map((stream) => `/api${stream.path}`), '/api/events'],
     (req, _res, next) => next(req.method === 'GET' || req.method === 'HEAD' ? 'router' : undefined),
   );
   router.use(own, helmet());

@@ -83,6 +83,7 @@ export const RELAY_SETTINGS = {
     max: 1_000_000,
     doc: 'stream opens and POSTs per user (per IP for requests without a valid token) per minute (0: off)',
   },
+  maxTopicsPerStream: { kind: 'count', env: 'MAX_TOPICS_PER_STREAM', default: 32, min: 1, max: 256, doc: 'topics on one multiplexed stream (`GET /api/events?topic=…`); over it: 400' },
 } as const satisfies Record<string, IntegerSetting>;
 
 export type RelaySettingName = keyof typeof RELAY_SETTINGS;

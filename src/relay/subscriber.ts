@@ -4,6 +4,8 @@ import type { HttpError} from '../errors';
 import { ERROR_HEADERS, errorBody } from '../errors';
 import { SSE_HEADERS, encodeComment, encodeEvent, encodeRetry } from '../sse/encode';
 import { comeBackLater } from './come-back';
+import type { TopicMember } from './member';
+import type { StoredEvent } from './replay';
 
 /** Why a subscriber's stream ended; used for logs and metrics. */
 export type CloseReason =
@@ -19,6 +21,7 @@ export type CloseReason =
   | 'ended_by_app';
 
 const HEARTBEAT = encodeComment('hb');
+const RESYNC = encodeEvent({ event: 'resync', data: JSON.stringify({ reason: 'history_gap' }) });
 const SSE_HEADERS_CLOSE = { ...SSE_HEADERS, Connection: 'close' };
 const CRLF = Buffer.from('\r\n', 'latin1');
 
@@ -57,7 +60,7 @@ export interface DrainPolicy {
  * must keep draining (checked on every write and by the hub's tick); past the
  * ceiling, or stalled for the grace period, it is cut off alone.
  */
-export class Subscriber {
+export class Subscriber implements TopicMember {
   /** `onClose` was called: the response is gone. */
   private closed = false;
   /** The relay ended or cut the stream: nothing more may be written, though `close` may not have come yet. */
@@ -192,6 +195,41 @@ export class Subscriber {
     if (this.stop(reason)) this.res.destroy();
   }
 
+  resync(): void {
+    this.send(RESYNC);
+  }
+
+  catchUp(events: readonly StoredEvent[]): void {
+    this.replay(events.map((event) => event.frame));
+  }
+
+  relay(event: StoredEvent, now: number): void {
+    this.send(event.frame, now);
+  }
+
+  retryHint(frame: Buffer): void {
+    this.send(frame);
+  }
+
+  /**
+   * Writes one event made of a part of this client's own (a multiplexed stream's `id:` line:
+   * its cursor, ASCII) followed by a part shared between clients (the envelope, ending with the
+   * blank line), as one chunk in one write. The shared part is copied in: for events of a few
+   * hundred bytes one buffer was cheaper than a corked writev of the pieces (measured on Node 20:
+   * about 1 µs less CPU per write), and the costly part, the envelope's JSON, is still built once.
+   */
+  sendParts(own: string, shared: Buffer, now = Date.now()): void {
+    if (this.ended) return;
+    const socket = this.socket;
+    const framed = socket !== undefined && this.chunked;
+    const head = framed ? `${(own.length + shared.length).toString(16)}\r\n${own}` : own;
+    const bytes = Buffer.allocUnsafe(head.length + shared.length + (framed ? 2 : 0));
+    bytes.write(head, 0, 'latin1');
+    shared.copy(bytes, head.length);
+    if (framed) CRLF.copy(bytes, head.length + shared.length);
+    if (this.put(bytes, now)) this.lastEventAt = now;
+  }
+
   /** Marks the stream as ended by the relay, for `reason`; false if it already was (or the client left). */
   private stop(reason: CloseReason): boolean {
     if (this.isClosed) return false;
@@ -231,23 +269,26 @@ export class Subscriber {
    */
   private write(frame: Buffer, now: number): boolean {
     if (this.ended) return false;
+    return this.put(this.socket !== undefined && this.chunked ? chunkOf(frame) : frame, now);
+  }
+
+  /** Writes bytes already framed for where they go (the socket's chunks, or `res`), under the ceiling. */
+  private put(bytes: Buffer, now = Date.now()): boolean {
     const socket = this.socket;
     const ceiling = this.allowance + this.policy.maxBufferedBytes * (this.policy.ceilingFactor - 1);
     let unsent: number;
     if (socket === undefined) {
       if (this.res.destroyed) return false;
-      if (this.res.writableLength + frame.length > ceiling) return this.cutSlow();
-      this.res.write(frame);
-      this.queued += frame.length;
+      if (this.res.writableLength + bytes.length > ceiling) return this.cutSlow();
+      this.res.write(bytes);
       unsent = this.res.writableLength;
     } else {
       if (socket.destroyed) return false;
-      const bytes = this.chunked ? chunkOf(frame) : frame;
       if (socket.writableLength + bytes.length > ceiling) return this.cutSlow();
       socket.write(bytes);
-      this.queued += bytes.length;
       unsent = socket.writableLength;
     }
+    this.queued += bytes.length;
     if (unsent > this.allowance) this.checkDrain(now);
     else this.stalledSince = 0;
     return !this.ended;

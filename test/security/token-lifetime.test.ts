@@ -108,3 +108,27 @@ test('relay.endUserStreams(user) ends that user’s streams at once, not anyone 
     backend.owners.delete(PATH);
   }
 }, 20_000);
+
+test('a multiplexed stream ends at its token’s exp and on endUserStreams too, and resumes with a fresh token without a gap', async () => {
+  relay = await startLifetimeRelay();
+  const path = '/downloads/lifetime-mx/events';
+  backend.emit(path, 'data: m1\n');
+  const short = tokenExpiringIn('frank', 2);
+  let current = short.token;
+  const mx = client(`${relay.url}/api/events?topic=download:lifetime-mx`, () => current);
+  const data = (): string[] => mx.log.got.map((raw) => (JSON.parse(raw) as { data: string }).data);
+  await until(() => data().length === 1, 5000, 'm1');
+
+  await until(() => mx.log.errors.length === 1, 6000, 'the end at expiry');
+  expect(mx.log.errors[0]! - (short.exp * 1000 + TOLERANCE_SEC * 1000)).toBeLessThan(1000);
+  backend.emit(path, 'data: m2\n');
+  current = tokenFor('frank');
+  await until(() => data().length === 2, 5000, 'm2 after the resume');
+
+  expect(await relay.relay.endUserStreams('frank')).toBe(1);
+  backend.emit(path, 'data: m3\n');
+  await until(() => data().length === 3, 5000, 'm3 after the app ended the stream');
+  expect(data()).toEqual(['m1', 'm2', 'm3']);
+  expect(mx.log.errors).toHaveLength(2);
+  expect(mx.log.statuses).toEqual([200, 200, 200]);
+}, 20_000);
