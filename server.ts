@@ -7,6 +7,9 @@ import { ConfigError } from './config/env';
 import { type ServerConfig, loadConfig } from './config';
 import { createBackend } from './backend/app';
 import { createRelay } from './routes/relay';
+import { developmentRoutes } from './routes/development';
+import { DEV_SECRET_FILE, developmentSecret } from './config/dev-secret';
+import { logOutput } from './config/log-output';
 import { errorHandler, notFound } from './middleware/errors';
 import { pino } from 'pino';
 
@@ -43,17 +46,22 @@ async function startBundledBackend(): Promise<{ url: URL; close(): Promise<void>
 }
 
 async function main(config: ServerConfig): Promise<void> {
-  const logger = pino({
-    level: config.logLevel,
-    // Request lines never carry headers; this is the net under anything else that might.
-    redact: { paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', 'headers.cookie', 'token'], censor: '[redacted]' },
-  });
+  const logger = pino(
+    {
+      level: config.logLevel,
+      // Request lines never carry headers; this is the net under anything else that might.
+      redact: { paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', 'headers.cookie', 'token'], censor: '[redacted]' },
+    },
+    logOutput({ production: config.production, isTTY: process.stdout.isTTY === true }),
+  );
+  // Kept in a file, so yesterday's `npm run token` still works after a restart.
+  const jwtOptions = config.jwt.generated ? { ...config.jwt, secret: developmentSecret() } : config.jwt;
   const bundled = config.backendUrl ? undefined : await startBundledBackend();
   const backendUrl = config.backendUrl ?? (bundled as { url: URL }).url;
   const relay = createRelay({
     backendUrl,
     logger,
-    jwt: config.jwt,
+    jwt: jwtOptions,
     heartbeatMs: config.heartbeatMs,
     idleTimeoutMs: config.idleTimeoutMs,
     maxStreamLifetimeMs: config.maxStreamLifetimeMs,
@@ -72,16 +80,18 @@ async function main(config: ServerConfig): Promise<void> {
   app.disable('x-powered-by');
   app.set('trust proxy', config.trustProxy);
   app.use(relay.router);
+  if (!config.production && jwtOptions.secret !== undefined) app.use(developmentRoutes({ secret: jwtOptions.secret, user: DEV_USER }));
   app.use(notFound, errorHandler());
   // Streams end by their own rules (idle, lifetime); uploads may take longer than Node's 300 s default.
   const server = createServer({ requestTimeout: 0 }, app);
   const url = await listen(server, config.port);
   logger.info({ url, backend: backendUrl.href, bundledBackend: bundled !== undefined }, 'relay listening');
 
-  if (config.jwt.generated && config.jwt.secret !== undefined) {
-    const token = jwt.sign({}, config.jwt.secret, { subject: DEV_USER, expiresIn: '12h' });
+  if (config.jwt.generated && jwtOptions.secret !== undefined) {
+    const token = jwt.sign({}, jwtOptions.secret, { subject: DEV_USER, expiresIn: '12h' });
     const base = `http://localhost:${(server.address() as AddressInfo).port}`;
-    console.log('\nDevelopment mode: JWT_SECRET is unset, so a random one was made for this run.');
+    console.log(`\nDevelopment mode: JWT_SECRET is unset, so a development secret is used (kept in ${DEV_SECRET_FILE}).`);
+    console.log(`The demo: ${base}/  (npm run token prints a fresh token)`);
     console.log(`A token for "${DEV_USER}", valid 12 h:\n\n  export TOKEN=${token}\n`);
     console.log('Watch a download progress through the relay:\n');
     console.log(

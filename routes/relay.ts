@@ -15,6 +15,7 @@ import { type AuthorizeTopic, backendAuthorizer } from '../src/relay/authorize';
 import { Hub } from '../src/relay/hub';
 import { LocalOwnership, type TopicOwnership } from '../src/relay/ownership';
 import { RelayStats } from '../src/relay/stats';
+import { clientScript } from './client-script';
 import { relayMetrics } from './metrics';
 import { proxy } from './proxy';
 import { SHARED_STREAMS, type SharedStream, sharedStreamRoutes } from './streams';
@@ -43,6 +44,8 @@ export interface CreateRelayOptions extends RelayOptions {
   logger?: Logger;
   /** Serve Prometheus metrics at `/metrics` (with Node's process metrics). Defaults to true. */
   metrics?: boolean;
+  /** Serve the browser client at `/client.js` (no auth). Defaults to true. */
+  clientScript?: boolean;
   /** Backend path that `/readyz` checks; its 2xx within 2 s means ready. Defaults to `/health`. */
   healthPath?: string;
 }
@@ -119,6 +122,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
     res.status(status === 'ready' ? 200 : 503).set('Cache-Control', 'no-store').json({ status });
   });
   if (metrics) router.get('/metrics', metrics.handler);
+  if (options.clientScript !== false) router.get('/client.js', clientScript());
   if (options.corsOrigins !== undefined && options.corsOrigins.length > 0) {
     router.use(
       '/api',
