@@ -6,7 +6,10 @@ import type PinoPretty from 'pino-pretty';
  * terminal, not production, and the pino-pretty dev dependency is installed), JSON lines otherwise.
  * Undefined means pino's own stdout writer.
  */
-export function logOutput({ production, isTTY }: { production: boolean; isTTY: boolean }): DestinationStream | undefined {
+export function logOutput(
+  { production, isTTY }: { production: boolean; isTTY: boolean },
+  destination: NodeJS.WritableStream = process.stdout,
+): DestinationStream | undefined {
   if (production || !isTTY) return undefined;
   let pretty: typeof PinoPretty;
   try {
@@ -16,5 +19,5 @@ export function logOutput({ production, isTTY }: { production: boolean; isTTY: b
   } catch {
     return undefined;
   }
-  return pretty({ colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', singleLine: false });
+  return pretty({ destination, colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', singleLine: false });
 }
