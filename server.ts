@@ -73,6 +73,7 @@ async function main(config: ServerConfig): Promise<void> {
     maxConnectionsPerUser: config.maxConnectionsPerUser,
     maxConnectionsPerIp: config.maxConnectionsPerIp,
     rateLimitPerMinute: config.rateLimitPerMinute,
+    maxTopicsPerStream: config.maxTopicsPerStream,
     corsOrigins: config.corsOrigins,
   });
 

@@ -27,6 +27,7 @@ export interface ServerConfig {
   readonly topicLingerMs: number;
   readonly clientMaxBufferedBytes: number;
   readonly rateLimitPerMinute: number;
+  readonly maxTopicsPerStream: number;
   readonly maxUploadBytes: number;
   readonly trustProxy: number | string | false;
   readonly shutdownTimeoutMs: number;
@@ -57,6 +58,7 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     topicLingerMs: read.int('TOPIC_LINGER_MS', 30_000, 0, HOUR),
     clientMaxBufferedBytes: read.int('CLIENT_MAX_BUFFERED_BYTES', 1024 * 1024, 1024),
     rateLimitPerMinute: read.int('RATE_LIMIT_PER_MINUTE', 120, 0),
+    maxTopicsPerStream: read.int('MAX_TOPICS_PER_STREAM', 32, 1, 256),
     maxUploadBytes: read.int('MAX_UPLOAD_BYTES', 2 * 1024 ** 3, 1),
     trustProxy: readTrustProxy(read),
     shutdownTimeoutMs: read.int('SHUTDOWN_TIMEOUT_MS', 30_000, 0, HOUR),

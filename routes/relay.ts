@@ -13,9 +13,11 @@ import { type ConnectionCounter, MemoryConnectionCounter } from '../src/limits/c
 import { type RelayOptions, resolveOptions } from '../src/options';
 import { type AuthorizeTopic, backendAuthorizer } from '../src/relay/authorize';
 import { Hub } from '../src/relay/hub';
+import { Multiplexer } from '../src/relay/multiplex';
 import { LocalOwnership, type TopicOwnership } from '../src/relay/ownership';
 import { RelayStats } from '../src/relay/stats';
 import { clientScript } from './client-script';
+import { multiplexRoutes, topicResolver } from './events';
 import { relayMetrics } from './metrics';
 import { proxy } from './proxy';
 import { SHARED_STREAMS, type SharedStream, sharedStreamRoutes } from './streams';
@@ -55,6 +57,8 @@ export interface Relay {
   /** Mount at the root of your app: serves `/api/*` and `/healthz`. */
   readonly router: Router;
   readonly hub: Hub;
+  /** The multiplexed streams (`GET /api/events`), by id. */
+  readonly multiplexer: Multiplexer;
   readonly stats: RelayStats;
   readonly connections: ConnectionCounter;
   /** The Prometheus registry behind `/metrics`, to add your own metrics or merge. */
@@ -82,6 +86,8 @@ export function createRelay(options: CreateRelayOptions): Relay {
   const local = new LocalOwnership(streamAgent, config);
   const ownership = typeof options.ownership === 'function' ? options.ownership(local) : (options.ownership ?? local);
   const hub = new Hub(config, ownership, stats);
+  const streams = options.streams ?? SHARED_STREAMS;
+  const multiplexer = new Multiplexer(hub, config, topicResolver(streams, config.backendUrl));
   const authorize = options.authorize ?? backendAuthorizer(callAgent, config.authorizationCacheMs, config.upstreamHeadersTimeoutMs);
   const connections =
     options.connections ??
@@ -99,7 +105,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
     else next();
   };
 
-  const metrics = options.metrics === false ? undefined : relayMetrics({ hub, stats, connections });
+  const metrics = options.metrics === false ? undefined : relayMetrics({ hub, stats, connections, multiplexer });
   const backendReady = cachedCheck(new URL(options.healthPath ?? '/health', config.backendUrl), callAgent);
   let draining = false;
   const refuseWhileDraining: RequestHandler = (_req, _res, next) => {
@@ -107,7 +113,6 @@ export function createRelay(options: CreateRelayOptions): Relay {
   };
 
   const logger = options.logger ?? pino({ level: 'silent' });
-  const streams = options.streams ?? SHARED_STREAMS;
   // Only the relay's own paths: the app's routes after this router get no relay headers or log lines.
   const own = ['/api', '/healthz', '/readyz', '/metrics'];
 
@@ -150,6 +155,17 @@ export function createRelay(options: CreateRelayOptions): Relay {
       logger,
     }),
   );
+  router.use(
+    '/api',
+    multiplexRoutes(multiplexer, {
+      backendUrl: config.backendUrl,
+      authorize,
+      guards: [refuseWhileDraining, rateLimited, holdSlot],
+      streams,
+      maxTopics: config.maxTopicsPerStream,
+      logger,
+    }),
+  );
   router.post(STREAMING_POSTS.map((path) => `/api${path}`), refuseWhileDraining, holdSlot);
   router.use(
     '/api',
@@ -166,6 +182,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
   return {
     router,
     hub,
+    multiplexer,
     stats,
     connections,
     registry: metrics?.registry,
@@ -191,7 +208,7 @@ function helmetBesideStreams(own: string[], streams: readonly SharedStream[]): R
   const router = express.Router();
   // `use`, not `get`: a route would also answer OPTIONS on these paths, before CORS could.
   router.use(
-    streams.map((stream) => `/api${stream.path}`),
+    [...streams.map((stream) => `/api${stream.path}`), '/api/events'],
     (req, _res, next) => next(req.method === 'GET' || req.method === 'HEAD' ? 'router' : undefined),
   );
   router.use(own, helmet());

@@ -42,6 +42,8 @@ export interface RelayOptions {
   maxConnectionsPerIp?: number;
   /** Stream opens and POSTs per user (per IP for requests without a valid token) per minute; 0 turns it off. Defaults to 120. */
   rateLimitPerMinute?: number;
+  /** Topics on one multiplexed stream (`GET /api/events?topic=…`); past it: 400. Defaults to 32. */
+  maxTopicsPerStream?: number;
 }
 
 export type RelayConfig = Readonly<Required<Omit<RelayOptions, 'backendUrl'>> & { backendUrl: URL }>;
@@ -67,6 +69,7 @@ const DEFAULTS: Omit<RelayConfig, 'backendUrl'> = {
   maxConnectionsPerUser: 20,
   maxConnectionsPerIp: 200,
   rateLimitPerMinute: 120,
+  maxTopicsPerStream: 32,
 };
 
 /** Lowest accepted value per field; anything else is a programming error. */
@@ -91,6 +94,7 @@ const MINIMUM: Readonly<Record<keyof typeof DEFAULTS, number>> = {
   maxConnectionsPerUser: 1,
   maxConnectionsPerIp: 1,
   rateLimitPerMinute: 0,
+  maxTopicsPerStream: 1,
 };
 
 /** Drops `undefined`, applies defaults, validates, and freezes. Throws `TypeError` naming the bad field. */

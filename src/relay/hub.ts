@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http';
 import type { RelayConfig } from '../options';
 import type { TopicOwnership } from './ownership';
 import type { RelayStats } from './stats';
-import { Subscriber } from './subscriber';
+import { type CloseReason, Subscriber } from './subscriber';
 import { Topic } from './topic';
 
 /** Where a shared stream comes from: its key and the backend URL of its events. */
@@ -64,6 +64,14 @@ export class Hub {
    */
   subscribe(res: ServerResponse, ref: TopicRef, request: SubscribeRequest): Subscriber | undefined {
     if (res.destroyed || !res.socket || res.socket.destroyed) return undefined;
+    const topic = this.topicFor(ref, request);
+    const subscriber = this.stream(res, (closed) => topic.detach(closed));
+    topic.attach(subscriber, request.lastEventId);
+    return subscriber;
+  }
+
+  /** The topic of `ref`, opened with `request` (identity and origin id) if it is not held. */
+  topicFor(ref: TopicRef, request: SubscribeRequest): Topic {
     let topic = this.topics.get(ref.key);
     if (!topic) {
       topic = new Topic(
@@ -79,18 +87,24 @@ export class Hub {
       );
       this.topics.set(ref.key, topic);
     }
-    const owner = topic;
+    return topic;
+  }
+
+  /**
+   * A client stream held by the hub: heartbeats, idle and lifetime ends, drain and close apply.
+   * `onClose` is called once when its response is gone. A multiplexed stream is one of these.
+   */
+  stream(res: ServerResponse, onClose: (subscriber: Subscriber, reason: CloseReason) => void): Subscriber {
     const subscriber = new Subscriber(res, this.config.clientMaxBufferedBytes, this.config.maxStreamLifetimeMs, {
       onClose: (closed, reason) => {
         this.streams.delete(closed);
-        owner.detach(closed);
+        onClose(closed, reason);
         if (reason === 'slow_client') this.stats.slowClientsCut += 1;
         this.stats.countClose(reason);
       },
     });
     this.streams.add(subscriber);
     this.stats.streamsOpened += 1;
-    owner.attach(subscriber, request.lastEventId);
     return subscriber;
   }
 

@@ -1,6 +1,8 @@
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { SSE_HEADERS, encodeComment, encodeEvent, encodeRetry } from '../sse/encode';
+import type { TopicMember } from './member';
+import type { StoredEvent } from './replay';
 
 /** Why a subscriber's stream ended; used for logs and metrics. */
 export type CloseReason =
@@ -14,6 +16,7 @@ export type CloseReason =
   | 'shutdown';
 
 const HEARTBEAT = encodeComment('hb');
+const RESYNC = encodeEvent({ event: 'resync', data: JSON.stringify({ reason: 'history_gap' }) });
 const SSE_HEADERS_CLOSE = { ...SSE_HEADERS, Connection: 'close' };
 const CRLF = Buffer.from('\r\n', 'latin1');
 
@@ -40,7 +43,7 @@ export interface SubscriberHooks {
  * One client's event stream. Writes shared frames, never queues without bound:
  * a client whose unsent bytes pass the cap is cut off alone.
  */
-export class Subscriber {
+export class Subscriber implements TopicMember {
   /** `onClose` was called: the response is gone. */
   private closed = false;
   /** The relay ended or cut the stream: nothing more may be written, though `close` may not have come yet. */
@@ -159,6 +162,44 @@ export class Subscriber {
   /** Disconnects at once, dropping whatever is unsent. */
   cut(reason: CloseReason): void {
     if (this.stop(reason)) this.res.destroy();
+  }
+
+  resync(): void {
+    this.send(RESYNC);
+  }
+
+  catchUp(events: readonly StoredEvent[]): void {
+    this.replay(events.map((event) => event.frame));
+  }
+
+  relay(event: StoredEvent, now: number): void {
+    this.send(event.frame, now);
+  }
+
+  /**
+   * Writes one event made of a part shared between clients and a part of this client's own (a
+   * multiplexed event and its cursor), as one chunk and one syscall, without copying the shared part.
+   */
+  sendParts(shared: Buffer, own: Buffer, now = Date.now()): void {
+    if (this.ended) return;
+    const socket = this.socket;
+    const length = shared.length + own.length;
+    if (socket === undefined) {
+      if (this.res.destroyed) return;
+      if (this.res.writableLength + length > this.allowance) return void this.cutSlow();
+      this.res.write(shared);
+      this.res.write(own);
+    } else {
+      if (socket.destroyed) return;
+      if (socket.writableLength + length > this.allowance) return void this.cutSlow();
+      socket.cork();
+      if (this.chunked) socket.write(`${length.toString(16)}\r\n`, 'latin1');
+      socket.write(shared);
+      socket.write(own);
+      if (this.chunked) socket.write(CRLF);
+      socket.uncork();
+    }
+    this.lastEventAt = now;
   }
 
   /** Marks the stream as ended by the relay, for `reason`; false if it already was (or the client left). */

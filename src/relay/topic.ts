@@ -4,12 +4,10 @@ import type { RelayConfig } from '../options';
 import type { EventFeed, TopicOwnership } from './ownership';
 import type { ReplayBuffer, StoredEvent } from './replay';
 import type { RelayStats } from './stats';
-import type { Subscriber } from './subscriber';
+import type { TopicMember } from './member';
 
 /** `opening`: waiting for the backend's answer; `live`: relaying; `finished`: the backend ended the stream. */
 export type TopicState = 'opening' | 'live' | 'finished' | 'closed';
-
-const RESYNC = encodeEvent({ event: 'resync', data: JSON.stringify({ reason: 'history_gap' }) });
 
 export interface TopicInit {
   readonly key: string;
@@ -30,7 +28,7 @@ export interface TopicContext {
 }
 
 interface Waiting {
-  readonly subscriber: Subscriber;
+  readonly subscriber: TopicMember;
   readonly lastEventId: string | undefined;
 }
 
@@ -40,7 +38,7 @@ interface Waiting {
  */
 export class Topic {
   state: TopicState = 'opening';
-  readonly subscribers = new Set<Subscriber>();
+  readonly subscribers = new Set<TopicMember>();
   private waiting: Waiting[] = [];
   private readonly replay: ReplayBuffer;
   private readonly upstream: EventFeed;
@@ -79,7 +77,7 @@ export class Topic {
   }
 
   /** Adds a subscriber that resumes after `lastEventId` (or from the start). */
-  attach(subscriber: Subscriber, lastEventId: string | undefined): void {
+  attach(subscriber: TopicMember, lastEventId: string | undefined): void {
     clearTimeout(this.lingerTimer);
     this.lingerTimer = undefined;
     if (subscriber.isClosed) return this.linger();
@@ -87,7 +85,7 @@ export class Topic {
     else this.deliver(subscriber, lastEventId);
   }
 
-  detach(subscriber: Subscriber): void {
+  detach(subscriber: TopicMember): void {
     this.subscribers.delete(subscriber);
     if (this.waiting.length > 0) this.waiting = this.waiting.filter((w) => w.subscriber !== subscriber);
     if (this.size === 0) this.linger();
@@ -106,17 +104,17 @@ export class Topic {
     this.context.onClosed(this);
   }
 
-  private deliver(subscriber: Subscriber, lastEventId: string | undefined): void {
+  private deliver(subscriber: TopicMember, lastEventId: string | undefined): void {
     if (subscriber.isClosed) return;
     const { events, gap } = this.history(lastEventId);
     if (this.state === 'finished' && events.length === 0 && !gap) return subscriber.noContent();
     subscriber.open(this.context.config.retryHintMs);
     if (gap) {
       this.context.stats.resyncs += 1;
-      subscriber.send(RESYNC);
+      subscriber.resync();
     }
     if (events.length > 0) this.context.stats.replays += 1;
-    subscriber.replay(events.map((event) => event.frame));
+    subscriber.catchUp(events);
     if (this.state === 'finished') subscriber.end('upstream_ended');
     else if (!subscriber.isClosed) this.subscribers.add(subscriber);
   }
@@ -141,12 +139,13 @@ export class Topic {
       return;
     }
     const frame = encodeEvent(message);
-    this.replay.push({ id: effectiveId, frame });
+    const stored = { id: effectiveId, frame };
+    this.replay.push(stored);
     stats.eventsRelayed += 1;
     stats.deliveries += this.subscribers.size;
     stats.bytesRelayed += frame.length * this.subscribers.size;
     const now = Date.now();
-    for (const subscriber of this.subscribers) subscriber.send(frame, now);
+    for (const subscriber of this.subscribers) subscriber.relay(stored, now);
     stats.onDelivered((performance.now() - started) / 1000);
   }
 

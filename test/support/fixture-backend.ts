@@ -106,9 +106,12 @@ export class FixtureBackend {
       this.healthChecks += 1;
       return json(res, this.healthStatus, this.healthStatus === 200 ? { status: 'ok' } : { status: 'unhealthy' });
     }
-    if (url.pathname.endsWith('/status')) {
+    // The contract's two status routes: a download's, and an upload session's.
+    if (url.pathname.endsWith('/status') || url.pathname.startsWith('/sessions/')) {
       this.statusChecks += 1;
-      const streamPath = url.pathname.replace(/\/status$/, '/events');
+      const streamPath = url.pathname.endsWith('/status')
+        ? url.pathname.replace(/\/status$/, '/events')
+        : url.pathname.replace(/^\/sessions\//, '/documents/upload-sse/reconnect/');
       return this.allowed(streamPath, user) ? json(res, 200, { ok: true }) : json(res, 404, notFound());
     }
     const lastEventId = req.headers['last-event-id'] as string | undefined;
