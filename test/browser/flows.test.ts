@@ -75,10 +75,8 @@ test('a chat answer types itself token by token, and history pages back 20 at a 
   await page.click('#send');
   const answer = page.locator('#messages li.assistant').last();
   // Seen part-way: some text, not yet done.
-  await page.waitForFunction(`(() => {
-    const last = [...document.querySelectorAll('#messages li.assistant')].pop();
-    return last !== undefined && last.textContent.length > 0 && last.getAttribute('data-done') === null;
-  })()`);
+  // Seen part-way: some text, not yet done.
+  await answer.and(page.locator(':not([data-done])')).filter({ hasText: /\S/ }).waitFor();
   await answer.and(page.locator('[data-done="true"]')).waitFor();
   expect((await answer.textContent())!.length).toBeGreaterThan(20);
   await screenshot(page, 'chat');
