@@ -112,7 +112,10 @@ test('a relay restart mid-download: the bars go on with no gap and no repeated s
   stack = await new DemoStack({}, { tickMs: 250 }).start();
   page = await openDemo(browser, stack.url);
   await startDownloads(page, 2);
-  await page.locator('#download-list progress[value="30"]').nth(1).waitFor();
+  await page.waitForFunction(() => {
+    const values = Object.values((globalThis as unknown as { demo: Seen }).demo.progress).map((events) => events.at(-1)?.progress ?? 0);
+    return values.length === 2 && values.every((value) => value >= 30 && value < 100);
+  });
   await stack.restartRelay(500);
   await allDone(page, 2);
   const { progress, statuses } = await seen(page);
