@@ -20,6 +20,7 @@ import { RelayStats } from '../src/relay/stats';
 import { comeBackLater, jitteredRetry } from '../src/relay/come-back';
 import { UserStreams } from '../src/relay/user-streams';
 import { diagnosticTicks } from './diagnostics';
+import { clientScript } from './client-script';
 import { multiplexRoutes, topicResolver } from './events';
 import { relayMetrics } from './metrics';
 import { proxy } from './proxy';
@@ -55,6 +56,8 @@ export interface CreateRelayOptions extends RelayOptions {
   logger?: Logger;
   /** Serve Prometheus metrics at `/metrics` (with Node's process metrics). Defaults to true. */
   metrics?: boolean;
+  /** Serve the browser client at `/client.js` (no auth). Defaults to true. */
+  clientScript?: boolean;
   /** Backend path that `/readyz` checks; its 2xx within 2 s means ready. Defaults to `/health`. */
   healthPath?: string;
 }
@@ -121,6 +124,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
       perIp: config.maxConnectionsPerIp,
     });
   const holdSlot = limitConnections(connections, (limit) => stats.countRejection(limit));
+  const holdCallSlot = limitConnections(connections, (limit) => stats.countRejection(limit), 'calls');
   const rateLimited = limitRequests(config.rateLimitPerMinute, () => stats.countRejection('rate'));
   // A request without a valid token is counted (by IP) before it is refused; with one,
   // only stream opens and POSTs count, by user.
@@ -160,6 +164,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
     res.status(status === 'ready' ? 200 : 503).set('Cache-Control', 'no-store').json({ status });
   });
   if (metrics) router.get('/metrics', metrics.handler);
+  if (options.clientScript !== false) router.get('/client.js', clientScript());
   if (options.corsOrigins !== undefined && options.corsOrigins.length > 0) {
     router.use(
       '/api',
@@ -210,9 +215,10 @@ export function createRelay(options: CreateRelayOptions): Relay {
       retryHintMs: config.retryHintMs,
     }),
   );
-  router.post(STREAMING_POSTS.map((path) => `/api${path}`), refuseWhileDraining);
-  // Every proxied request holds a slot while it is open: any backend route may answer with a stream.
-  router.use('/api', holdSlot);
+  router.post(STREAMING_POSTS.map((path) => `/api${path}`), refuseWhileDraining, holdSlot);
+  // Every other proxied request holds a slot while it is open too (any backend route may answer
+  // with a stream), counted per user apart from the streams, so a user at the stream cap can still call.
+  router.use('/api', (req, res, next) => (res.locals.slotHeld === true ? next() : holdCallSlot(req, res, next)));
   router.use(
     '/api',
     proxy({
