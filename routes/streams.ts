@@ -3,7 +3,8 @@ import type { Logger } from 'pino';
 import { HttpError } from '../src/errors';
 import type { AuthorizeTopic } from '../src/relay/authorize';
 import type { Hub } from '../src/relay/hub';
-import { userOf } from '../middleware/authenticate';
+import type { UserStreams } from '../src/relay/user-streams';
+import { tokenExpiryOf, userOf } from '../middleware/authenticate';
 import { loggedRequest, redactTokens } from '../middleware/request-log';
 
 /** A shared stream family: how a path id maps to its topic key and backend URLs. */
@@ -62,6 +63,10 @@ export interface SharedStreamRouting {
   readonly streams: readonly SharedStream[];
   /** Where `stream opened` goes. */
   readonly logger: Logger;
+  /** Every open stream by user: each ends when its token expires, or when the app ends the user's streams. */
+  readonly userStreams: UserStreams;
+  /** The `retry:` a stream ended for its user (token expired, ended by the app) is told. */
+  readonly retryHintMs: number;
 }
 
 /** Mounts each shared stream: `guards` first, then validate, authorize, and attach to the hub's topic. */
@@ -71,7 +76,8 @@ export function sharedStreamRoutes(hub: Hub, routing: SharedStreamRouting): Rout
   return router;
 }
 
-function sharedStreamHandler(hub: Hub, { backendUrl, redirectOrigins, authorize, authorizeNewTopics, logger }: SharedStreamRouting, stream: SharedStream): RequestHandler {
+function sharedStreamHandler(hub: Hub, routing: SharedStreamRouting, stream: SharedStream): RequestHandler {
+  const { backendUrl, redirectOrigins, authorize, authorizeNewTopics, logger, userStreams, retryHintMs } = routing;
   return async (req, res) => {
     const id = req.params.id;
     if (typeof id !== 'string' || !ID.test(id)) throw new HttpError('invalid_id');
@@ -100,6 +106,7 @@ function sharedStreamHandler(hub: Hub, { backendUrl, redirectOrigins, authorize,
       lastEventId,
     });
     if (!subscriber) return;
+    userStreams.track(user, res, tokenExpiryOf(res), retryHintMs, (reason, retryMs) => subscriber.endWithRetry(reason, retryMs));
     const topic = hub.topic(key);
     // A stream refused after waiting for the backend (502 and the like) says why in its log line.
     res.locals.closeReason = () =>
