@@ -6,7 +6,7 @@ export interface RelayOptions {
   replayBufferSize?: number;
   /** How long a topic with no subscribers (or a finished one) is kept before its upstream closes. Defaults to 30000 ms. */
   topicLingerMs?: number;
-  /** Interval of `: hb` comments to every subscriber. Defaults to 15000 ms. */
+  /** Longest silence on a subscriber's stream: one quiet for half of it gets a `: hb` comment at every half interval. Defaults to 15000 ms. */
   heartbeatMs?: number;
   /** A subscriber whose unsent bytes pass this is disconnected. Defaults to 1048576 (1 MiB). */
   clientMaxBufferedBytes?: number;

@@ -34,7 +34,10 @@ export class Hub {
     private readonly ownership: TopicOwnership,
     readonly stats: RelayStats,
   ) {
-    this.ticker = setInterval(() => this.tick(), config.heartbeatMs);
+    // Half the interval: a stream that went quiet just after one tick is heartbeated within
+    // heartbeatMs, not 2 × heartbeatMs, so a proxy's read timeout or a client's dead-stream
+    // check (2 × heartbeatMs of silence) can rely on it.
+    this.ticker = setInterval(() => this.tick(), Math.max(1, Math.floor(config.heartbeatMs / 2)));
     this.ticker.unref();
   }
 
@@ -142,9 +145,9 @@ export class Hub {
       const quietFor = now - subscriber.lastEventAt;
       if (idleTimeoutMs > 0 && quietFor >= idleTimeoutMs) subscriber.end('idle_timeout');
       else if (subscriber.deadline > 0 && now >= subscriber.deadline) subscriber.end('lifetime');
-      // A stream that carried an event within the interval needs no heartbeat: on busy relays
-      // this keeps the tick from writing to every one of thousands of clients at once.
-      else if (quietFor >= heartbeatMs) subscriber.heartbeat();
+      // A stream that carried an event within the last half interval needs no heartbeat: on busy
+      // relays this keeps the tick from writing to every one of thousands of clients at once.
+      else if (quietFor >= heartbeatMs / 2) subscriber.heartbeat();
     }
   }
 }

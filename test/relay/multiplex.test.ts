@@ -119,7 +119,7 @@ test('interleaved events of three topics arrive tagged with their topic, byte-ex
   const cursors = [`1~*${a}~*${b}~*${s}`, `1~*${a}.1~*${b}~*${s}`, `1~*${a}.1~*${b}~*${s}.1`, `1~*${a}.1~*${b}.1~*${s}.1`, `1~*${a}.2~*${b}.1~*${s}.1`];
   expect(stream.text).toBe(
     'retry: 2000\n\n' +
-      `event: ready\ndata: {"streamId":"${streamId}","topics":["download:aaa","download:bbb","session:sss"]}\nid: ${cursors[0]}\n\n` +
+      `event: ready\ndata: {"streamId":"${streamId}","topics":["download:aaa","download:bbb","session:sss"],"heartbeatMs":15000}\nid: ${cursors[0]}\n\n` +
       `data: {"topic":"download:aaa","id":"1","data":"{\\"progress\\":10}"}\nid: ${cursors[1]}\n\n` +
       `data: {"topic":"session:sss","id":"1","data":"{\\"event\\":\\"start\\",\\"session_id\\":\\"sss\\"}"}\nid: ${cursors[2]}\n\n` +
       `event: custom\ndata: {"topic":"download:bbb","id":"1","data":"line one\\nline \\"two\\" é 😀"}\nid: ${cursors[3]}\n\n` +
@@ -407,4 +407,22 @@ test('heartbeats and the idle timeout apply to a multiplexed stream as one strea
   await stream.ended;
   expect(relay.relay.stats.closeReasons.get('idle_timeout')).toBe(1);
   await until(() => relay.relay.connections.snapshot().total === 0 && relay.relay.multiplexer.streamCount === 0);
+});
+
+test('a stream is never silent longer than the heartbeatMs its ready event announces, even just after an event', async () => {
+  await restart({ heartbeatMs: 200, idleTimeoutMs: 0 });
+  const stream = await openRaw(['download:aaa']);
+  const [ready] = await stream.wait(1);
+  expect((JSON.parse(ready!.data) as { heartbeatMs: number }).heartbeatMs).toBe(200);
+  await until(() => backend.listeners(A) === 1, 5000, 'the upstream');
+  const chunks: number[] = [];
+  stream.res.on('data', () => chunks.push(performance.now()));
+  // Events at phases spread over the tick, each followed by a silence: the gap after each is
+  // what a dead-stream check sees. Ticking once per interval, some gaps would near 2 × 200 ms.
+  for (let i = 0; i < 6; i += 1) {
+    backend.emit(A, `id: ${i + 1}\ndata: {"progress":${i}}\n`);
+    await new Promise((resolve) => setTimeout(resolve, 350 + i * 37));
+  }
+  const gaps = chunks.slice(1).map((at, i) => at - chunks[i]!);
+  expect(Math.max(...gaps)).toBeLessThan(200 + 60);
 });
