@@ -3,7 +3,7 @@ import { type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import express from 'express';
-import { type Browser, type Page, chromium } from 'playwright-core';
+import { type Browser, type BrowserContext, type Page, chromium } from 'playwright-core';
 import { type Backend, createBackend } from '../../backend/app';
 import type { BackendOptions } from '../../backend/options';
 import { errorHandler, notFound } from '../../middleware/errors';
@@ -39,6 +39,8 @@ export class DemoStack {
   private backendServer!: Server;
   private backend!: Backend;
   readonly backendErrors: unknown[] = [];
+  /** `GET /api/events` requests the relay got, counted before auth: every connection a browser opened for its stream. */
+  eventStreamRequests = 0;
 
   constructor(
     private readonly relayOptions: Partial<CreateRelayOptions> = {},
@@ -78,6 +80,10 @@ export class DemoStack {
       ...this.relayOptions,
     });
     const app = express();
+    app.use((req, _res, next) => {
+      if (req.method === 'GET' && req.path === '/api/events') this.eventStreamRequests += 1;
+      next();
+    });
     app.use(this.relay.router);
     app.use(developmentRoutes({ secret: TEST_SECRET }));
     app.use(notFound, errorHandler());
@@ -130,4 +136,51 @@ export async function openDemo(browser: Browser, url: string, user = 'alice', cl
 export async function screenshot(page: Page, name: string): Promise<void> {
   mkdirSync(SCREENSHOTS, { recursive: true });
   await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
+}
+
+/** What a bare client page saw (`window.seen`), each status with its `Date.now()`. */
+export interface ClientSeen {
+  statuses: { status: string; at: number; tab?: string; reason?: string; streamId?: string }[];
+  events: Record<string, { status: string; progress?: number }[]>;
+  ended: string[];
+  errors: string[];
+}
+
+/** A fresh browser context (one profile: its tabs share cookies, locks and channels) logged in as `user`. */
+export async function loggedInContext(browser: Browser, url: string, user = 'alice'): Promise<BrowserContext> {
+  const context = await browser.newContext({ bypassCSP: true });
+  const login = await context.request.post(`${url}/dev/login`, { data: { user } });
+  if (!login.ok()) throw new Error(`dev login: HTTP ${login.status()}`);
+  return context;
+}
+
+/**
+ * A tab of the relay's origin that runs only the client, made with `options`: one subscription,
+ * grown with `window.watch(topics)`, recording into `window.seen`.
+ */
+export async function openClientTab(context: BrowserContext, url: string, options: object): Promise<Page> {
+  const page = await context.newPage();
+  const problems: string[] = [];
+  page.on('pageerror', (err) => problems.push(err.message));
+  await page.goto(`${url}/healthz`);
+  await page.evaluate(`(async (options) => {
+    const { createClient } = await import('/client.js');
+    const seen = { statuses: [], events: {}, ended: [], errors: [] };
+    const client = createClient(options);
+    const subscription = client.subscribe([], {
+      onStatus(status, info) { seen.statuses.push({ status, at: Date.now(), ...info }); },
+      onEvent({ topic, data }) { (seen.events[topic] ??= []).push(JSON.parse(data)); },
+      onEnd(topic) { seen.ended.push(topic); },
+      onError(error) { seen.errors.push(error.message); },
+    });
+    window.seen = seen;
+    window.watch = (topics) => subscription.add(topics);
+  })(${JSON.stringify(options)})`);
+  if (problems.length > 0) throw new Error(`page errors: ${problems.join('; ')}`);
+  return page;
+}
+
+/** What the tab saw so far. */
+export function clientSeen(page: Page): Promise<ClientSeen> {
+  return page.evaluate('window.seen') as Promise<ClientSeen>;
 }
