@@ -271,6 +271,9 @@ export class TopicStream {
       let delay: number;
       switch (outcome.kind) {
         case 'stopped':
+          // An attempt aborted to start over (online, pageshow). Chromium, asked for the same URL in
+          // the task that aborted it, was seen to send the new request twice and keep both open.
+          await this.sleep(RESTART_PAUSE_MS);
           continue;
         case 'finished':
           for (const topic of this.wanted()) this.deliver({ type: 'end', cursor: undefined, topic });
@@ -593,6 +596,9 @@ class SubscriptionState {
     };
   }
 }
+
+/** The pause between an attempt aborted to start over and the next one. */
+const RESTART_PAUSE_MS = 50;
 
 /** The abort reason of a stream found silent for too long. */
 const DEAD = 'dead';

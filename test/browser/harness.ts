@@ -39,8 +39,6 @@ export class DemoStack {
   private backendServer!: Server;
   private backend!: Backend;
   readonly backendErrors: unknown[] = [];
-  /** `GET /api/events` requests the relay got, counted before auth: every connection a browser opened for its stream. */
-  eventStreamRequests = 0;
 
   constructor(
     private readonly relayOptions: Partial<CreateRelayOptions> = {},
@@ -80,10 +78,6 @@ export class DemoStack {
       ...this.relayOptions,
     });
     const app = express();
-    app.use((req, _res, next) => {
-      if (req.method === 'GET' && req.path === '/api/events') this.eventStreamRequests += 1;
-      next();
-    });
     app.use(this.relay.router);
     app.use(developmentRoutes({ secret: TEST_SECRET }));
     app.use(notFound, errorHandler());
