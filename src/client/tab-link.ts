@@ -96,6 +96,13 @@ export class TabLink {
     return topics;
   }
 
+  /** The other tabs that watch each topic. */
+  watchers(): Map<Topic, Set<string>> {
+    const watchers = new Map<Topic, Set<string>>();
+    for (const [tab, topics] of this.others) for (const topic of topics) addTo(watchers, topic, tab);
+    return watchers;
+  }
+
   /** Drops a topic the relay refused from every other tab's wishes (each tab is told by an `error`). */
   forget(topic: Topic): void {
     for (const [tab, set] of this.others) if (set.has(topic)) this.others.set(tab, new Set([...set].filter((t) => t !== topic)));
@@ -129,6 +136,13 @@ export class TabLink {
     const alive = new Set(held.map((lock) => lock.name));
     for (const tab of [...this.others.keys()]) if (!alive.has(`${this.name} tab ${tab}`)) this.others.delete(tab);
   }
+}
+
+/** Adds `tab` to the set of `topic`, made when missing. */
+export function addTo(watchers: Map<Topic, Set<string>>, topic: Topic, tab: string): void {
+  const tabs = watchers.get(topic);
+  if (tabs) tabs.add(tab);
+  else watchers.set(topic, new Set([tab]));
 }
 
 function sameTopics(a: readonly Topic[], b: readonly Topic[]): boolean {

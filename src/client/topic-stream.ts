@@ -4,7 +4,7 @@ import { readEventStream, type StreamEvent } from './sse-body';
 import { type Topic, checkTopic } from './topics';
 import type { Transport } from './transport';
 import { browser } from './browser';
-import { type Delivery, type TabMessage, TabLink } from './tab-link';
+import { type Delivery, type TabMessage, TabLink, addTo } from './tab-link';
 
 /** Where the client's one stream is. */
 export type StreamStatus = 'connecting' | 'open' | 'reconnecting' | 'polling' | 'closed';
@@ -73,8 +73,8 @@ export interface StreamTiming {
   readonly heartbeatMs: number | undefined;
 }
 
-/** Ids remembered per topic to drop an event seen twice (a takeover resumes from the cursor the tabs last heard). */
-const SEEN_IDS = 256;
+/** Ids remembered per topic to drop an event seen twice (a takeover resumes from the cursor the tabs last heard; a replay for a new tab). Above the relay's default history of 1000. */
+const SEEN_IDS = 2048;
 
 /** How one stream attempt ended. */
 type Outcome =
@@ -116,6 +116,9 @@ export class TopicStream {
   private syncing: Promise<void> | undefined;
   private readonly poller: Poller;
   private readonly seen = new Map<Topic, Set<string>>();
+  /** Holding the shared stream: the tabs that watch each topic, and the topics whose history a newly watching tab needs. */
+  private watchers = new Map<Topic, Set<string>>();
+  private readonly replay = new Set<Topic>();
   /** Sharing with the other tabs: the link once its name is known; undefined while pending, or when this tab streams alone. */
   private link: TabLink | undefined;
   /** The tab link's name is being worked out: no stream until it is. */
@@ -182,6 +185,7 @@ export class TopicStream {
     if (this.link) {
       this.link.announce(this.ownTopics());
       if (!this.link.holding) return;
+      this.noticeNewWatchers(this.link);
     }
     if (this.wanted().size === 0) {
       this.stop();
@@ -192,6 +196,24 @@ export class TopicStream {
       void this.run();
     }
     else if (this.streamId !== undefined) void this.syncTopics();
+  }
+
+  /**
+   * A tab that starts watching a topic the shared stream already carries would get only what
+   * comes next, where a stream of its own would have replayed the topic's history: the holder
+   * asks the relay for that history again (each tab drops the ids it has already seen). One
+   * that watches a topic already ended is told so.
+   */
+  private noticeNewWatchers(link: TabLink): void {
+    const now = link.watchers();
+    for (const topic of this.ownTopics()) addTo(now, topic, link.tab);
+    for (const [topic, tabs] of now) {
+      const before = this.watchers.get(topic);
+      if (before === undefined || [...tabs].every((tab) => before.has(tab))) continue;
+      if (this.ended.has(topic)) link.post({ type: 'end', cursor: undefined, topic });
+      else if (this.live.has(topic)) this.replay.add(topic);
+    }
+    this.watchers = now;
   }
 
   /** The name the tabs share is known (undefined: this tab streams alone). */
@@ -466,6 +488,10 @@ export class TopicStream {
    */
   private deliver(delivery: Delivery, fromHolder = false): void {
     if (fromHolder && delivery.cursor !== undefined) this.cursor = delivery.cursor;
+    // Every event goes to the other tabs, a repeat too: a replay is for a tab that has not seen it.
+    if (this.link?.holding && !fromHolder) this.link.post(delivery);
+    // Nothing is remembered of a topic this tab does not watch: it may start to, and then needs the replay.
+    if (delivery.type === 'event' && !this.watches(delivery.event.topic)) return;
     if (delivery.type === 'event' && delivery.event.id !== undefined) {
       const ids = this.seen.get(delivery.event.topic) ?? new Set<string>();
       if (ids.has(delivery.event.id)) return;
@@ -473,7 +499,6 @@ export class TopicStream {
       if (ids.size > SEEN_IDS) ids.delete(ids.values().next().value as string);
       this.seen.set(delivery.event.topic, ids);
     }
-    if (this.link?.holding && !fromHolder) this.link.post(delivery);
     switch (delivery.type) {
       case 'event': {
         const event = delivery.event;
@@ -490,6 +515,11 @@ export class TopicStream {
     }
   }
 
+  private watches(topic: Topic): boolean {
+    for (const subscription of this.subscriptions) if (subscription.topics.has(topic)) return true;
+    return false;
+  }
+
   /** An error for every subscription (of every tab, when this one holds the connection). */
   private report(error: Error, refused?: Topic): void {
     if (this.link?.holding) this.link.post({ type: 'error', message: error.message, ...(refused === undefined ? {} : { refused }) });
@@ -498,33 +528,40 @@ export class TopicStream {
 
   /** Makes the open stream's topics match the wanted ones, one request at a time. */
   private syncTopics(): Promise<void> {
-    this.syncing ??= (async () => {
-      try {
-        for (;;) {
-          const streamId = this.streamId;
-          if (streamId === undefined) return;
-          const wanted = this.wanted();
-          const add = [...wanted].filter((topic) => !this.live.has(topic));
-          const remove = [...this.live].filter((topic) => !wanted.has(topic));
-          if (add.length === 0 && remove.length === 0) return;
-          try {
-            const answer = await this.transport.json<{ topics: Topic[] }>(`/api/events/${encodeURIComponent(streamId)}/topics`, { add, remove });
-            if (this.streamId === streamId) this.live = new Set(answer.topics);
-          } catch (err) {
-            // A refused topic must not loop: drop it from every subscription (of every tab) and say so.
-            const error = err instanceof Error ? err : new Error(String(err));
-            for (const topic of add) {
-              this.refuse(topic);
-              this.link?.forget(topic);
-              this.report(error, topic);
-            }
-          }
-        }
-      } finally {
-        this.syncing = undefined;
-      }
-    })();
+    // `finally` as a callback, not inside the async function: a loop with nothing to do returns
+    // before `??=` has stored its promise, and would leave `syncing` set for good.
+    this.syncing ??= this.syncLoop().finally(() => (this.syncing = undefined));
     return this.syncing;
+  }
+
+  private async syncLoop(): Promise<void> {
+    for (;;) {
+      const streamId = this.streamId;
+      if (streamId === undefined) return;
+      const wanted = this.wanted();
+      const again = [...this.replay].filter((topic) => this.live.has(topic) && wanted.has(topic));
+      this.replay.clear();
+      const added = [...wanted].filter((topic) => !this.live.has(topic));
+      const removed = [...this.live].filter((topic) => !wanted.has(topic));
+      if (added.length === 0 && removed.length === 0 && again.length === 0) return;
+      try {
+        // Removed and added in one change: the relay replays an added topic's history.
+        const answer = await this.transport.json<{ topics: Topic[] }>(`/api/events/${encodeURIComponent(streamId)}/topics`, {
+          add: [...added, ...again],
+          remove: [...removed, ...again],
+        });
+        if (this.streamId === streamId) this.live = new Set(answer.topics);
+      } catch (err) {
+        // A refused topic must not loop: drop it from every subscription (of every tab) and say so.
+        const error = err instanceof Error ? err : new Error(String(err));
+        for (const topic of added) {
+          this.refuse(topic);
+          this.link?.forget(topic);
+          this.report(error, topic);
+        }
+        if (added.length === 0) this.report(error);
+      }
+    }
   }
 
   private refuse(topic: Topic): void {

@@ -106,3 +106,17 @@ test.each([2, 5])('%i tabs watching downloads hold one connection at the relay, 
   const reopened = seen[newHolder]!.statuses.find((s) => s.tab === 'holder' && s.status === 'open')!;
   console.log(`${count} tabs: ${stack.relay.stats.streamsOpened} streams opened at the relay in all, at most ${streams.max} open at once; the holder closed, tab ${newHolder + 2} took over and had the stream open ${reopened.at - closedAt} ms later`);
 });
+
+test('a tab opened mid-download gets the download from its first event, and the tabs already watching see no event twice', async () => {
+  stack = await new DemoStack({}, { tickMs: 250 }).start();
+  const tabs = await openTabs(2);
+  const topics = await startDownloads(2);
+  await Promise.all(tabs.map((tab) => tab.evaluate(`window.watch(${JSON.stringify(topics)})`)));
+  await tabs[1]!.waitForFunction(`Object.values(window.seen.events).length === 2 && Object.values(window.seen.events).every((e) => e.some((state) => state.progress >= 30))`);
+  const late = await openClientTab(context!, stack.url, QUICK_CLIENT);
+  await late.evaluate(`window.watch(${JSON.stringify(topics)})`);
+  const all = [...tabs, late];
+  await Promise.all(all.map((tab) => tab.waitForFunction('window.seen.ended.length === 2', undefined, { timeout: 40_000 })));
+  for (const tab of all) expectEveryEventOnce(await clientSeen(tab), topics);
+  expect(stack.relay.stats.streamsOpened).toBe(1);
+});
