@@ -45,7 +45,8 @@ export class Transport {
     const payload = token?.split('.')[1];
     if (payload === undefined) return undefined;
     try {
-      const claims = JSON.parse(atob(payload.replace(/-/g, '+').replace(/_/g, '/'))) as { sub?: unknown };
+      const bytes = Uint8Array.from(atob(payload.replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0));
+      const claims = JSON.parse(new TextDecoder().decode(bytes)) as { sub?: unknown };
       return typeof claims.sub === 'string' ? `sub ${claims.sub}` : undefined;
     } catch {
       return undefined;
