@@ -70,7 +70,8 @@ test('several downloads show live progress bars over one connection', async () =
   const opens = countStreamOpens(page);
   await startDownloads(page, 3);
   await waitForState(page, 'open');
-  await page.locator('#download-list progress[value="50"]').first().waitFor();
+  // Read from what the page got, not from a bar showing exactly 50: under load a bar can pass 50 between two looks.
+  await page.waitForFunction(() => Object.values((globalThis as unknown as { demo: Seen }).demo.progress).some((events) => events.some((e) => (e.progress ?? 0) >= 50)));
   await screenshot(page, 'downloads-in-progress');
   await allDone(page, 3);
   const { progress, ended } = await seen(page);
