@@ -17,7 +17,7 @@ export const RELAY_SETTINGS = {
     doc: "bytes of history kept by the whole process; idle topics' history goes first, then the oldest events",
   },
   topicLingerMs: { kind: 'ms', env: 'TOPIC_LINGER_MS', default: 30_000, min: 0, max: HOUR, doc: 'how long a topic with no subscribers (or a finished one) is kept before its upstream closes' },
-  heartbeatMs: { kind: 'ms', env: 'HEARTBEAT_MS', default: 15_000, min: 1, max: 10 * MINUTE, doc: '`: hb` comment interval to every subscriber; idle and lifetime are checked at the same tick' },
+  heartbeatMs: { kind: 'ms', env: 'HEARTBEAT_MS', default: 15_000, min: 1, max: 10 * MINUTE, doc: 'longest silence on a stream: one quiet for half of it gets a `: hb` comment at every half interval, when idle and lifetime are checked too' },
   clientMaxBufferedBytes: {
     kind: 'bytes',
     env: 'CLIENT_MAX_BUFFERED_BYTES',
