@@ -57,7 +57,7 @@ async function main(config: ServerConfig): Promise<void> {
   for (const warning of config.warnings) logger.warn(warning);
   const bundled = config.backendUrl === 'bundled' ? await startBundledBackend() : undefined;
   const backendUrl = bundled?.url ?? (config.backendUrl as URL);
-  const relay = createRelay({ ...config.relay, backendUrl, logger, jwt: config.jwt, corsOrigins: config.corsOrigins });
+  const relay = createRelay({ ...config.relay, backendUrl, logger, jwt: config.jwt, corsOrigins: config.corsOrigins, redisUrl: config.redisUrl });
 
   const app = express();
   app.disable('x-powered-by');

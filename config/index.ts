@@ -41,7 +41,7 @@ export const SERVER_SETTINGS = {
     doc: 'on SIGTERM/SIGINT: streams end over the first half (at most 10 s), uploads and chats get all of it, then exit 0',
   },
   logLevel: { kind: 'text', env: 'LOG_LEVEL', defaultNote: 'info', doc: 'pino level' },
-  redisUrl: { kind: 'text', env: 'REDIS_URL', defaultNote: 'unset', doc: 'for several relay processes (read, not used yet)' },
+  redisUrl: { kind: 'text', env: 'REDIS_URL', defaultNote: 'unset', doc: 'set: several relays share one upstream per topic, the replay history, the connection limits and the rate limit through this Redis (see "Running several relays")' },
 } as const satisfies Record<string, Setting>;
 
 /** Every setting of the standalone server, by who takes it as an option, in the order the README lists them. */
