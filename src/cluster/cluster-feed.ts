@@ -79,6 +79,8 @@ export class ClusterFeed implements EventFeed {
   private async join(): Promise<void> {
     const history = await this.context.store.load(this.key);
     if (this.role !== 'starting') return;
+    // An empty history starts where this topic starts (the claim below records that origin).
+    if (history.epoch !== undefined) this.listener.onHistory?.(history.origin, history.truncated);
     for (const entry of history.entries) this.apply(entry, false);
     if (history.finished) {
       this.open();

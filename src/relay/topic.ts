@@ -45,12 +45,17 @@ export class Topic {
   private readonly replay: ReplayBuffer;
   private readonly upstream: EventFeed;
   private lingerTimer: NodeJS.Timeout | undefined;
+  /** Where the history starts: the opening subscriber's `Last-Event-ID`, or a shared history's origin. */
+  private originId: string | undefined;
+  /** A shared history this topic loaded had already lost its oldest events. */
+  private sharedTruncated = false;
 
   constructor(
     private readonly init: TopicInit,
     private readonly context: TopicContext,
   ) {
     this.replay = context.ownership.history(init.key);
+    this.originId = init.originId;
     this.upstream = context.ownership.feed(
       init.key,
       { url: init.url, headers: init.headers, lastEventId: init.originId },
@@ -60,6 +65,10 @@ export class Topic {
         onEnd: () => this.onEnd(),
         onRefused: (status, body) => this.onRefused(status, body),
         onGiveUp: (reason) => this.onGiveUp(reason),
+        onHistory: (origin, truncated) => {
+          this.originId = origin;
+          this.sharedTruncated = truncated;
+        },
         onRetry: () => {
           context.stats.upstreamReconnects += 1;
         },
@@ -128,8 +137,8 @@ export class Topic {
       if (missed) return { events: missed, gap: false };
     }
     // The buffer begins where the upstream began: at the origin id, or at the start.
-    const fromOrigin = lastEventId === this.init.originId;
-    return { events: this.replay.all(), gap: this.replay.truncated || !fromOrigin };
+    const fromOrigin = lastEventId === this.originId;
+    return { events: this.replay.all(), gap: this.replay.truncated || this.sharedTruncated || !fromOrigin };
   }
 
   private publish(message: EventSourceMessage, effectiveId: string | undefined): void {

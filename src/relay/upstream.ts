@@ -14,6 +14,12 @@ export interface UpstreamListener {
   onRefused(status: number, body: string): void;
   /** The relay stopped retrying. Called once, with a reason for `relay_error`. */
   onGiveUp(reason: string): void;
+  /**
+   * The events that follow (before `onOpen`) are a history kept elsewhere (a cluster's shared
+   * one), which starts after `origin` and lost its oldest events when `truncated`: resumes are
+   * judged against it rather than against the opening subscriber's `Last-Event-ID`.
+   */
+  onHistory?(origin: string | undefined, truncated: boolean): void;
   /** A connection broke and a reconnect is scheduled (for metrics and logs). */
   onRetry?(attempt: number, delayMs: number, cause: unknown): void;
 }

@@ -55,6 +55,7 @@ function subscriber(path: string, relay: RelayProcess, pool: RelayProcess[], use
   });
   es.onopen = () => (opened = true);
   es.onmessage = (event) => ids.push(event.lastEventId);
+  es.addEventListener('resync', () => ids.push('resync'));
   clients.push(es);
   return { es, ids, opened: () => opened };
 }
@@ -152,6 +153,10 @@ test('a client resumes on a relay that never saw the topic, from the shared hist
     emit(6);
     await until(() => late.ids.length === 4 && early.ids.length === 6, 5000, 'the live event');
     expect(late.ids).toEqual(['3', '4', '5', '6']);
+    // A newcomer there gets the whole history, which the shared one says is complete: no resync.
+    const newcomer = subscriber(path, third as RelayProcess, []);
+    await until(() => newcomer.ids.length === 6, 5000, 'the whole history');
+    expect(newcomer.ids).toEqual(range(1, 6));
     expect(requests).toBe(1);
   } finally {
     forgetful.closeAllConnections();
