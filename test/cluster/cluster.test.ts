@@ -252,3 +252,27 @@ test('a stale owner (paused past its lease, then resumed) appends nothing: the s
   }
   for (const sub of subs) expect(sub.ids).toEqual(range(1, 8));
 }, 40_000);
+
+test('a finished topic answers 204 on every relay for its linger period, without asking the backend again', async () => {
+  const path = '/downloads/finished/events';
+  const [first, second] = (await startRelays(2)) as [RelayProcess, RelayProcess];
+  const sub = subscriber(`/api${path}`, first, []);
+  await until(() => sub.opened(), 5000, 'open');
+  for (let i = 1; i <= 3; i++) backend.emit(path, `data: e${i}\n`);
+  await until(() => sub.ids.length === 3, 5000, 'three events');
+  sub.es.close();
+  backend.end(path);
+  const headers = { authorization: `Bearer ${tokenFor('alice')}`, 'last-event-id': '3' };
+  let status = 0;
+  await until(async () => {
+    const res = await fetch(`${second.url}/api${path}`, { headers, signal: AbortSignal.timeout(2000) });
+    status = res.status;
+    await res.body?.cancel();
+    return status === 204;
+  }, 5000, '204 on the other relay');
+  const late = await fetch(`${second.url}/api${path}`, { headers: { authorization: headers.authorization } });
+  expect(late.status).toBe(200);
+  // A newcomer gets the whole history, then the end.
+  expect(await late.text()).toMatch(/data: e1\nid: 1\n\ndata: e2\nid: 2\n\ndata: e3\nid: 3\n\n$/);
+  expect(backend.requests.filter((request) => request.path === path)).toHaveLength(1);
+}, 30_000);
