@@ -1,10 +1,11 @@
-# Build stage: compile TypeScript with the dev dependencies.
+# Build stage: compile TypeScript with the dev dependencies. Scripts are skipped at install
+# (`prepare` would build before the sources are copied); the build runs once below.
 FROM node:20.20.2-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY . .
-RUN npm run build
+RUN npm run build && find dist -name '*.map' -delete && rm dist/*.tsbuildinfo
 
 # Runtime stage: production dependencies and the compiled output only, as a non-root user.
 # In production the relay needs BACKEND_URL (BACKEND_URL=bundled runs the demo backend inside)
@@ -13,7 +14,7 @@ FROM node:20.20.2-bookworm-slim
 ENV NODE_ENV=production PORT=8080
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
 USER node
 EXPOSE 8080

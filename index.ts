@@ -7,7 +7,7 @@ export type { JwtOptions } from './middleware/authenticate';
 export { type SseEvent, encodeEvent } from './src/sse/encode';
 export { type EventFeed, LocalOwnership, type TopicOwnership } from './src/relay/ownership';
 export type { ReplayBuffer, StoredEvent } from './src/relay/replay';
-export type { UpstreamInit, UpstreamListener } from './src/relay/upstream';
+export type { UpstreamInit, UpstreamListener, UpstreamRefusal } from './src/relay/upstream';
 export { SHARED_STREAMS, type SharedStream } from './routes/streams';
 export type { ConnectionCounter, ConnectionLimits, Lease, LimitName, Refusal } from './src/limits/connections';
 export { MemoryConnectionCounter } from './src/limits/connections';

@@ -2,12 +2,15 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import jwt from 'jsonwebtoken';
-import { loadBackendConfig } from './config/backend';
+import { loadBackendConfig } from './backend/config';
 import { ConfigError } from './config/env';
 import { type ServerConfig, loadConfig } from './config';
 import { createBackend } from './backend/app';
 import { createHttpServer } from './routes/http-server';
 import { createRelay } from './routes/relay';
+import { developmentRoutes } from './routes/development';
+import { DEV_SECRET_FILE, developmentSecret } from './config/dev-secret';
+import { logOutput } from './config/log-output';
 import { errorHandler, notFound } from './middleware/errors';
 import { pino } from 'pino';
 
@@ -49,20 +52,26 @@ async function startBundledBackend(): Promise<{ url: URL; close(): Promise<void>
 }
 
 async function main(config: ServerConfig): Promise<void> {
-  const logger = pino({
-    level: config.logLevel,
-    // Request lines never carry headers; this is the net under anything else that might.
-    redact: { paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', 'headers.cookie', 'token'], censor: '[redacted]' },
-  });
+  const logger = pino(
+    {
+      level: config.logLevel,
+      // Request lines never carry headers; this is the net under anything else that might.
+      redact: { paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', 'headers.cookie', 'token'], censor: '[redacted]' },
+    },
+    logOutput({ production: config.production, isTTY: process.stdout.isTTY === true }),
+  );
   for (const warning of config.warnings) logger.warn(warning);
+  // Kept in a file, so yesterday's `npm run token` still works after a restart.
+  const jwtOptions = config.jwt.generated ? { ...config.jwt, secret: developmentSecret() } : config.jwt;
   const bundled = config.backendUrl === 'bundled' ? await startBundledBackend() : undefined;
   const backendUrl = bundled?.url ?? (config.backendUrl as URL);
-  const relay = createRelay({ ...config.relay, backendUrl, logger, jwt: config.jwt, corsOrigins: config.corsOrigins, redisUrl: config.redisUrl });
+  const relay = createRelay({ ...config.relay, backendUrl, logger, jwt: jwtOptions, corsOrigins: config.corsOrigins, redisUrl: config.redisUrl });
 
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', config.trustProxy);
   app.use(relay.router);
+  if (!config.production && jwtOptions.secret !== undefined) app.use(developmentRoutes({ secret: jwtOptions.secret, user: DEV_USER }));
   app.use(notFound, errorHandler());
   const server = createHttpServer(app, config.http);
   const url = await listen(server, config.port, config.host, 'PORT');
@@ -78,10 +87,11 @@ async function main(config: ServerConfig): Promise<void> {
     'relay listening',
   );
 
-  if (config.jwt.generated && config.jwt.secret !== undefined) {
-    const token = jwt.sign({}, config.jwt.secret, { subject: DEV_USER, expiresIn: '12h' });
+  if (config.jwt.generated && jwtOptions.secret !== undefined) {
+    const token = jwt.sign({}, jwtOptions.secret, { subject: DEV_USER, expiresIn: '12h' });
     const base = `http://localhost:${(server.address() as AddressInfo).port}`;
-    console.log('\nDevelopment mode: JWT_SECRET is unset, so a random one was made for this run.');
+    console.log(`\nDevelopment mode: JWT_SECRET is unset, so a development secret is used (kept in ${DEV_SECRET_FILE}).`);
+    console.log(`The demo: ${base}/  (npm run token prints a fresh token)`);
     console.log(`A token for "${DEV_USER}", valid 12 h:\n\n  export TOKEN=${token}\n`);
     console.log('Watch a download progress through the relay:\n');
     console.log(

@@ -24,8 +24,8 @@ export interface Backend {
 
 /**
  * The reference backend of the relay: downloads with progress streams, document
- * uploads with processing streams, chat with token streams, as described in
- * API.md ("Reference backend (upstream) routes"). The caller is the `X-User-Id`
+ * uploads with processing streams, chat with token streams (routes and behaviour:
+ * backend/README.md). The caller is the `X-User-Id`
  * header, trusted as set by the relay: do not expose this app to browsers.
  */
 export function createBackend(options: Partial<BackendOptions> = {}): Backend {

@@ -7,7 +7,7 @@ import type { BackendConfig } from './options';
 import { EventLog, type StreamSet } from './sse-stream';
 
 /** One message of a conversation, as the history route answers it. */
-export interface ChatMessage {
+interface ChatMessage {
   /** Increasing per conversation. */
   readonly id: number;
   readonly role: 'user' | 'assistant';

@@ -1,7 +1,7 @@
 import { HttpError } from '../src/errors';
 
 /** Every error the reference backend answers, with its status and a message that says what to do. */
-export const BACKEND_ERRORS = {
+const BACKEND_ERRORS = {
   bad_request: { status: 400, message: 'The request is malformed.' },
   invalid_id: { status: 400, message: 'The id in the path must be 1-128 characters of A-Z, a-z, 0-9, "_" or "-".' },
   invalid_user: { status: 400, message: 'X-User-Id must be 1-256 printable characters.' },

@@ -25,7 +25,7 @@ const EPOCH = Date.UTC(2024, 0, 1);
  * a pure function of the code and the row number, so a finished job needs no
  * storage: its file is generated again, identically, for each download.
  */
-export function exportRows(code: string, from: number, to: number): string {
+function exportRows(code: string, from: number, to: number): string {
   const seed = createHash('sha256').update(code).digest().readUInt32BE(0);
   let text = '';
   for (let row = from; row < to; row++) {

@@ -1,6 +1,6 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { loadBackendConfig } from '../config/backend';
+import { loadBackendConfig } from './config';
 import { ConfigError } from '../config/env';
 import { createBackend } from './app';
 

@@ -156,7 +156,7 @@ export class StreamSet {
 }
 
 /** The id after which a resuming client wants events: `Last-Event-ID`, else `?lastEventId=`; 0 for neither. */
-export function lastEventIdOf(req: Request): number {
+function lastEventIdOf(req: Request): number {
   const query: unknown = req.query.lastEventId;
   if (query !== undefined && typeof query !== 'string') throw new BackendError('invalid_last_event_id');
   const raw = (req.get('last-event-id') ?? query ?? '').trim();

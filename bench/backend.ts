@@ -10,7 +10,10 @@
  *   GET  /stats                   {"connections","peakConnections","opened","maxPerCode"} (event streams only)
  *   POST /start                   {"codes":[...],"events":n,"rate":r,"leadMs":ms,"endAfterMs":ms}: publish, then end every
  *                                 stream endAfterMs after the very last event (all codes together, so that no
- *                                 teardown overlaps a measured event); endAfterMs < 0 keeps them open
+ *                                 teardown overlaps a measured event); endAfterMs < 0 keeps them open.
+ *                                 Optional "padBytes" makes each event that much bigger (a "pad" field; such
+ *                                 events are not kept for Last-Event-ID), "burst" writes that many events of a
+ *                                 code at once, `rate` bursts per second
  *
  * Each event is `data: {"t":<epoch ms>,"seq":n}` and `id: n+1`, serialized once
  * and written to every open response of its code. Codes publish staggered over
@@ -34,6 +37,8 @@ interface StartRequest {
   rate: number;
   leadMs: number;
   endAfterMs: number;
+  padBytes: number;
+  burst: number;
 }
 
 /** One code's stream: its history (for Last-Event-ID) and its open responses. */
@@ -94,11 +99,12 @@ function openStream(req: IncomingMessage, res: ServerResponse, code: string): vo
 }
 
 /** Writes one event, serialized once, to every open response of `code`. */
-function publish(code: string, seq: number): void {
+function publish(code: string, seq: number, pad: string): void {
   const channel = channelOf(code);
   // The timestamp is taken as late as possible: right before the first write.
-  const frame = Buffer.from(`data: {"t":${nowMs()},"seq":${seq}}\nid: ${seq + 1}\n\n`);
-  channel.frames.push(frame);
+  const frame = Buffer.from(`data: {"t":${nowMs()},"seq":${seq}${pad}}\nid: ${seq + 1}\n\n`);
+  // Big events are for measuring the relay's memory: a GiB of history here would only blur that.
+  if (pad === '') channel.frames.push(frame);
   channel.lastPublishAt = Date.now();
   for (const res of channel.streams) res.write(frame);
 }
@@ -124,9 +130,10 @@ function start(request: StartRequest): number {
   const schedule: { at: number; code: string; seq: number }[] = [];
   request.codes.forEach((code, i) => {
     const offset = (i * period) / request.codes.length;
-    for (let seq = 0; seq < request.events; seq++) schedule.push({ at: startAt + offset + seq * period, code, seq });
+    for (let seq = 0; seq < request.events; seq++) schedule.push({ at: startAt + offset + Math.floor(seq / request.burst) * period, code, seq });
   });
   schedule.sort((a, b) => a.at - b.at);
+  const pad = request.padBytes > 0 ? `,"pad":"${'x'.repeat(request.padBytes)}"` : '';
   publishing = true;
   let next = 0;
   const tick = (): void => {
@@ -135,7 +142,7 @@ function start(request: StartRequest): number {
       const item = schedule[next] as (typeof schedule)[number];
       if (item.at > now) break;
       next += 1;
-      publish(item.code, item.seq);
+      publish(item.code, item.seq, pad);
     }
     if (next < schedule.length) {
       const due = (schedule[next] as (typeof schedule)[number]).at;
@@ -167,7 +174,9 @@ function parseStart(body: string): StartRequest | string {
   if (typeof v.rate !== 'number' || !(v.rate > 0) || v.rate > 10_000) return 'rate: expected a number in (0, 10000]';
   const leadMs = typeof v.leadMs === 'number' && v.leadMs >= 0 ? v.leadMs : 100;
   const endAfterMs = typeof v.endAfterMs === 'number' ? v.endAfterMs : 1000;
-  return { codes: v.codes, events: v.events, rate: v.rate, leadMs, endAfterMs };
+  const padBytes = typeof v.padBytes === 'number' && Number.isInteger(v.padBytes) && v.padBytes >= 0 ? Math.min(v.padBytes, 4 * MAX_BODY) : 0;
+  const burst = typeof v.burst === 'number' && Number.isInteger(v.burst) && v.burst >= 1 ? v.burst : 1;
+  return { codes: v.codes, events: v.events, rate: v.rate, leadMs, endAfterMs, padBytes, burst };
 }
 
 function handle(req: IncomingMessage, res: ServerResponse): void {

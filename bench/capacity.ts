@@ -46,7 +46,7 @@ interface HeapMessage {
 }
 
 /** Full GC in `proc` (heap probe), then its heap; undefined when the subject has no Node process. */
-async function heapAfterGc(proc: Proc | undefined): Promise<number | undefined> {
+export async function heapAfterGc(proc: Proc | undefined): Promise<number | undefined> {
   if (!proc) return undefined;
   process.kill(proc.pid, 'SIGUSR2');
   const message = await proc.message<HeapMessage & { [key: string]: unknown }>('heap', 30_000);

@@ -9,7 +9,8 @@ import { accessSync, chmodSync, constants, mkdtempSync, readFileSync, rmSync, wr
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { childPids } from './common';
-import { Proc, freePort, waitHealthy } from './proc';
+import { Proc, waitHealthy } from './proc';
+import { freePort } from '../test/support/free-port';
 
 export type SubjectName = 'direct' | 'relay' | 'nginx';
 export const ALL_SUBJECTS: readonly SubjectName[] = ['direct', 'relay', 'nginx'];

@@ -7,20 +7,24 @@
  *   npm run bench                                 all scenarios, modest sizes (a few minutes)
  *   npm run bench -- --size full                  10,000 fan-out subscribers, 20,000 idle ones
  *   npm run bench -- --scenario fanout --subscribers 1000,10000 --codes 10,100
+ *   npm run bench -- --scenario big-events        40 topics x 400 events x 64 KiB through the relay: memory
  *
  * See bench/README.md for every option.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { type BigEventsSettings, runBigEvents } from './big-events';
 import { type CapacitySettings, runCapacity } from './capacity';
 import { type ChatSettings, runChat } from './chat';
 import { type FanoutSettings, type ScenarioOutcome, fixed, runFanout } from './fanout';
 import { ALL_SUBJECTS, Lab, ROOT, type SubjectName, ensureNginx, load1, machineLine } from './lab';
+import { type MultiplexSettings, runMultiplex } from './multiplex';
+import { portable, portableArg } from './portable-path';
 import { type SubscribeSettings, runSubscribe } from './subscribe';
 import { type UploadSettings, runUpload } from './upload';
 
-const SCENARIOS = ['fanout', 'capacity', 'subscribe', 'upload', 'chat'] as const;
+const SCENARIOS = ['fanout', 'capacity', 'subscribe', 'upload', 'chat', 'big-events', 'multiplex'] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
 
 interface Settings {
@@ -31,6 +35,8 @@ interface Settings {
   subscribe: SubscribeSettings;
   upload: UploadSettings;
   chat: ChatSettings;
+  bigEvents: BigEventsSettings;
+  multiplex: MultiplexSettings;
   out: string;
   nginx: string;
   pin: boolean;
@@ -82,6 +88,13 @@ function parseSettings(argv: string[]): Settings {
       'upload-mib': { type: 'string' },
       'chat-requests': { type: 'string' },
       'chat-warmup': { type: 'string' },
+      'big-topics': { type: 'string' },
+      'big-events': { type: 'string' },
+      'big-event-kib': { type: 'string' },
+      'big-rate': { type: 'string' },
+      'big-burst': { type: 'string' },
+      'multiplex-clients': { type: 'string' },
+      'multiplex-topics': { type: 'string' },
       out: { type: 'string' },
       nginx: { type: 'string' },
       'no-pin': { type: 'boolean' },
@@ -125,6 +138,21 @@ function parseSettings(argv: string[]): Settings {
     },
     upload: { bytes: positiveInt('upload-mib', values['upload-mib'], 1024) * 1024 * 1024 },
     chat: { requests: positiveInt('chat-requests', values['chat-requests'], 200), warmup: positiveInt('chat-warmup', values['chat-warmup'], 20) },
+    bigEvents: {
+      topics: positiveInt('big-topics', values['big-topics'], 40),
+      events: positiveInt('big-events', values['big-events'], 400),
+      eventKib: positiveInt('big-event-kib', values['big-event-kib'], 64),
+      rate: positiveInt('big-rate', values['big-rate'], 20),
+      burst: positiveInt('big-burst', values['big-burst'], 1),
+      graceMs: positiveInt('grace-ms', values['grace-ms'], 10_000),
+    },
+    multiplex: {
+      clients: positiveInt('multiplex-clients', values['multiplex-clients'], 100),
+      topics: positiveInt('multiplex-topics', values['multiplex-topics'], 20),
+      events: positiveInt('events', values.events, 20),
+      rate,
+      concurrency: positiveInt('concurrency', values.concurrency, 100),
+    },
     out: resolve(values.out ?? join(ROOT, 'bench/results/latest.md')),
     nginx: values.nginx ?? process.env.NGINX_BIN ?? '/usr/sbin/nginx',
     pin: values['no-pin'] !== true,
@@ -184,6 +212,12 @@ async function main(): Promise<void> {
       case 'chat':
         outcome = await runChat(lab, settings.chat, subjects);
         break;
+      case 'big-events':
+        outcome = await runBigEvents(lab, settings.bigEvents);
+        break;
+      case 'multiplex':
+        outcome = await runMultiplex(lab, settings.multiplex);
+        break;
     }
     failed ||= outcome.failed;
     data[scenario] = outcome.data;
@@ -199,7 +233,7 @@ async function main(): Promise<void> {
   const header = [
     '## Benchmark results',
     '',
-    `Machine: ${machineLine()}. Command: \`${commandLine(argv)}\`. ${lab.pinning}; open-file limit ${lab.nofile} per process. ` +
+    `Machine: ${machineLine()}. Command: \`${commandLine(argv.map((arg) => portableArg(arg, ROOT)))}\`. ${lab.pinning}; open-file limit ${lab.nofile} per process. ` +
       `Run ${startedAt.toISOString()} to ${new Date().toISOString()}; 1-minute load average ${fixed(loadAtStart, 1)} at the start, ${fixed(load1(), 1)} at the end ` +
       '(this machine is shared: above ~2 on 2 CPUs means others were running too, and timings are noisy).',
     ...notes.map((n) => `\n${n}`),
@@ -209,7 +243,7 @@ async function main(): Promise<void> {
   process.stdout.write(`\n${markdown}`);
   mkdirSync(dirname(settings.out), { recursive: true });
   writeFileSync(settings.out, markdown);
-  writeFileSync(settings.out.replace(/\.md$/, '') + '.json', `${JSON.stringify({ settings, machine: machineLine(), startedAt, ...data }, null, 2)}\n`);
+  writeFileSync(settings.out.replace(/\.md$/, '') + '.json', `${JSON.stringify({ settings: { ...settings, out: portable(settings.out, ROOT), nginx: portable(settings.nginx, ROOT) }, machine: machineLine(), startedAt, ...data }, null, 2)}\n`);
   console.error(`bench: wrote ${relative(process.cwd(), settings.out)}${svgName === undefined ? '' : ` and ${svgName}`}`);
   process.exit(failed ? 1 : 0);
 }

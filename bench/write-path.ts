@@ -40,7 +40,7 @@ const NO_HOOKS = { onClose: (): void => undefined };
 
 /** Opens the stream the way the relay does: a Subscriber sends the status, headers and retry hint. */
 function openStream(res: ServerResponse, held: Held[]): void {
-  const subscriber = new Subscriber(res, 1024 * 1024, 0, NO_HOOKS);
+  const subscriber = new Subscriber(res, { maxBufferedBytes: 1024 * 1024, drainGraceMs: 5000, ceilingFactor: 8 }, 0, NO_HOOKS);
   subscriber.open(2000);
   held.push({ res, subscriber });
 }

@@ -3,6 +3,7 @@ import type { Request, RequestHandler, Response } from 'express';
 import { parse as parseCookie } from 'cookie';
 import jwt, { type Algorithm } from 'jsonwebtoken';
 import { HttpError } from '../src/errors';
+import { MIN_SECRET_LENGTH } from '../src/jwt';
 
 /** How tokens are verified. Exactly one of `secret` and `publicKey`. */
 export interface JwtOptions {
@@ -19,8 +20,6 @@ export interface JwtOptions {
   /** Cookie read when there is no Authorization header. Defaults to `access_token`. */
   cookieName?: string | undefined;
 }
-
-export const MIN_SECRET_LENGTH = 32;
 
 // The user travels to the backend as X-User-Id, which must carry it unchanged: undici refuses control
 // characters and anything past U+00FF, and HTTP drops a leading or trailing space (" alice" arrives as "alice").
@@ -89,11 +88,6 @@ export const requireUser: RequestHandler = (_req, res, next) => {
   const error: unknown = res.locals.authError;
   next(error instanceof HttpError ? error : new HttpError('unauthorized', undefined, 401, CHALLENGE));
 };
-
-/** `identify` then `requireUser`: verifies the JWT of every request and refuses those without a valid one. */
-export function authenticate(options: JwtOptions): RequestHandler[] {
-  return [identify(options), requireUser];
-}
 
 function tokenOf(req: Request, cookieName: string): string | undefined {
   const header = req.headers.authorization;

@@ -1,5 +1,5 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
-import { HttpError, errorBody } from '../src/errors';
+import { ERROR_HEADERS, HttpError, errorBody } from '../src/errors';
 
 /** Answers an unknown route with the contract's JSON 404. */
 export const notFound: RequestHandler = (_req, _res, next) => {
@@ -23,7 +23,7 @@ export function errorHandler(log?: (err: unknown) => void): ErrorRequestHandler 
       // The request's log line carries this error.
       (res as unknown as { err?: unknown }).err = err;
     }
-    res.status(error.status).set(error.headers).set({ 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' }).json(errorBody(error.code, error.message));
+    res.status(error.status).set(error.headers).set(ERROR_HEADERS).json(errorBody(error.code, error.message));
   };
 }
 

@@ -26,10 +26,14 @@ export function clientIp(req: Request): string {
 /**
  * Holds a connection slot for as long as the response is open. The slot is released
  * on the response's `close`, which every ending emits: finished, aborted, destroyed.
+ * `pool` names the per-user count the slot is taken from: streams, or plain calls, so a
+ * user whose streams fill the per-user cap can still make REST calls (the total and
+ * per-IP caps count both).
  */
-export function limitConnections(counter: ConnectionCounter, onRefused?: (limit: LimitName) => void): RequestHandler {
+export function limitConnections(counter: ConnectionCounter, onRefused?: (limit: LimitName) => void, pool: 'streams' | 'calls' = 'streams'): RequestHandler {
   return async (req, res, next) => {
-    const admission = await counter.acquire(userOf(res), clientIp(req));
+    const user = userOf(res);
+    const admission = await counter.acquire(pool === 'streams' ? user : `calls:${user}`, clientIp(req));
     if (!admission.ok) {
       onRefused?.(admission.limit);
       const code = admission.limit === 'total' ? 'over_capacity' : 'too_many_connections';
@@ -37,6 +41,7 @@ export function limitConnections(counter: ConnectionCounter, onRefused?: (limit:
     }
     if (res.closed) return admission.release();
     res.once('close', admission.release);
+    res.locals.slotHeld = true;
     next();
   };
 }

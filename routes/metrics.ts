@@ -2,12 +2,14 @@ import type { RequestHandler } from 'express';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ConnectionCounter } from '../src/limits/connections';
 import type { Hub } from '../src/relay/hub';
+import type { Multiplexer } from '../src/relay/multiplex';
 import type { RelayStats } from '../src/relay/stats';
 
 interface Sources {
   readonly hub: Hub;
   readonly stats: RelayStats;
   readonly connections: ConnectionCounter;
+  readonly multiplexer?: Multiplexer;
 }
 
 /**
@@ -15,7 +17,7 @@ interface Sources {
  * `RelayStats`; the counters here read them at scrape time, so a delivery costs an
  * addition, not a metric update per subscriber.
  */
-export function relayMetrics({ hub, stats, connections }: Sources, defaultMetrics = true): { registry: Registry; handler: RequestHandler } {
+export function relayMetrics({ hub, stats, connections, multiplexer }: Sources, defaultMetrics = true): { registry: Registry; handler: RequestHandler } {
   const registry = new Registry();
   if (defaultMetrics) collectDefaultMetrics({ register: registry });
 
@@ -57,12 +59,17 @@ export function relayMetrics({ hub, stats, connections }: Sources, defaultMetric
   gauge('sse_relay_subscribers', 'Subscribers attached to shared topics now.', () => hub.streamCount);
   gauge('sse_relay_topics', 'Shared topics held now (live, opening or lingering).', () => hub.topicCount);
   gauge('sse_relay_upstream_connections', 'Upstream event streams open or being opened now.', () => hub.upstreamCount);
+  if (multiplexer) {
+    gauge('sse_relay_multiplexed_streams', 'Multiplexed streams (GET /api/events) open now; each is one of sse_relay_subscribers.', () => multiplexer.streamCount);
+    gauge('sse_relay_multiplexed_topics', 'Topic memberships of multiplexed streams now, summed over the streams.', () => multiplexer.membershipCount);
+  }
   total('sse_relay_events_total', 'Events received from upstreams and relayed.', () => stats.eventsRelayed);
   total('sse_relay_deliveries_total', 'Event deliveries: one per event per subscriber.', () => stats.deliveries);
   total('sse_relay_bytes_total', 'Bytes of events written to subscribers.', () => stats.bytesRelayed);
   total('sse_relay_replays_total', 'Resuming subscribers served from the replay buffer.', () => stats.replays);
   total('sse_relay_resyncs_total', 'Resuming subscribers whose id was older than the buffer (resync sent).', () => stats.resyncs);
   total('sse_relay_duplicates_dropped_total', 'Upstream events dropped because their id was already relayed.', () => stats.duplicatesDropped);
+  total('sse_relay_events_dropped_total', 'Upstream events dropped because they could not be re-encoded (each one logged).', () => stats.eventsDropped);
   total('sse_relay_upstream_connects_total', 'Upstream subscriptions opened (one per topic).', () => stats.upstreamConnects);
   total('sse_relay_upstream_reconnects_total', 'Upstream reconnects after a drop or a 5xx.', () => stats.upstreamReconnects);
   total('sse_relay_upstream_give_ups_total', 'Upstreams abandoned after the retry budget (relay_error sent).', () => stats.upstreamGiveUps);

@@ -250,6 +250,7 @@ function forwardedHeaders(req: Request, user: string): Record<string, string> {
   headers['x-forwarded-for'] = prior && req.app.get('trust proxy') ? `${String(prior)}, ${req.socket.remoteAddress ?? ''}` : (req.ip ?? '');
   headers['x-forwarded-proto'] = req.protocol;
   if (req.headers.host !== undefined) headers['x-forwarded-host'] = req.headers.host;
+  headers['x-forwarded-prefix'] = req.baseUrl;
 
   const hopByHop = new Set([...connectionNamed(req.headers.connection)].map(foldedName));
   let count = 0;

@@ -15,8 +15,11 @@ import { type ConnectionCounter, MemoryConnectionCounter } from '../src/limits/c
 import { type RelayOptions, optionWarnings, resolveOptions } from '../src/options';
 import { type AuthorizeTopic, backendAuthorizer } from '../src/relay/authorize';
 import { Hub } from '../src/relay/hub';
+import { Multiplexer } from '../src/relay/multiplex';
 import { LocalOwnership, type TopicOwnership } from '../src/relay/ownership';
 import { RelayStats } from '../src/relay/stats';
+import { clientScript } from './client-script';
+import { multiplexRoutes, topicResolver } from './events';
 import { relayMetrics } from './metrics';
 import { proxy } from './proxy';
 import { SHARED_STREAMS, type SharedStream, sharedStreamRoutes } from './streams';
@@ -38,6 +41,12 @@ export interface CreateRelayOptions extends RelayOptions {
   /** Where open streams are counted. Defaults to this process's memory, with the three limits above (or Redis with `redisUrl`). */
   connections?: ConnectionCounter;
   /**
+   * Origins (like `https://cdn.example.com`) besides the backend's to which a stream's redirects
+   * may be followed; the identity header is never sent there. Defaults to none: a redirect to
+   * another origin is answered 502 `upstream_redirect_refused`.
+   */
+  upstreamRedirectOrigins?: readonly string[];
+  /**
    * Run as one of several relays sharing a Redis (`redis://` or `rediss://`): one upstream per topic
    * across them, shared replay history, connection limits and rate limit (see the README's "Running
    * several relays"). Defaults to none: this process alone, in memory.
@@ -51,6 +60,8 @@ export interface CreateRelayOptions extends RelayOptions {
   logger?: Logger;
   /** Serve Prometheus metrics at `/metrics` (with Node's process metrics). Defaults to true. */
   metrics?: boolean;
+  /** Serve the browser client at `/client.js` (no auth). Defaults to true. */
+  clientScript?: boolean;
   /** Backend path that `/readyz` checks; its 2xx within 2 s means ready. Defaults to `/health`. */
   healthPath?: string;
 }
@@ -60,6 +71,8 @@ export interface Relay {
   /** Mount at the root of your app: serves `/api/*` and `/healthz`. */
   readonly router: Router;
   readonly hub: Hub;
+  /** The multiplexed streams (`GET /api/events`), by id. */
+  readonly multiplexer: Multiplexer;
   readonly stats: RelayStats;
   readonly connections: ConnectionCounter;
   /** The cluster parts when `redisUrl` is set. */
@@ -91,7 +104,11 @@ export function createRelay(options: CreateRelayOptions): Relay {
   const local = new LocalOwnership(streamAgent, config);
   const cluster: Cluster | undefined = options.redisUrl === undefined ? undefined : createCluster(new URL(String(options.redisUrl)), config, local, logger);
   const ownership = typeof options.ownership === 'function' ? options.ownership(local) : (options.ownership ?? cluster?.ownership ?? local);
-  const hub = new Hub(config, ownership, stats);
+  const hub = new Hub(config, ownership, stats, logger);
+  const redirectOrigins = new Set((options.upstreamRedirectOrigins ?? []).map((origin) => new URL(origin).origin));
+  const streams = options.streams ?? SHARED_STREAMS;
+  const resolveTopic = topicResolver(streams, config.backendUrl, redirectOrigins);
+  const multiplexer = new Multiplexer(hub, config, resolveTopic);
   const authorize = options.authorize ?? backendAuthorizer(callAgent, config.authorizationCacheMs, config.upstreamHeadersTimeoutMs);
   const connections =
     options.connections ??
@@ -102,6 +119,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
       perIp: config.maxConnectionsPerIp,
     });
   const holdSlot = limitConnections(connections, (limit) => stats.countRejection(limit));
+  const holdCallSlot = limitConnections(connections, (limit) => stats.countRejection(limit), 'calls');
   const rateLimited = limitRequests(config.rateLimitPerMinute, () => stats.countRejection('rate'), cluster?.rateLimitStore);
   // A request without a valid token is counted (by IP) before it is refused; with one,
   // only stream opens and POSTs count, by user.
@@ -110,14 +128,13 @@ export function createRelay(options: CreateRelayOptions): Relay {
     else next();
   };
 
-  const metrics = options.metrics === false ? undefined : relayMetrics({ hub, stats, connections });
+  const metrics = options.metrics === false ? undefined : relayMetrics({ hub, stats, connections, multiplexer });
   const backendReady = cachedCheck(new URL(options.healthPath ?? '/health', config.backendUrl), callAgent);
   let draining = false;
   const refuseWhileDraining: RequestHandler = (_req, _res, next) => {
     next(draining ? new HttpError('shutting_down', undefined, undefined, { 'Retry-After': '1' }) : undefined);
   };
 
-  const streams = options.streams ?? SHARED_STREAMS;
   // Only the relay's own paths: the app's routes after this router get no relay headers or log lines.
   const own = ['/api', '/healthz', '/readyz', '/metrics'];
 
@@ -132,6 +149,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
     res.status(status === 'ready' ? 200 : 503).set('Cache-Control', 'no-store').json({ status });
   });
   if (metrics) router.get('/metrics', metrics.handler);
+  if (options.clientScript !== false) router.get('/client.js', clientScript());
   if (options.corsOrigins !== undefined && options.corsOrigins.length > 0) {
     router.use(
       '/api',
@@ -153,6 +171,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
     '/api',
     sharedStreamRoutes(hub, {
       backendUrl: config.backendUrl,
+      redirectOrigins,
       authorize,
       // In a cluster the backend's answer to the first request is seen only by the topic's owner.
       authorizeNewTopics: options.authorize !== undefined || cluster !== undefined,
@@ -161,9 +180,20 @@ export function createRelay(options: CreateRelayOptions): Relay {
       logger,
     }),
   );
-  router.post(STREAMING_POSTS.map((path) => `/api${path}`), refuseWhileDraining);
-  // Every proxied request holds a slot while it is open: any backend route may answer with a stream.
-  router.use('/api', holdSlot);
+  router.use(
+    '/api',
+    multiplexRoutes(multiplexer, {
+      resolve: resolveTopic,
+      authorize,
+      guards: [refuseWhileDraining, rateLimited, holdSlot],
+      maxTopics: config.maxTopicsPerStream,
+      logger,
+    }),
+  );
+  router.post(STREAMING_POSTS.map((path) => `/api${path}`), refuseWhileDraining, holdSlot);
+  // Every other proxied request holds a slot while it is open too (any backend route may answer
+  // with a stream), counted per user apart from the streams, so a user at the stream cap can still call.
+  router.use('/api', (req, res, next) => (res.locals.slotHeld === true ? next() : holdCallSlot(req, res, next)));
   router.use(
     '/api',
     proxy({
@@ -182,6 +212,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
   return {
     router,
     hub,
+    multiplexer,
     stats,
     connections,
     cluster,
@@ -208,7 +239,7 @@ function helmetBesideStreams(own: string[], streams: readonly SharedStream[]): R
   const router = express.Router();
   // `use`, not `get`: a route would also answer OPTIONS on these paths, before CORS could.
   router.use(
-    streams.map((stream) => `/api${stream.path}`),
+    [...streams.map((stream) => `/api${stream.path}`), '/api/events'],
     (req, _res, next) => next(req.method === 'GET' || req.method === 'HEAD' ? 'router' : undefined),
   );
   router.use(own, helmet());

@@ -16,6 +16,12 @@ export interface SharedStream {
   streamPath(id: string): string;
   /** Backend path whose 2xx for a user admits that user to the topic. */
   statusPath(id: string): string;
+  /**
+   * The backend ends this stream only when it is over, so a clean end is final: subscribers get
+   * the end and late ones the replay, without asking the backend again. Defaults to false: as a
+   * spec client, the relay asks again with `Last-Event-ID` and the stream is over on a 204.
+   */
+  readonly final?: boolean;
 }
 
 /** The contract's two shared streams. */
@@ -43,6 +49,8 @@ const NOT_IN_A_HEADER = /[^\t\x20-\x7e\x80-\xff]/;
 /** How `sharedStreamRoutes` reaches the backend and decides who may join a topic. */
 export interface SharedStreamRouting {
   readonly backendUrl: URL;
+  /** Origins besides the backend's that a stream's redirects may lead to. */
+  readonly redirectOrigins: ReadonlySet<string>;
   readonly authorize: AuthorizeTopic;
   /**
    * Ask `authorize` before opening a new topic too. Not needed when `authorize` asks the
@@ -63,7 +71,7 @@ export function sharedStreamRoutes(hub: Hub, routing: SharedStreamRouting): Rout
   return router;
 }
 
-function sharedStreamHandler(hub: Hub, { backendUrl, authorize, authorizeNewTopics, logger }: SharedStreamRouting, stream: SharedStream): RequestHandler {
+function sharedStreamHandler(hub: Hub, { backendUrl, redirectOrigins, authorize, authorizeNewTopics, logger }: SharedStreamRouting, stream: SharedStream): RequestHandler {
   return async (req, res) => {
     const id = req.params.id;
     if (typeof id !== 'string' || !ID.test(id)) throw new HttpError('invalid_id');
@@ -73,16 +81,29 @@ function sharedStreamHandler(hub: Hub, { backendUrl, authorize, authorizeNewTopi
     // A topic that is already open was authorized for someone else: ask about this user first.
     // A new topic is authorized by the backend answering its first request, unless the policy is not the backend's.
     if (authorizeNewTopics || hub.topic(key)) {
-      const status = await authorize(user, new URL(stream.statusPath(id), backendUrl)).catch(() => 502);
+      let cause: unknown;
+      const status = await authorize(user, new URL(stream.statusPath(id), backendUrl)).catch((err: unknown) => {
+        cause = err;
+        return 502;
+      });
       if (status === 404 || status === 403 || status === 401) throw new HttpError('not_found');
-      if (status < 200 || status >= 300) throw new HttpError('bad_gateway');
+      if (status < 200 || status >= 300) {
+        // The client gets the registry's message; the log line gets the cause.
+        throw Object.assign(new HttpError('bad_gateway'), {
+          cause: cause ?? new Error(`status route answered ${status}`),
+        });
+      }
     }
-    const subscriber = hub.subscribe(res, { key, url: new URL(stream.streamPath(id), backendUrl) }, {
-      headers: { 'x-user-id': user },
+    const url = new URL(stream.streamPath(id), backendUrl);
+    const subscriber = hub.subscribe(res, { key, url, final: stream.final, redirectOrigins }, {
+      headers: { 'x-user-id': user, 'x-forwarded-prefix': req.baseUrl },
       lastEventId,
     });
     if (!subscriber) return;
-    res.locals.closeReason = () => subscriber.closeReason;
+    const topic = hub.topic(key);
+    // A stream refused after waiting for the backend (502 and the like) says why in its log line.
+    res.locals.closeReason = () =>
+      subscriber.closeReason === 'rejected' && topic?.failure !== undefined ? `rejected: ${topic.failure}` : subscriber.closeReason;
     logger.info({ req: loggedRequest(req, res), topic: key, lastEventId: lastEventId && redactTokens(lastEventId) }, 'stream opened');
     // Express leaves `req.next` pointing into its routing state (a `next` and a restore closure
     // per router level, and what they hold), which a held stream would keep for hours: 2.2 KiB

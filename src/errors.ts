@@ -4,6 +4,9 @@ export const ERROR_CODES = {
   invalid_id: { status: 400, message: 'The id in the path must be 1-128 characters of A-Z, a-z, 0-9, "_" or "-".' },
   invalid_path: { status: 400, message: 'The path must not contain dot segments (. or ..), empty segments, backslashes or encoded slashes, raw or percent-encoded; send it as a browser would.' },
   invalid_last_event_id: { status: 400, message: 'Last-Event-ID must be at most 256 characters, without control characters (CR, LF, NUL) or characters past U+00FF.' },
+  invalid_topic: { status: 400, message: 'Each topic must be download:CODE or session:SESSION_ID (ids of 1-128 characters of A-Z, a-z, 0-9, "_" or "-").' },
+  too_many_topics: { status: 400, message: 'Give at least one topic and at most MAX_TOPICS_PER_STREAM (32 by default) on one stream.' },
+  invalid_cursor: { status: 400, message: 'Last-Event-ID is not a cursor of this relay: resume with the id of the last event received, or without one.' },
   unauthorized: { status: 401, message: 'Send a token: Authorization: Bearer <jwt>, or the access_token cookie.' },
   invalid_token: { status: 401, message: 'The token is not valid.' },
   token_expired: { status: 401, message: 'The token has expired; get a new one.' },
@@ -14,6 +17,8 @@ export const ERROR_CODES = {
   too_many_connections: { status: 429, message: 'Too many open streams; close one or retry later.' },
   rate_limited: { status: 429, message: 'Too many requests; retry later.' },
   bad_gateway: { status: 502, message: 'The backend could not be reached; retry later.' },
+  upstream_not_event_stream: { status: 502, message: 'The backend answered with something other than an event stream.' },
+  upstream_redirect_refused: { status: 502, message: 'The backend redirected the stream where the relay may not follow.' },
   upstream_unavailable: { status: 502, message: 'The backend stream could not be reached; retry later.' },
   over_capacity: { status: 503, message: 'The relay is at capacity; retry later.' },
   shutting_down: { status: 503, message: 'The relay is shutting down; retry.' },
@@ -39,6 +44,9 @@ export class HttpError extends Error {
     this.name = 'HttpError';
   }
 }
+
+/** Headers of every error answer besides its own: never cached, never sniffed as anything but JSON. */
+export const ERROR_HEADERS: Readonly<Record<string, string>> = { 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' };
 
 /** The JSON body of an error answer. */
 export function errorBody(code: string, message: string): { error: { code: string; message: string } } {

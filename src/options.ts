@@ -7,14 +7,47 @@ import { DAY, HOUR, type IntegerSetting, MINUTE, integerProblem } from './settin
  */
 export const RELAY_SETTINGS = {
   replayBufferSize: { kind: 'count', env: 'REPLAY_BUFFER_SIZE', default: 1000, min: 1, max: 1_000_000, doc: 'events kept per topic for `Last-Event-ID` replay' },
-  replayBufferBytes: { kind: 'bytes', env: 'REPLAY_BUFFER_BYTES', default: 4 * 1024 ** 2, min: 1024, max: 1024 ** 3, doc: 'bytes of event data kept per topic for replay (in Redis with `REDIS_URL`); the oldest events go first past it' },
+  replayBufferBytes: { kind: 'bytes', env: 'REPLAY_BUFFER_BYTES', default: 4 * 1024 ** 2, min: 1024, max: 1024 ** 3, doc: 'bytes of history kept per topic (in Redis too with `REDIS_URL`); the oldest events go first past it' },
+  replayTotalBytes: {
+    kind: 'bytes',
+    env: 'REPLAY_TOTAL_BYTES',
+    default: 128 * 1024 ** 2,
+    min: 1024,
+    max: 64 * 1024 ** 3,
+    doc: "bytes of history kept by the whole process; idle topics' history goes first, then the oldest events",
+  },
   topicLingerMs: { kind: 'ms', env: 'TOPIC_LINGER_MS', default: 30_000, min: 0, max: HOUR, doc: 'how long a topic with no subscribers (or a finished one) is kept before its upstream closes' },
   heartbeatMs: { kind: 'ms', env: 'HEARTBEAT_MS', default: 15_000, min: 1, max: 10 * MINUTE, doc: '`: hb` comment interval to every subscriber; idle and lifetime are checked at the same tick' },
-  clientMaxBufferedBytes: { kind: 'bytes', env: 'CLIENT_MAX_BUFFERED_BYTES', default: 1024 ** 2, min: 1024, max: 1024 ** 3, doc: 'unsent bytes per subscriber before it is disconnected' },
+  clientMaxBufferedBytes: {
+    kind: 'bytes',
+    env: 'CLIENT_MAX_BUFFERED_BYTES',
+    default: 1024 ** 2,
+    min: 1024,
+    max: 1024 ** 3,
+    doc: 'unsent bytes a subscriber may hold; past it, it must drain within `CLIENT_DRAIN_GRACE_MS`',
+  },
+  clientDrainGraceMs: {
+    kind: 'ms',
+    env: 'CLIENT_DRAIN_GRACE_MS',
+    default: 5000,
+    min: 1,
+    max: HOUR,
+    doc: 'a subscriber past `CLIENT_MAX_BUFFERED_BYTES` that drains no byte this long is cut (a client that reads, however slowly, is not)',
+  },
+  clientBufferCeilingFactor: {
+    kind: 'count',
+    env: 'CLIENT_BUFFER_CEILING_FACTOR',
+    default: 4,
+    min: 1,
+    max: 1024,
+    doc: 'a subscriber whose unsent bytes pass this multiple of `CLIENT_MAX_BUFFERED_BYTES` is cut at once',
+  },
   maxEventBytes: { kind: 'bytes', env: 'MAX_EVENT_BYTES', default: 1024 ** 2, min: 64, max: 256 * 1024 ** 2, doc: 'largest upstream event (characters of one frame); a bigger one is treated as a broken upstream' },
   idleTimeoutMs: { kind: 'ms', env: 'IDLE_TIMEOUT_MS', default: 5 * MINUTE, min: 0, max: DAY, doc: 'a stream with no event this long is ended (0: never)' },
   maxStreamLifetimeMs: { kind: 'ms', env: 'MAX_STREAM_LIFETIME_MS', default: HOUR, min: 0, max: 7 * DAY, doc: 'every stream ends after this plus up to 10% jitter (0: never)' },
   retryHintMs: { kind: 'ms', env: 'RETRY_HINT_MS', default: 2000, min: 0, max: HOUR, doc: 'the `retry:` hint sent to a client when its stream opens' },
+  retryHintMinMs: { kind: 'ms', env: 'RETRY_HINT_MIN_MS', default: 250, min: 0, max: HOUR, doc: "the backend's `retry:` is passed on to clients, raised to at least this" },
+  retryHintMaxMs: { kind: 'ms', env: 'RETRY_HINT_MAX_MS', default: 60_000, min: 0, max: HOUR, doc: "the backend's `retry:` is passed on to clients, lowered to at most this" },
   upstreamHeadersTimeoutMs: { kind: 'ms', env: 'UPSTREAM_HEADERS_TIMEOUT_MS', default: 10_000, min: 1, max: 10 * MINUTE, doc: "how long to wait for the backend's response headers" },
   upstreamIdleTimeoutMs: { kind: 'ms', env: 'UPSTREAM_IDLE_TIMEOUT_MS', default: 45_000, min: 1, max: HOUR, doc: 'an upstream that sent no byte (not even a heartbeat) this long is reconnected' },
   reconnectBaseDelayMs: { kind: 'ms', env: 'RECONNECT_BASE_DELAY_MS', default: 250, min: 0, max: MINUTE, doc: 'first upstream reconnect delay cap; doubles per attempt, full jitter' },
@@ -58,6 +91,7 @@ export const RELAY_SETTINGS = {
     max: 1_000_000,
     doc: 'stream opens and POSTs per user (per IP for requests without a valid token) per minute (0: off)',
   },
+  maxTopicsPerStream: { kind: 'count', env: 'MAX_TOPICS_PER_STREAM', default: 32, min: 1, max: 256, doc: 'topics on one multiplexed stream (`GET /api/events?topic=…`); over it: 400' },
 } as const satisfies Record<string, IntegerSetting>;
 
 export type RelaySettingName = keyof typeof RELAY_SETTINGS;
@@ -105,6 +139,9 @@ export function optionWarnings(config: RelayConfig): string[] {
     if (config[name] !== 0 && config[name] < config.heartbeatMs) {
       warnings.push(`${name} (${config[name]}) is below heartbeatMs (${config.heartbeatMs}): it is checked at each heartbeat, so streams end up to heartbeatMs late`);
     }
+  }
+  if (config.retryHintMaxMs < config.retryHintMinMs) {
+    warnings.push(`retryHintMaxMs (${config.retryHintMaxMs}) is below retryHintMinMs (${config.retryHintMinMs}): every backend retry: is passed on as the former`);
   }
   if (config.clientMaxBufferedBytes < config.maxEventBytes) {
     warnings.push(`clientMaxBufferedBytes (${config.clientMaxBufferedBytes}) is below maxEventBytes (${config.maxEventBytes}): a subscriber that is sent one large event may be cut as slow`);

@@ -20,7 +20,7 @@ export interface IntegerSetting {
 }
 
 /** A setting the server parses itself (a URL, a key, a list): declared for the docs, read by its own code. */
-export interface TextSetting {
+interface TextSetting {
   readonly kind: 'text';
   readonly env: string;
   /** The default as the docs state it. */
@@ -36,7 +36,7 @@ export type Setting = IntegerSetting | TextSetting;
  */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
-export const SECOND = 1000;
+const SECOND = 1000;
 export const MINUTE = 60 * SECOND;
 export const HOUR = 60 * MINUTE;
 export const DAY = 24 * HOUR;

@@ -16,13 +16,16 @@ export interface ClusterFeedContext {
   readonly finishedKeepMs: number;
   /** Ids remembered to drop an upstream's resends after it resumed (the history's size). */
   readonly recentIds: number;
+  /** How long the owner waits to reopen an upstream that ended cleanly, given the backend's `retry:` (if any). */
+  reopenDelayMs(backendRetryMs: number | undefined): number;
   /** Takeover times, for metrics and the bench. */
   onTakeover?(ms: number): void;
 }
 
 type Role = 'starting' | 'owner' | 'follower' | 'local' | 'closed';
 
-// Entry fields: k kind (v event, f finished), i the event's id line, e effective id, n name, d data.
+// Entry fields: k kind (v event, x clean end, f finished, r the backend's retry: hint), i the
+// event's id line, e effective id, n name, d data (absent for an id-only frame), r milliseconds.
 
 /**
  * A topic's events in a cluster. The relay holding the topic's lease reads the backend and
@@ -30,6 +33,13 @@ type Role = 'starting' | 'owner' | 'follower' | 'local' | 'closed';
  * hands it to its topic; every other relay with subscribers follows the history through the
  * relay's one stream reader, and takes the lease over when it lapses, resuming the backend
  * from the last id in the history. Without Redis at start the topic reads its own upstream.
+ *
+ * A clean end of the backend's stream (not a finish) is an entry too, so every relay ends its
+ * subscribers' streams and they reconnect as they would to the backend. The owner does not wait
+ * for one of its own subscribers to come back (they may all be on other relays): it reopens the
+ * upstream with `Last-Event-ID` after the reconnection time a client would wait (the backend's
+ * `retry:`, else `retryHintMs`). A topic that resumes after the end is opened again at once on
+ * any relay; the events of the reopened upstream reach it through the shared history.
  */
 export class ClusterFeed implements EventFeed {
   private role: Role = 'starting';
@@ -47,6 +57,11 @@ export class ClusterFeed implements EventFeed {
   /** The upstream resumed: until a new id, an id already relayed is a resend. */
   private overlap = false;
   private lostAt = 0;
+  /** The topic heard `onEnd` and has not asked to `resume()` yet. */
+  private ended = false;
+  /** The backend's last `retry:` hint, as shared. */
+  private backendRetryMs: number | undefined;
+  private reopenTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly key: string,
@@ -64,11 +79,23 @@ export class ClusterFeed implements EventFeed {
     });
   }
 
+  /**
+   * The topic resumes after `onEnd`. The owner already reopens the upstream on its own, and a
+   * follower has nothing to reopen: either way the topic is open again at once.
+   */
+  resume(): void {
+    if (this.role === 'local') return this.upstream?.resume();
+    if (this.role === 'closed' || !this.ended) return;
+    this.ended = false;
+    this.listener.onOpen(undefined);
+  }
+
   close(): void {
     if (this.role === 'closed') return;
     const wasOwner = this.role === 'owner';
     this.role = 'closed';
     clearInterval(this.timer);
+    clearTimeout(this.reopenTimer);
     this.unfollow?.();
     this.upstream?.close();
     // Handing over at once: a relay that still has subscribers claims it at its next check.
@@ -116,21 +143,37 @@ export class ClusterFeed implements EventFeed {
         if (event.id !== undefined) fields.push('i', event.id);
         if (effectiveId !== undefined) fields.push('e', effectiveId);
         if (event.event !== undefined) fields.push('n', event.event);
-        fields.push('d', event.data);
-        this.publish(fields, event.data.length + (event.event?.length ?? 0) + (event.id?.length ?? 0));
+        if (event.data !== undefined) fields.push('d', event.data);
+        this.publish(fields, (event.data?.length ?? 0) + (event.event?.length ?? 0) + (event.id?.length ?? 0));
       },
-      onEnd: () => this.publish(['k', 'f'], 0, true),
-      onRefused: (status, body) => {
-        this.release();
-        this.listener.onRefused(status, body);
+      onReconnectTime: (ms) => {
+        if (ms !== this.backendRetryMs) this.publish(['k', 'r', 'r', String(ms)], 0);
       },
-      onGiveUp: (reason) => {
+      onEnd: () => {
+        this.publish(['k', 'x'], 0);
+        this.scheduleReopen();
+      },
+      onFinish: () => this.publish(['k', 'f'], 0, true),
+      onRefused: (refusal) => {
         this.release();
-        this.listener.onGiveUp(reason);
+        this.listener.onRefused(refusal);
+      },
+      onGiveUp: (reason, cause) => {
+        this.release();
+        this.listener.onGiveUp(reason, cause);
       },
       onRetry: (attempt, delayMs, cause) => this.listener.onRetry?.(attempt, delayMs, cause),
     });
     this.upstream.start();
+  }
+
+  /** After a clean end: reconnects as a client would, after the reconnection time. */
+  private scheduleReopen(): void {
+    clearTimeout(this.reopenTimer);
+    this.reopenTimer = setTimeout(() => {
+      if (this.role === 'owner') this.upstream?.resume();
+    }, this.context.reopenDelayMs(this.backendRetryMs));
+    this.reopenTimer.unref();
   }
 
   /**
@@ -168,6 +211,7 @@ export class ClusterFeed implements EventFeed {
   /** Stops reading the backend; another relay owns the topic: follow its appends. */
   private demote(why: string): void {
     this.context.logger.warn({ topic: this.key, why }, 'topic ownership lost; following the shared history');
+    clearTimeout(this.reopenTimer);
     this.upstream?.close();
     this.upstream = undefined;
     this.holder = undefined;
@@ -184,7 +228,7 @@ export class ClusterFeed implements EventFeed {
       onLost: () => {
         if (this.role !== 'follower') return;
         this.close();
-        this.listener.onGiveUp('redis_unavailable');
+        this.listener.onGiveUp('redis_unavailable', 'the shared history reader lost Redis');
       },
     });
     clearInterval(this.timer);
@@ -215,15 +259,32 @@ export class ClusterFeed implements EventFeed {
   private apply(entry: HistoryEntry, live: boolean): void {
     this.cursor = entry.streamId;
     const { fields } = entry;
-    if (fields.get('k') === 'f') {
-      if (live) this.finish();
-      return;
+    switch (fields.get('k')) {
+      case 'f':
+        if (live) this.finish();
+        return;
+      case 'x':
+        // A topic that has not opened yet waits for the owner's reopened upstream instead.
+        if (live && this.opened && !this.ended) {
+          this.ended = true;
+          this.listener.onEnd();
+        }
+        return;
+      case 'r': {
+        const ms = Number(fields.get('r'));
+        if (!Number.isFinite(ms)) return;
+        this.backendRetryMs = ms;
+        this.listener.onReconnectTime?.(ms);
+        return;
+      }
+      default: {
+        const id = fields.get('i');
+        const effectiveId = fields.get('e');
+        this.lastId = effectiveId;
+        if (id !== undefined) this.remember(id);
+        this.listener.onEvent({ id, event: fields.get('n'), data: fields.get('d') }, effectiveId);
+      }
     }
-    const id = fields.get('i');
-    const effectiveId = fields.get('e');
-    this.lastId = effectiveId;
-    if (id !== undefined) this.remember(id);
-    this.listener.onEvent({ id, event: fields.get('n'), data: fields.get('d') ?? '' }, effectiveId);
   }
 
   private remember(id: string): void {
@@ -236,23 +297,26 @@ export class ClusterFeed implements EventFeed {
   private open(): void {
     if (this.opened) return;
     this.opened = true;
-    this.listener.onOpen();
+    // Resends after a resume are dropped here, before the shared history: the topic needs no overlap check.
+    this.listener.onOpen(undefined);
   }
 
   private finish(): void {
     const wasOwner = this.role === 'owner';
     this.role = 'closed';
     clearInterval(this.timer);
+    clearTimeout(this.reopenTimer);
     this.unfollow?.();
     this.upstream?.close();
     if (wasOwner && this.holder !== undefined) this.context.store.release(this.key, this.holder).catch(() => undefined);
-    this.listener.onEnd();
+    this.listener.onFinish();
   }
 
   private release(): void {
     const holder = this.holder;
     this.role = 'closed';
     clearInterval(this.timer);
+    clearTimeout(this.reopenTimer);
     if (holder !== undefined) this.context.store.release(this.key, holder).catch(() => undefined);
   }
 

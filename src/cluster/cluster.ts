@@ -17,7 +17,7 @@ export interface Cluster {
   readonly ownership: TopicOwnership;
   readonly connections: ConnectionCounter;
   readonly rateLimitStore: Store;
-  /** Whether Redis answers now (`/readyz` says 503 `redis_unavailable` otherwise). */
+  /** Whether Redis answers now and holds this relay's slots (`/readyz` says 503 `redis_unavailable` otherwise). */
   readonly ready: boolean;
   /** Takeovers this relay did, and how long each took from the lease found lapsed to the upstream reopened. */
   readonly takeovers: number[];
@@ -56,6 +56,9 @@ export function createCluster(url: URL, config: RelayConfig, local: LocalOwnersh
     logger,
     finishedKeepMs: config.topicLingerMs,
     recentIds: config.replayBufferSize,
+    // What a client would wait before reconnecting: the backend's retry: as clients get it (bounded), else the relay's hint.
+    reopenDelayMs: (backendRetryMs: number | undefined) =>
+      backendRetryMs === undefined ? config.retryHintMs : Math.min(config.retryHintMaxMs, Math.max(config.retryHintMinMs, backendRetryMs)),
     onTakeover: (ms: number) => {
       takeovers.push(ms);
       if (takeovers.length > 100) takeovers.shift();
@@ -70,7 +73,8 @@ export function createCluster(url: URL, config: RelayConfig, local: LocalOwnersh
     connections,
     rateLimitStore: redisRateLimitStore(link),
     get ready() {
-      return link.ready;
+      // Until its slots are written to Redis, a relay counts them alone: not ready for the cluster yet.
+      return link.ready && connections.shared;
     },
     takeovers,
     async close() {

@@ -120,6 +120,8 @@ export class RedisConnectionCounter implements ConnectionCounter {
     this.redis.defineCommand('slotLeave', { numberOfKeys: 2, lua: LEAVE });
     this.timer = setInterval(() => void this.heartbeat(), Math.max(50, Math.floor(slotTtlMs / 3)));
     this.timer.unref();
+    // Counts go to Redis as soon as it answers, not a third of the TTL later: until then slots are counted here alone.
+    link.commands.on('ready', () => void this.heartbeat());
     void this.heartbeat();
   }
 

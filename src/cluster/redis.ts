@@ -75,7 +75,7 @@ export class RedisLink {
 }
 
 /** The URL without its password, for logs. */
-export function redacted(url: URL): string {
+function redacted(url: URL): string {
   if (url.password === '') return url.href;
   const copy = new URL(url.href);
   copy.password = '***';

@@ -1,8 +1,9 @@
 import type { ServerResponse } from 'node:http';
+import { type Logger, pino } from 'pino';
 import type { RelayConfig } from '../options';
 import type { TopicOwnership } from './ownership';
 import type { RelayStats } from './stats';
-import { Subscriber } from './subscriber';
+import { type CloseReason, type DrainPolicy, Subscriber } from './subscriber';
 import { Topic } from './topic';
 
 /** Where a shared stream comes from: its key and the backend URL of its events. */
@@ -11,6 +12,10 @@ export interface TopicRef {
   readonly key: string;
   /** The backend's event stream for this key. */
   readonly url: URL;
+  /** A clean end of the backend's stream means it is over (no reconnect to ask). */
+  readonly final?: boolean | undefined;
+  /** Origins besides the backend's that its redirects may lead to. */
+  readonly redirectOrigins?: ReadonlySet<string> | undefined;
 }
 
 export interface SubscribeRequest {
@@ -28,13 +33,21 @@ export class Hub {
   private readonly topics = new Map<string, Topic>();
   private readonly streams = new Set<Subscriber>();
   private readonly ticker: NodeJS.Timeout;
+  private readonly drainPolicy: DrainPolicy;
 
   constructor(
     private readonly config: RelayConfig,
     private readonly ownership: TopicOwnership,
     readonly stats: RelayStats,
+    private readonly logger: Logger = pino({ level: 'silent' }),
   ) {
-    this.ticker = setInterval(() => this.tick(), config.heartbeatMs);
+    this.drainPolicy = {
+      maxBufferedBytes: config.clientMaxBufferedBytes,
+      drainGraceMs: config.clientDrainGraceMs,
+      ceilingFactor: config.clientBufferCeilingFactor,
+    };
+    // The tick also judges clients past their buffer cap, whose stream may carry no more writes.
+    this.ticker = setInterval(() => this.tick(), Math.min(config.heartbeatMs, config.clientDrainGraceMs));
     this.ticker.unref();
   }
 
@@ -64,12 +77,21 @@ export class Hub {
    */
   subscribe(res: ServerResponse, ref: TopicRef, request: SubscribeRequest): Subscriber | undefined {
     if (res.destroyed || !res.socket || res.socket.destroyed) return undefined;
+    const topic = this.topicFor(ref, request);
+    const subscriber = this.stream(res, (closed) => topic.detach(closed));
+    topic.attach(subscriber, request.lastEventId);
+    return subscriber;
+  }
+
+  /** The topic of `ref`, opened with `request` (identity and origin id) if it is not held. */
+  topicFor(ref: TopicRef, request: SubscribeRequest): Topic {
     let topic = this.topics.get(ref.key);
     if (!topic) {
       topic = new Topic(
-        { key: ref.key, url: ref.url, headers: request.headers, originId: request.lastEventId },
+        { key: ref.key, url: ref.url, headers: request.headers, originId: request.lastEventId, final: ref.final, redirectOrigins: ref.redirectOrigins },
         {
           config: this.config,
+          logger: this.logger,
           ownership: this.ownership,
           stats: this.stats,
           onClosed: (closed) => {
@@ -79,18 +101,24 @@ export class Hub {
       );
       this.topics.set(ref.key, topic);
     }
-    const owner = topic;
-    const subscriber = new Subscriber(res, this.config.clientMaxBufferedBytes, this.config.maxStreamLifetimeMs, {
+    return topic;
+  }
+
+  /**
+   * A client stream held by the hub: heartbeats, idle and lifetime ends, drain and close apply.
+   * `onClose` is called once when its response is gone. A multiplexed stream is one of these.
+   */
+  stream(res: ServerResponse, onClose: (subscriber: Subscriber, reason: CloseReason) => void): Subscriber {
+    const subscriber = new Subscriber(res, this.drainPolicy, this.config.maxStreamLifetimeMs, {
       onClose: (closed, reason) => {
         this.streams.delete(closed);
-        owner.detach(closed);
+        onClose(closed, reason);
         if (reason === 'slow_client') this.stats.slowClientsCut += 1;
         this.stats.countClose(reason);
       },
     });
     this.streams.add(subscriber);
     this.stats.streamsOpened += 1;
-    owner.attach(subscriber, request.lastEventId);
     return subscriber;
   }
 
@@ -125,12 +153,13 @@ export class Hub {
     const { idleTimeoutMs, heartbeatMs } = this.config;
     for (const subscriber of this.streams) {
       if (!subscriber.opened) continue;
+      subscriber.checkDrain(now);
       const quietFor = now - subscriber.lastEventAt;
       if (idleTimeoutMs > 0 && quietFor >= idleTimeoutMs) subscriber.end('idle_timeout');
       else if (subscriber.deadline > 0 && now >= subscriber.deadline) subscriber.end('lifetime');
       // A stream that carried an event within the interval needs no heartbeat: on busy relays
       // this keeps the tick from writing to every one of thousands of clients at once.
-      else if (quietFor >= heartbeatMs) subscriber.heartbeat();
+      else if (quietFor >= heartbeatMs) subscriber.heartbeat(now);
     }
   }
 }

@@ -1,11 +1,14 @@
 import type { Dispatcher } from 'undici';
 import type { RelayConfig } from '../options';
+import { HistoryBudget } from './history-budget';
 import { MemoryReplayBuffer, type ReplayBuffer } from './replay';
 import { Upstream, type UpstreamInit, type UpstreamListener } from './upstream';
 
 /** A topic's source of events, started once and closed once. */
 export interface EventFeed {
   start(): void;
+  /** After the listener's `onEnd`: asks the backend again with the last event id, as a spec client reconnects. */
+  resume(): void;
   /** Stops at once; no listener method is called after this. */
   close(): void;
 }
@@ -24,16 +27,21 @@ export interface TopicOwnership {
 
 /** One process, no sharing: each topic reads its own upstream and keeps its history in memory. */
 export class LocalOwnership implements TopicOwnership {
+  /** What the histories of all this process's topics hold, against `replayTotalBytes`. */
+  readonly budget: HistoryBudget;
+
   constructor(
     private readonly dispatcher: Dispatcher,
     private readonly config: RelayConfig,
-  ) {}
+  ) {
+    this.budget = new HistoryBudget(config.replayTotalBytes);
+  }
 
   feed(_key: string, init: UpstreamInit, listener: UpstreamListener): EventFeed {
     return new Upstream(init, this.dispatcher, this.config, listener);
   }
 
   history(_key: string): ReplayBuffer {
-    return new MemoryReplayBuffer(this.config.replayBufferSize);
+    return new MemoryReplayBuffer(this.config.replayBufferSize, this.config.replayBufferBytes, this.budget);
   }
 }

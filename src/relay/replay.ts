@@ -1,3 +1,5 @@
+import type { HistoryBudget } from './history-budget';
+
 /** One relayed event as kept for replay: its serialized frame and the id a client resumes from. */
 export interface StoredEvent {
   /** The effective event id (what a client's `Last-Event-ID` will be after this event). */
@@ -16,55 +18,113 @@ export interface ReplayBuffer {
   after(id: string): StoredEvent[] | undefined;
   /** Everything held, oldest first. */
   all(): StoredEvent[];
-  /** The newest event, if any. */
-  last(): StoredEvent | undefined;
   /** Whether any event was ever evicted (the history no longer starts at the beginning). */
   readonly truncated: boolean;
+  /**
+   * Says whether the topic has no reader (lingering or finished): an idle history is the
+   * first to give up its events when the process holds too much.
+   */
+  setIdle(idle: boolean): void;
+  /** The topic is gone: drops everything held and gives its memory back. */
+  release(): void;
 }
 
-/** A fixed-size ring in memory, with an id index so lookups do not scan. */
+/**
+ * A ring in memory, bounded by count and by bytes, with an id index so lookups do not
+ * scan. When a `HistoryBudget` is given, the ring's bytes count towards it and the
+ * budget may evict the ring's oldest events to keep the whole process under its cap.
+ */
 export class MemoryReplayBuffer implements ReplayBuffer {
   private readonly ring: (StoredEvent | undefined)[];
   /** Sequence number of the oldest held event; events are numbered from 0. */
-  private head = 0;
+  private headSeq = 0;
   private next = 0;
   /** First sequence number per id: a client that saw an id has seen at least its first event. */
   private readonly index = new Map<string, number>();
+  /** The newest id relayed, kept when its event is evicted: a client holding it has missed nothing. */
+  private newestId: string | undefined;
+  private held = 0;
+  /** Set by the topic: nobody reads this history now. */
+  idle = false;
 
-  constructor(private readonly capacity: number) {
+  constructor(
+    private readonly capacity: number,
+    private readonly maxBytes = Number.POSITIVE_INFINITY,
+    private readonly budget?: HistoryBudget,
+  ) {
     this.ring = new Array<StoredEvent | undefined>(capacity);
   }
 
   get truncated(): boolean {
-    return this.head > 0;
+    return this.headSeq > 0;
+  }
+
+  /** Bytes of the frames held. */
+  get bytes(): number {
+    return this.held;
+  }
+
+  /** Events held. */
+  get length(): number {
+    return this.next - this.headSeq;
+  }
+
+  /** Sequence number of the oldest event held (the next one pushed, when empty). */
+  get head(): number {
+    return this.headSeq;
   }
 
   push(event: StoredEvent): void {
-    if (this.next - this.head === this.capacity) {
-      const evicted = this.ring[this.head % this.capacity];
-      if (evicted?.id !== undefined && this.index.get(evicted.id) === this.head) this.index.delete(evicted.id);
-      this.head += 1;
+    const size = event.frame.length;
+    while (this.length === this.capacity || (this.length > 0 && this.held + size > this.maxBytes)) this.evictOldest();
+    if (event.id !== undefined) this.newestId = event.id;
+    if (size > this.maxBytes) {
+      // Too big to keep at all: the history now starts after it.
+      this.headSeq = this.next = this.next + 1;
+      return;
     }
     this.ring[this.next % this.capacity] = event;
     if (event.id !== undefined && !this.index.has(event.id)) this.index.set(event.id, this.next);
+    this.held += size;
     this.next += 1;
+    this.budget?.added(this, this.next - 1, size);
   }
 
   has(id: string): boolean {
-    return this.index.has(id);
+    return this.index.has(id) || id === this.newestId;
   }
 
   after(id: string): StoredEvent[] | undefined {
     const seq = this.index.get(id);
-    return seq === undefined ? undefined : this.slice(seq + 1);
+    if (seq !== undefined) return this.slice(seq + 1);
+    return id === this.newestId && this.length === 0 ? [] : undefined;
   }
 
   all(): StoredEvent[] {
-    return this.slice(this.head);
+    return this.slice(this.headSeq);
   }
 
-  last(): StoredEvent | undefined {
-    return this.next > this.head ? this.ring[(this.next - 1) % this.capacity] : undefined;
+  setIdle(idle: boolean): void {
+    this.idle = idle;
+    this.budget?.idleChanged(this);
+  }
+
+  release(): void {
+    while (this.length > 0) this.evictOldest();
+  }
+
+  /** Drops the oldest event held; returns its size in bytes (0 when empty). */
+  evictOldest(): number {
+    if (this.length === 0) return 0;
+    const slot = this.headSeq % this.capacity;
+    const evicted = this.ring[slot];
+    this.ring[slot] = undefined;
+    if (evicted?.id !== undefined && this.index.get(evicted.id) === this.headSeq) this.index.delete(evicted.id);
+    this.headSeq += 1;
+    const size = evicted?.frame.length ?? 0;
+    this.held -= size;
+    this.budget?.removed(size);
+    return size;
   }
 
   private slice(from: number): StoredEvent[] {

@@ -5,6 +5,8 @@ export class RelayStats {
   deliveries = 0;
   bytesRelayed = 0;
   duplicatesDropped = 0;
+  /** Upstream events that could not be re-encoded (dropped, logged). */
+  eventsDropped = 0;
   replays = 0;
   resyncs = 0;
   upstreamConnects = 0;

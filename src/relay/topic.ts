@@ -1,15 +1,19 @@
-import type { EventSourceMessage } from 'eventsource-parser';
-import { encodeEvent } from '../sse/encode';
+import type { Logger } from 'pino';
+import { HttpError } from '../errors';
+import { type SseEvent, encodeEvent, encodeRetry } from '../sse/encode';
 import type { RelayConfig } from '../options';
 import type { EventFeed, TopicOwnership } from './ownership';
+import type { UpstreamRefusal } from './upstream';
 import type { ReplayBuffer, StoredEvent } from './replay';
 import type { RelayStats } from './stats';
-import type { Subscriber } from './subscriber';
+import type { TopicMember } from './member';
 
-/** `opening`: waiting for the backend's answer; `live`: relaying; `finished`: the backend ended the stream. */
-export type TopicState = 'opening' | 'live' | 'finished' | 'closed';
-
-const RESYNC = encodeEvent({ event: 'resync', data: JSON.stringify({ reason: 'history_gap' }) });
+/**
+ * `opening`: waiting for the backend's answer; `live`: relaying; `ended`: the backend ended the
+ * stream cleanly, and the next subscriber to come reopens it with `Last-Event-ID`; `finished`:
+ * the backend said the stream is over (204).
+ */
+export type TopicState = 'opening' | 'live' | 'ended' | 'finished' | 'closed';
 
 export interface TopicInit {
   readonly key: string;
@@ -19,18 +23,23 @@ export interface TopicInit {
   readonly headers: Record<string, string>;
   /** Where the upstream starts: the opening subscriber's `Last-Event-ID`. */
   readonly originId: string | undefined;
+  /** A clean end of the backend's stream means it is over. */
+  readonly final?: boolean | undefined;
+  /** Origins besides the backend's that its redirects may lead to. */
+  readonly redirectOrigins?: ReadonlySet<string> | undefined;
 }
 
 export interface TopicContext {
   readonly config: RelayConfig;
   readonly ownership: TopicOwnership;
   readonly stats: RelayStats;
+  readonly logger: Logger;
   /** Called once when the topic is gone, so the hub forgets it. */
   onClosed(topic: Topic): void;
 }
 
 interface Waiting {
-  readonly subscriber: Subscriber;
+  readonly subscriber: TopicMember;
   readonly lastEventId: string | undefined;
 }
 
@@ -40,7 +49,7 @@ interface Waiting {
  */
 export class Topic {
   state: TopicState = 'opening';
-  readonly subscribers = new Set<Subscriber>();
+  readonly subscribers = new Set<TopicMember>();
   private waiting: Waiting[] = [];
   private readonly replay: ReplayBuffer;
   private readonly upstream: EventFeed;
@@ -49,6 +58,19 @@ export class Topic {
   private originId: string | undefined;
   /** A shared history this topic loaded had already lost its oldest events. */
   private sharedTruncated = false;
+  /** The backend's `retry:` as clients get it (bounded), once it sent one. */
+  private retryMs: number | undefined;
+  /**
+   * The upstream resumed after events were relayed: until it sends an id not relayed yet, an
+   * event whose id was relayed is a resend from at or before the resume point, and dropped.
+   */
+  private overlap = false;
+  /** Whether this topic relayed any event yet (history may have been evicted since). */
+  private relayedAny = false;
+  /** Where the upstream would resume: the last effective id it sent (or the origin). */
+  private resumeId: string | undefined;
+  /** Why the topic failed, for the log line of a subscriber that was refused. */
+  failure: string | undefined;
 
   constructor(
     private readonly init: TopicInit,
@@ -56,21 +78,29 @@ export class Topic {
   ) {
     this.replay = context.ownership.history(init.key);
     this.originId = init.originId;
+    this.resumeId = init.originId;
     this.upstream = context.ownership.feed(
       init.key,
-      { url: init.url, headers: init.headers, lastEventId: init.originId },
+      { url: init.url, headers: init.headers, lastEventId: init.originId, final: init.final, redirectOrigins: init.redirectOrigins },
       {
-        onOpen: () => this.onOpen(),
-        onEvent: (event, id) => this.publish(event, id),
+        onOpen: (resumedFrom) => this.onOpen(resumedFrom),
+        onEvent: (event, id) => {
+          this.resumeId = id;
+          this.publish(event, id);
+        },
+        onReconnectTime: (ms) => this.onReconnectTime(ms),
         onEnd: () => this.onEnd(),
-        onRefused: (status, body) => this.onRefused(status, body),
-        onGiveUp: (reason) => this.onGiveUp(reason),
+        onFinish: () => this.onFinish(),
+        onRefused: (refusal) => this.onRefused(refusal),
+        onGiveUp: (reason, cause) => this.onGiveUp(reason, cause),
         onHistory: (origin, truncated) => {
           this.originId = origin;
+          this.resumeId = origin;
           this.sharedTruncated = truncated;
         },
-        onRetry: () => {
+        onRetry: (attempt, delayMs, cause) => {
           context.stats.upstreamReconnects += 1;
+          context.logger.warn({ topic: init.key, attempt, delayMs, cause }, 'upstream attempt failed; retrying');
         },
       },
     );
@@ -88,15 +118,21 @@ export class Topic {
   }
 
   /** Adds a subscriber that resumes after `lastEventId` (or from the start). */
-  attach(subscriber: Subscriber, lastEventId: string | undefined): void {
+  attach(subscriber: TopicMember, lastEventId: string | undefined): void {
     clearTimeout(this.lingerTimer);
     this.lingerTimer = undefined;
     if (subscriber.isClosed) return this.linger();
+    if (this.state !== 'finished') this.replay.setIdle(false);
+    if (this.state === 'ended') {
+      // [spec] what a client reconnecting to the backend would do: ask again with Last-Event-ID.
+      this.state = 'opening';
+      this.upstream.resume();
+    }
     if (this.state === 'opening') this.waiting.push({ subscriber, lastEventId });
     else this.deliver(subscriber, lastEventId);
   }
 
-  detach(subscriber: Subscriber): void {
+  detach(subscriber: TopicMember): void {
     this.subscribers.delete(subscriber);
     if (this.waiting.length > 0) this.waiting = this.waiting.filter((w) => w.subscriber !== subscriber);
     if (this.size === 0) this.linger();
@@ -108,24 +144,25 @@ export class Topic {
     this.state = 'closed';
     clearTimeout(this.lingerTimer);
     this.upstream.close();
-    for (const { subscriber } of this.waiting) subscriber.reject(503, 'shutting_down', 'The relay is shutting down; retry.');
+    this.replay.release();
+    for (const { subscriber } of this.waiting) subscriber.reject(new HttpError('shutting_down'));
     this.waiting = [];
     for (const subscriber of this.subscribers) subscriber.end('shutdown');
     this.subscribers.clear();
     this.context.onClosed(this);
   }
 
-  private deliver(subscriber: Subscriber, lastEventId: string | undefined): void {
+  private deliver(subscriber: TopicMember, lastEventId: string | undefined): void {
     if (subscriber.isClosed) return;
     const { events, gap } = this.history(lastEventId);
     if (this.state === 'finished' && events.length === 0 && !gap) return subscriber.noContent();
-    subscriber.open(this.context.config.retryHintMs);
+    subscriber.open(this.retryMs ?? this.context.config.retryHintMs);
     if (gap) {
       this.context.stats.resyncs += 1;
-      subscriber.send(RESYNC);
+      subscriber.resync();
     }
     if (events.length > 0) this.context.stats.replays += 1;
-    subscriber.replay(events.map((event) => event.frame));
+    subscriber.catchUp(events);
     if (this.state === 'finished') subscriber.end('upstream_ended');
     else if (!subscriber.isClosed) this.subscribers.add(subscriber);
   }
@@ -141,48 +178,107 @@ export class Topic {
     return { events: this.replay.all(), gap: this.replay.truncated || this.sharedTruncated || !fromOrigin };
   }
 
-  private publish(message: EventSourceMessage, effectiveId: string | undefined): void {
+  private publish(message: SseEvent, effectiveId: string | undefined): void {
     const started = performance.now();
     const { stats } = this.context;
-    // After a reconnect, a backend may resend what we already relayed: drop it.
-    if (message.id !== undefined && this.replay.has(message.id)) {
-      stats.duplicatesDropped += 1;
+    if (this.overlap && message.id !== undefined) {
+      if (this.replay.has(message.id)) {
+        stats.duplicatesDropped += 1;
+        return;
+      }
+      this.overlap = false;
+    }
+    let frame: Buffer;
+    try {
+      frame = encodeEvent(message);
+    } catch (err) {
+      // A relay bug or a feed that breaks the SSE rules, not a broken connection: the stream goes on.
+      stats.eventsDropped += 1;
+      this.context.logger.warn({ topic: this.key, id: message.id, err }, 'upstream event dropped: it cannot be re-encoded');
       return;
     }
-    const frame = encodeEvent(message);
-    this.replay.push({ id: effectiveId, frame });
+    const stored = { id: effectiveId, frame };
+    this.replay.push(stored);
+    this.relayedAny = true;
     stats.eventsRelayed += 1;
     stats.deliveries += this.subscribers.size;
     stats.bytesRelayed += frame.length * this.subscribers.size;
     const now = Date.now();
-    for (const subscriber of this.subscribers) subscriber.send(frame, now);
+    for (const subscriber of this.subscribers) subscriber.relay(stored, now);
     stats.onDelivered((performance.now() - started) / 1000);
   }
 
-  private onOpen(): void {
+  private onOpen(resumedFrom: string | undefined): void {
     this.state = 'live';
+    // Only events relayed before this connection can be resent by it (repeated ids on a live
+    // connection are the backend's to send, and delivered).
+    this.overlap = resumedFrom !== undefined && this.relayedAny;
     this.flushWaiting();
   }
 
+  /** The backend's reconnection time, bounded, for the clients it concerns. */
+  private onReconnectTime(ms: number): void {
+    const { retryHintMinMs, retryHintMaxMs } = this.context.config;
+    const bounded = Math.min(retryHintMaxMs, Math.max(retryHintMinMs, ms));
+    if (bounded === this.retryMs) return;
+    this.retryMs = bounded;
+    const frame = encodeRetry(bounded);
+    for (const subscriber of this.subscribers) subscriber.retryHint(frame);
+  }
+
+  /**
+   * A clean end is passed on: every subscriber's stream ends, so clients reconnect as they would
+   * to the backend. The topic keeps its history for them, and the first to come back reopens the
+   * upstream with Last-Event-ID. Without an id to resume from there is nothing to reopen: the
+   * topic goes, and a client that comes back starts afresh as it would with the backend.
+   */
   private onEnd(): void {
+    for (const subscriber of this.subscribers) subscriber.end('upstream_ended');
+    this.subscribers.clear();
+    const resumable = this.resumeId !== undefined && this.resumeId !== '';
+    if (!resumable && this.waiting.length === 0) return this.fail();
+    this.state = 'ended';
+    if (this.waiting.length > 0) {
+      this.state = 'opening';
+      this.upstream.resume();
+    }
+    this.linger();
+  }
+
+  /** The backend said the stream is over: everyone gets what they miss, then the end (or 204). */
+  private onFinish(): void {
     this.state = 'finished';
+    // Only resuming clients read a finished topic's history: it is the first to go when memory is short.
+    this.replay.setIdle(true);
     this.flushWaiting();
     for (const subscriber of this.subscribers) subscriber.end('upstream_ended');
     this.subscribers.clear();
     this.linger();
   }
 
-  private onRefused(status: number, body: string): void {
-    const error = parseError(body) ?? { code: 'upstream_refused', message: `The backend answered ${status}.` };
-    for (const { subscriber } of this.waiting) subscriber.reject(status, error.code, error.message);
+  private onRefused({ status, kind, body, reason }: UpstreamRefusal): void {
+    this.failure = `backend refused: ${reason}`;
+    this.context.logger.warn({ topic: this.key, status, reason }, 'upstream refused');
+    const error =
+      parseError(body) ??
+      (kind === 'not_event_stream'
+        ? { code: 'upstream_not_event_stream', message: `The backend answered ${reason}, not an event stream.` }
+        : kind === 'redirect'
+          ? { code: 'upstream_redirect_refused', message: 'The backend redirected the stream where the relay may not follow.' }
+          : { code: 'upstream_refused', message: `The backend answered ${status}.` });
+    for (const { subscriber } of this.waiting) subscriber.reject(new HttpError(error.code, error.message, status));
     this.waiting = [];
+    for (const subscriber of this.subscribers) subscriber.end('relay_error', { event: 'relay_error', data: { reason: `upstream_status_${status}` } });
+    this.subscribers.clear();
     this.fail();
   }
 
-  private onGiveUp(reason: string): void {
+  private onGiveUp(reason: string, cause: string): void {
     this.context.stats.upstreamGiveUps += 1;
+    this.failure = `${reason} after ${this.context.config.reconnectMaxAttempts} retries: ${cause}`;
+    this.context.logger.error({ topic: this.key, reason, cause }, 'upstream given up');
     for (const { subscriber } of this.waiting) {
-      subscriber.reject(502, 'upstream_unavailable', 'The backend stream could not be reached; retry later.');
+      subscriber.reject(new HttpError('upstream_unavailable'));
     }
     this.waiting = [];
     for (const subscriber of this.subscribers) subscriber.end('relay_error', { event: 'relay_error', data: { reason } });
@@ -195,6 +291,7 @@ export class Topic {
     this.state = 'closed';
     clearTimeout(this.lingerTimer);
     this.upstream.close();
+    this.replay.release();
     this.context.onClosed(this);
   }
 
@@ -207,6 +304,7 @@ export class Topic {
   /** Keeps an empty or finished topic a little, so quick reconnects reuse it, then closes it. */
   private linger(): void {
     if (this.state === 'closed' || this.size > 0) return;
+    this.replay.setIdle(true);
     clearTimeout(this.lingerTimer);
     this.lingerTimer = setTimeout(() => {
       if (this.size === 0) this.fail();

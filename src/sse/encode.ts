@@ -4,25 +4,32 @@ export interface SseEvent {
   readonly id?: string | undefined;
   /** The event's `event:` name; absent for unnamed (`message`) events. */
   readonly event?: string | undefined;
-  /** The event's data; newlines become several `data:` lines. */
-  readonly data: string;
+  /**
+   * The event's data; newlines become several `data:` lines. Absent: an id-only frame, which
+   * dispatches nothing but moves the client's last event id (what a backend's `id:` without
+   * `data:` does).
+   */
+  readonly data?: string | undefined;
 }
 
 // [spec] a field value ends at CR, LF or CRLF: split on all three so no data can
 // start a new field or a new event.
 const LINE_BREAK = /\r\n|\r|\n/;
-// id and event are single-line fields; a line break in them would inject fields.
-const SINGLE_LINE = /[\r\n\0]/;
+// id and event are single-line fields; a line break in them would inject fields. [spec] an id
+// with NUL is ignored by clients, so one is refused rather than silently lost; an event name may
+// hold NUL (clients dispatch it as it is).
+const LINE_BREAK_CHAR = /[\r\n]/;
+const ID_FORBIDDEN = /[\r\n\0]/;
 
 /** Serializes one event into the bytes of one SSE frame, ending with the blank line. */
 export function encodeEvent(event: SseEvent): Buffer {
   let frame = '';
   if (event.event !== undefined && event.event !== '' && event.event !== 'message') {
-    frame += `event: ${singleLine('event', event.event)}\n`;
+    frame += `event: ${checked('event', event.event, LINE_BREAK_CHAR)}\n`;
   }
-  for (const line of event.data.split(LINE_BREAK)) frame += `data: ${line}\n`;
+  if (event.data !== undefined) for (const line of event.data.split(LINE_BREAK)) frame += `data: ${line}\n`;
   // The id goes last so a client that sees the id has seen the whole frame.
-  if (event.id !== undefined) frame += `id: ${singleLine('id', event.id)}\n`;
+  if (event.id !== undefined) frame += `id: ${checked('id', event.id, ID_FORBIDDEN)}\n`;
   return Buffer.from(`${frame}\n`, 'utf8');
 }
 
@@ -36,8 +43,8 @@ export function encodeRetry(ms: number): Buffer {
   return Buffer.from(`retry: ${Math.max(0, Math.floor(ms))}\n\n`, 'utf8');
 }
 
-function singleLine(field: string, value: string): string {
-  if (SINGLE_LINE.test(value)) throw new TypeError(`SSE ${field} must not contain CR, LF or NUL`);
+function checked(field: string, value: string, forbidden: RegExp): string {
+  if (forbidden.test(value)) throw new TypeError(`SSE ${field} must not contain ${forbidden === ID_FORBIDDEN ? 'CR, LF or NUL' : 'CR or LF'}`);
   return value;
 }
 

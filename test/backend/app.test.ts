@@ -3,9 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { createBackend } from '../../backend/app';
-import { loadBackendConfig } from '../../config/backend';
+import { loadBackendConfig } from '../../backend/config';
 import { ConfigError } from '../../config/env';
-import { TestBackend, multipart, sampleFile, until } from './harness';
+import { TestBackend, multipart, sampleFile } from './harness';
+import { until } from '../support/until';
 
 let api: TestBackend | undefined;
 

@@ -1,4 +1,5 @@
-import { TestBackend, delay, until } from './harness';
+import { TestBackend } from './harness';
+import { delay, until } from '../support/until';
 
 let api: TestBackend;
 

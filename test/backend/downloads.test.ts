@@ -1,5 +1,6 @@
 import { EXPORT_HEADER } from '../../backend/export-file';
-import { TestBackend, collect, failure, until } from './harness';
+import { TestBackend, collect, failure } from './harness';
+import { until } from '../support/until';
 
 let api: TestBackend;
 

@@ -9,7 +9,7 @@ import { type Backend, createBackend } from '../../backend/app';
 import type { BackendOptions } from '../../backend/options';
 
 /** Timings that make every job finish in milliseconds. */
-export const FAST: Partial<BackendOptions> = { tickMs: 2, chunkMs: 1, tokenMs: 2, retryMs: 5, heartbeatMs: 60_000 };
+const FAST: Partial<BackendOptions> = { tickMs: 2, chunkMs: 1, tokenMs: 2, retryMs: 5, heartbeatMs: 60_000 };
 
 export interface Reply {
   readonly status: number;
@@ -213,19 +213,6 @@ export function failure(es: EventSource, timeoutMs = 5000): Promise<{ code?: num
       resolve({ code: err.code, message: err.message });
     });
   });
-}
-
-/** Resolves when `check` returns true, polling every few ms; rejects after `timeoutMs`. */
-export async function until(check: () => boolean | Promise<boolean>, timeoutMs = 5000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await delay(3);
-  }
-}
-
-export function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** A multipart/form-data body in three pieces, so a test can send the file slowly. */

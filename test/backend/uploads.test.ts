@@ -4,8 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import type { EventSourceMessage } from 'eventsource-parser';
-import { type Multipart, type SseResponse, TestBackend, collect, delay, multipart, sampleFile, until } from './harness';
+import { type Multipart, type SseResponse, TestBackend, collect, multipart, sampleFile } from './harness';
 import type { BackendOptions } from '../../backend/options';
+import { delay, until } from '../support/until';
 
 const UPLOAD = '/documents/upload-sse';
 const STAGES = [

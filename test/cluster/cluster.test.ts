@@ -4,7 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { EventSource } from 'eventsource';
 import { Redis } from 'ioredis';
 import { FixtureBackend } from '../support/fixture-backend';
-import { tokenFor, until } from '../support/relay-server';
+import { tokenFor } from '../support/relay-server';
+import { until } from '../support/until';
 import { RedisServer } from '../support/redis';
 import { RelayProcess } from '../support/relay-process';
 
@@ -33,6 +34,13 @@ async function startRelays(count: number, env: Record<string, string> = {}, back
     ),
   );
   relays.push(...started);
+  // Ready: Redis answers and holds each relay's slots, so limits count across relays from the first stream.
+  const isReady = async (relay: RelayProcess): Promise<boolean> => {
+    const res = await fetch(`${relay.url}/readyz`);
+    await res.body?.cancel();
+    return res.status === 200;
+  };
+  await Promise.all(started.map((relay) => until(() => isReady(relay), 5000, 'relay ready')));
   return started;
 }
 
@@ -40,10 +48,16 @@ async function startRelays(count: number, env: Record<string, string> = {}, back
  * A browser behind a load balancer: connects to `relay`, and when that relay is dead, to the
  * next live one, resuming with Last-Event-ID as EventSource does.
  */
-function subscriber(path: string, relay: RelayProcess, pool: RelayProcess[], user = 'alice', lastEventId?: string): { es: EventSource; ids: string[]; opened: () => boolean } {
+function subscriber(
+  path: string,
+  relay: RelayProcess,
+  pool: RelayProcess[],
+  user = 'alice',
+  lastEventId?: string,
+): { es: EventSource; ids: string[]; opened: () => boolean; opens: () => number } {
   const ids: string[] = [];
   let target = relay;
-  let opened = false;
+  let opens = 0;
   const token = tokenFor(user);
   const es = new EventSource(`http://relay${path}`, {
     fetch: (input, init) => {
@@ -53,11 +67,38 @@ function subscriber(path: string, relay: RelayProcess, pool: RelayProcess[], use
       return fetch(new URL(new URL(String(input)).pathname, target.url), { ...init, headers });
     },
   });
-  es.onopen = () => (opened = true);
+  es.onopen = () => (opens += 1);
   es.onmessage = (event) => ids.push(event.lastEventId);
   es.addEventListener('resync', () => ids.push('resync'));
   clients.push(es);
-  return { es, ids, opened: () => opened };
+  return { es, ids, opened: () => opens > 0, opens: () => opens };
+}
+
+/** Reads a streaming response until its text matches `pattern`; resolves with the text so far. */
+async function readUntil(res: Response, pattern: RegExp, timeoutMs = 5000): Promise<string> {
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  const decoder = new TextDecoder();
+  const timer = setTimeout(() => void reader.cancel(), timeoutMs);
+  let text = '';
+  try {
+    while (!pattern.test(text)) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`stream ended before ${String(pattern)}: ${JSON.stringify(text)}`);
+      text += decoder.decode(value, { stream: true });
+    }
+    return text;
+  } finally {
+    clearTimeout(timer);
+    await reader.cancel().catch(() => undefined);
+  }
+}
+
+/** Two relays, with `path`'s topic owned by the first (one subscriber there holds it). */
+async function ownedTopic(path: string): Promise<{ owner: RelayProcess; follower: RelayProcess; first: ReturnType<typeof subscriber> }> {
+  const [owner, follower] = (await startRelays(2)) as [RelayProcess, RelayProcess];
+  const first = subscriber(`/api${path}`, owner, []);
+  await until(() => first.opened() && owner.lines('topic owned').length === 1, 5000, 'the topic owned by the first relay');
+  return { owner, follower, first };
 }
 
 function range(from: number, to: number): string[] {
@@ -274,5 +315,49 @@ test('a finished topic answers 204 on every relay for its linger period, without
   expect(late.status).toBe(200);
   // A newcomer gets the whole history, then the end.
   expect(await late.text()).toMatch(/data: e1\nid: 1\n\ndata: e2\nid: 2\n\ndata: e3\nid: 3\n\n$/);
+  // The clean end was reconnected once by the owner, as a client would, and that answer (204) held.
+  expect(backend.requests.filter((request) => request.path === path).map((request) => request.lastEventId)).toEqual([undefined, '3']);
+}, 30_000);
+
+test('a clean end of the backend stream (not a finish) ends the streams on every relay, and they resume over the owner\'s one reconnect', async () => {
+  const path = '/downloads/clean-end/events';
+  const { follower, first } = await ownedTopic(path);
+  const second = subscriber(`/api${path}`, follower, []);
+  await until(() => second.opened(), 5000, 'the follower\'s subscriber open');
+  for (let i = 1; i <= 3; i++) backend.emit(path, `data: e${i}\n`);
+  await until(() => first.ids.length === 3 && second.ids.length === 3, 5000, 'three events on both relays');
+
+  backend.closeStreams(path);
+  // Both clients saw their stream end and reconnected, as they would to the backend.
+  await until(() => first.opens() === 2 && second.opens() === 2, 5000, 'both streams ended and reopened');
+  await until(() => backend.requests.filter((request) => request.path === path).length === 2 && backend.listeners(path) === 1, 5000, 'the owner reconnected');
+  for (let i = 4; i <= 5; i++) backend.emit(path, `data: e${i}\n`);
+  await until(() => first.ids.length === 5 && second.ids.length === 5, 5000, 'the events after the end on both relays');
+  expect(first.ids).toEqual(range(1, 5));
+  expect(second.ids).toEqual(range(1, 5));
+  expect(backend.requests.filter((request) => request.path === path).map((request) => request.lastEventId)).toEqual([undefined, '3']);
+}, 30_000);
+
+test('the backend\'s retry: hint and its id-only frames reach the subscribers of another relay', async () => {
+  const path = '/downloads/retry-hint/events';
+  const { follower } = await ownedTopic(path);
+  const res = await fetch(`${follower.url}/api${path}`, { headers: { authorization: `Bearer ${tokenFor('alice')}` } });
+  expect(res.status).toBe(200);
+  await until(() => follower.lines('stream opened').length === 1, 5000, 'the follower\'s stream open');
+  backend.writeRaw(path, 'retry: 4321\n\nid: 7\n\ndata: after\n\n');
+  const text = await readUntil(res, /data: after\n\n/);
+  expect(text).toMatch(/retry: 4321\n\n[\s\S]*id: 7\n\ndata: after\n\n$/);
+}, 30_000);
+
+test('a multiplexed stream on one relay gets the events of a topic another relay owns, over its one upstream', async () => {
+  const path = '/downloads/mux/events';
+  const { follower } = await ownedTopic(path);
+  const res = await fetch(`${follower.url}/api/events?topic=download:mux`, { headers: { authorization: `Bearer ${tokenFor('alice')}` } });
+  expect(res.status).toBe(200);
+  await until(() => follower.lines('stream opened').length === 1, 5000, 'the multiplexed stream open');
+  for (let i = 1; i <= 2; i++) backend.emit(path, `data: e${i}\n`);
+  const text = await readUntil(res, /"id":"2"/);
+  expect(text).toContain('{"topic":"download:mux","id":"1","data":"e1"}');
+  expect(text).toContain('{"topic":"download:mux","id":"2","data":"e2"}');
   expect(backend.requests.filter((request) => request.path === path)).toHaveLength(1);
 }, 30_000);

@@ -2,7 +2,7 @@ import { pino } from 'pino';
 import { RedisConnectionCounter } from '../../src/cluster/connection-counter';
 import { RedisLink } from '../../src/cluster/redis';
 import { SharedTopicStore } from '../../src/cluster/shared-topic';
-import { until } from '../support/relay-server';
+import { until } from '../support/until';
 import { RedisServer } from '../support/redis';
 
 const redis = new RedisServer();

@@ -10,7 +10,8 @@ import { promisify } from 'node:util';
 import { createParser } from 'eventsource-parser';
 import { FixtureBackend } from '../support/fixture-backend';
 import { type RunningNginx, requireNginx, startNginx } from '../support/nginx';
-import { type RunningRelay, startRelay, tokenFor, until } from '../support/relay-server';
+import { type RunningRelay, startRelay, tokenFor } from '../support/relay-server';
+import { until } from '../support/until';
 
 const PATH = '/downloads/abc/events';
 const EVENTS = 20;

@@ -2,8 +2,9 @@ import { Writable } from 'node:stream';
 import type { EventSource } from 'eventsource';
 import { type Logger, pino } from 'pino';
 import { FixtureBackend } from '../support/fixture-backend';
-import { freePort } from '../../bench/proc';
-import { type RunningRelay, collect, eventSourceAs, startRelay, tokenFor, until } from '../support/relay-server';
+import { type RunningRelay, collect, eventSourceAs, startRelay, tokenFor } from '../support/relay-server';
+import { until } from '../support/until';
+import { freePort } from '../support/free-port';
 
 const PATH = '/downloads/ops/events';
 

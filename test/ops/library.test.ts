@@ -15,8 +15,8 @@ import {
   type UpstreamListener,
   createRelay,
 } from '../../index';
-import { until } from '../backend/harness';
 import { FixtureBackend } from '../support/fixture-backend';
+import { until } from '../support/until';
 
 const SECRET = 'a-team-secret-that-is-long-enough-for-hs256';
 

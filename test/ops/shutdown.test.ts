@@ -4,7 +4,8 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { EventSource } from 'eventsource';
 import { FixtureBackend } from '../support/fixture-backend';
-import { TEST_SECRET, tokenFor, until } from '../support/relay-server';
+import { TEST_SECRET, tokenFor } from '../support/relay-server';
+import { until } from '../support/until';
 
 const SERVER = join(__dirname, '../../dist/server.js');
 const PATH = '/downloads/deploy/events';

@@ -4,8 +4,9 @@ import { createServer, request as httpRequest } from 'node:http';
 import { type AddressInfo, connect } from 'node:net';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
-import { SseResponse, TestBackend, multipart, sampleFile, until } from '../backend/harness';
+import { SseResponse, TestBackend, multipart, sampleFile } from '../backend/harness';
 import { type RunningRelay, authHeader, startRelay } from '../support/relay-server';
+import { until } from '../support/until';
 
 let backend: TestBackend;
 let relay: RunningRelay;

@@ -17,7 +17,7 @@ afterEach(async () => {
 async function rawExchange(script: (subscriber: Subscriber) => void): Promise<string> {
   let closedWith: CloseReason | undefined;
   server = createServer((_req, res: ServerResponse) => {
-    const subscriber = new Subscriber(res, 64 * 1024, 0, { onClose: (_s, reason) => (closedWith = reason) });
+    const subscriber = new Subscriber(res, { maxBufferedBytes: 64 * 1024, drainGraceMs: 1000, ceilingFactor: 8 }, 0, { onClose: (_s, reason) => (closedWith = reason) });
     subscriber.open(1000);
     script(subscriber);
   });

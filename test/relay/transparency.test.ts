@@ -1,6 +1,7 @@
 import type { EventSource } from 'eventsource';
 import { FixtureBackend } from '../support/fixture-backend';
-import { type RunningRelay, eventSourceAs, startRelay, until } from '../support/relay-server';
+import { type RunningRelay, eventSourceAs, startRelay } from '../support/relay-server';
+import { until } from '../support/until';
 
 const PATH = '/downloads/awkward/events';
 

@@ -1,7 +1,7 @@
-import { freePort } from '../../bench/proc';
 import { Agent } from 'undici';
 import { resolveOptions } from '../../src/options';
 import { Upstream } from '../../src/relay/upstream';
+import { freePort } from '../support/free-port';
 
 /** A loopback port with nothing listening: every connect is refused at once. */
 afterEach(() => {
@@ -28,6 +28,7 @@ test('reconnects use full jitter under an exponentially growing cap, then give u
     onOpen: () => undefined,
     onEvent: () => undefined,
     onEnd: () => undefined,
+    onFinish: () => undefined,
     onRefused: () => undefined,
     onGiveUp: (reason) => (gaveUp = reason),
     onRetry: (_attempt, delayMs) => delays.push(delayMs),

@@ -7,7 +7,8 @@ import { request } from 'undici';
 import type { JwtOptions } from '../../middleware/authenticate';
 import { SseResponse, TestBackend, multipart, sampleFile } from '../backend/harness';
 import { FixtureBackend } from '../support/fixture-backend';
-import { type RunningRelay, TEST_SECRET, collect, eventSourceAs, startRelay, tokenFor, until } from '../support/relay-server';
+import { type RunningRelay, TEST_SECRET, collect, eventSourceAs, startRelay, tokenFor } from '../support/relay-server';
+import { until } from '../support/until';
 
 const STREAM = '/downloads/abc/events';
 /** A REST route the fixture answers 200 for any user. */

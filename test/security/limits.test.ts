@@ -2,7 +2,8 @@ import type { Request } from 'express';
 import { ipKeyGenerator } from 'express-rate-limit';
 import { clientIp } from '../../middleware/limits';
 import { FixtureBackend } from '../support/fixture-backend';
-import { type RunningRelay, collect, eventSourceAs, startRelay, tokenFor, until } from '../support/relay-server';
+import { type RunningRelay, collect, eventSourceAs, startRelay, tokenFor } from '../support/relay-server';
+import { until } from '../support/until';
 
 const PATH = '/downloads/limits/events';
 

@@ -2,7 +2,8 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { getGlobalDispatcher } from 'undici';
 import { FixtureBackend } from '../support/fixture-backend';
-import { type RunningRelay, authHeader, startRelay, tokenFor, until } from '../support/relay-server';
+import { type RunningRelay, authHeader, startRelay, tokenFor } from '../support/relay-server';
+import { until } from '../support/until';
 
 let backend: FixtureBackend;
 let relay: RunningRelay;

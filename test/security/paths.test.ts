@@ -2,7 +2,8 @@ import { type Socket, connect } from 'node:net';
 import { getGlobalDispatcher } from 'undici';
 import type { CreateRelayOptions } from '../../routes/relay';
 import { FixtureBackend } from '../support/fixture-backend';
-import { type RunningRelay, authHeader, startRelay, until } from '../support/relay-server';
+import { type RunningRelay, authHeader, startRelay } from '../support/relay-server';
+import { until } from '../support/until';
 
 let backend: FixtureBackend;
 let relay: RunningRelay | undefined;

@@ -1,6 +1,7 @@
 import { type Socket, connect } from 'node:net';
 import { FixtureBackend } from '../support/fixture-backend';
-import { type RunningRelay, startRelay, tokenFor, until } from '../support/relay-server';
+import { type RunningRelay, startRelay, tokenFor } from '../support/relay-server';
+import { until } from '../support/until';
 
 let backend: FixtureBackend;
 let relay: RunningRelay;

@@ -31,6 +31,12 @@ export class FixtureBackend {
   healthStatus = 200;
   /** When set, stream requests are answered with this status instead. */
   refuseWith: number | undefined;
+  /** A resumed stream starts this many events before the client's `Last-Event-ID` (a backend that resends too much). */
+  resendBeforeResume = 0;
+  /** Answers a stream request itself when it returns true (redirects, odd statuses, odd content types). */
+  respond: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
+  /** Called with each stream response once its history was written (to script drops). */
+  onStream: ((res: ServerResponse) => void) | undefined;
   url = '';
 
   constructor() {
@@ -81,7 +87,15 @@ export class FixtureBackend {
     for (const res of this.channel(path).open) res.socket?.destroy();
   }
 
-  /** Ends the stream normally: no more events. */
+  /**
+   * Ends the open responses of a path cleanly, the stream itself going on: a reconnect with
+   * `Last-Event-ID` gets what came after (the ordinary "server closes, client reconnects" pattern).
+   */
+  closeStreams(path: string): void {
+    for (const res of this.channel(path).open) res.end();
+  }
+
+  /** Ends the stream normally: no more events; a reconnect with the last id gets 204. */
   end(path: string): void {
     const channel = this.channel(path);
     channel.ended = true;
@@ -106,17 +120,21 @@ export class FixtureBackend {
       this.healthChecks += 1;
       return json(res, this.healthStatus, this.healthStatus === 200 ? { status: 'ok' } : { status: 'unhealthy' });
     }
-    if (url.pathname.endsWith('/status')) {
+    // The contract's two status routes: a download's, and an upload session's.
+    if (url.pathname.endsWith('/status') || url.pathname.startsWith('/sessions/')) {
       this.statusChecks += 1;
-      const streamPath = url.pathname.replace(/\/status$/, '/events');
+      const streamPath = url.pathname.endsWith('/status')
+        ? url.pathname.replace(/\/status$/, '/events')
+        : url.pathname.replace(/^\/sessions\//, '/documents/upload-sse/reconnect/');
       return this.allowed(streamPath, user) ? json(res, 200, { ok: true }) : json(res, 404, notFound());
     }
     const lastEventId = req.headers['last-event-id'] as string | undefined;
     this.requests.push({ path: url.pathname, user, lastEventId });
+    if (this.respond?.(req, res) === true) return;
     if (this.refuseWith !== undefined) return json(res, this.refuseWith, { error: { code: 'refused', message: 'scripted refusal' } });
     if (!this.allowed(url.pathname, user)) return json(res, 404, notFound());
     const channel = this.channel(url.pathname);
-    const from = lastEventId === undefined ? 0 : channel.frames.findIndex((f) => f.id === lastEventId) + 1;
+    const from = lastEventId === undefined ? 0 : Math.max(0, channel.frames.findIndex((f) => f.id === lastEventId) + 1 - this.resendBeforeResume);
     if (channel.ended && from >= channel.frames.length && lastEventId !== undefined) {
       res.writeHead(204).end();
       return;
@@ -127,6 +145,7 @@ export class FixtureBackend {
     if (channel.ended) return void res.end();
     channel.open.add(res);
     res.on('close', () => channel.open.delete(res));
+    this.onStream?.(res);
   }
 
   private allowed(path: string, user: string | undefined): boolean {

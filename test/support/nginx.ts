@@ -4,10 +4,10 @@ import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort } from '../../bench/proc';
+import { freePort } from './free-port';
 
 /** The nginx binary the deploy tests run: `NGINX_BIN`, else Debian's. */
-export const NGINX_BIN = process.env.NGINX_BIN ?? '/usr/sbin/nginx';
+const NGINX_BIN = process.env.NGINX_BIN ?? '/usr/sbin/nginx';
 
 /** Throws when the nginx binary is missing: a test that needs nginx must fail, never skip, without it. */
 export function requireNginx(): string {

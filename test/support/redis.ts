@@ -2,10 +2,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
-import { freePort } from '../../bench/proc';
+import { freePort } from './free-port';
 
 /** Debian's redis-server (`.ci/run` installs the `redis-server` package), or `REDIS_SERVER_BIN`. */
-export const REDIS_SERVER_BIN = process.env.REDIS_SERVER_BIN ?? '/usr/bin/redis-server';
+const REDIS_SERVER_BIN = process.env.REDIS_SERVER_BIN ?? '/usr/bin/redis-server';
 
 /**
  * A real redis-server on a free loopback port, without persistence, so a restart loses

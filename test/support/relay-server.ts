@@ -5,7 +5,6 @@ import express from 'express';
 import jwt from 'jsonwebtoken';
 import { EventSource } from 'eventsource';
 
-export { until } from '../backend/harness';
 import { type CreateRelayOptions, type Relay, createRelay } from '../../routes/relay';
 
 export const TEST_SECRET = 'test-secret-that-is-long-enough-for-hs256!';

@@ -1,5 +1,5 @@
-import type { BackendOptions } from '../backend/options';
-import { type Env, EnvReader } from './env';
+import type { BackendOptions } from './options';
+import { type Env, EnvReader } from '../config/env';
 
 /** Everything the standalone reference backend reads from its environment, validated. */
 export interface BackendServerConfig {

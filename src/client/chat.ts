@@ -1,0 +1,95 @@
+import { parseJsonData, readEventStream } from './sse-body';
+import { RelayError, type Transport } from './transport';
+
+/** The request of a chat answer. */
+export interface ChatRequest {
+  readonly chatbotId: string;
+  readonly message: string;
+}
+
+/** Callbacks of `chat`. */
+export interface ChatHandlers {
+  /** One more piece of the answer; `text` is the answer so far. */
+  onToken?(token: string, text: string): void;
+  /** A chunk that could not be read was skipped. */
+  onError?(error: Error): void;
+}
+
+/** An answer being streamed. */
+export interface ChatReply {
+  /** Stops the answer: the request is aborted and `done` resolves with the text so far. */
+  abort(): void;
+  /** The whole answer, once `message_stop` came (or the text so far after `abort()`). */
+  readonly done: Promise<string>;
+}
+
+/** Streams `POST /api/chat/stream`, token by token. */
+export function streamChat(transport: Transport, body: ChatRequest, handlers: ChatHandlers): ChatReply {
+  const abort = new AbortController();
+  let text = '';
+  const done = (async () => {
+    try {
+      const response = await transport.request('/api/chat/stream', {
+        method: 'POST',
+        headers: { accept: 'text/event-stream', 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+        signal: abort.signal,
+      });
+      if (!response.ok || response.body === null) throw await RelayError.from(response);
+      let stopped = false;
+      await readEventStream(response.body, (event) => {
+        if (event.event === 'message_stop') stopped = true;
+        if (event.event !== 'content_block_delta') return;
+        const data = parseJsonData(event, (_bad, error) => handlers.onError?.(new Error(`skipped a bad chat chunk: ${error.message}`)));
+        const token = (data as { delta?: { text?: unknown } } | undefined)?.delta?.text;
+        if (typeof token !== 'string') return;
+        text += token;
+        handlers.onToken?.(token, text);
+      });
+      if (!stopped && !abort.signal.aborted) throw new Error('the answer ended before message_stop');
+    } catch (err) {
+      if (!abort.signal.aborted) throw err;
+    }
+    return text;
+  })();
+  return { abort: () => abort.abort(), done };
+}
+
+/** One message of a conversation's history. */
+export interface ChatMessage {
+  readonly role: string;
+  readonly text?: string;
+  readonly [field: string]: unknown;
+}
+
+/** One page of history, oldest first. */
+export interface HistoryPage {
+  readonly messages: readonly ChatMessage[];
+  readonly hasMore: boolean;
+}
+
+/** Loads a conversation backwards, one page at a time: the newest page first. */
+export interface HistoryPager {
+  /** The next (older) page; an empty page once there is no more. */
+  next(): Promise<HistoryPage>;
+  /** False once the oldest page was loaded. */
+  readonly hasMore: boolean;
+}
+
+/** A pager over `POST /api/chat/history`. */
+export function chatHistory(transport: Transport, chatbotId: string, pageSize: number): HistoryPager {
+  let page = 0;
+  let hasMore = true;
+  return {
+    get hasMore() {
+      return hasMore;
+    },
+    async next() {
+      if (!hasMore) return { messages: [], hasMore: false };
+      const answer = await transport.json<HistoryPage>('/api/chat/history', { chatbotId, page: page + 1, pageSize });
+      page += 1;
+      hasMore = answer.hasMore;
+      return answer;
+    },
+  };
+}

@@ -1,0 +1,58 @@
+import { createParser } from 'eventsource-parser';
+
+/** One event read from a stream: `event` is undefined for unnamed events; `id` is the last id seen on the stream (the spec keeps it across events). */
+export interface StreamEvent {
+  readonly event: string | undefined;
+  readonly id: string | undefined;
+  readonly data: string;
+}
+
+/** Largest event the client holds while it arrives; a bigger one fails the stream rather than growing without bound. */
+const MAX_EVENT_CHARS = 1024 * 1024;
+
+/**
+ * Reads a `fetch` body as an event stream until it ends, calling `onEvent` per event and
+ * `onRetry` with a server's `retry:`. Chunks may split lines, events and characters anywhere.
+ * Rejects when the body fails (a dropped connection), or when the signal aborts it.
+ */
+export async function readEventStream(
+  body: ReadableStream<Uint8Array>,
+  onEvent: (event: StreamEvent) => void,
+  onRetry?: (ms: number) => void,
+): Promise<void> {
+  let lastId: string | undefined;
+  const parser = createParser({
+    maxBufferSize: MAX_EVENT_CHARS,
+    onEvent(message) {
+      if (message.id !== undefined) lastId = message.id;
+      onEvent({ event: message.event, id: lastId, data: message.data });
+    },
+    onRetry,
+  });
+  // TextDecoder with { stream: true } joins characters split across chunks and drops a leading BOM,
+  // which eventsource-parser only recognises as raw bytes.
+  const decoder = new TextDecoder();
+  const reader = body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      parser.feed(decoder.decode(value, { stream: true }));
+    }
+  } finally {
+    reader.releaseLock();
+  }
+}
+
+/**
+ * The data of an event as JSON, or undefined (after telling `onBadEvent`) when it is not:
+ * one bad chunk is skipped, the stream goes on.
+ */
+export function parseJsonData(event: StreamEvent, onBadEvent?: (event: StreamEvent, error: Error) => void): unknown {
+  try {
+    return JSON.parse(event.data) as unknown;
+  } catch (err) {
+    onBadEvent?.(event, err instanceof Error ? err : new Error(String(err)));
+    return undefined;
+  }
+}

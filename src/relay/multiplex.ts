@@ -1,0 +1,349 @@
+import { randomBytes } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+import type { HttpError } from '../errors';
+import type { RelayConfig } from '../options';
+import { type CursorId, encodeEntry, joinCursor } from './cursor';
+import { controlOf, envelopeOf, idLine } from './envelope';
+import type { Hub, TopicRef } from './hub';
+import type { TopicMember } from './member';
+import type { StoredEvent } from './replay';
+import type { CloseReason, Subscriber } from './subscriber';
+import type { Topic } from './topic';
+
+/*
+ * The path of one event to a multiplexed client:
+ *
+ *   backend ─▶ Upstream ─▶ Topic.publish ──▶ Subscriber.relay(stored)            (single-topic clients: the frame)
+ *   (parsed once by        encodeEvent once └▶ Membership.relay(stored)
+ *    eventsource-parser)   replay.push           └▶ MultiplexStream.relay
+ *                                                      envelopeOf(topic, stored)   once per event, shared (WeakMap)
+ *                                                      idLine(cursor)              per client: `id: <cursor>\n`
+ *                                                      writer.sendParts(own, shared)  one chunk, one write
+ *
+ * A multiplexed client is one `Subscriber` (the writer: headers, heartbeats, idle and lifetime
+ * ends, the slow-client cap, one connection slot) and one small `Membership` per topic, which a
+ * `Topic` holds among its members exactly like a single-topic subscriber.
+ */
+
+/** What a multiplexed stream needs to (re)open a topic by its name. */
+export type ResolveTopic = (topic: string) => TopicRef | undefined;
+
+/** One topic a stream starts with: where it resumes, and how the cursor names it. */
+export interface PlannedTopic {
+  readonly ref: TopicRef;
+  readonly lastId: CursorId;
+  /** The cursor's short reference (the topic is in the request's URL), or undefined: named in full. */
+  readonly hash: string | undefined;
+}
+
+/** `attached`: in its topic's members (or waiting for it); `failed`: off this connection, kept in the cursor. */
+type MembershipState = 'attached' | 'failed' | 'gone';
+
+/** An id no upstream sends (NUL is not allowed in an SSE id): resumes with `resync` and the whole history. */
+const UNKNOWN_ID = '\0';
+
+/** One topic of a multiplexed stream: a member of that topic, writing through the stream. */
+class Membership implements TopicMember {
+  state: MembershipState = 'attached';
+  topic: Topic | undefined;
+  /** This topic's part of the cursor, rebuilt when its id moves. */
+  entry: string;
+
+  constructor(
+    private readonly stream: MultiplexStream,
+    readonly key: string,
+    readonly hash: string | undefined,
+    public lastId: CursorId,
+  ) {
+    this.entry = this.encode();
+  }
+
+  get isClosed(): boolean {
+    return this.state !== 'attached' || this.stream.isClosed;
+  }
+
+  advance(id: string | undefined): void {
+    if (id === undefined || id === this.lastId) return;
+    this.lastId = id;
+    this.entry = this.encode();
+    this.stream.cursorMoved();
+  }
+
+  encode(): string {
+    return this.hash === undefined
+      ? encodeEntry({ ref: 'name', topic: this.key, live: true, lastId: this.lastId })
+      : encodeEntry({ ref: 'hash', hash: this.hash, live: true, lastId: this.lastId });
+  }
+
+  open(): void {
+    // The stream's headers went out before any topic was attached.
+  }
+
+  noContent(): void {
+    this.stream.finished(this);
+  }
+
+  resync(): void {
+    this.stream.control('resync', { topic: this.key, reason: 'history_gap' });
+  }
+
+  catchUp(events: readonly StoredEvent[]): void {
+    this.stream.catchUp(this, events);
+  }
+
+  relay(event: StoredEvent, now: number): void {
+    this.stream.relay(this, event, now);
+  }
+
+  retryHint(): void {
+    // One topic's backend does not set the reconnect time of a stream that carries others.
+  }
+
+  end(reason: CloseReason, event?: { event: string; data: unknown }): void {
+    this.stream.ended(this, reason, event);
+  }
+
+  reject({ code }: HttpError): void {
+    if (code === 'shutting_down') this.stream.close('shutdown');
+    else this.stream.failed(this, code);
+  }
+}
+
+/** Several topics on one client response. */
+export class MultiplexStream {
+  readonly id = randomBytes(12).toString('base64url');
+  /** Every topic the cursor names as live, in order. */
+  private readonly members = new Map<string, Membership>();
+  /** URL topics that were removed or ended: the cursor says so, and a resume leaves them out. */
+  private readonly tombstones = new Set<string>();
+  private cursor: string | undefined;
+  /** While the first topics attach, a topic that finishes at once must not end the stream. */
+  private starting = true;
+  readonly writer: Subscriber;
+
+  constructor(
+    private readonly hub: Hub,
+    private readonly resolve: ResolveTopic,
+    res: ServerResponse,
+    readonly user: string,
+    onClosed: (stream: MultiplexStream, reason: CloseReason) => void,
+  ) {
+    this.writer = hub.stream(res, (_writer, reason) => {
+      for (const member of this.members.values()) this.leave(member);
+      onClosed(this, reason);
+    });
+  }
+
+  get isClosed(): boolean {
+    return this.writer.isClosed;
+  }
+
+  /** Topics live on this connection now. */
+  get topics(): string[] {
+    const live: string[] = [];
+    for (const member of this.members.values()) if (member.state === 'attached') live.push(member.key);
+    return live;
+  }
+
+  /** Memberships held (for metrics). */
+  get size(): number {
+    return this.members.size;
+  }
+
+  /** Sends the headers and `ready`, then attaches every topic (each replays what it missed). */
+  start(retryHintMs: number, planned: readonly PlannedTopic[], tombstones: Iterable<string>): void {
+    for (const hash of tombstones) this.tombstones.add(hash);
+    for (const topic of planned) this.members.set(topic.ref.key, new Membership(this, topic.ref.key, topic.hash, topic.lastId));
+    this.writer.open(retryHintMs);
+    this.control('ready', { streamId: this.id, topics: [...this.members.keys()] });
+    for (const topic of planned) {
+      const member = this.members.get(topic.ref.key);
+      if (member?.state === 'attached') this.join(member, topic.ref);
+    }
+    this.starting = false;
+    this.endIfEmpty();
+  }
+
+  /** Removes then adds topics (added ones start with their history, like a new subscriber); returns the live topics. */
+  update(remove: readonly string[], add: readonly TopicRef[]): string[] {
+    let changed = false;
+    for (const key of remove) {
+      const member = this.members.get(key);
+      if (!member) continue;
+      this.drop(member);
+      changed = true;
+    }
+    const joined: [Membership, TopicRef][] = [];
+    for (const ref of add) {
+      const existing = this.members.get(ref.key);
+      if (existing?.state === 'attached') continue;
+      const member = existing ?? new Membership(this, ref.key, undefined, undefined);
+      member.state = 'attached';
+      this.members.set(ref.key, member);
+      joined.push([member, ref]);
+      changed = true;
+    }
+    // The new cursor goes out before the added topics' history, so a reconnect right after keeps the change.
+    if (changed) {
+      this.cursor = undefined;
+      this.control('topics', { topics: this.topics });
+    }
+    for (const [member, ref] of joined) this.join(member, ref);
+    this.endIfEmpty();
+    return this.topics;
+  }
+
+  /** Ends the response (the relay's doing), for `reason`. */
+  close(reason: CloseReason): void {
+    this.writer.end(reason);
+  }
+
+  cursorMoved(): void {
+    this.cursor = undefined;
+  }
+
+  relay(member: Membership, event: StoredEvent, now: number): void {
+    // A member that left is off its topic already; this only guards a topic ending members in a loop.
+    if (member.state !== 'attached') return;
+    member.advance(event.id);
+    this.writer.sendParts(idLine(this.currentCursor()), envelopeOf(member.key, event), now);
+  }
+
+  catchUp(member: Membership, events: readonly StoredEvent[]): void {
+    if (events.length === 0 || member.state !== 'attached') return;
+    const parts: Buffer[] = [];
+    for (const event of events) {
+      member.advance(event.id);
+      parts.push(Buffer.from(idLine(this.currentCursor()), 'latin1'), envelopeOf(member.key, event));
+    }
+    this.writer.replay(parts);
+  }
+
+  /** A relay event of this stream, carrying the cursor like every other. */
+  control(name: string, data: unknown): void {
+    this.writer.sendParts(idLine(this.currentCursor()), controlOf(name, data));
+  }
+
+  /** The topic is finished and this member has all of it: `topic_end`, and the topic leaves the cursor. */
+  finished(member: Membership): void {
+    if (member.state !== 'attached') return;
+    this.drop(member);
+    this.control('topic_end', { topic: member.key });
+    this.endIfEmpty();
+  }
+
+  ended(member: Membership, reason: CloseReason, event: { event: string; data: unknown } | undefined): void {
+    if (member.state !== 'attached') return;
+    switch (reason) {
+      case 'upstream_ended':
+        if (member.topic?.state === 'finished') return this.finished(member);
+        // A clean end that is not a finish: the topic reconnects upstream, and this member
+        // rejoins it from its last id as a reconnecting client would, unseen by the client.
+        // After the topic is done ending its members, which it does in one loop.
+        setImmediate(() => {
+          const ref = this.resolve(member.key);
+          if (member.state === 'attached' && !this.isClosed && ref) this.join(member, ref);
+        });
+        return;
+      case 'relay_error': {
+        const reasonOf = (event?.data as { reason?: unknown } | undefined)?.reason;
+        return this.failed(member, typeof reasonOf === 'string' ? reasonOf : 'upstream_unavailable');
+      }
+      case 'client_closed':
+      case 'slow_client':
+      case 'idle_timeout':
+      case 'lifetime':
+      case 'rejected':
+      case 'shutdown':
+        return this.close(reason);
+    }
+  }
+
+  /** The topic cannot go on here (the backend refused it, or the relay gave up on it); the others go on. */
+  failed(member: Membership, reason: string): void {
+    if (member.state !== 'attached') return;
+    member.state = 'failed';
+    member.topic?.detach(member);
+    // It stays in the cursor: a resume tries it again from where it was.
+    this.control('relay_error', { topic: member.key, reason });
+    this.endIfEmpty();
+  }
+
+  private join(member: Membership, ref: TopicRef): void {
+    const lastId = member.lastId;
+    const topic = this.hub.topicFor(ref, {
+      headers: { 'x-user-id': this.user },
+      lastEventId: typeof lastId === 'string' ? lastId : undefined,
+    });
+    member.topic = topic;
+    topic.attach(member, lastId === null ? UNKNOWN_ID : lastId);
+  }
+
+  /** Takes a topic off the stream for good: detached now, so none of its events follow. */
+  private drop(member: Membership): void {
+    this.leave(member);
+    member.state = 'gone';
+    this.members.delete(member.key);
+    if (member.hash !== undefined) this.tombstones.add(member.hash);
+    this.cursor = undefined;
+  }
+
+  private leave(member: Membership): void {
+    if (member.state === 'attached') member.topic?.detach(member);
+  }
+
+  private endIfEmpty(): void {
+    if (this.starting || this.isClosed) return;
+    for (const member of this.members.values()) if (member.state === 'attached') return;
+    // EventSource reconnects with the cursor, in which no topic is live: that answers 204, and it stops.
+    this.writer.end('upstream_ended');
+  }
+
+  private currentCursor(): string {
+    if (this.cursor === undefined) {
+      const entries: string[] = [];
+      for (const member of this.members.values()) entries.push(member.entry);
+      for (const hash of this.tombstones) entries.push(encodeEntry({ ref: 'hash', hash, live: false, lastId: undefined }));
+      this.cursor = joinCursor(entries);
+    }
+    return this.cursor;
+  }
+}
+
+/** The multiplexed streams of one relay, by id, for `POST /api/events/:streamId/topics`. */
+export class Multiplexer {
+  private readonly streams = new Map<string, MultiplexStream>();
+
+  constructor(
+    private readonly hub: Hub,
+    private readonly config: RelayConfig,
+    private readonly resolve: ResolveTopic,
+  ) {}
+
+  /** Multiplexed streams open now. */
+  get streamCount(): number {
+    return this.streams.size;
+  }
+
+  /** Topics held by multiplexed streams now, summed over the streams. */
+  get membershipCount(): number {
+    let count = 0;
+    for (const stream of this.streams.values()) count += stream.size;
+    return count;
+  }
+
+  /** Opens a stream on `res` with `planned` topics; undefined when the client has already gone. */
+  open(res: ServerResponse, user: string, planned: readonly PlannedTopic[], tombstones: Iterable<string>): MultiplexStream | undefined {
+    if (res.destroyed || !res.socket || res.socket.destroyed) return undefined;
+    const stream = new MultiplexStream(this.hub, this.resolve, res, user, (closed) => this.streams.delete(closed.id));
+    this.streams.set(stream.id, stream);
+    stream.start(this.config.retryHintMs, planned, tombstones);
+    return stream;
+  }
+
+  /** The open stream `id` of `user`; another user's is not found either. */
+  find(id: string, user: string): MultiplexStream | undefined {
+    const stream = this.streams.get(id);
+    return stream && stream.user === user && !stream.isClosed ? stream : undefined;
+  }
+}

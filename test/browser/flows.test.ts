@@ -1,0 +1,106 @@
+import type { Browser, Page } from 'playwright-core';
+import { authHeader } from '../support/relay-server';
+import { DemoStack, launchChromium, openDemo, screenshot } from './harness';
+
+// A real browser on a 2-core machine shared with other work: generous, the flows themselves take a few seconds.
+jest.setTimeout(60_000);
+
+let browser: Browser;
+let stack: DemoStack;
+let page: Page;
+
+beforeAll(async () => {
+  browser = await launchChromium();
+  stack = await new DemoStack().start();
+}, 30_000);
+
+afterEach(async () => {
+  await page?.context().close();
+});
+
+afterAll(async () => {
+  await stack?.close();
+  await browser?.close();
+});
+
+/** `count` text files of a few KiB each, so every stage has several chunks. */
+function textFiles(count: number, bytes = 2400): { name: string; mimeType: string; buffer: Buffer }[] {
+  return Array.from({ length: count }, (_, i) => ({ name: `report-${i + 1}.txt`, mimeType: 'text/plain', buffer: Buffer.from(`line ${i}\n`.repeat(bytes / 7)) }));
+}
+
+test('uploaded files show their OCR, LLM and embedding counts until each completes', async () => {
+  page = await openDemo(browser, stack.url);
+  await page.setInputFiles('#files', textFiles(3));
+  await page.click('#start-upload');
+  const rows = page.locator('#upload-list li');
+  await expectCount(rows, 3);
+  // Mid-way: some chunk counted while the file is still processing.
+  await page.locator('#upload-list li .stages span', { hasText: /^[1-9]\d* \/ \d+$/ }).first().waitFor();
+  for (let i = 0; i < 3; i++) await rows.nth(i).and(page.locator('[data-outcome="complete"]')).waitFor();
+  const counts = await page.locator('#upload-list li .stages span:nth-child(3n)').allTextContents();
+  // Every stage of every file counted every chunk: "n / n".
+  expect(counts).toHaveLength(9);
+  for (const count of counts) expect(count).toMatch(/^(\d+) \/ \1$/);
+  await screenshot(page, 'uploads-complete');
+});
+
+test('cancelling one file stops its backend session; cancel-all stops the rest', async () => {
+  await stack.close();
+  stack = await new DemoStack({}, { chunkMs: 60 }).start();
+  page = await openDemo(browser, stack.url);
+  await page.setInputFiles('#files', textFiles(3, 6000));
+  await page.click('#start-upload');
+  const rows = page.locator('#upload-list li');
+  await expectCount(rows, 3);
+  // Each file is processing (its session is known) before it is cancelled.
+  for (let i = 0; i < 3; i++) await rows.nth(i).and(page.locator('[data-stage^="ocr"]')).waitFor();
+  await rows.nth(0).locator('button', { hasText: 'Cancel' }).click();
+  await rows.nth(0).and(page.locator('[data-outcome="cancelled"]')).waitFor();
+  await page.waitForTimeout(200);
+  expect(await rows.nth(1).getAttribute('data-outcome')).toBe('');
+  await page.click('#cancel-all');
+  for (let i = 1; i < 3; i++) await rows.nth(i).and(page.locator('[data-outcome="cancelled"]')).waitFor();
+  await screenshot(page, 'uploads-cancelled');
+  // The backend's own sessions say cancelled: the cancel reached it, not only the page.
+  const ids = await rows.evaluateAll((items) => items.map((item) => item.getAttribute('data-session')));
+  for (const id of ids) {
+    const response = await fetch(`${stack.url}/api/sessions/${id}`, { headers: authHeader('alice') });
+    expect(await response.json()).toMatchObject({ stage: 'cancelled', cancelled: true, done: true });
+  }
+});
+
+test('a chat answer types itself token by token, and history pages back 20 at a time', async () => {
+  page = await openDemo(browser, stack.url);
+  await page.fill('#question', 'How does the relay resume a stream?');
+  await page.click('#send');
+  const answer = page.locator('#messages li.assistant').last();
+  // Seen part-way: some text, not yet done.
+  // Seen part-way: some text, not yet done.
+  await answer.and(page.locator(':not([data-done])')).filter({ hasText: /\S/ }).waitFor();
+  await answer.and(page.locator('[data-done="true"]')).waitFor();
+  expect((await answer.textContent())!.length).toBeGreaterThan(20);
+  await screenshot(page, 'chat');
+
+  // 16 more exchanges (34 messages in all), then a fresh page: the newest 20, then the 14 older.
+  for (let i = 0; i < 16; i++) {
+    await fetch(`${stack.url}/api/chat/stream`, {
+      method: 'POST',
+      headers: { ...authHeader('alice'), 'content-type': 'application/json' },
+      body: JSON.stringify({ chatbotId: 'demo', message: `question ${i}` }),
+    }).then((response) => response.text());
+  }
+  await page.reload();
+  await page.locator('#messages li').nth(19).waitFor();
+  expect(await page.locator('#messages li').count()).toBe(20);
+  expect(await page.locator('#older').isDisabled()).toBe(false);
+  await page.click('#older');
+  await page.locator('#messages li').nth(33).waitFor();
+  expect(await page.locator('#messages li').count()).toBe(34);
+  expect(await page.locator('#older').isDisabled()).toBe(true);
+  expect(await page.locator('#messages li').first().textContent()).toBe('How does the relay resume a stream?');
+});
+
+async function expectCount(locator: ReturnType<Page['locator']>, count: number): Promise<void> {
+  await locator.nth(count - 1).waitFor();
+  expect(await locator.count()).toBe(count);
+}

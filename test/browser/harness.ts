@@ -1,0 +1,133 @@
+import { accessSync, constants, mkdirSync } from 'node:fs';
+import { type Server, createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import express from 'express';
+import { type Browser, type Page, chromium } from 'playwright-core';
+import { type Backend, createBackend } from '../../backend/app';
+import type { BackendOptions } from '../../backend/options';
+import { errorHandler, notFound } from '../../middleware/errors';
+import { developmentRoutes } from '../../routes/development';
+import { type CreateRelayOptions, type Relay, createRelay } from '../../routes/relay';
+import { TEST_SECRET } from '../support/relay-server';
+
+/** The browser the tests drive: `CHROMIUM_BIN`, else Debian's. */
+const CHROMIUM_BIN = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
+
+/** Where the tests write their screenshots (git-ignored). */
+const SCREENSHOTS = join(__dirname, '..', '..', 'test-results', 'browser');
+
+/** Launches headless Chromium; throws (the test fails, never skips) when the binary is missing. */
+export async function launchChromium(): Promise<Browser> {
+  try {
+    accessSync(CHROMIUM_BIN, constants.X_OK);
+  } catch {
+    throw new Error(`chromium not found at ${CHROMIUM_BIN}: install Debian's chromium (apt-get install -y chromium; .ci/run does) or set CHROMIUM_BIN`);
+  }
+  return chromium.launch({ executablePath: CHROMIUM_BIN, headless: true, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
+}
+
+/** Timings that keep each flow to a second or two while every step still shows. */
+const QUICK_BACKEND: Partial<BackendOptions> = { tickMs: 60, chunkMs: 15, tokenMs: 8, retryMs: 100, heartbeatMs: 60_000 };
+
+/** The reference backend and the relay with its development routes and the demo, as `npm start` wires them. */
+export class DemoStack {
+  relay!: Relay;
+  url = '';
+  backendUrl = '';
+  private relayServer: Server | undefined;
+  private backendServer!: Server;
+  private backend!: Backend;
+  readonly backendErrors: unknown[] = [];
+
+  constructor(
+    private readonly relayOptions: Partial<CreateRelayOptions> = {},
+    private readonly backendOptions: Partial<BackendOptions> = {},
+  ) {}
+
+  async start(): Promise<this> {
+    this.backend = createBackend({ ...QUICK_BACKEND, onError: (err) => this.backendErrors.push(err), ...this.backendOptions });
+    this.backendServer = createServer({ requestTimeout: 0 }, this.backend.app);
+    this.backendUrl = await listen(this.backendServer, 0);
+    this.url = await this.startRelay(0);
+    return this;
+  }
+
+  /** Stops the relay (every connection cut, as a crashed process would) and starts a new one on the same port. */
+  async restartRelay(downMs = 0): Promise<void> {
+    const port = Number(new URL(this.url).port);
+    await this.stopRelay();
+    await new Promise((resolve) => setTimeout(resolve, downMs));
+    await this.startRelay(port);
+  }
+
+  async close(): Promise<void> {
+    await this.stopRelay();
+    this.backendServer.closeAllConnections();
+    this.backendServer.close();
+    await this.backend.close();
+  }
+
+  private async startRelay(port: number): Promise<string> {
+    this.relay = createRelay({
+      backendUrl: this.backendUrl,
+      jwt: { secret: TEST_SECRET },
+      maxConnectionsPerUser: 100,
+      maxConnectionsPerIp: 1000,
+      rateLimitPerMinute: 0,
+      ...this.relayOptions,
+    });
+    const app = express();
+    app.use(this.relay.router);
+    app.use(developmentRoutes({ secret: TEST_SECRET }));
+    app.use(notFound, errorHandler());
+    this.relayServer = createServer({ requestTimeout: 0 }, app);
+    return listen(this.relayServer, port);
+  }
+
+  private async stopRelay(): Promise<void> {
+    const server = this.relayServer;
+    if (!server) return;
+    this.relayServer = undefined;
+    server.close();
+    server.closeAllConnections();
+    await this.relay.close();
+  }
+}
+
+async function listen(server: Server, port: number): Promise<string> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+/** Client options the tests give the demo page (short backoff, fast polling). */
+const QUICK_CLIENT = { reconnect: { initialDelayMs: 200, factor: 1.5, maxDelayMs: 2000, jitter: 0.25, attempts: 3 }, pollIntervalMs: 300, readyTimeoutMs: 3000 };
+
+/** Opens the demo in a fresh browser context and logs in as `user`. */
+export async function openDemo(browser: Browser, url: string, user = 'alice', clientOptions: object = QUICK_CLIENT): Promise<Page> {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  const problems: string[] = [];
+  page.on('pageerror', (err) => problems.push(err.message));
+  await context.addInitScript((options) => {
+    (globalThis as unknown as { demoClientOptions: object }).demoClientOptions = options;
+  }, clientOptions);
+  await page.goto(url);
+  await page.fill('#user', user);
+  await page.click('#login button');
+  await page.locator('#whoami').filter({ hasText: user }).waitFor();
+  if (problems.length > 0) throw new Error(`page errors: ${problems.join('; ')}`);
+  return page;
+}
+
+/** Writes a screenshot of the page to test-results/browser/NAME.png. */
+export async function screenshot(page: Page, name: string): Promise<void> {
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
+}

@@ -1,0 +1,150 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { promisify } from 'node:util';
+import { pino } from 'pino';
+import { request } from 'undici';
+import { logOutput } from '../../config/log-output';
+import { startRelay } from '../support/relay-server';
+
+const ROOT = resolve(__dirname, '..', '..');
+const SERVER = join(ROOT, 'dist', 'server.js');
+const TOKEN_CLI = join(ROOT, 'dist', 'config', 'dev-token.js');
+
+interface Started {
+  readonly url: string;
+  readonly proc: ChildProcess;
+  readonly stdout: () => string;
+}
+
+/** `node dist/server.js` (npm start without the build) in `cwd`, on free ports; resolves with its URL once it listens. */
+async function startServer(cwd: string, env: Record<string, string> = {}): Promise<Started> {
+  if (!existsSync(SERVER)) throw new Error('dist/server.js is missing: run npm run build (npm test does)');
+  const proc = spawn(process.execPath, [SERVER], {
+    cwd,
+    env: { PATH: process.env.PATH ?? '', PORT: '0', BACKEND_PORT: '0', LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  proc.stdout?.setEncoding('utf8').on('data', (text: string) => (stdout += text));
+  proc.stderr?.setEncoding('utf8').on('data', (text: string) => (stdout += text));
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const line = stdout.split('\n').find((l) => l.includes('"relay listening"'));
+    if (line) {
+      const url = (JSON.parse(line) as { url: string }).url.replace('0.0.0.0', '127.0.0.1').replace('[::]', '127.0.0.1');
+      return { url, proc, stdout: () => stdout };
+    }
+    if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`server did not start: ${stdout}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function stop(started: Started | undefined): Promise<void> {
+  if (!started || started.proc.exitCode !== null) return;
+  started.proc.kill('SIGTERM');
+  await once(started.proc, 'exit');
+}
+
+let dir: string;
+let server: Started | undefined;
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'sse-relay-dev-'));
+});
+
+afterEach(async () => {
+  await stop(server);
+  server = undefined;
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('in production there is no development login and no demo', async () => {
+  server = await startServer(dir, { NODE_ENV: 'production', BACKEND_URL: 'bundled', JWT_SECRET: 'a-production-secret-of-at-least-32-chars' });
+  const login = await fetch(`${server.url}/dev/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+  expect(login.status).toBe(404);
+  expect(login.headers.get('set-cookie')).toBeNull();
+  expect((await fetch(`${server.url}/`)).status).toBe(404);
+  expect((await fetch(`${server.url}/app.js`)).status).toBe(404);
+  // The client itself is served in production too.
+  expect((await fetch(`${server.url}/client.js`)).status).toBe(200);
+});
+
+test('outside production, the demo is served and /dev/login sets an HttpOnly cookie the relay accepts', async () => {
+  server = await startServer(dir);
+  const page = await fetch(`${server.url}/`);
+  expect(page.status).toBe(200);
+  expect(await page.text()).toContain('<script type="module" src="/app.js">');
+  const login = await fetch(`${server.url}/dev/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"user":"carol"}' });
+  expect(login.status).toBe(200);
+  const cookie = login.headers.get('set-cookie') ?? '';
+  expect(cookie).toMatch(/^access_token=[^;]+;.*HttpOnly/i);
+  expect(cookie).toMatch(/SameSite=Strict/i);
+  const history = await fetch(`${server.url}/api/chat/history`, {
+    method: 'POST',
+    headers: { cookie: cookie.split(';')[0]!, 'content-type': 'application/json' },
+    body: '{"chatbotId":"demo"}',
+  });
+  expect(history.status).toBe(200);
+  // A form post (not JSON) from another page cannot log the browser in.
+  const form = await fetch(`${server.url}/dev/login`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'user=x' });
+  expect(form.status).toBe(400);
+  expect(form.headers.get('set-cookie')).toBeNull();
+});
+
+test('npm run token prints a token the running relay accepts, and it still works after a restart', async () => {
+  server = await startServer(dir);
+  const secretFile = join(dir, '.dev-secret');
+  expect(existsSync(secretFile)).toBe(true);
+  const { stdout: token } = await promisify(execFile)(process.execPath, [TOKEN_CLI, 'dave'], { cwd: dir, env: { PATH: process.env.PATH ?? '' } });
+  const call = (url: string): Promise<Response> =>
+    fetch(`${url}/api/chat/history`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token.trim()}`, 'content-type': 'application/json' },
+      body: '{"chatbotId":"demo"}',
+    });
+  expect((await call(server.url)).status).toBe(200);
+  const secret = readFileSync(secretFile, 'utf8');
+  await stop(server);
+  server = await startServer(dir);
+  expect(readFileSync(secretFile, 'utf8')).toBe(secret);
+  expect((await call(server.url)).status).toBe(200);
+  // Its output is JSON lines when stdout is not a terminal.
+  expect(server.stdout().split('\n').find((l) => l.includes('relay listening'))).toMatch(/^\{"level":30,/);
+});
+
+test('logs are pretty lines on a terminal outside production, JSON otherwise', () => {
+  const sink = new PassThrough();
+  let written = '';
+  sink.setEncoding('utf8').on('data', (text: string) => (written += text));
+  const pretty = logOutput({ production: false, isTTY: true }, sink);
+  expect(pretty).toBeDefined();
+  pino({}, pretty).info({ topic: 'download:a' }, 'stream opened');
+  expect(written).toMatch(/INFO.*stream opened/);
+  expect(written).not.toMatch(/^\{/);
+  expect(logOutput({ production: true, isTTY: true }, sink)).toBeUndefined();
+  expect(logOutput({ production: false, isTTY: false }, sink)).toBeUndefined();
+});
+
+test('GET /client.js is the browser client: no auth, an ES module, cacheable with a strong ETag', async () => {
+  const relay = await startRelay('http://127.0.0.1:9');
+  try {
+    const first = await fetch(`${relay.url}/client.js`);
+    expect(first.status).toBe(200);
+    expect(first.headers.get('content-type')).toBe('text/javascript; charset=utf-8');
+    expect(first.headers.get('cache-control')).toBe('public, max-age=300');
+    const etag = first.headers.get('etag');
+    expect(etag).toMatch(/^"[A-Za-z0-9_-]{27}"$/);
+    const body = await first.text();
+    expect(body).toMatch(/export\s*\{[^}]*createClient/);
+    // undici's request, not fetch: fetch adds Cache-Control: no-cache to a conditional request, as the spec says.
+    const again = await request(`${relay.url}/client.js`, { headers: { 'if-none-match': etag! } });
+    await again.body.dump();
+    expect(again.statusCode).toBe(304);
+  } finally {
+    await relay.close();
+  }
+});
