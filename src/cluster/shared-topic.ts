@@ -57,8 +57,13 @@ while length > 1 and (length > tonumber(ARGV[2]) or bytes > tonumber(ARGV[3])) d
   length = length - 1
   redis.call('HSET', KEYS[4], 'truncated', 1)
 end
-if ARGV[6] == '1' then redis.call('HSET', KEYS[4], 'finished', 1) end
-for i = 2, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
+if ARGV[6] == '1' then
+  redis.call('HSET', KEYS[4], 'finished', 1)
+  for i = 2, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
+elseif length == 1 then
+  -- A stream XADD just made has no TTL yet; after that, the owner's renewals push every key's on.
+  redis.call('PEXPIRE', KEYS[3], ARGV[4])
+end
 return id`;
 
 /** One entry of a topic's shared history: its stream id and its fields. */

@@ -100,6 +100,19 @@ describe('a topic shared through Redis', () => {
     expect(history.epoch).toBeDefined();
   });
 
+  test('a topic\'s history expires on its own: its stream gets the retention from its first event on', async () => {
+    const a = link('retention');
+    await until(() => a.ready, 5000, 'redis connected');
+    const store = new SharedTopicStore(a, { maxEntries: 100, maxBytes: 1 << 20 }, 5000, 60_000);
+    const holder = (await store.claim('t', undefined)) ?? '';
+    for (let i = 1; i <= 3; i++) {
+      await store.append('t', holder, ['e', String(i)], 1);
+      const ttl = await a.commands.pttl(store.eventsKey('t'));
+      expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeLessThanOrEqual(60_000);
+    }
+  });
+
   test('the history is bounded by entries and by bytes, like the in-memory one, and says it was truncated', async () => {
     const a = link('bounds');
     await until(() => a.ready, 5000, 'redis connected');
