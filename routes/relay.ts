@@ -94,9 +94,10 @@ export interface Relay {
    * Ends every open stream of `user` now (logout, revoked access), each told to come back after
    * `retryHintMs`: a client that still has a valid credential and access resumes without a gap,
    * one logged out gets 401, one whose access was revoked 404 (the default policy forgets its
-   * cached yeses for the user). Resolves with how many streams this process ended. It is async so
-   * that a cluster implementation can publish it to every instance and resolve once all have
-   * ended theirs. Streams also end by themselves when their token expires.
+   * cached yeses for the user). Resolves with how many streams this process ended. With
+   * `redisUrl`, every other relay is told over Redis (pub/sub) and ends its own; it resolves once
+   * Redis took the message and rejects when it could not (this relay's streams are ended anyway).
+   * Streams also end by themselves when their token expires.
    */
   endUserStreams(user: string): Promise<number>;
   /** Ends every stream and upstream now, aborting requests still in flight, and releases sockets. */
@@ -126,6 +127,11 @@ export function createRelay(options: CreateRelayOptions): Relay {
   const cachingAuthorizer = options.authorize === undefined ? backendAuthorizer(callAgent, config.authorizationCacheMs, config.upstreamHeadersTimeoutMs) : undefined;
   const authorize = options.authorize ?? (cachingAuthorizer as AuthorizeTopic);
   const userStreams = new UserStreams();
+  const endLocally = (user: string): number => {
+    cachingAuthorizer?.forget(user);
+    return userStreams.endUser(user, jitteredRetry(config.retryHintMs));
+  };
+  cluster?.onUserEnded(endLocally);
   const connections =
     options.connections ??
     cluster?.connections ??
@@ -259,8 +265,9 @@ export function createRelay(options: CreateRelayOptions): Relay {
       await hub.drain(windowMs, retryMs);
     },
     async endUserStreams(user) {
-      cachingAuthorizer?.forget(user);
-      return userStreams.endUser(user, jitteredRetry(config.retryHintMs));
+      const ended = endLocally(user);
+      await cluster?.endUser(user);
+      return ended;
     },
     async close() {
       draining = true;

@@ -11,6 +11,7 @@ import { redisRateLimitStore } from './rate-limit-store';
 import { RedisLink } from './redis';
 import { SharedTopicStore } from './shared-topic';
 import { StreamReader } from './stream-reader';
+import { UserEnds } from './user-ends';
 
 /** Several relays sharing upstreams, history and limits through one Redis. */
 export interface Cluster {
@@ -21,6 +22,10 @@ export interface Cluster {
   readonly ready: boolean;
   /** Takeovers this relay did, and how long each took from the lease found lapsed to the upstream reopened. */
   readonly takeovers: number[];
+  /** Ends a user's streams on every relay: the other relays call `onUserEnded`; rejects when Redis is away. */
+  endUser(user: string): Promise<void>;
+  /** What this relay does when another one ends a user's streams. */
+  onUserEnded(end: (user: string) => void): void;
   close(): Promise<void>;
 }
 
@@ -48,6 +53,7 @@ export function createCluster(url: URL, config: RelayConfig, local: LocalOwnersh
     config.clusterSlotTtlMs,
   );
   const takeovers: number[] = [];
+  const userEnds = new UserEnds(link, logger);
   const context = {
     link,
     store,
@@ -77,6 +83,8 @@ export function createCluster(url: URL, config: RelayConfig, local: LocalOwnersh
       return link.ready && connections.shared;
     },
     takeovers,
+    endUser: (user) => userEnds.publish(user),
+    onUserEnded: (end) => userEnds.listen(end),
     async close() {
       reader.close();
       await connections.close();
