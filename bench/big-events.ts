@@ -6,7 +6,7 @@
  * topic's events come that many at once, for the slow-client policy under bursts.
  */
 import { type ConnectedReport, type DoneReport, sampleProcs } from './common';
-import { type ScenarioOutcome, codeNames, describe, fixed, postJson } from './fanout';
+import { END_AFTER_MS, type ScenarioOutcome, codeNames, describe, fixed, startPublishing } from './fanout';
 import { type Lab, type Subject, load1 } from './lab';
 import type { LoadConfig } from './load';
 import type { Proc } from './proc';
@@ -31,8 +31,6 @@ interface BigEventsRow {
   load1: number;
   notes: string[];
 }
-
-const END_AFTER_MS = 1000;
 
 async function runOne(lab: Lab, settings: BigEventsSettings): Promise<BigEventsRow> {
   const codes = codeNames(settings.topics);
@@ -66,16 +64,13 @@ async function runOne(lab: Lab, settings: BigEventsSettings): Promise<BigEventsR
       rssMax = Math.max(rssMax, sampleProcs(pids).rssKb);
     }, 100);
     const started = Date.now();
-    const { lastEventInMs } = await postJson<{ lastEventInMs: number }>(`${backend.url}/start`, {
+    const lastEventInMs = await startPublishing(backend.url, load, {
       codes,
       events: settings.events,
       rate: settings.rate,
-      leadMs: 200,
-      endAfterMs: END_AFTER_MS,
       padBytes: settings.eventKib * 1024 - 40,
       burst: settings.burst,
     });
-    load.send({ cmd: 'start', durationMs: lastEventInMs + END_AFTER_MS });
     const done = await load.message<DoneReport>('done', lastEventInMs + END_AFTER_MS + settings.graceMs + 60_000);
     clearInterval(timer);
     const after = sampleProcs(pids);

@@ -7,7 +7,7 @@ import { request } from 'node:http';
 import { Redis } from 'ioredis';
 import jwt from 'jsonwebtoken';
 import { type ConnectedReport, type DoneReport, type ChildMessage, sampleProcs } from './common';
-import { type ScenarioOutcome, codeNames, describe, fixed, postJson } from './fanout';
+import { END_AFTER_MS, type ScenarioOutcome, codeNames, describe, fixed, postJson, startPublishing } from './fanout';
 import { CLK_TCK, type Lab, type Subject, load1 } from './lab';
 import type { LoadConfig } from './load';
 import type { Proc } from './proc';
@@ -27,7 +27,6 @@ export interface ClusterSettings {
 }
 
 const REDIS_SERVER = process.env.REDIS_SERVER_BIN ?? '/usr/bin/redis-server';
-const END_AFTER_MS = 1000;
 
 interface Setup {
   readonly label: string;
@@ -153,14 +152,7 @@ async function runFanoutSetup(lab: Lab, settings: ClusterSettings, setup: Setup)
     const pids = cluster.relays.flatMap((relay) => relay.pids());
     const before = sampleProcs(pids);
     const redisBefore = cluster.redis ? await redisStats(cluster.redis.client) : undefined;
-    const { lastEventInMs } = await postJson<{ lastEventInMs: number }>(`${backend.url}/start`, {
-      codes,
-      events: settings.events,
-      rate: settings.rate,
-      leadMs: 200,
-      endAfterMs: END_AFTER_MS,
-    });
-    load.send({ cmd: 'start', durationMs: lastEventInMs + END_AFTER_MS });
+    const lastEventInMs = await startPublishing(backend.url, load, { codes, events: settings.events, rate: settings.rate });
     const received = await load.message<ChildMessage>(['received', 'done'], lastEventInMs + END_AFTER_MS + settings.graceMs + 30_000);
     const after = sampleProcs(pids);
     const redisAfter = cluster.redis ? await redisStats(cluster.redis.client) : undefined;

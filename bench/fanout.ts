@@ -41,7 +41,7 @@ export interface FanoutRow {
 }
 
 /** The backend ends every stream this long after the last event, so teardown never overlaps a measured event. */
-const END_AFTER_MS = 1000;
+export const END_AFTER_MS = 1000;
 
 async function getJson<T>(url: string): Promise<T> {
   const response = await fetch(url, { signal: AbortSignal.timeout(10_000) });
@@ -58,6 +58,18 @@ export async function postJson<T>(url: string, body: unknown): Promise<T> {
   const answer = (await response.json()) as T;
   if (!response.ok) throw new Error(`POST ${url}: ${response.status} ${JSON.stringify(answer)}`);
   return answer;
+}
+
+/**
+ * Has the reference backend publish `events` per code at `rate`, starting in 200 ms and ending every
+ * stream END_AFTER_MS after the last event, and lets the load client read until then.
+ * Other fields of `run` (event padding, bursts) go to the backend as they are.
+ * Resolves to how far from now the last event is due, in ms.
+ */
+export async function startPublishing(backendUrl: string, load: Proc, run: { codes: readonly string[]; events: number; rate: number; [field: string]: unknown }): Promise<number> {
+  const { lastEventInMs } = await postJson<{ lastEventInMs: number }>(`${backendUrl}/start`, { ...run, leadMs: 200, endAfterMs: END_AFTER_MS });
+  load.send({ cmd: 'start', durationMs: lastEventInMs + END_AFTER_MS });
+  return lastEventInMs;
 }
 
 export function codeNames(count: number): string[] {
@@ -98,14 +110,7 @@ async function runOne(lab: Lab, settings: FanoutSettings, name: SubjectName, sub
     const before = sampleProcs(pids);
     const connectCpuMs = connected.open > 0 ? (((before.ticks - ready.ticks) / CLK_TCK) * 1000) / connected.open : NaN;
     const backendBefore = sampleProc(backend.proc.pid);
-    const { lastEventInMs } = await postJson<{ lastEventInMs: number }>(`${backend.url}/start`, {
-      codes,
-      events: settings.events,
-      rate: settings.rate,
-      leadMs: 200,
-      endAfterMs: END_AFTER_MS,
-    });
-    load.send({ cmd: 'start', durationMs: lastEventInMs + END_AFTER_MS });
+    const lastEventInMs = await startPublishing(backend.url, load, { codes, events: settings.events, rate: settings.rate });
     // CPU is read when the last expected event arrived, before the streams are torn down;
     // if some never arrive, when the load client gives up.
     const first = await load.message<ChildMessage>(['received', 'done'], lastEventInMs + END_AFTER_MS + settings.graceMs + 30_000);

@@ -92,14 +92,7 @@ export class ClusterFeed implements EventFeed {
 
   close(): void {
     if (this.role === 'closed') return;
-    const wasOwner = this.role === 'owner';
-    this.role = 'closed';
-    clearInterval(this.timer);
-    clearTimeout(this.reopenTimer);
-    this.unfollow?.();
-    this.upstream?.close();
-    // Handing over at once: a relay that still has subscribers claims it at its next check.
-    if (wasOwner && this.holder !== undefined) this.context.store.release(this.key, this.holder).catch(() => undefined);
+    this.stop();
   }
 
   /** Loads the shared history into the topic, then owns or follows. */
@@ -302,14 +295,20 @@ export class ClusterFeed implements EventFeed {
   }
 
   private finish(): void {
+    this.stop();
+    this.listener.onFinish();
+  }
+
+  /** Stops reading, following and renewing, and lets go of the topic if this relay owned it. */
+  private stop(): void {
     const wasOwner = this.role === 'owner';
     this.role = 'closed';
     clearInterval(this.timer);
     clearTimeout(this.reopenTimer);
     this.unfollow?.();
     this.upstream?.close();
+    // Handing over at once: a relay that still has subscribers claims it at its next check.
     if (wasOwner && this.holder !== undefined) this.context.store.release(this.key, this.holder).catch(() => undefined);
-    this.listener.onFinish();
   }
 
   private release(): void {

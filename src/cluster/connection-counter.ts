@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { ConnectionCounter, ConnectionLimits, Lease, Refusal } from '../limits/connections';
-import { MemoryConnectionCounter } from '../limits/connections';
+import { MemoryConnectionCounter, increment, leaseFor } from '../limits/connections';
 import type { RedisLink } from './redis';
 
 // Each count is a hash per user, per IP and one for the total, with one field per relay
@@ -148,22 +148,12 @@ export class RedisConnectionCounter implements ConnectionCounter {
     }
     // Counted in Redis only when Redis took it ('ok'); a local-only slot is written back by the next rewrite.
     if (verdict !== 'ok') this.distrust();
-    for (const key of [total, userKey, ipKey]) this.held.set(key, (this.held.get(key) ?? 0) + 1);
-    let held = true;
-    return {
-      ok: true,
-      release: () => {
-        if (!held) return;
-        held = false;
-        lease.release();
-        for (const key of [total, userKey, ipKey]) {
-          const left = (this.held.get(key) ?? 0) - 1;
-          if (left <= 0) this.held.delete(key);
-          else this.held.set(key, left);
-        }
-        void this.releaseShared(userKey, ipKey);
-      },
-    };
+    for (const key of [total, userKey, ipKey]) increment(this.held, key, 1);
+    return leaseFor(() => {
+      lease.release();
+      for (const key of [total, userKey, ipKey]) increment(this.held, key, -1);
+      void this.releaseShared(userKey, ipKey);
+    });
   }
 
   /** Whether slots are counted in Redis now (false while Redis is away and until this relay's counts were written back). */

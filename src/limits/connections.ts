@@ -57,21 +57,29 @@ export class MemoryConnectionCounter implements ConnectionCounter {
     this.total += 1;
     increment(this.users, user, 1);
     increment(this.ips, ip, 1);
-    let held = true;
-    return {
-      ok: true,
-      release: () => {
-        if (!held) return;
-        held = false;
-        this.total -= 1;
-        increment(this.users, user, -1);
-        increment(this.ips, ip, -1);
-      },
-    };
+    return leaseFor(() => {
+      this.total -= 1;
+      increment(this.users, user, -1);
+      increment(this.ips, ip, -1);
+    });
   }
 }
 
-function increment(counts: Map<string, number>, key: string, by: number): void {
+/** A granted slot whose `release` runs `free` on its first call only. */
+export function leaseFor(free: () => void): Lease {
+  let held = true;
+  return {
+    ok: true,
+    release: () => {
+      if (!held) return;
+      held = false;
+      free();
+    },
+  };
+}
+
+/** Adds `by` to the count of `key`, forgetting keys whose count falls to zero. */
+export function increment(counts: Map<string, number>, key: string, by: number): void {
   const next = (counts.get(key) ?? 0) + by;
   if (next <= 0) counts.delete(key);
   else counts.set(key, next);

@@ -9,7 +9,7 @@ import type { BackendOptions } from '../../backend/options';
 import { errorHandler, notFound } from '../../middleware/errors';
 import { developmentRoutes } from '../../routes/development';
 import { type CreateRelayOptions, type Relay, createRelay } from '../../routes/relay';
-import { TEST_SECRET } from '../support/relay-server';
+import { TEST_SECRET, authHeader } from '../support/relay-server';
 
 /** The browser the tests drive: `CHROMIUM_BIN`, else Debian's. */
 const CHROMIUM_BIN = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
@@ -59,6 +59,16 @@ export class DemoStack {
     await this.stopRelay();
     await new Promise((resolve) => setTimeout(resolve, downMs));
     await this.startRelay(port);
+  }
+
+  /** Starts `count` downloads on the reference backend as `user`; resolves to their topics (`download:CODE`). */
+  async startDownloads(count: number, user = 'alice'): Promise<string[]> {
+    return Promise.all(
+      Array.from({ length: count }, async () => {
+        const response = await fetch(`${this.url}/api/downloads`, { method: 'POST', headers: authHeader(user) });
+        return `download:${((await response.json()) as { code: string }).code}`;
+      }),
+    );
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,4 @@
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { authHeader } from '../support/relay-server';
 import { FreezingProxy } from './freezing-proxy';
 import { type ClientSeen, DemoStack, QUICK_CLIENT, clientSeen, launchChromium, loggedInContext, openClientTab } from './harness';
 
@@ -29,21 +28,12 @@ afterAll(async () => {
   await browser?.close();
 });
 
-async function startDownloads(count: number): Promise<string[]> {
-  return Promise.all(
-    Array.from({ length: count }, async () => {
-      const response = await fetch(`${stack!.url}/api/downloads`, { method: 'POST', headers: authHeader('alice') });
-      return `download:${((await response.json()) as { code: string }).code}`;
-    }),
-  );
-}
-
 /** A tab of `url` watching `count` new downloads, once each of them has reached `progress`. */
 async function watching(url: string, count: number, progress: number, options: object = QUICK_CLIENT): Promise<{ tab: Page; topics: string[] }> {
   context = await loggedInContext(browser, url);
   const tab = await openClientTab(context, url, options);
   // Started once the tab is ready, so that they are under way, not done, when the test acts.
-  const topics = await startDownloads(count);
+  const topics = await stack!.startDownloads(count);
   await tab.evaluate(`window.watch(${JSON.stringify(topics)})`);
   await tab.waitForFunction(`Object.values(window.seen.events).length === ${topics.length} && Object.values(window.seen.events).every((e) => e.some((state) => state.progress >= ${progress}))`);
   return { tab, topics };

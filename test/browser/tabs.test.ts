@@ -1,5 +1,4 @@
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { authHeader } from '../support/relay-server';
 import { type ClientSeen, DemoStack, QUICK_CLIENT, clientSeen, launchChromium, loggedInContext, openClientTab } from './harness';
 
 // A real browser with up to five tabs on a 2-core machine shared with other work.
@@ -27,15 +26,6 @@ afterEach(async () => {
 afterAll(async () => {
   await browser?.close();
 });
-
-async function startDownloads(count: number): Promise<string[]> {
-  return Promise.all(
-    Array.from({ length: count }, async () => {
-      const response = await fetch(`${stack!.url}/api/downloads`, { method: 'POST', headers: authHeader('alice') });
-      return `download:${((await response.json()) as { code: string }).code}`;
-    }),
-  );
-}
 
 /** Samples the relay's open multiplexed streams until stopped; `max` is the most seen at once. */
 function watchStreamCount(): { max: number; stop(): void } {
@@ -72,7 +62,7 @@ async function openTabs(count: number): Promise<Page[]> {
 test.each([2, 5])('%i tabs watching downloads hold one connection at the relay, and closing the holding tab mid-download loses no event in the others', async (count) => {
   stack = await new DemoStack({}, { tickMs: 200 }).start();
   const tabs = await openTabs(count);
-  const topics = await startDownloads(3);
+  const topics = await stack.startDownloads(3);
   const streams = watchStreamCount();
   await Promise.all(tabs.map((tab) => tab.evaluate(`window.watch(${JSON.stringify(topics)})`)));
 
@@ -110,7 +100,7 @@ test.each([2, 5])('%i tabs watching downloads hold one connection at the relay, 
 test('a tab opened mid-download gets the download from its first event, and the tabs already watching see no event twice', async () => {
   stack = await new DemoStack({}, { tickMs: 250 }).start();
   const tabs = await openTabs(2);
-  const topics = await startDownloads(2);
+  const topics = await stack.startDownloads(2);
   await Promise.all(tabs.map((tab) => tab.evaluate(`window.watch(${JSON.stringify(topics)})`)));
   await tabs[1]!.waitForFunction(`Object.values(window.seen.events).length === 2 && Object.values(window.seen.events).every((e) => e.some((state) => state.progress >= 30))`);
   const late = await openClientTab(context!, stack.url, QUICK_CLIENT);

@@ -1,56 +1,16 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { type Browser, type Page, chromium } from 'playwright-core';
 import { freePort } from '../support/free-port';
 import { FixtureBackend } from '../support/fixture-backend';
 import { type RunningNginx, startNginx } from '../support/nginx';
-import { TEST_SECRET, tokenFor } from '../support/relay-server';
+import { RelayProcess } from '../support/relay-process';
+import { tokenFor } from '../support/relay-server';
 import { until } from '../support/until';
 
 /** Debian's Chromium (`.ci/run` installs it); `CHROMIUM_BIN` to use another. */
 const CHROMIUM_BIN = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
-const SERVER = join(__dirname, '../../dist/server.js');
 const PATH = '/downloads/restart/events';
 const RESTARTS = 3;
-
-/** The standalone relay as a process manager runs it: `node dist/server.js` on a fixed port. */
-class RelayProcess {
-  private constructor(
-    readonly child: ChildProcess,
-    readonly log: string[],
-  ) {}
-
-  static async start(port: number, backendUrl: string): Promise<RelayProcess> {
-    const child = spawn(process.execPath, [SERVER], {
-      env: { ...process.env, NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), BACKEND_URL: backendUrl, JWT_SECRET: TEST_SECRET, LOG_LEVEL: 'info' },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const log: string[] = [];
-    let buffered = '';
-    await new Promise<void>((resolve, reject) => {
-      child.stdout?.on('data', (chunk: Buffer) => {
-        buffered += chunk.toString();
-        const lines = buffered.split('\n');
-        buffered = lines.pop() ?? '';
-        for (const line of lines) {
-          log.push(line);
-          if (line.includes('"relay listening"')) resolve();
-        }
-      });
-      child.once('exit', (code) => reject(new Error(`relay exited with ${String(code)} before listening: ${log.join('\n')}`)));
-    });
-    return new RelayProcess(child, log);
-  }
-
-  /** SIGTERM, then the exit: what systemd or Kubernetes does before starting the next one. */
-  async stop(): Promise<number | null> {
-    const exited = once(this.child, 'exit') as Promise<[number | null]>;
-    this.child.kill('SIGTERM');
-    return (await exited)[0];
-  }
-}
 
 let backend: FixtureBackend;
 let nginx: RunningNginx;
@@ -76,11 +36,10 @@ interface PageLog {
 const pageLog = (page: Page): Promise<PageLog> => page.evaluate(() => (globalThis as unknown as { log: PageLog }).log);
 
 test(`a native EventSource in Chromium behind nginx gets every event, in order, once, across ${RESTARTS} restarts of the relay`, async () => {
-  if (!existsSync(SERVER)) throw new Error(`${SERVER} is missing: npm test builds it first (npm run build)`);
   if (!existsSync(CHROMIUM_BIN)) throw new Error(`Chromium not found at ${CHROMIUM_BIN}: apt-get install chromium (.ci/run does) or set CHROMIUM_BIN`);
   backend = await new FixtureBackend().start();
   const relayPort = await freePort();
-  relays.push(await RelayProcess.start(relayPort, backend.url));
+  relays.push(await RelayProcess.start({ PORT: String(relayPort), BACKEND_URL: backend.url }));
   // One instance, set up as deploy/nginx.conf and the README say: nginx never marks it down, and
   // while nothing listens (a slow restart) answers event streams itself with a `retry:`.
   nginx = await startNginx(
@@ -121,7 +80,7 @@ test(`a native EventSource in Chromium behind nginx gets every event, in order, 
   };
   const allArrived = async (what: string, ms: number): Promise<void> => {
     await until(async () => (await pageLog(page)).got.length >= expected.length, ms, what).catch(async (err: unknown) => {
-      console.log(JSON.stringify(await pageLog(page)), relays.at(-1)?.log.join('\n'));
+      console.log(JSON.stringify(await pageLog(page)), relays.at(-1)?.log.map((line) => JSON.stringify(line)).join('\n'));
       throw err;
     });
   };
@@ -138,7 +97,7 @@ test(`a native EventSource in Chromium behind nginx gets every event, in order, 
     const firstAfterExit = expected.length;
     emit(); // while nothing listens
     emit();
-    relays.push(await RelayProcess.start(relayPort, backend.url));
+    relays.push(await RelayProcess.start({ PORT: String(relayPort), BACKEND_URL: backend.url }));
     const listening = Date.now();
     emit();
     await allArrived(`every event after restart ${round}`, 20_000);

@@ -1,61 +1,27 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { once } from 'node:events';
-import { join } from 'node:path';
 import { EventSource } from 'eventsource';
 import { FixtureBackend } from '../support/fixture-backend';
-import { TEST_SECRET, tokenFor } from '../support/relay-server';
+import { RelayProcess } from '../support/relay-process';
+import { tokenFor } from '../support/relay-server';
 import { until } from '../support/until';
 
-const SERVER = join(__dirname, '../../dist/server.js');
 const PATH = '/downloads/deploy/events';
 
-interface RelayProcess {
-  readonly child: ChildProcess;
-  readonly port: number;
-  readonly log: string[];
-}
-
-/** The standalone relay (`npm start`'s dist/server.js) as its own process. */
-async function startProcess(backendUrl: string): Promise<RelayProcess> {
-  const child = spawn(process.execPath, [SERVER], {
-    env: { ...process.env, NODE_ENV: 'production', PORT: '0', BACKEND_URL: backendUrl, JWT_SECRET: TEST_SECRET, SHUTDOWN_TIMEOUT_MS: '1000', LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const log: string[] = [];
-  let buffered = '';
-  const port = new Promise<number>((resolve, reject) => {
-    child.stdout?.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      const lines = buffered.split('\n');
-      buffered = lines.pop() ?? '';
-      for (const line of lines) {
-        log.push(line);
-        const url = (JSON.parse(line) as { url?: string; msg?: string }).url;
-        if (url !== undefined) resolve(Number(new URL(url).port));
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`relay exited with ${String(code)} before listening`)));
-  });
-  return { child, port: await port, log };
-}
-
 let backend: FixtureBackend;
-const children: ChildProcess[] = [];
+const relays: RelayProcess[] = [];
 
 beforeAll(async () => {
-  if (!existsSync(SERVER)) throw new Error(`${SERVER} is missing: npm test builds it first (npm run build)`);
   backend = await new FixtureBackend().start();
 });
 
 afterAll(async () => {
-  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+  for (const relay of relays) await relay.kill();
   await backend.close();
 });
 
 test('SIGTERM drains every stream; clients resume on a second process with Last-Event-ID and miss nothing; exit code 0', async () => {
-  const first = await startProcess(backend.url);
-  children.push(first.child);
+  const first = await RelayProcess.start({ BACKEND_URL: backend.url, SHUTDOWN_TIMEOUT_MS: '1000' });
+  relays.push(first);
   // A load balancer in miniature: clients connect to whichever relay is current.
   let target = first.port;
   const token = tokenFor('alice');
@@ -76,12 +42,12 @@ test('SIGTERM drains every stream; clients resume on a second process with Last-
 
   for (let i = 1; i <= 3; i++) backend.emit(PATH, `data: e${i}\n`);
   await until(() => clients.every((c) => c.received.length === 3), 5000, 'first events').catch((err: unknown) => {
-    console.log(first.log.join('\n'), clients.map((c) => c.received));
+    console.log(first.log.map((line) => JSON.stringify(line)).join('\n'), clients.map((c) => c.received));
     throw err;
   });
 
-  const second = await startProcess(backend.url);
-  children.push(second.child);
+  const second = await RelayProcess.start({ BACKEND_URL: backend.url, SHUTDOWN_TIMEOUT_MS: '1000' });
+  relays.push(second);
   target = second.port;
   // 'close', not 'exit': the process exits as soon as it stopped, and its last log lines may still be on their way.
   const exited = once(first.child, 'close') as Promise<[number | null, string | null]>;
@@ -101,12 +67,11 @@ test('SIGTERM drains every stream; clients resume on a second process with Last-
   }
   // The second relay opened the topic from where its first client had got to.
   expect(backend.requests.filter((r) => r.path === PATH).at(-1)?.lastEventId).toMatch(/^[34]$/);
-  const lines = first.log.map((line) => JSON.parse(line) as { msg: string; reason?: string });
+  const lines = first.log;
   expect(lines.filter((line) => line.reason === 'shutdown')).toHaveLength(5);
   // 'stopped' comes after every drained stream's line; a request the final closeAllConnections()
   // ends (a client back during the drain) may log its line after it.
   const stopped = lines.findIndex((line) => line.msg === 'stopped');
   expect(stopped).toBeGreaterThan(lines.findLastIndex((line) => line.reason === 'shutdown'));
-  second.child.kill('SIGTERM');
-  expect((await once(second.child, 'exit'))[0]).toBe(0);
+  expect(await second.stop()).toBe(0);
 }, 30_000);

@@ -61,6 +61,13 @@ export class RelayProcess {
     await exited;
   }
 
+  /** SIGTERM, then the exit (what systemd or Kubernetes does before starting the next one); resolves to the exit code. */
+  async stop(): Promise<number | null> {
+    const exited = once(this.child, 'exit') as Promise<[number | null]>;
+    this.child.kill('SIGTERM');
+    return (await exited)[0];
+  }
+
   signal(signal: NodeJS.Signals): void {
     this.child.kill(signal);
   }
