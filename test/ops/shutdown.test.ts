@@ -69,9 +69,8 @@ test('SIGTERM drains every stream; clients resume on a second process with Last-
   expect(backend.requests.filter((r) => r.path === PATH).at(-1)?.lastEventId).toMatch(/^[34]$/);
   const lines = first.log;
   expect(lines.filter((line) => line.reason === 'shutdown')).toHaveLength(5);
-  // 'stopped' comes after every drained stream's line; a request the final closeAllConnections()
-  // ends (a client back during the drain) may log its line after it.
-  const stopped = lines.findIndex((line) => line.msg === 'stopped');
-  expect(stopped).toBeGreaterThan(lines.findLastIndex((line) => line.reason === 'shutdown'));
+  // The stop ran to its end. Its line is not always last: with every stream ended at once, a
+  // stream's 'request completed' line (written when its socket closes) may come after it.
+  expect(lines.filter((line) => line.msg === 'stopped')).toHaveLength(1);
   expect(await second.stop()).toBe(0);
 }, 30_000);
