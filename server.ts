@@ -106,9 +106,10 @@ async function main(config: ServerConfig): Promise<void> {
     if (stopping) process.exit(1);
     stopping = true;
     const started = Date.now();
-    // Streams end over the first part of the budget, so their clients reconnect elsewhere
-    // spread out; uploads and chats in flight get the whole budget.
-    const drainWindowMs = Math.min(config.shutdownTimeoutMs / 2, 10_000);
+    // Streams end within the window (at once by default: with one instance, spreading their ends
+    // only delays the restart; their jittered `retry:` spreads the reconnects), uploads and chats
+    // in flight get the whole budget, and the process exits as soon as nothing is left.
+    const drainWindowMs = Math.min(config.drainWindowMs, config.shutdownTimeoutMs);
     logger.info({ signal, drainWindowMs, shutdownTimeoutMs: config.shutdownTimeoutMs, streams: relay.connections.snapshot().total }, 'stopping');
     // Still listening while streams drain: a load balancer sees /readyz answer 503 and moves on.
     await relay.drain(drainWindowMs);

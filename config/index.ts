@@ -38,7 +38,15 @@ export const SERVER_SETTINGS = {
     default: 30_000,
     min: 0,
     max: 10 * MINUTE,
-    doc: 'on SIGTERM/SIGINT: streams end over the first half (at most 10 s), uploads and chats get all of it, then exit 0',
+    doc: 'on SIGTERM/SIGINT: the longest a stop takes; streams end within `DRAIN_WINDOW_MS`, uploads and chats get the rest, then exit 0 (at once when nothing is left)',
+  },
+  drainWindowMs: {
+    kind: 'ms',
+    env: 'DRAIN_WINDOW_MS',
+    default: 0,
+    min: 0,
+    max: 10 * MINUTE,
+    doc: 'on SIGTERM/SIGINT, open streams end at random moments within this (0: all at once; at most `SHUTDOWN_TIMEOUT_MS`); with several instances, a few seconds spreads the others\' load',
   },
   logLevel: { kind: 'text', env: 'LOG_LEVEL', defaultNote: 'info', doc: 'pino level' },
   redisUrl: { kind: 'text', env: 'REDIS_URL', defaultNote: 'unset', doc: 'for several relay processes (read, not used yet)' },
@@ -78,6 +86,7 @@ export interface ServerConfig {
   readonly openFileLimit: number | undefined;
   readonly trustProxy: number | string | false;
   readonly shutdownTimeoutMs: number;
+  readonly drainWindowMs: number;
   readonly logLevel: string;
   readonly redisUrl: URL | undefined;
   /** Settings that work but probably not as meant; logged at start. */
@@ -107,6 +116,7 @@ export function loadConfig(env: Env = process.env, readFileLimit: () => number |
     openFileLimit: fileLimit,
     trustProxy: readTrustProxy(read),
     shutdownTimeoutMs: read.integer(SERVER_SETTINGS.shutdownTimeoutMs),
+    drainWindowMs: read.integer(SERVER_SETTINGS.drainWindowMs),
     logLevel: read.oneOf(SERVER_SETTINGS.logLevel.env, LOG_LEVELS, 'info'),
     redisUrl: readRedisUrl(read),
     warnings,

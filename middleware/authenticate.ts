@@ -43,8 +43,15 @@ export function userOf(res: Response): string {
   return user;
 }
 
+/** When the credential of a request that passed `identify` stops being valid: its `exp` plus the clock tolerance, in epoch ms. */
+export function tokenExpiryOf(res: Response): number | undefined {
+  const expiresAt: unknown = res.locals.tokenExpiresAt;
+  return typeof expiresAt === 'number' ? expiresAt : undefined;
+}
+
 /**
- * Verifies the JWT of every request: its `sub` goes to `res.locals.user`, or the reason
+ * Verifies the JWT of every request: its `sub` goes to `res.locals.user` (and its expiry, with
+ * the clock tolerance, to `res.locals.tokenExpiresAt`), or the reason
  * it was refused to `res.locals.authError`. Never answers; `requireUser` does, so a rate
  * limit can sit in between and count refused requests by IP.
  */
@@ -61,10 +68,11 @@ export function identify(options: JwtOptions): RequestHandler {
     ...(options.audience !== undefined && { audience: options.audience }),
   };
 
-  const verify = (token: string | undefined): string | HttpError => {
+  const toleranceMs = (options.clockToleranceSec ?? 5) * 1000;
+  const verify = (token: string | undefined): { user: string; expiresAt: number } | HttpError => {
     if (token === undefined) return new HttpError('unauthorized', undefined, 401, CHALLENGE);
     const known = cache.get(token);
-    if (known !== undefined) return known.user;
+    if (known !== undefined) return { user: known.user, expiresAt: known.expiresAtMs + toleranceMs };
     let verified: jwt.Jwt;
     try {
       verified = jwt.verify(token, key, { ...verifyOptions, complete: true });
@@ -86,13 +94,16 @@ export function identify(options: JwtOptions): RequestHandler {
     }
     // Kept until `exp` itself, not `exp` plus the clock tolerance: past it, the token is verified again.
     cache.set(token, { user: payload.sub, expiresAtMs: payload.exp * 1000 });
-    return payload.sub;
+    return { user: payload.sub, expiresAt: payload.exp * 1000 + toleranceMs };
   };
 
   return (req, res, next) => {
     const outcome = verify(tokenOf(req, cookieName));
-    if (typeof outcome === 'string') res.locals.user = outcome;
-    else res.locals.authError = outcome;
+    if (outcome instanceof HttpError) res.locals.authError = outcome;
+    else {
+      res.locals.user = outcome.user;
+      res.locals.tokenExpiresAt = outcome.expiresAt;
+    }
     next();
   };
 }

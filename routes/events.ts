@@ -5,7 +5,8 @@ import type { AuthorizeTopic } from '../src/relay/authorize';
 import { type CursorEntry, type CursorId, decodeCursor, maxCursorLength, topicHash } from '../src/relay/cursor';
 import type { TopicRef } from '../src/relay/hub';
 import type { Multiplexer, PlannedTopic } from '../src/relay/multiplex';
-import { userOf } from '../middleware/authenticate';
+import type { UserStreams } from '../src/relay/user-streams';
+import { tokenExpiryOf, userOf } from '../middleware/authenticate';
 import { loggedRequest } from '../middleware/request-log';
 import type { SharedStream } from './streams';
 
@@ -32,6 +33,10 @@ export interface MultiplexRouting {
   readonly guards: readonly RequestHandler[];
   readonly maxTopics: number;
   readonly logger: Logger;
+  /** Every open stream by user: each ends when its token expires, or when the app ends the user's streams. */
+  readonly userStreams: UserStreams;
+  /** The `retry:` a stream ended for its user is told. */
+  readonly retryHintMs: number;
 }
 
 /**
@@ -93,6 +98,7 @@ export function multiplexRoutes(multiplexer: Multiplexer, routing: MultiplexRout
     await authorizeAll(user, planned.map((topic) => topic.ref));
     const stream = multiplexer.open(res, user, planned, tombstones);
     if (!stream) return;
+    routing.userStreams.track(user, res, tokenExpiryOf(res), routing.retryHintMs, (reason, retryMs) => stream.writer.endWithRetry(reason, retryMs));
     res.locals.closeReason = () => stream.writer.closeReason;
     routing.logger.info({ req: loggedRequest(req, res), topics: planned.map((topic) => topic.ref.key), streamId: stream.id }, 'stream opened');
     // As for a shared stream: a held response must not keep Express's routing state alive.

@@ -17,6 +17,9 @@ import { Hub } from '../src/relay/hub';
 import { Multiplexer } from '../src/relay/multiplex';
 import { LocalOwnership, type TopicOwnership } from '../src/relay/ownership';
 import { RelayStats } from '../src/relay/stats';
+import { comeBackLater, jitteredRetry } from '../src/relay/come-back';
+import { UserStreams } from '../src/relay/user-streams';
+import { diagnosticTicks } from './diagnostics';
 import { clientScript } from './client-script';
 import { multiplexRoutes, topicResolver } from './events';
 import { relayMetrics } from './metrics';
@@ -71,11 +74,22 @@ export interface Relay {
   /** The Prometheus registry behind `/metrics`, to add your own metrics or merge. */
   readonly registry: Registry | undefined;
   /**
-   * Starts a graceful stop: `/readyz` answers 503, new streams are refused with 503, and
-   * open streams end spread over `windowMs`, each told to reconnect after `retryMs`.
-   * Resolves when they have all ended. Uploads and chats in flight are left to finish.
+   * Starts a graceful stop: `/readyz` answers 503, new event-stream requests get a 200 that
+   * only says when to come back (`retry:`), the streaming POSTs 503, and open streams end at
+   * random moments within `windowMs` (0: at once), each told to reconnect after `retryMs`
+   * plus up to 50% jitter (defaults to `drainRetryMs`). Resolves when they have all ended.
+   * Uploads and chats in flight are left to finish.
    */
   drain(windowMs: number, retryMs?: number): Promise<void>;
+  /**
+   * Ends every open stream of `user` now (logout, revoked access), each told to come back after
+   * `retryHintMs`: a client that still has a valid credential and access resumes without a gap,
+   * one logged out gets 401, one whose access was revoked 404 (the default policy forgets its
+   * cached yeses for the user). Resolves with how many streams this process ended. It is async so
+   * that a cluster implementation can publish it to every instance and resolve once all have
+   * ended theirs. Streams also end by themselves when their token expires.
+   */
+  endUserStreams(user: string): Promise<number>;
   /** Ends every stream and upstream now, aborting requests still in flight, and releases sockets. */
   close(): Promise<void>;
 }
@@ -99,7 +113,9 @@ export function createRelay(options: CreateRelayOptions): Relay {
   const streams = options.streams ?? SHARED_STREAMS;
   const resolveTopic = topicResolver(streams, config.backendUrl, redirectOrigins);
   const multiplexer = new Multiplexer(hub, config, resolveTopic);
-  const authorize = options.authorize ?? backendAuthorizer(callAgent, config.authorizationCacheMs, config.upstreamHeadersTimeoutMs);
+  const cachingAuthorizer = options.authorize === undefined ? backendAuthorizer(callAgent, config.authorizationCacheMs, config.upstreamHeadersTimeoutMs) : undefined;
+  const authorize = options.authorize ?? (cachingAuthorizer as AuthorizeTopic);
+  const userStreams = new UserStreams();
   const connections =
     options.connections ??
     new MemoryConnectionCounter({
@@ -123,6 +139,16 @@ export function createRelay(options: CreateRelayOptions): Relay {
   const refuseWhileDraining: RequestHandler = (_req, _res, next) => {
     next(draining ? new HttpError('shutting_down', undefined, undefined, { 'Retry-After': '1' }) : undefined);
   };
+  // An event-stream request while draining gets a 200 that says when to come back, never a 503:
+  // a native EventSource gives up for good after an error status, and with one instance the
+  // restarted relay is where it must come back to.
+  const comeBackWhileDraining =
+    (always: boolean): RequestHandler =>
+    (req, res, next) => {
+      if (draining && (always || (isRead(req.method) && acceptsEventStream(req.headers.accept)))) {
+        comeBackLater(res, jitteredRetry(config.drainRetryMs));
+      } else next();
+    };
 
   // Only the relay's own paths: the app's routes after this router get no relay headers or log lines.
   const own = ['/api', '/healthz', '/readyz', '/metrics'];
@@ -143,7 +169,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
     requireUser(req, res, next);
   };
   // Before anything routes on the path: one spelling per route, or the shared streams' limits can be walked around.
-  const authenticated = [canonicalPath, identified, countRequest, refuseAnonymous];
+  const authenticated = [canonicalPath, identified, countRequest, refuseAnonymous, comeBackWhileDraining(false)];
 
   const router = express.Router();
   // The shared stream GETs first, each one handler running what the chain below would run for
@@ -157,9 +183,11 @@ export function createRelay(options: CreateRelayOptions): Relay {
       authorizeNewTopics: options.authorize !== undefined,
       prefix: '/api',
       before: [logged, unbranded, ...(corsAllowed === undefined ? [] : [corsAllowed]), ...authenticated],
-      guards: [refuseWhileDraining, rateLimited, holdSlot],
+      guards: [comeBackWhileDraining(true), rateLimited, holdSlot],
       streams,
       logger,
+      userStreams,
+      retryHintMs: config.retryHintMs,
     }),
   );
   router.use(own, logged, unbranded);
@@ -175,14 +203,23 @@ export function createRelay(options: CreateRelayOptions): Relay {
   if (options.clientScript !== false) router.get('/client.js', clientScript());
   if (corsAllowed !== undefined) router.use('/api', corsAllowed);
   router.use('/api', ...authenticated);
+  router.get(
+    '/api/diagnostics/ticks',
+    comeBackWhileDraining(true),
+    rateLimited,
+    holdSlot,
+    diagnosticTicks({ heartbeatMs: config.heartbeatMs, userStreams, retryHintMs: config.retryHintMs }),
+  );
   router.use(
     '/api',
     multiplexRoutes(multiplexer, {
       resolve: resolveTopic,
       authorize,
-      guards: [refuseWhileDraining, rateLimited, holdSlot],
+      guards: [comeBackWhileDraining(true), rateLimited, holdSlot],
       maxTopics: config.maxTopicsPerStream,
       logger,
+      userStreams,
+      retryHintMs: config.retryHintMs,
     }),
   );
   router.post(STREAMING_POSTS.map((path) => `/api${path}`), refuseWhileDraining, holdSlot);
@@ -211,9 +248,13 @@ export function createRelay(options: CreateRelayOptions): Relay {
     stats,
     connections,
     registry: metrics?.registry,
-    async drain(windowMs, retryMs = 500) {
+    async drain(windowMs, retryMs = config.drainRetryMs) {
       draining = true;
       await hub.drain(windowMs, retryMs);
+    },
+    async endUserStreams(user) {
+      cachingAuthorizer?.forget(user);
+      return userStreams.endUser(user, jitteredRetry(config.retryHintMs));
     },
     async close() {
       draining = true;
@@ -238,6 +279,14 @@ function helmetBesideStreams(own: string[], streams: readonly SharedStream[]): R
   );
   router.use(own, helmet());
   return router;
+}
+
+function isRead(method: string): boolean {
+  return method === 'GET' || method === 'HEAD';
+}
+
+function acceptsEventStream(accept: string | undefined): boolean {
+  return accept !== undefined && accept.toLowerCase().includes('text/event-stream');
 }
 
 /** helmet drops `X-Powered-By`, but an open stream skips helmet: drop it for every relay answer. */

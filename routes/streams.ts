@@ -3,7 +3,8 @@ import type { Logger } from 'pino';
 import { HttpError } from '../src/errors';
 import type { AuthorizeTopic } from '../src/relay/authorize';
 import type { Hub } from '../src/relay/hub';
-import { userOf } from '../middleware/authenticate';
+import type { UserStreams } from '../src/relay/user-streams';
+import { tokenExpiryOf, userOf } from '../middleware/authenticate';
 import { loggedRequest, redactTokens } from '../middleware/request-log';
 import { inSequence } from './in-sequence';
 
@@ -70,6 +71,10 @@ export interface SharedStreamRouting {
   readonly streams: readonly SharedStream[];
   /** Where `stream opened` goes. */
   readonly logger: Logger;
+  /** Every open stream by user: each ends when its token expires, or when the app ends the user's streams. */
+  readonly userStreams: UserStreams;
+  /** The `retry:` a stream ended for its user (token expired, ended by the app) is told. */
+  readonly retryHintMs: number;
 }
 
 /**
@@ -89,7 +94,8 @@ export function sharedStreamRoutes(hub: Hub, routing: SharedStreamRouting): Requ
   };
 }
 
-function sharedStreamHandler(hub: Hub, { backendUrl, redirectOrigins, authorize, authorizeNewTopics, logger, prefix }: SharedStreamRouting, stream: SharedStream): RequestHandler {
+function sharedStreamHandler(hub: Hub, routing: SharedStreamRouting, stream: SharedStream): RequestHandler {
+  const { backendUrl, redirectOrigins, authorize, authorizeNewTopics, logger, userStreams, retryHintMs, prefix } = routing;
   return async (req, res) => {
     const id = req.params.id;
     if (typeof id !== 'string' || !ID.test(id)) throw new HttpError('invalid_id');
@@ -118,6 +124,7 @@ function sharedStreamHandler(hub: Hub, { backendUrl, redirectOrigins, authorize,
       lastEventId,
     });
     if (!subscriber) return;
+    userStreams.track(user, res, tokenExpiryOf(res), retryHintMs, (reason, retryMs) => subscriber.endWithRetry(reason, retryMs));
     const topic = hub.topic(key);
     // A stream refused after waiting for the backend (502 and the like) says why in its log line.
     res.locals.closeReason = () =>

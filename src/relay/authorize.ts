@@ -6,13 +6,16 @@ export type AuthorizeTopic = (user: string, statusUrl: URL) => Promise<number>;
 /** Most (user, topic) answers kept; past it the oldest are dropped. */
 const MAX_CACHED = 50_000;
 
+/** The default policy, with a way to drop the yeses it keeps for a user (their access was revoked). */
+export type CachingAuthorizer = AuthorizeTopic & { forget(user: string): void };
+
 /**
  * Asks the backend's status route with the user's identity, and trusts a yes
  * for `cacheMs`. A no is never cached: a code made a moment ago must work.
  */
-export function backendAuthorizer(dispatcher: Dispatcher, cacheMs: number, timeoutMs: number): AuthorizeTopic {
+export function backendAuthorizer(dispatcher: Dispatcher, cacheMs: number, timeoutMs: number): CachingAuthorizer {
   const admitted = new Map<string, number>();
-  return async (user, statusUrl) => {
+  const authorize: AuthorizeTopic = async (user, statusUrl) => {
     const key = `${user}\0${statusUrl.href}`;
     const until = admitted.get(key);
     if (until !== undefined && until > Date.now()) return 200;
@@ -28,6 +31,12 @@ export function backendAuthorizer(dispatcher: Dispatcher, cacheMs: number, timeo
     }
     return statusCode;
   };
+  return Object.assign(authorize, {
+    forget(user: string): void {
+      const prefix = `${user}\0`;
+      for (const key of admitted.keys()) if (key.startsWith(prefix)) admitted.delete(key);
+    },
+  });
 }
 
 /**

@@ -5,6 +5,7 @@ import type { TopicOwnership } from './ownership';
 import type { RelayStats } from './stats';
 import { type CloseReason, type DrainPolicy, Subscriber } from './subscriber';
 import { Topic } from './topic';
+import { jitteredRetry } from './come-back';
 
 /** Where a shared stream comes from: its key and the backend URL of its events. */
 export interface TopicRef {
@@ -123,8 +124,8 @@ export class Hub {
   }
 
   /**
-   * Ends every stream at a random moment within `windowMs`, each told to come back
-   * after `retryMs`, so clients reconnect elsewhere spread out, not all at once. Then
+   * Ends every stream at a random moment within `windowMs` (0: at once), each told to come
+   * back after `retryMs` plus jitter, so clients reconnect spread out, not all at once. Then
    * closes the topics and their upstreams.
    */
   async drain(windowMs: number, retryMs: number): Promise<void> {
@@ -132,7 +133,7 @@ export class Hub {
       (subscriber) =>
         new Promise<void>((resolve) => {
           setTimeout(() => {
-            subscriber.endWithRetry('shutdown', retryMs);
+            subscriber.endWithRetry('shutdown', jitteredRetry(retryMs));
             resolve();
           }, Math.random() * windowMs);
         }),

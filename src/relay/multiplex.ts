@@ -255,6 +255,8 @@ export class MultiplexStream {
       case 'lifetime':
       case 'rejected':
       case 'shutdown':
+      case 'token_expired':
+      case 'ended_by_app':
         return this.close(reason);
     }
   }

@@ -1,7 +1,9 @@
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { ERROR_HEADERS, HttpError, errorBody } from '../errors';
+import type { HttpError} from '../errors';
+import { ERROR_HEADERS, errorBody } from '../errors';
 import { SSE_HEADERS, encodeComment, encodeEvent, encodeRetry } from '../sse/encode';
+import { comeBackLater } from './come-back';
 import type { TopicMember } from './member';
 import type { StoredEvent } from './replay';
 
@@ -14,7 +16,9 @@ export type CloseReason =
   | 'idle_timeout'
   | 'lifetime'
   | 'rejected'
-  | 'shutdown';
+  | 'shutdown'
+  | 'token_expired'
+  | 'ended_by_app';
 
 const HEARTBEAT = encodeComment('hb');
 const RESYNC = encodeEvent({ event: 'resync', data: JSON.stringify({ reason: 'history_gap' }) });
@@ -160,10 +164,15 @@ export class Subscriber implements TopicMember {
     this.res.end(event ? encodeEvent({ event: event.event, data: JSON.stringify(event.data) }) : undefined);
   }
 
-  /** Ends the stream telling the client to reconnect after `retryMs` (to another relay, when this one stops). */
+  /**
+   * Ends the stream telling the client to reconnect after `retryMs` (to another relay, when this
+   * one stops). One still waiting for its upstream gets a 200 that only says so: a native
+   * `EventSource` never retries after an error status.
+   */
   endWithRetry(reason: CloseReason, retryMs: number): void {
-    if (!this.opened) return this.reject(new HttpError('shutting_down', undefined, undefined, { 'Retry-After': '1' }));
-    if (this.stop(reason)) this.res.end(encodeRetry(retryMs));
+    if (!this.stop(reason)) return;
+    if (this.opened) this.res.end(encodeRetry(retryMs));
+    else comeBackLater(this.res, retryMs);
   }
 
   /** Answers before any header was sent: the error's status and headers, and the JSON error body. */

@@ -95,7 +95,7 @@ test('every integer variable is read at its bounds', () => {
   for (const setting of integerSettings) {
     for (const value of [setting.min, setting.max]) {
       const config = loadConfig({ [setting.env]: String(value) });
-      const read = { port: config.port, shutdownTimeoutMs: config.shutdownTimeoutMs, ...config.relay, ...config.http };
+      const read = { port: config.port, shutdownTimeoutMs: config.shutdownTimeoutMs, drainWindowMs: config.drainWindowMs, ...config.relay, ...config.http };
       expect(Object.values(read)).toContain(value);
     }
   }

@@ -83,7 +83,8 @@ test('SIGTERM drains every stream; clients resume on a second process with Last-
   const second = await startProcess(backend.url);
   children.push(second.child);
   target = second.port;
-  const exited = once(first.child, 'exit') as Promise<[number | null, string | null]>;
+  // 'close', not 'exit': the process exits as soon as it stopped, and its last log lines may still be on their way.
+  const exited = once(first.child, 'close') as Promise<[number | null, string | null]>;
   first.child.kill('SIGTERM');
   backend.emit(PATH, 'data: e4\n');
   const [code, signal] = await exited;
