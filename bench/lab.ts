@@ -221,7 +221,8 @@ export class Lab {
     return { proc, url, cleanup: () => rmSync(uploadDir, { recursive: true, force: true }) };
   }
 
-  async startRelay(backendUrl: string, core: number | undefined, maxStreams: number): Promise<Subject> {
+  /** The relay in front of `backendUrl`; `extraEnv` adds settings (a cluster's `REDIS_URL`). */
+  async startRelay(backendUrl: string, core: number | undefined, maxStreams: number, extraEnv: NodeJS.ProcessEnv = {}): Promise<Subject> {
     const port = await freePort();
     const big = String(10 * maxStreams + 1000);
     const env: NodeJS.ProcessEnv = {
@@ -236,6 +237,7 @@ export class Lab {
       MAX_CONNECTIONS_PER_USER: big,
       MAX_CONNECTIONS_PER_IP: big,
       MAX_UPLOAD_BYTES: String(64 * 1024 ** 3),
+      ...extraEnv,
     };
     const args = ['--expose-gc', '-r', join(HERE, 'heap-probe.js'), ...this.nodeArgs('relay'), join(DIST, 'server.js')];
     const proc = this.spawn('relay', process.execPath, args, core, env);

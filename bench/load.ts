@@ -21,6 +21,8 @@ import { type ConnectedReport, type DoneReport, identityHeader, nowMs, report, r
 export interface LoadConfig {
   /** Base URL of the subject, e.g. http://127.0.0.1:8080 */
   readonly baseUrl: string;
+  /** Several relays of one cluster: subscriber i connects to entry i mod their number instead of `baseUrl`. */
+  readonly baseUrls?: readonly string[];
   /** Path of a code's stream with `{code}` in it, e.g. /api/downloads/{code}/events */
   readonly pathTemplate: string;
   readonly codes: readonly string[];
@@ -149,7 +151,8 @@ function streamEnded(stream: Stream, cause?: string): void {
 /** Opens stream `index`; `settled` is called once it is open or has failed. */
 function open(index: number, identity: Record<string, string>, settled: () => void): void {
   const code = config.codes[index % config.codes.length] as string;
-  const url = new URL(config.pathTemplate.replace('{code}', encodeURIComponent(code)), config.baseUrl);
+  const base = config.baseUrls === undefined ? config.baseUrl : (config.baseUrls[index % config.baseUrls.length] as string);
+  const url = new URL(config.pathTemplate.replace('{code}', encodeURIComponent(code)), base);
   const headers: Record<string, string> = {
     Accept: 'text/event-stream',
     'Cache-Control': 'no-cache',

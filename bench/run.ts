@@ -20,11 +20,12 @@ import { type ChatSettings, runChat } from './chat';
 import { type FanoutSettings, type ScenarioOutcome, fixed, runFanout } from './fanout';
 import { ALL_SUBJECTS, FANOUT_ONLY, Lab, ROOT, type SubjectName, ensureNginx, load1, machineLine } from './lab';
 import { type MultiplexSettings, runMultiplex } from './multiplex';
+import { type ClusterSettings, runCluster } from './cluster';
 import { portable, portableArg } from './portable-path';
 import { type SubscribeSettings, runSubscribe } from './subscribe';
 import { type UploadSettings, runUpload } from './upload';
 
-const SCENARIOS = ['fanout', 'capacity', 'subscribe', 'upload', 'chat', 'big-events', 'multiplex'] as const;
+const SCENARIOS = ['fanout', 'capacity', 'subscribe', 'upload', 'chat', 'big-events', 'multiplex', 'cluster'] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
 
 interface Settings {
@@ -37,6 +38,7 @@ interface Settings {
   chat: ChatSettings;
   bigEvents: BigEventsSettings;
   multiplex: MultiplexSettings;
+  cluster: ClusterSettings;
   out: string;
   nginx: string;
   pin: boolean;
@@ -95,6 +97,10 @@ function parseSettings(argv: string[]): Settings {
       'big-burst': { type: 'string' },
       'multiplex-clients': { type: 'string' },
       'multiplex-topics': { type: 'string' },
+      'cluster-subscribers': { type: 'string' },
+      'cluster-codes': { type: 'string' },
+      'cluster-takeovers': { type: 'string' },
+      'cluster-lease-ms': { type: 'string' },
       out: { type: 'string' },
       nginx: { type: 'string' },
       'no-pin': { type: 'boolean' },
@@ -152,6 +158,16 @@ function parseSettings(argv: string[]): Settings {
       events: positiveInt('events', values.events, 20),
       rate,
       concurrency: positiveInt('concurrency', values.concurrency, 100),
+    },
+    cluster: {
+      subscribers: positiveInt('cluster-subscribers', values['cluster-subscribers'], 1000),
+      codes: positiveInt('cluster-codes', values['cluster-codes'], 10),
+      events: positiveInt('events', values.events, 20),
+      rate,
+      concurrency: positiveInt('concurrency', values.concurrency, 100),
+      graceMs: positiveInt('grace-ms', values['grace-ms'], 10_000),
+      takeovers: positiveInt('cluster-takeovers', values['cluster-takeovers'], 3),
+      leaseMs: positiveInt('cluster-lease-ms', values['cluster-lease-ms'], 5000),
     },
     out: resolve(values.out ?? join(ROOT, 'bench/results/latest.md')),
     nginx: values.nginx ?? process.env.NGINX_BIN ?? '/usr/sbin/nginx',
@@ -218,6 +234,9 @@ async function main(): Promise<void> {
         break;
       case 'multiplex':
         outcome = await runMultiplex(lab, settings.multiplex);
+        break;
+      case 'cluster':
+        outcome = await runCluster(lab, settings.cluster);
         break;
     }
     failed ||= outcome.failed;

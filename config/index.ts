@@ -49,7 +49,7 @@ export const SERVER_SETTINGS = {
     doc: 'on SIGTERM/SIGINT, open streams end at random moments within this (0: all at once; at most `SHUTDOWN_TIMEOUT_MS`); with several instances, a few seconds spreads the others\' load',
   },
   logLevel: { kind: 'text', env: 'LOG_LEVEL', defaultNote: 'info', doc: 'pino level' },
-  redisUrl: { kind: 'text', env: 'REDIS_URL', defaultNote: 'unset', doc: 'for several relay processes (read, not used yet)' },
+  redisUrl: { kind: 'text', env: 'REDIS_URL', defaultNote: 'unset', doc: 'set: several relays share one upstream per topic, the replay history, the connection limits and the rate limit through this Redis (see "Running several relays")' },
 } as const satisfies Record<string, Setting>;
 
 /** Every setting of the standalone server, by who takes it as an option, in the order the README lists them. */

@@ -51,7 +51,8 @@ const rows = new Map();
 const subscription = client.subscribe([], {
   onStatus(status, info) {
     seen.statuses.push({ status, at: performance.now(), ...info });
-    $('status').textContent = status + (info.delayMs ? ` (next try in ${(info.delayMs / 1000).toFixed(1)} s)` : '');
+    const tab = info.tab === 'holder' ? ' · this tab holds it' : info.tab === 'follower' ? ' · shared by another tab' : '';
+    $('status').textContent = status + (info.delayMs ? ` (next try in ${(info.delayMs / 1000).toFixed(1)} s)` : '') + tab;
     $('status').dataset.state = status;
     log(`stream ${status}${info.reason ? `: ${info.reason}` : ''}${info.httpStatus ? ` [HTTP ${info.httpStatus}]` : ''}`);
   },

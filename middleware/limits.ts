@@ -1,6 +1,6 @@
 import { isIPv4 } from 'node:net';
 import type { Request, RequestHandler } from 'express';
-import { ipKeyGenerator, rateLimit } from 'express-rate-limit';
+import { ipKeyGenerator, rateLimit, type Store } from 'express-rate-limit';
 import { HttpError } from '../src/errors';
 import type { ConnectionCounter, LimitName } from '../src/limits/connections';
 import { userOf } from './authenticate';
@@ -49,9 +49,11 @@ export function limitConnections(counter: ConnectionCounter, onRefused?: (limit:
 /**
  * Requests per user per minute (`perMinute`, 0: off), or per IP for requests without a
  * valid token, with the standard `RateLimit` and `RateLimit-Policy` headers. Mount after
- * `identify`; the caller picks which requests count.
+ * `identify`; the caller picks which requests count. Counts in this process's memory unless a
+ * `store` is given (the Redis store shares them between relays); a store that fails lets the
+ * request through rather than refusing everyone.
  */
-export function limitRequests(perMinute: number, onRefused?: () => void): RequestHandler {
+export function limitRequests(perMinute: number, onRefused?: () => void, store?: Store): RequestHandler {
   if (perMinute === 0) return (_req, _res, next) => next();
   return rateLimit({
     windowMs: 60_000,
@@ -59,6 +61,7 @@ export function limitRequests(perMinute: number, onRefused?: () => void): Reques
     standardHeaders: 'draft-8',
     legacyHeaders: false,
     identifier: 'requests',
+    ...(store ? { store, passOnStoreError: true } : {}),
     keyGenerator: (req, res) => (typeof res.locals.user === 'string' ? `user:${res.locals.user}` : `ip:${clientIp(req)}`),
     handler: (_req, _res, next) => {
       onRefused?.();

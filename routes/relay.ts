@@ -10,6 +10,7 @@ import { errorHandler } from '../middleware/errors';
 import { HttpError } from '../src/errors';
 import { limitConnections, limitRequests } from '../middleware/limits';
 import { requestLog } from '../middleware/request-log';
+import { type Cluster, createCluster } from '../src/cluster/cluster';
 import { type ConnectionCounter, MemoryConnectionCounter } from '../src/limits/connections';
 import { type RelayOptions, optionWarnings, resolveOptions } from '../src/options';
 import { type AuthorizeTopic, backendAuthorizer } from '../src/relay/authorize';
@@ -40,7 +41,7 @@ export interface CreateRelayOptions extends RelayOptions {
    * one wrapping it. Defaults to this process, in memory.
    */
   ownership?: TopicOwnership | ((local: LocalOwnership) => TopicOwnership);
-  /** Where open streams are counted. Defaults to this process's memory, with the three limits above. */
+  /** Where open streams are counted. Defaults to this process's memory, with the three limits above (or Redis with `redisUrl`). */
   connections?: ConnectionCounter;
   /**
    * Origins (like `https://cdn.example.com`) besides the backend's to which a stream's redirects
@@ -48,6 +49,12 @@ export interface CreateRelayOptions extends RelayOptions {
    * another origin is answered 502 `upstream_redirect_refused`.
    */
   upstreamRedirectOrigins?: readonly string[];
+  /**
+   * Run as one of several relays sharing a Redis (`redis://` or `rediss://`): one upstream per topic
+   * across them, shared replay history, connection limits and rate limit (see the README's "Running
+   * several relays"). Defaults to none: this process alone, in memory.
+   */
+  redisUrl?: string | URL;
   /** Origins allowed to call the relay from a browser, with credentials (the cookie). Defaults to none: same-origin only. */
   corsOrigins?: readonly string[];
   /** Security headers (helmet); set false if your app already sets them. Defaults to true. */
@@ -71,6 +78,8 @@ export interface Relay {
   readonly multiplexer: Multiplexer;
   readonly stats: RelayStats;
   readonly connections: ConnectionCounter;
+  /** The cluster parts when `redisUrl` is set. */
+  readonly cluster: Cluster | undefined;
   /** The Prometheus registry behind `/metrics`, to add your own metrics or merge. */
   readonly registry: Registry | undefined;
   /**
@@ -107,7 +116,8 @@ export function createRelay(options: CreateRelayOptions): Relay {
   const callAgent = new Agent({ pipelining: 1, connections: 64 });
   const stats = new RelayStats();
   const local = new LocalOwnership(streamAgent, config);
-  const ownership = typeof options.ownership === 'function' ? options.ownership(local) : (options.ownership ?? local);
+  const cluster: Cluster | undefined = options.redisUrl === undefined ? undefined : createCluster(new URL(String(options.redisUrl)), config, local, logger);
+  const ownership = typeof options.ownership === 'function' ? options.ownership(local) : (options.ownership ?? cluster?.ownership ?? local);
   const hub = new Hub(config, ownership, stats, logger);
   const redirectOrigins = new Set((options.upstreamRedirectOrigins ?? []).map((origin) => new URL(origin).origin));
   const streams = options.streams ?? SHARED_STREAMS;
@@ -118,6 +128,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
   const userStreams = new UserStreams();
   const connections =
     options.connections ??
+    cluster?.connections ??
     new MemoryConnectionCounter({
       total: config.maxConnections,
       perUser: config.maxConnectionsPerUser,
@@ -125,7 +136,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
     });
   const holdSlot = limitConnections(connections, (limit) => stats.countRejection(limit));
   const holdCallSlot = limitConnections(connections, (limit) => stats.countRejection(limit), 'calls');
-  const rateLimited = limitRequests(config.rateLimitPerMinute, () => stats.countRejection('rate'));
+  const rateLimited = limitRequests(config.rateLimitPerMinute, () => stats.countRejection('rate'), cluster?.rateLimitStore);
   // A request without a valid token is counted (by IP) before it is refused; with one,
   // only stream opens and POSTs count, by user.
   const countRequest: RequestHandler = (req, res, next) => {
@@ -180,7 +191,8 @@ export function createRelay(options: CreateRelayOptions): Relay {
       backendUrl: config.backendUrl,
       redirectOrigins,
       authorize,
-      authorizeNewTopics: options.authorize !== undefined,
+      // In a cluster the backend's answer to the first request is seen only by the topic's owner.
+      authorizeNewTopics: options.authorize !== undefined || cluster !== undefined,
       prefix: '/api',
       before: [logged, unbranded, ...(corsAllowed === undefined ? [] : [corsAllowed]), ...authenticated],
       guards: [comeBackWhileDraining(true), rateLimited, holdSlot],
@@ -196,7 +208,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
     res.json({ status: 'ok' });
   });
   router.get('/readyz', async (_req, res) => {
-    const status = draining ? 'shutting_down' : (await backendReady()) ? 'ready' : 'backend_unavailable';
+    const status = draining ? 'shutting_down' : cluster && !cluster.ready ? 'redis_unavailable' : (await backendReady()) ? 'ready' : 'backend_unavailable';
     res.status(status === 'ready' ? 200 : 503).set('Cache-Control', 'no-store').json({ status });
   });
   if (metrics) router.get('/metrics', metrics.handler);
@@ -247,6 +259,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
     multiplexer,
     stats,
     connections,
+    cluster,
     registry: metrics?.registry,
     async drain(windowMs, retryMs = config.drainRetryMs) {
       draining = true;
@@ -259,7 +272,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
     async close() {
       draining = true;
       hub.close();
-      await Promise.all([streamAgent.destroy(), callAgent.destroy()]);
+      await Promise.all([streamAgent.destroy(), callAgent.destroy(), cluster?.close()]);
     },
   };
 }

@@ -7,7 +7,7 @@ import { DAY, HOUR, type IntegerSetting, MINUTE, integerProblem } from './settin
  */
 export const RELAY_SETTINGS = {
   replayBufferSize: { kind: 'count', env: 'REPLAY_BUFFER_SIZE', default: 1000, min: 1, max: 1_000_000, doc: 'events kept per topic for `Last-Event-ID` replay' },
-  replayBufferBytes: { kind: 'bytes', env: 'REPLAY_BUFFER_BYTES', default: 4 * 1024 ** 2, min: 1024, max: 1024 ** 3, doc: 'bytes of history kept per topic; the oldest events go first past it' },
+  replayBufferBytes: { kind: 'bytes', env: 'REPLAY_BUFFER_BYTES', default: 4 * 1024 ** 2, min: 1024, max: 1024 ** 3, doc: 'bytes of history kept per topic (in Redis too with `REDIS_URL`); the oldest events go first past it' },
   replayTotalBytes: {
     kind: 'bytes',
     env: 'REPLAY_TOTAL_BYTES',
@@ -17,7 +17,7 @@ export const RELAY_SETTINGS = {
     doc: "bytes of history kept by the whole process; idle topics' history goes first, then the oldest events",
   },
   topicLingerMs: { kind: 'ms', env: 'TOPIC_LINGER_MS', default: 30_000, min: 0, max: HOUR, doc: 'how long a topic with no subscribers (or a finished one) is kept before its upstream closes' },
-  heartbeatMs: { kind: 'ms', env: 'HEARTBEAT_MS', default: 15_000, min: 1, max: 10 * MINUTE, doc: '`: hb` comment interval to every subscriber; idle and lifetime are checked at the same tick' },
+  heartbeatMs: { kind: 'ms', env: 'HEARTBEAT_MS', default: 15_000, min: 1, max: 10 * MINUTE, doc: 'longest silence on a stream: one quiet for half of it gets a `: hb` comment at every half interval, when idle and lifetime are checked too' },
   clientMaxBufferedBytes: {
     kind: 'bytes',
     env: 'CLIENT_MAX_BUFFERED_BYTES',
@@ -75,6 +75,22 @@ export const RELAY_SETTINGS = {
   },
   maxConnectionsPerUser: { kind: 'count', env: 'MAX_CONNECTIONS_PER_USER', default: 20, min: 1, max: 10_000_000, doc: 'open streams per user; over it: 429' },
   maxConnectionsPerIp: { kind: 'count', env: 'MAX_CONNECTIONS_PER_IP', default: 200, min: 1, max: 10_000_000, doc: 'open streams per client IP (see `TRUST_PROXY`); over it: 429' },
+  clusterLeaseMs: {
+    kind: 'ms',
+    env: 'CLUSTER_LEASE_MS',
+    default: 5000,
+    min: 100,
+    max: MINUTE,
+    doc: "with `REDIS_URL`: a topic's owner renews its lease every third of this; a dead owner is replaced within it",
+  },
+  clusterSlotTtlMs: {
+    kind: 'ms',
+    env: 'CLUSTER_SLOT_TTL_MS',
+    default: 30_000,
+    min: 300,
+    max: HOUR,
+    doc: "with `REDIS_URL`: a relay that stopped (killed, paused) loses its connection slots after this",
+  },
   rateLimitPerMinute: {
     kind: 'count',
     env: 'RATE_LIMIT_PER_MINUTE',

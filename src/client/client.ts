@@ -1,5 +1,7 @@
 import { type ReconnectOptions, resolveReconnect } from './backoff';
 import { type ChatHandlers, type ChatReply, type ChatRequest, type HistoryPager, chatHistory, streamChat } from './chat';
+import { browser } from './browser';
+import { canShareAcrossTabs } from './tab-link';
 import { type SubscribeHandlers, type Subscription, TopicStream } from './topic-stream';
 import type { Topic } from './topics';
 import { Transport, type TransportOptions } from './transport';
@@ -13,6 +15,18 @@ export interface ClientOptions extends TransportOptions {
   pollIntervalMs?: number;
   /** How long an answered stream may take to send its first (`ready`) event before the client polls instead. Defaults to 10000 ms. */
   readyTimeoutMs?: number;
+  /**
+   * The relay's heartbeat interval, for relays whose `ready` event does not say it: a stream that
+   * delivers no byte for twice this is taken for dead and reopened. Defaults to the relay's
+   * `ready.heartbeatMs`; with neither, a silent stream is never called dead.
+   */
+  heartbeatMs?: number;
+  /**
+   * The tabs of one origin, for one relay and one user, share one stream: one tab holds it (a
+   * Web Lock) and hands the events to the others (a BroadcastChannel); when it closes another
+   * takes over from the last event the tabs saw. Defaults to true where both APIs exist.
+   */
+  shareAcrossTabs?: boolean;
   /** Files of one upload sent at once. Defaults to 3. */
   uploadConcurrency?: number;
   /** Messages per page of chat history. Defaults to 20. */
@@ -41,10 +55,17 @@ export function createClient(options: ClientOptions = {}): Client {
   const readyTimeoutMs = positive('readyTimeoutMs', options.readyTimeoutMs, 10_000);
   const uploadConcurrency = positive('uploadConcurrency', options.uploadConcurrency, 3);
   const historyPageSize = positive('historyPageSize', options.historyPageSize, 20);
+  const heartbeatMs = options.heartbeatMs === undefined ? undefined : positive('heartbeatMs', options.heartbeatMs, 0);
+  const share = (options.shareAcrossTabs ?? true) && canShareAcrossTabs();
+  // One lock and channel per relay (its absolute URL) and user.
+  const shareName = async (): Promise<string | undefined> => {
+    const who = await transport.credentialKey();
+    return who === undefined ? undefined : `sse-relay ${new URL(transport.url('/'), browser.location?.href).href} ${who}`;
+  };
   let stream: TopicStream | undefined;
   return {
     subscribe(topics, handlers = {}) {
-      stream ??= new TopicStream(transport, { reconnect, pollIntervalMs, readyTimeoutMs });
+      stream ??= new TopicStream(transport, { reconnect, pollIntervalMs, readyTimeoutMs, heartbeatMs }, share ? shareName : undefined);
       return stream.subscribe(topics, handlers);
     },
     upload(files, fields = {}, handlers = {}) {

@@ -12,13 +12,15 @@ const MAX_EVENT_CHARS = 1024 * 1024;
 
 /**
  * Reads a `fetch` body as an event stream until it ends, calling `onEvent` per event and
- * `onRetry` with a server's `retry:`. Chunks may split lines, events and characters anywhere.
+ * `onRetry` with a server's `retry:`, and `onBytes` whenever bytes arrive (a heartbeat
+ * comment included). Chunks may split lines, events and characters anywhere.
  * Rejects when the body fails (a dropped connection), or when the signal aborts it.
  */
 export async function readEventStream(
   body: ReadableStream<Uint8Array>,
   onEvent: (event: StreamEvent) => void,
   onRetry?: (ms: number) => void,
+  onBytes?: () => void,
 ): Promise<void> {
   let lastId: string | undefined;
   const parser = createParser({
@@ -37,6 +39,7 @@ export async function readEventStream(
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
+      onBytes?.();
       parser.feed(decoder.decode(value, { stream: true }));
     }
   } finally {

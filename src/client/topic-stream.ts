@@ -3,6 +3,8 @@ import { Poller } from './poller';
 import { readEventStream, type StreamEvent } from './sse-body';
 import { type Topic, checkTopic } from './topics';
 import type { Transport } from './transport';
+import { browser } from './browser';
+import { type Delivery, type TabMessage, TabLink, addTo } from './tab-link';
 
 /** Where the client's one stream is. */
 export type StreamStatus = 'connecting' | 'open' | 'reconnecting' | 'polling' | 'closed';
@@ -19,6 +21,8 @@ export interface StatusInfo {
   readonly reason?: string;
   /** The relay's id of the open stream. */
   readonly streamId?: string;
+  /** With `shareAcrossTabs`: `holder` when this tab holds the connection, `follower` when it gets the events from the tab that does. */
+  readonly tab?: 'holder' | 'follower';
 }
 
 /** One event of a topic. */
@@ -65,7 +69,12 @@ export interface StreamTiming {
   readonly pollIntervalMs: number;
   /** How long an answered stream may take to send its `ready` event before the client decides something buffers it and polls. */
   readonly readyTimeoutMs: number;
+  /** The relay's heartbeat interval when its `ready` event does not say it; undefined: such a stream is never called dead. */
+  readonly heartbeatMs: number | undefined;
 }
+
+/** Ids remembered per topic to drop an event seen twice (a takeover resumes from the cursor the tabs last heard; a replay for a new tab). Above the relay's default history of 1000. */
+const SEEN_IDS = 2048;
 
 /** How one stream attempt ended. */
 type Outcome =
@@ -80,6 +89,8 @@ type Outcome =
 interface Ready {
   readonly streamId: string;
   readonly topics: readonly Topic[];
+  /** The longest the relay leaves the stream silent (relays before this field: absent). */
+  readonly heartbeatMs?: number;
 }
 
 /**
@@ -104,16 +115,32 @@ export class TopicStream {
   private wakeUp: (() => void) | undefined;
   private syncing: Promise<void> | undefined;
   private readonly poller: Poller;
+  private readonly seen = new Map<Topic, Set<string>>();
+  /** Holding the shared stream: the tabs that watch each topic, and the topics whose history a newly watching tab needs. */
+  private watchers = new Map<Topic, Set<string>>();
+  private readonly replay = new Set<Topic>();
+  /** Sharing with the other tabs: the link once its name is known; undefined while pending, or when this tab streams alone. */
+  private link: TabLink | undefined;
+  /** The tab link's name is being worked out: no stream until it is. */
+  private linking: Promise<void> | undefined;
 
+  /** `shareName`: resolves with the name of the lock and channel the tabs share, or undefined to stream alone. */
   constructor(
     private readonly transport: Transport,
     private readonly timing: StreamTiming,
+    private shareName?: () => Promise<string | undefined>,
   ) {
     this.poller = new Poller(transport, timing.pollIntervalMs, {
       topics: () => this.wanted(),
-      onState: (topic, data) => this.dispatch(topic, (h) => h.onEvent?.({ topic, event: 'status', id: undefined, data })),
-      onFinal: (topic) => this.finish(topic),
-      onError: (error) => this.broadcast((h) => h.onError?.(error)),
+      onState: (topic, data) => this.deliver({ type: 'event', cursor: undefined, event: { topic, event: 'status', id: undefined, data } }),
+      onFinal: (topic) => this.deliver({ type: 'end', cursor: undefined, topic }),
+      onError: (error) => this.report(error),
+    });
+    // A socket that died while the network was gone, or while the page sat in the back/forward cache,
+    // may not say so for a long time: start over now rather than wait for the dead-stream check.
+    browser.addEventListener?.('online', () => this.reconnectNow());
+    browser.addEventListener?.('pageshow', (event) => {
+      if (event.persisted === true) this.reconnectNow();
     });
   }
 
@@ -132,14 +159,34 @@ export class TopicStream {
     return state.handle(this.ended);
   }
 
-  /** Every topic some subscription wants that has not ended. */
+  /** Every topic some subscription (of this tab, or of another when this tab holds the connection) wants that has not ended. */
   private wanted(): Set<Topic> {
-    const topics = new Set<Topic>();
-    for (const subscription of this.subscriptions) for (const topic of subscription.topics) if (!this.ended.has(topic)) topics.add(topic);
+    const topics = this.link?.holding ? this.link.otherTopics() : new Set<Topic>();
+    for (const subscription of this.subscriptions) for (const topic of subscription.topics) topics.add(topic);
+    for (const topic of this.ended) topics.delete(topic);
     return topics;
   }
 
+  /** This tab's own topics that have not ended. */
+  private ownTopics(): Topic[] {
+    const topics = new Set<Topic>();
+    for (const subscription of this.subscriptions) for (const topic of subscription.topics) if (!this.ended.has(topic)) topics.add(topic);
+    return [...topics].sort();
+  }
+
   private changed(): void {
+    if (this.shareName !== undefined) {
+      this.linking ??= this.shareName().then(
+        (name) => this.linked(name),
+        () => this.linked(undefined),
+      );
+      return;
+    }
+    if (this.link) {
+      this.link.announce(this.ownTopics());
+      if (!this.link.holding) return;
+      this.noticeNewWatchers(this.link);
+    }
     if (this.wanted().size === 0) {
       this.stop();
       return;
@@ -149,6 +196,74 @@ export class TopicStream {
       void this.run();
     }
     else if (this.streamId !== undefined) void this.syncTopics();
+  }
+
+  /**
+   * A tab that starts watching a topic the shared stream already carries would get only what
+   * comes next, where a stream of its own would have replayed the topic's history: the holder
+   * asks the relay for that history again (each tab drops the ids it has already seen). One
+   * that watches a topic already ended is told so.
+   */
+  private noticeNewWatchers(link: TabLink): void {
+    const now = link.watchers();
+    for (const topic of this.ownTopics()) addTo(now, topic, link.tab);
+    for (const [topic, tabs] of now) {
+      const before = this.watchers.get(topic);
+      if (before === undefined || [...tabs].every((tab) => before.has(tab))) continue;
+      if (this.ended.has(topic)) link.post({ type: 'end', cursor: undefined, topic });
+      else if (this.live.has(topic)) this.replay.add(topic);
+    }
+    this.watchers = now;
+  }
+
+  /** The name the tabs share is known (undefined: this tab streams alone). */
+  private linked(name: string | undefined): void {
+    this.shareName = undefined;
+    if (name !== undefined) {
+      this.link = new TabLink(name, {
+        // The stream goes on from the cursor this tab last heard from the previous holder.
+        becameHolder: () => this.changed(),
+        othersChanged: () => {
+          this.changed();
+          // A tab that just came learns where the stream is.
+          if (this.status !== 'closed') this.link?.post({ type: 'status', status: this.status, info: this.statusInfo });
+        },
+        fromHolder: (message) => this.fromHolder(message),
+        announce: () => this.changed(),
+      });
+    }
+    this.changed();
+  }
+
+  private fromHolder(message: TabMessage): void {
+    switch (message.type) {
+      case 'event':
+      case 'resync':
+      case 'end':
+        this.deliver(message, true);
+        return;
+      case 'status':
+        this.setStatus(message.status, { ...message.info, tab: 'follower' });
+        return;
+      case 'error': {
+        const refused = message.refused;
+        if (refused !== undefined) {
+          this.refuse(refused);
+          this.changed();
+        }
+        this.broadcast((h) => h.onError?.(new Error(message.message)));
+        return;
+      }
+      default:
+    }
+  }
+
+  /** Starts the stream over at once (the network came back, the page came back from the back/forward cache). */
+  private reconnectNow(): void {
+    if (!this.running || this.status === 'closed') return;
+    // An open stream is aborted: the loop takes that as stopped and connects again with no delay.
+    if (this.streamId !== undefined) this.attempt?.abort('reconnect now');
+    else this.wakeUp?.();
   }
 
   private stop(): void {
@@ -178,9 +293,12 @@ export class TopicStream {
       let delay: number;
       switch (outcome.kind) {
         case 'stopped':
+          // An attempt aborted to start over (online, pageshow). Chromium, asked for the same URL in
+          // the task that aborted it, was seen to send the new request twice and keep both open.
+          await this.sleep(RESTART_PAUSE_MS);
           continue;
         case 'finished':
-          for (const topic of this.wanted()) this.finish(topic);
+          for (const topic of this.wanted()) this.deliver({ type: 'end', cursor: undefined, topic });
           continue;
         case 'fatal':
           this.generation += 1;
@@ -268,6 +386,15 @@ export class TopicStream {
     const readyTimer = setTimeout(() => {
       if (!ready) abort.abort('ready timeout');
     }, this.timing.readyTimeoutMs);
+    // No byte, not even a heartbeat, for twice the relay's heartbeat interval: the socket is dead
+    // without having said so (a phone changed networks, a laptop slept). Armed once `ready` says the interval.
+    let silentLimitMs: number | undefined;
+    let silentTimer: ReturnType<typeof setTimeout> | undefined;
+    const heard = (): void => {
+      if (silentLimitMs === undefined) return;
+      clearTimeout(silentTimer);
+      silentTimer = setTimeout(() => abort.abort(DEAD), silentLimitMs);
+    };
     try {
       await readEventStream(
         response.body,
@@ -275,19 +402,24 @@ export class TopicStream {
           if (event.event === 'ready') {
             ready = true;
             clearTimeout(readyTimer);
-            this.opened(event, probing);
+            const heartbeatMs = this.opened(event, probing);
+            if (heartbeatMs !== undefined) silentLimitMs = 2 * heartbeatMs;
+            heard();
           } else {
             this.received(event);
           }
         },
         (ms) => (this.serverRetryMs = ms),
+        heard,
       );
     } catch (err) {
-      if ((abort.signal.aborted && abort.signal.reason !== 'ready timeout')) return { kind: 'stopped' };
+      if (abort.signal.aborted && abort.signal.reason === DEAD) return { kind: 'dropped', reason: `no byte for ${silentLimitMs} ms: the connection is dead` };
+      if (abort.signal.aborted && abort.signal.reason !== 'ready timeout') return { kind: 'stopped' };
       if (!ready) return { kind: 'unusable', reason: abort.signal.aborted ? 'no ready event: a proxy may buffer the stream' : errorText(err) };
       return { kind: 'dropped', reason: errorText(err) };
     } finally {
       clearTimeout(readyTimer);
+      clearTimeout(silentTimer);
       this.streamId = undefined;
       this.live = new Set();
     }
@@ -295,12 +427,14 @@ export class TopicStream {
     return { kind: 'ended' };
   }
 
-  private opened(event: StreamEvent, wasPolling: boolean): void {
+  /** Takes the `ready` event; returns the heartbeat interval to watch the stream with. */
+  private opened(event: StreamEvent, wasPolling: boolean): number | undefined {
     const ready = parseObject(event.data) as Partial<Ready> | undefined;
     if (typeof ready?.streamId !== 'string' || !Array.isArray(ready.topics)) {
-      this.broadcast((h) => h.onError?.(new Error(`bad ready event: ${event.data.slice(0, 200)}`)));
-      return;
+      this.report(new Error(`bad ready event: ${event.data.slice(0, 200)}`));
+      return undefined;
     }
+    if (event.id !== undefined) this.cursor = event.id;
     this.streamId = ready.streamId;
     this.live = new Set(ready.topics);
     this.openedInAttempt = true;
@@ -308,61 +442,126 @@ export class TopicStream {
     this.setStatus('open', { streamId: ready.streamId });
     // Topics wanted or dropped while this attempt was connecting.
     void this.syncTopics();
+    const heartbeatMs = ready.heartbeatMs;
+    return typeof heartbeatMs === 'number' && heartbeatMs > 0 ? heartbeatMs : this.timing.heartbeatMs;
   }
 
   private received(event: StreamEvent): void {
     if (event.id !== undefined) this.cursor = event.id;
-    const payload = parseObject(event.data) as { topic?: unknown; id?: unknown; data?: unknown } | undefined;
+    const payload = parseObject(event.data) as { topic?: unknown; id?: unknown; data?: unknown; topics?: unknown } | undefined;
+    if (event.event === 'topics' && Array.isArray(payload?.topics)) {
+      // The relay's answer to a topic change, also seen on the stream: the POST's answer already said it.
+      return;
+    }
     if (typeof payload?.topic !== 'string') {
-      this.broadcast((h) => h.onError?.(new Error(`skipped an event without a topic: ${event.data.slice(0, 200)}`)));
+      this.report(new Error(`skipped an event without a topic: ${event.data.slice(0, 200)}`));
       return;
     }
     const topic = payload.topic;
+    const cursor = this.cursor;
     switch (event.event) {
       case 'resync':
-        this.dispatch(topic, (h) => h.onResync?.(topic));
+        this.deliver({ type: 'resync', cursor, topic });
         return;
       case 'topic_end':
         this.live.delete(topic);
-        this.finish(topic);
+        this.deliver({ type: 'end', cursor, topic });
         return;
       default:
-        this.dispatch(topic, (h) =>
-          h.onEvent?.({
+        this.deliver({
+          type: 'event',
+          cursor,
+          event: {
             topic,
             event: event.event,
             id: typeof payload.id === 'string' ? payload.id : undefined,
             data: typeof payload.data === 'string' ? payload.data : JSON.stringify(payload.data),
-          }),
-        );
+          },
+        });
     }
+  }
+
+  /**
+   * Hands an event to this tab's subscriptions, and to the other tabs when this one holds the
+   * connection. An event id seen before for its topic is dropped: after a takeover the new
+   * holder may resume from a cursor a little behind what the tabs already got.
+   */
+  private deliver(delivery: Delivery, fromHolder = false): void {
+    if (fromHolder && delivery.cursor !== undefined) this.cursor = delivery.cursor;
+    // Every event goes to the other tabs, a repeat too: a replay is for a tab that has not seen it.
+    if (this.link?.holding && !fromHolder) this.link.post(delivery);
+    // Nothing is remembered of a topic this tab does not watch: it may start to, and then needs the replay.
+    if (delivery.type === 'event' && !this.watches(delivery.event.topic)) return;
+    if (delivery.type === 'event' && delivery.event.id !== undefined) {
+      const ids = this.seen.get(delivery.event.topic) ?? new Set<string>();
+      if (ids.has(delivery.event.id)) return;
+      ids.add(delivery.event.id);
+      if (ids.size > SEEN_IDS) ids.delete(ids.values().next().value as string);
+      this.seen.set(delivery.event.topic, ids);
+    }
+    switch (delivery.type) {
+      case 'event': {
+        const event = delivery.event;
+        this.dispatch(event.topic, (h) => h.onEvent?.(event));
+        return;
+      }
+      case 'resync':
+        this.dispatch(delivery.topic, (h) => h.onResync?.(delivery.topic));
+        return;
+      case 'end':
+        this.seen.delete(delivery.topic);
+        this.finish(delivery.topic);
+        return;
+    }
+  }
+
+  private watches(topic: Topic): boolean {
+    for (const subscription of this.subscriptions) if (subscription.topics.has(topic)) return true;
+    return false;
+  }
+
+  /** An error for every subscription (of every tab, when this one holds the connection). */
+  private report(error: Error, refused?: Topic): void {
+    if (this.link?.holding) this.link.post({ type: 'error', message: error.message, ...(refused === undefined ? {} : { refused }) });
+    this.broadcast((h) => h.onError?.(error));
   }
 
   /** Makes the open stream's topics match the wanted ones, one request at a time. */
   private syncTopics(): Promise<void> {
-    this.syncing ??= (async () => {
-      try {
-        for (;;) {
-          const streamId = this.streamId;
-          if (streamId === undefined) return;
-          const wanted = this.wanted();
-          const add = [...wanted].filter((topic) => !this.live.has(topic));
-          const remove = [...this.live].filter((topic) => !wanted.has(topic));
-          if (add.length === 0 && remove.length === 0) return;
-          try {
-            const answer = await this.transport.json<{ topics: Topic[] }>(`/api/events/${encodeURIComponent(streamId)}/topics`, { add, remove });
-            if (this.streamId === streamId) this.live = new Set(answer.topics);
-          } catch (err) {
-            // A refused topic must not loop: drop it from every subscription and say so.
-            for (const topic of add) this.refuse(topic);
-            this.broadcast((h) => h.onError?.(err instanceof Error ? err : new Error(String(err))));
-          }
-        }
-      } finally {
-        this.syncing = undefined;
-      }
-    })();
+    // `finally` as a callback, not inside the async function: a loop with nothing to do returns
+    // before `??=` has stored its promise, and would leave `syncing` set for good.
+    this.syncing ??= this.syncLoop().finally(() => (this.syncing = undefined));
     return this.syncing;
+  }
+
+  private async syncLoop(): Promise<void> {
+    for (;;) {
+      const streamId = this.streamId;
+      if (streamId === undefined) return;
+      const wanted = this.wanted();
+      const again = [...this.replay].filter((topic) => this.live.has(topic) && wanted.has(topic));
+      this.replay.clear();
+      const added = [...wanted].filter((topic) => !this.live.has(topic));
+      const removed = [...this.live].filter((topic) => !wanted.has(topic));
+      if (added.length === 0 && removed.length === 0 && again.length === 0) return;
+      try {
+        // Removed and added in one change: the relay replays an added topic's history.
+        const answer = await this.transport.json<{ topics: Topic[] }>(`/api/events/${encodeURIComponent(streamId)}/topics`, {
+          add: [...added, ...again],
+          remove: [...removed, ...again],
+        });
+        if (this.streamId === streamId) this.live = new Set(answer.topics);
+      } catch (err) {
+        // A refused topic must not loop: drop it from every subscription (of every tab) and say so.
+        const error = err instanceof Error ? err : new Error(String(err));
+        for (const topic of added) {
+          this.refuse(topic);
+          this.link?.forget(topic);
+          this.report(error, topic);
+        }
+        if (added.length === 0) this.report(error);
+      }
+    }
   }
 
   private refuse(topic: Topic): void {
@@ -385,6 +584,10 @@ export class TopicStream {
   }
 
   private setStatus(status: StreamStatus, info: StatusInfo): void {
+    if (this.link?.holding) {
+      info = { ...info, tab: 'holder' };
+      this.link.post({ type: 'status', status, info });
+    }
     this.status = status;
     this.statusInfo = info;
     this.broadcast((h) => h.onStatus?.(status, info));
@@ -430,6 +633,12 @@ class SubscriptionState {
     };
   }
 }
+
+/** The pause between an attempt aborted to start over and the next one. */
+const RESTART_PAUSE_MS = 50;
+
+/** The abort reason of a stream found silent for too long. */
+const DEAD = 'dead';
 
 function parseObject(text: string): object | undefined {
   try {

@@ -34,6 +34,25 @@ export class Transport {
     return this.fetchImpl(this.url(path), { ...init, headers, credentials: token ? 'same-origin' : 'include' });
   }
 
+  /**
+   * Who the requests speak for, to name what the tabs share: `cookie` (every tab of an origin
+   * sends the same one), or the token's `sub` read without verifying it (the relay verifies;
+   * this only keeps two users' tabs apart). Undefined when the token is not a readable JWT.
+   */
+  async credentialKey(): Promise<string | undefined> {
+    if (this.options.token === undefined) return 'cookie';
+    const token = typeof this.options.token === 'function' ? await this.options.token() : this.options.token;
+    const payload = token?.split('.')[1];
+    if (payload === undefined) return undefined;
+    try {
+      const bytes = Uint8Array.from(atob(payload.replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0));
+      const claims = JSON.parse(new TextDecoder().decode(bytes)) as { sub?: unknown };
+      return typeof claims.sub === 'string' ? `sub ${claims.sub}` : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   /** A JSON request; resolves with the parsed answer, rejects with `RelayError` on a non-2xx. */
   async json<T>(path: string, body?: unknown, init: RequestInit = {}): Promise<T> {
     const response = await this.request(path, {

@@ -47,8 +47,11 @@ export class Hub {
       drainGraceMs: config.clientDrainGraceMs,
       ceilingFactor: config.clientBufferCeilingFactor,
     };
-    // The tick also judges clients past their buffer cap, whose stream may carry no more writes.
-    this.ticker = setInterval(() => this.tick(), Math.min(config.heartbeatMs, config.clientDrainGraceMs));
+    // Half the heartbeat interval: a stream that went quiet just after one tick is heartbeated
+    // within heartbeatMs, not 2 × heartbeatMs, so a proxy's read timeout or a client's dead-stream
+    // check (2 × heartbeatMs of silence) can rely on it. The tick also judges clients past their
+    // buffer cap, whose stream may carry no more writes.
+    this.ticker = setInterval(() => this.tick(), Math.max(1, Math.min(Math.floor(config.heartbeatMs / 2), config.clientDrainGraceMs)));
     this.ticker.unref();
   }
 
@@ -158,9 +161,9 @@ export class Hub {
       const quietFor = now - subscriber.lastEventAt;
       if (idleTimeoutMs > 0 && quietFor >= idleTimeoutMs) subscriber.end('idle_timeout');
       else if (subscriber.deadline > 0 && now >= subscriber.deadline) subscriber.end('lifetime');
-      // A stream that carried an event within the interval needs no heartbeat: on busy relays
-      // this keeps the tick from writing to every one of thousands of clients at once.
-      else if (quietFor >= heartbeatMs) subscriber.heartbeat(now);
+      // A stream that carried an event within the last half interval needs no heartbeat: on busy
+      // relays this keeps the tick from writing to every one of thousands of clients at once.
+      else if (quietFor >= heartbeatMs / 2) subscriber.heartbeat(now);
     }
   }
 }

@@ -151,11 +151,12 @@ export class MultiplexStream {
   }
 
   /** Sends the headers and `ready`, then attaches every topic (each replays what it missed). */
-  start(retryHintMs: number, planned: readonly PlannedTopic[], tombstones: Iterable<string>): void {
+  start(retryHintMs: number, heartbeatMs: number, planned: readonly PlannedTopic[], tombstones: Iterable<string>): void {
     for (const hash of tombstones) this.tombstones.add(hash);
     for (const topic of planned) this.members.set(topic.ref.key, new Membership(this, topic.ref.key, topic.hash, topic.lastId));
     this.writer.open(retryHintMs);
-    this.control('ready', { streamId: this.id, topics: [...this.members.keys()] });
+    // heartbeatMs: the longest this stream stays silent; a client that hears nothing for twice it may call the stream dead.
+    this.control('ready', { streamId: this.id, topics: [...this.members.keys()], heartbeatMs });
     for (const topic of planned) {
       const member = this.members.get(topic.ref.key);
       if (member?.state === 'attached') this.join(member, topic.ref);
@@ -339,7 +340,7 @@ export class Multiplexer {
     if (res.destroyed || !res.socket || res.socket.destroyed) return undefined;
     const stream = new MultiplexStream(this.hub, this.resolve, res, user, (closed) => this.streams.delete(closed.id));
     this.streams.set(stream.id, stream);
-    stream.start(this.config.retryHintMs, planned, tombstones);
+    stream.start(this.config.retryHintMs, this.config.heartbeatMs, planned, tombstones);
     return stream;
   }
 

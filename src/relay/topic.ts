@@ -54,6 +54,10 @@ export class Topic {
   private readonly replay: ReplayBuffer;
   private readonly upstream: EventFeed;
   private lingerTimer: NodeJS.Timeout | undefined;
+  /** Where the history starts: the opening subscriber's `Last-Event-ID`, or a shared history's origin. */
+  private originId: string | undefined;
+  /** A shared history this topic loaded had already lost its oldest events. */
+  private sharedTruncated = false;
   /** The backend's `retry:` as clients get it (bounded), once it sent one. */
   private retryMs: number | undefined;
   /**
@@ -73,6 +77,7 @@ export class Topic {
     private readonly context: TopicContext,
   ) {
     this.replay = context.ownership.history(init.key);
+    this.originId = init.originId;
     this.resumeId = init.originId;
     this.upstream = context.ownership.feed(
       init.key,
@@ -88,6 +93,11 @@ export class Topic {
         onFinish: () => this.onFinish(),
         onRefused: (refusal) => this.onRefused(refusal),
         onGiveUp: (reason, cause) => this.onGiveUp(reason, cause),
+        onHistory: (origin, truncated) => {
+          this.originId = origin;
+          this.resumeId = origin;
+          this.sharedTruncated = truncated;
+        },
         onRetry: (attempt, delayMs, cause) => {
           context.stats.upstreamReconnects += 1;
           context.logger.warn({ topic: init.key, attempt, delayMs, cause }, 'upstream attempt failed; retrying');
@@ -164,8 +174,8 @@ export class Topic {
       if (missed) return { events: missed, gap: false };
     }
     // The buffer begins where the upstream began: at the origin id, or at the start.
-    const fromOrigin = lastEventId === this.init.originId;
-    return { events: this.replay.all(), gap: this.replay.truncated || !fromOrigin };
+    const fromOrigin = lastEventId === this.originId;
+    return { events: this.replay.all(), gap: this.replay.truncated || this.sharedTruncated || !fromOrigin };
   }
 
   private publish(message: SseEvent, effectiveId: string | undefined): void {

@@ -33,6 +33,12 @@ export interface UpstreamListener {
   onGiveUp(reason: string, cause: string): void;
   /** An attempt failed and a reconnect is scheduled; `cause` says why (`ECONNREFUSED 127.0.0.1:1`, `status 503`). */
   onRetry?(attempt: number, delayMs: number, cause: string): void;
+  /**
+   * The events that follow (before `onOpen`) are a history kept elsewhere (a cluster's shared
+   * one), which starts after `origin` and lost its oldest events when `truncated`: resumes are
+   * judged against it rather than against the opening subscriber's `Last-Event-ID`.
+   */
+  onHistory?(origin: string | undefined, truncated: boolean): void;
 }
 
 /** An answer of the backend that is not an event stream, as subscribers waiting for headers get it. */

@@ -3,7 +3,7 @@ import { type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import express from 'express';
-import { type Browser, type Page, chromium } from 'playwright-core';
+import { type Browser, type BrowserContext, type Page, chromium } from 'playwright-core';
 import { type Backend, createBackend } from '../../backend/app';
 import type { BackendOptions } from '../../backend/options';
 import { errorHandler, notFound } from '../../middleware/errors';
@@ -107,7 +107,7 @@ async function listen(server: Server, port: number): Promise<string> {
 }
 
 /** Client options the tests give the demo page (short backoff, fast polling). */
-const QUICK_CLIENT = { reconnect: { initialDelayMs: 200, factor: 1.5, maxDelayMs: 2000, jitter: 0.25, attempts: 3 }, pollIntervalMs: 300, readyTimeoutMs: 3000 };
+export const QUICK_CLIENT = { reconnect: { initialDelayMs: 200, factor: 1.5, maxDelayMs: 2000, jitter: 0.25, attempts: 3 }, pollIntervalMs: 300, readyTimeoutMs: 3000 };
 
 /** Opens the demo in a fresh browser context and logs in as `user`. */
 export async function openDemo(browser: Browser, url: string, user = 'alice', clientOptions: object = QUICK_CLIENT): Promise<Page> {
@@ -130,4 +130,51 @@ export async function openDemo(browser: Browser, url: string, user = 'alice', cl
 export async function screenshot(page: Page, name: string): Promise<void> {
   mkdirSync(SCREENSHOTS, { recursive: true });
   await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
+}
+
+/** What a bare client page saw (`window.seen`), each status with its `Date.now()`. */
+export interface ClientSeen {
+  statuses: { status: string; at: number; tab?: string; reason?: string; streamId?: string }[];
+  events: Record<string, { status: string; progress?: number }[]>;
+  ended: string[];
+  errors: string[];
+}
+
+/** A fresh browser context (one profile: its tabs share cookies, locks and channels) logged in as `user`. */
+export async function loggedInContext(browser: Browser, url: string, user = 'alice'): Promise<BrowserContext> {
+  const context = await browser.newContext({ bypassCSP: true });
+  const login = await context.request.post(`${url}/dev/login`, { data: { user } });
+  if (!login.ok()) throw new Error(`dev login: HTTP ${login.status()}`);
+  return context;
+}
+
+/**
+ * A tab of the relay's origin that runs only the client, made with `options`: one subscription,
+ * grown with `window.watch(topics)`, recording into `window.seen`.
+ */
+export async function openClientTab(context: BrowserContext, url: string, options: object): Promise<Page> {
+  const page = await context.newPage();
+  const problems: string[] = [];
+  page.on('pageerror', (err) => problems.push(err.message));
+  await page.goto(`${url}/healthz`);
+  await page.evaluate(`(async (options) => {
+    const { createClient } = await import('/client.js');
+    const seen = { statuses: [], events: {}, ended: [], errors: [] };
+    const client = createClient(options);
+    const subscription = client.subscribe([], {
+      onStatus(status, info) { seen.statuses.push({ status, at: Date.now(), ...info }); },
+      onEvent({ topic, data }) { (seen.events[topic] ??= []).push(JSON.parse(data)); },
+      onEnd(topic) { seen.ended.push(topic); },
+      onError(error) { seen.errors.push(error.message); },
+    });
+    window.seen = seen;
+    window.watch = (topics) => subscription.add(topics);
+  })(${JSON.stringify(options)})`);
+  if (problems.length > 0) throw new Error(`page errors: ${problems.join('; ')}`);
+  return page;
+}
+
+/** What the tab saw so far. */
+export function clientSeen(page: Page): Promise<ClientSeen> {
+  return page.evaluate('window.seen') as Promise<ClientSeen>;
 }

@@ -121,7 +121,7 @@ test('interleaved events of three topics arrive tagged with their topic, byte-ex
   const cursors = [`1~*${a}~*${b}~*${s}`, `1~*${a}.1~*${b}~*${s}`, `1~*${a}.1~*${b}~*${s}.1`, `1~*${a}.1~*${b}.1~*${s}.1`, `1~*${a}.2~*${b}.1~*${s}.1`];
   expect(stream.text).toBe(
     'retry: 2000\n\n' +
-      `id: ${cursors[0]}\nevent: ready\ndata: {"streamId":"${streamId}","topics":["download:aaa","download:bbb","session:sss"]}\n\n` +
+      `id: ${cursors[0]}\nevent: ready\ndata: {"streamId":"${streamId}","topics":["download:aaa","download:bbb","session:sss"],"heartbeatMs":15000}\n\n` +
       `id: ${cursors[1]}\ndata: {"topic":"download:aaa","id":"1","data":"{\\"progress\\":10}"}\n\n` +
       `id: ${cursors[2]}\ndata: {"topic":"session:sss","id":"1","data":"{\\"event\\":\\"start\\",\\"session_id\\":\\"sss\\"}"}\n\n` +
       `id: ${cursors[3]}\nevent: custom\ndata: {"topic":"download:bbb","id":"1","data":"line one\\nline \\"two\\" é 😀"}\n\n` +
@@ -492,4 +492,22 @@ test('an upstream that ends cleanly without finishing does not show: the topic i
   const events = (await stream.wait(4)).slice(1);
   expect(events.map((e) => `${e.event ?? 'message'} ${payload(e).data}`)).toEqual(['message a1', 'message a2', 'message a3']);
   expect(stream.res.complete).toBe(false);
+});
+
+test('a stream is never silent longer than the heartbeatMs its ready event announces, even just after an event', async () => {
+  await restart({ heartbeatMs: 200, idleTimeoutMs: 0 });
+  const stream = await openRaw(['download:aaa']);
+  const [ready] = await stream.wait(1);
+  expect((JSON.parse(ready!.data) as { heartbeatMs: number }).heartbeatMs).toBe(200);
+  await until(() => backend.listeners(A) === 1, 5000, 'the upstream');
+  const chunks: number[] = [];
+  stream.res.on('data', () => chunks.push(performance.now()));
+  // Events at phases spread over the tick, each followed by a silence: the gap after each is
+  // what a dead-stream check sees. Ticking once per interval, some gaps would near 2 × 200 ms.
+  for (let i = 0; i < 6; i += 1) {
+    backend.emit(A, `id: ${i + 1}\ndata: {"progress":${i}}\n`);
+    await new Promise((resolve) => setTimeout(resolve, 350 + i * 37));
+  }
+  const gaps = chunks.slice(1).map((at, i) => at - chunks[i]!);
+  expect(Math.max(...gaps)).toBeLessThan(200 + 60);
 });

@@ -1,0 +1,342 @@
+import type { Logger } from 'pino';
+import type { EventFeed, LocalOwnership } from '../relay/ownership';
+import type { UpstreamInit, UpstreamListener } from '../relay/upstream';
+import type { HistoryEntry, SharedTopicStore } from './shared-topic';
+import type { StreamReader } from './stream-reader';
+import type { RedisLink } from './redis';
+
+/** What a cluster feed needs from its relay. */
+export interface ClusterFeedContext {
+  readonly link: RedisLink;
+  readonly store: SharedTopicStore;
+  readonly reader: StreamReader;
+  readonly local: LocalOwnership;
+  readonly logger: Logger;
+  /** How long a finished topic stays marked in Redis (the linger period). */
+  readonly finishedKeepMs: number;
+  /** Ids remembered to drop an upstream's resends after it resumed (the history's size). */
+  readonly recentIds: number;
+  /** How long the owner waits to reopen an upstream that ended cleanly, given the backend's `retry:` (if any). */
+  reopenDelayMs(backendRetryMs: number | undefined): number;
+  /** Takeover times, for metrics and the bench. */
+  onTakeover?(ms: number): void;
+}
+
+type Role = 'starting' | 'owner' | 'follower' | 'local' | 'closed';
+
+// Entry fields: k kind (v event, x clean end, f finished, r the backend's retry: hint), i the
+// event's id line, e effective id, n name, d data (absent for an id-only frame), r milliseconds.
+
+/**
+ * A topic's events in a cluster. The relay holding the topic's lease reads the backend and
+ * appends each event to the shared history (refused once the lease is someone else's), then
+ * hands it to its topic; every other relay with subscribers follows the history through the
+ * relay's one stream reader, and takes the lease over when it lapses, resuming the backend
+ * from the last id in the history. Without Redis at start the topic reads its own upstream.
+ *
+ * A clean end of the backend's stream (not a finish) is an entry too, so every relay ends its
+ * subscribers' streams and they reconnect as they would to the backend. The owner does not wait
+ * for one of its own subscribers to come back (they may all be on other relays): it reopens the
+ * upstream with `Last-Event-ID` after the reconnection time a client would wait (the backend's
+ * `retry:`, else `retryHintMs`). A topic that resumes after the end is opened again at once on
+ * any relay; the events of the reopened upstream reach it through the shared history.
+ */
+export class ClusterFeed implements EventFeed {
+  private role: Role = 'starting';
+  private opened = false;
+  /** The last stream entry handed to the topic: where following resumes. */
+  private cursor = '0-0';
+  /** The last effective id handed to the topic: where a new owner resumes the backend. */
+  private lastId: string | undefined;
+  private readonly recent: string[] = [];
+  private readonly recentSet = new Set<string>();
+  private holder: string | undefined;
+  private upstream: EventFeed | undefined;
+  private unfollow: (() => void) | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  /** The upstream resumed: until a new id, an id already relayed is a resend. */
+  private overlap = false;
+  private lostAt = 0;
+  /** The topic heard `onEnd` and has not asked to `resume()` yet. */
+  private ended = false;
+  /** The backend's last `retry:` hint, as shared. */
+  private backendRetryMs: number | undefined;
+  private reopenTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly key: string,
+    private readonly init: UpstreamInit,
+    private readonly listener: UpstreamListener,
+    private readonly context: ClusterFeedContext,
+  ) {
+    this.lastId = init.lastEventId;
+  }
+
+  start(): void {
+    if (!this.context.link.ready) return this.goLocal('redis unavailable at topic open');
+    this.join().catch((err: unknown) => {
+      if (this.role === 'starting') this.goLocal(`redis failed at topic open: ${String(err)}`);
+    });
+  }
+
+  /**
+   * The topic resumes after `onEnd`. The owner already reopens the upstream on its own, and a
+   * follower has nothing to reopen: either way the topic is open again at once.
+   */
+  resume(): void {
+    if (this.role === 'local') return this.upstream?.resume();
+    if (this.role === 'closed' || !this.ended) return;
+    this.ended = false;
+    this.listener.onOpen(undefined);
+  }
+
+  close(): void {
+    if (this.role === 'closed') return;
+    const wasOwner = this.role === 'owner';
+    this.role = 'closed';
+    clearInterval(this.timer);
+    clearTimeout(this.reopenTimer);
+    this.unfollow?.();
+    this.upstream?.close();
+    // Handing over at once: a relay that still has subscribers claims it at its next check.
+    if (wasOwner && this.holder !== undefined) this.context.store.release(this.key, this.holder).catch(() => undefined);
+  }
+
+  /** Loads the shared history into the topic, then owns or follows. */
+  private async join(): Promise<void> {
+    const history = await this.context.store.load(this.key);
+    if (this.role !== 'starting') return;
+    // An empty history starts where this topic starts (the claim below records that origin).
+    if (history.epoch !== undefined) this.listener.onHistory?.(history.origin, history.truncated);
+    for (const entry of history.entries) this.apply(entry, false);
+    if (history.finished) {
+      this.open();
+      return this.finish();
+    }
+    const holder = await this.context.store.claim(this.key, this.lastId);
+    if (this.role !== 'starting') {
+      if (holder !== undefined) await this.context.store.release(this.key, holder);
+      return;
+    }
+    if (holder !== undefined) this.own(holder);
+    else this.followFrom(this.cursor);
+  }
+
+  private own(holder: string): void {
+    this.context.logger.info({ topic: this.key, resumeFrom: this.lastId }, 'topic owned');
+    this.role = 'owner';
+    this.holder = holder;
+    clearInterval(this.timer);
+    this.timer = setInterval(() => void this.renew(), Math.max(20, Math.floor(this.context.store.leaseMs / 3)));
+    this.timer.unref();
+    this.upstream = this.context.local.feed(this.key, { ...this.init, lastEventId: this.lastId }, {
+      onOpen: () => {
+        this.overlap = this.lastId !== undefined && this.recent.length > 0;
+        this.open();
+      },
+      onEvent: (event, effectiveId) => {
+        if (this.overlap && event.id !== undefined) {
+          if (this.recentSet.has(event.id)) return;
+          this.overlap = false;
+        }
+        const fields = ['k', 'v'];
+        if (event.id !== undefined) fields.push('i', event.id);
+        if (effectiveId !== undefined) fields.push('e', effectiveId);
+        if (event.event !== undefined) fields.push('n', event.event);
+        if (event.data !== undefined) fields.push('d', event.data);
+        this.publish(fields, (event.data?.length ?? 0) + (event.event?.length ?? 0) + (event.id?.length ?? 0));
+      },
+      onReconnectTime: (ms) => {
+        if (ms !== this.backendRetryMs) this.publish(['k', 'r', 'r', String(ms)], 0);
+      },
+      onEnd: () => {
+        this.publish(['k', 'x'], 0);
+        this.scheduleReopen();
+      },
+      onFinish: () => this.publish(['k', 'f'], 0, true),
+      onRefused: (refusal) => {
+        this.release();
+        this.listener.onRefused(refusal);
+      },
+      onGiveUp: (reason, cause) => {
+        this.release();
+        this.listener.onGiveUp(reason, cause);
+      },
+      onRetry: (attempt, delayMs, cause) => this.listener.onRetry?.(attempt, delayMs, cause),
+    });
+    this.upstream.start();
+  }
+
+  /** After a clean end: reconnects as a client would, after the reconnection time. */
+  private scheduleReopen(): void {
+    clearTimeout(this.reopenTimer);
+    this.reopenTimer = setTimeout(() => {
+      if (this.role === 'owner') this.upstream?.resume();
+    }, this.context.reopenDelayMs(this.backendRetryMs));
+    this.reopenTimer.unref();
+  }
+
+  /**
+   * Appends, then hands the entry to the topic. ioredis answers in the order it sent, so
+   * entries reach the topic in upstream order. A refused append means another relay owns the
+   * topic now: this one stops reading the backend and follows from its last entry.
+   */
+  private publish(fields: string[], size: number, finish = false): void {
+    const holder = this.holder;
+    if (holder === undefined) return;
+    const keepMs = finish ? { keepMs: this.context.finishedKeepMs } : undefined;
+    this.context.store.append(this.key, holder, fields, size, keepMs).then(
+      (streamId) => {
+        if (this.role !== 'owner' || this.holder !== holder) return;
+        if (streamId === undefined) return this.demote('append refused: the lease is another relay\'s');
+        this.apply({ streamId, fields: toMap(fields) }, true);
+      },
+      (err: unknown) => {
+        if (this.role !== 'owner' || this.holder !== holder) return;
+        // Redis is away: the subscribers here still get the event (going on locally); the shared
+        // history misses it, and relays that follow lost their reader and ended their streams.
+        this.logLost(err);
+        this.apply({ streamId: this.cursor, fields: toMap(fields) }, true);
+      },
+    );
+  }
+
+  private async renew(): Promise<void> {
+    const holder = this.holder;
+    if (this.role !== 'owner' || holder === undefined || !this.context.link.ready) return;
+    const held = await this.context.store.renew(this.key, holder).catch(() => true);
+    if (!held && this.role === 'owner' && this.holder === holder) this.demote('lease lost');
+  }
+
+  /** Stops reading the backend; another relay owns the topic: follow its appends. */
+  private demote(why: string): void {
+    this.context.logger.warn({ topic: this.key, why }, 'topic ownership lost; following the shared history');
+    clearTimeout(this.reopenTimer);
+    this.upstream?.close();
+    this.upstream = undefined;
+    this.holder = undefined;
+    this.followFrom(this.cursor);
+  }
+
+  private followFrom(cursor: string): void {
+    this.role = 'follower';
+    this.open();
+    this.unfollow = this.context.reader.follow(this.context.store.eventsKey(this.key), cursor, {
+      onEntries: (entries) => {
+        for (const entry of entries) if (this.role === 'follower') this.apply(entry, true);
+      },
+      onLost: () => {
+        if (this.role !== 'follower') return;
+        this.close();
+        this.listener.onGiveUp('redis_unavailable', 'the shared history reader lost Redis');
+      },
+    });
+    clearInterval(this.timer);
+    this.timer = setInterval(() => void this.tryTakeover(), Math.max(20, Math.floor(this.context.store.leaseMs / 3)));
+    this.timer.unref();
+  }
+
+  /** The owner's lease lapsed (it died, or closed its topic): take the topic over. */
+  private async tryTakeover(): Promise<void> {
+    if (this.role !== 'follower' || !this.context.link.ready) return;
+    const started = Date.now();
+    const holder = await this.context.store.claim(this.key, this.lastId).catch(() => undefined);
+    if (holder === undefined) return;
+    if (this.role !== 'follower') return void this.context.store.release(this.key, holder).catch(() => undefined);
+    this.unfollow?.();
+    this.unfollow = undefined;
+    this.role = 'owner';
+    // Whatever the old owner appended that the reader had not delivered yet.
+    const missed = await this.context.store.after(this.key, this.cursor).catch(() => []);
+    for (const entry of missed) this.apply(entry, true);
+    if (this.role !== 'owner') return;
+    this.context.logger.info({ topic: this.key, resumeFrom: this.lastId }, 'topic taken over');
+    this.context.onTakeover?.(Date.now() - started);
+    this.own(holder);
+  }
+
+  /** Hands one entry of the shared history to the topic. */
+  private apply(entry: HistoryEntry, live: boolean): void {
+    this.cursor = entry.streamId;
+    const { fields } = entry;
+    switch (fields.get('k')) {
+      case 'f':
+        if (live) this.finish();
+        return;
+      case 'x':
+        // A topic that has not opened yet waits for the owner's reopened upstream instead.
+        if (live && this.opened && !this.ended) {
+          this.ended = true;
+          this.listener.onEnd();
+        }
+        return;
+      case 'r': {
+        const ms = Number(fields.get('r'));
+        if (!Number.isFinite(ms)) return;
+        this.backendRetryMs = ms;
+        this.listener.onReconnectTime?.(ms);
+        return;
+      }
+      default: {
+        const id = fields.get('i');
+        const effectiveId = fields.get('e');
+        this.lastId = effectiveId;
+        if (id !== undefined) this.remember(id);
+        this.listener.onEvent({ id, event: fields.get('n'), data: fields.get('d') }, effectiveId);
+      }
+    }
+  }
+
+  private remember(id: string): void {
+    if (this.recentSet.has(id)) return;
+    this.recent.push(id);
+    this.recentSet.add(id);
+    if (this.recent.length > this.context.recentIds) this.recentSet.delete(this.recent.shift() ?? '');
+  }
+
+  private open(): void {
+    if (this.opened) return;
+    this.opened = true;
+    // Resends after a resume are dropped here, before the shared history: the topic needs no overlap check.
+    this.listener.onOpen(undefined);
+  }
+
+  private finish(): void {
+    const wasOwner = this.role === 'owner';
+    this.role = 'closed';
+    clearInterval(this.timer);
+    clearTimeout(this.reopenTimer);
+    this.unfollow?.();
+    this.upstream?.close();
+    if (wasOwner && this.holder !== undefined) this.context.store.release(this.key, this.holder).catch(() => undefined);
+    this.listener.onFinish();
+  }
+
+  private release(): void {
+    const holder = this.holder;
+    this.role = 'closed';
+    clearInterval(this.timer);
+    clearTimeout(this.reopenTimer);
+    if (holder !== undefined) this.context.store.release(this.key, holder).catch(() => undefined);
+  }
+
+  /** Without Redis: this relay reads its own upstream, as a single relay does. */
+  private goLocal(why: string): void {
+    this.role = 'local';
+    this.context.logger.warn({ topic: this.key, why }, 'topic opened without the cluster');
+    this.upstream = this.context.local.feed(this.key, { ...this.init, lastEventId: this.lastId }, this.listener);
+    this.upstream.start();
+  }
+
+  private logLost(err: unknown): void {
+    if (Date.now() - this.lostAt < 5000) return;
+    this.lostAt = Date.now();
+    this.context.logger.error({ topic: this.key, err: String(err) }, 'shared history append failed; relaying locally');
+  }
+}
+
+function toMap(fields: readonly string[]): Map<string, string> {
+  const map = new Map<string, string>();
+  for (let i = 0; i + 1 < fields.length; i += 2) map.set(fields[i] as string, fields[i + 1] as string);
+  return map;
+}

@@ -1,0 +1,86 @@
+import type { Logger } from 'pino';
+import type { Store } from 'express-rate-limit';
+import type { RelayConfig } from '../options';
+import type { ConnectionCounter } from '../limits/connections';
+import type { EventFeed, LocalOwnership, TopicOwnership } from '../relay/ownership';
+import type { ReplayBuffer } from '../relay/replay';
+import type { UpstreamInit, UpstreamListener } from '../relay/upstream';
+import { ClusterFeed } from './cluster-feed';
+import { RedisConnectionCounter } from './connection-counter';
+import { redisRateLimitStore } from './rate-limit-store';
+import { RedisLink } from './redis';
+import { SharedTopicStore } from './shared-topic';
+import { StreamReader } from './stream-reader';
+
+/** Several relays sharing upstreams, history and limits through one Redis. */
+export interface Cluster {
+  readonly ownership: TopicOwnership;
+  readonly connections: ConnectionCounter;
+  readonly rateLimitStore: Store;
+  /** Whether Redis answers now and holds this relay's slots (`/readyz` says 503 `redis_unavailable` otherwise). */
+  readonly ready: boolean;
+  /** Takeovers this relay did, and how long each took from the lease found lapsed to the upstream reopened. */
+  readonly takeovers: number[];
+  close(): Promise<void>;
+}
+
+/** Keys in Redis all start with this. */
+const PREFIX = 'sse-relay';
+
+/**
+ * Builds the cluster parts on one Redis: the topic feeds (lease, shared history, one stream
+ * reader), the shared connection counter and the rate-limit store. `local` reads upstreams
+ * and keeps each topic's in-memory history (which mirrors the shared one).
+ */
+export function createCluster(url: URL, config: RelayConfig, local: LocalOwnership, logger: Logger): Cluster {
+  const link = new RedisLink(url, PREFIX, logger);
+  const store = new SharedTopicStore(
+    link,
+    { maxEntries: config.replayBufferSize, maxBytes: config.replayBufferBytes },
+    config.clusterLeaseMs,
+    // The history outlives the last write or renewal by the linger period, plus a lease or two for a takeover.
+    config.topicLingerMs + 3 * config.clusterLeaseMs,
+  );
+  const reader = new StreamReader(link);
+  const connections = new RedisConnectionCounter(
+    link,
+    { total: config.maxConnections, perUser: config.maxConnectionsPerUser, perIp: config.maxConnectionsPerIp },
+    config.clusterSlotTtlMs,
+  );
+  const takeovers: number[] = [];
+  const context = {
+    link,
+    store,
+    reader,
+    local,
+    logger,
+    finishedKeepMs: config.topicLingerMs,
+    recentIds: config.replayBufferSize,
+    // What a client would wait before reconnecting: the backend's retry: as clients get it (bounded), else the relay's hint.
+    reopenDelayMs: (backendRetryMs: number | undefined) =>
+      backendRetryMs === undefined ? config.retryHintMs : Math.min(config.retryHintMaxMs, Math.max(config.retryHintMinMs, backendRetryMs)),
+    onTakeover: (ms: number) => {
+      takeovers.push(ms);
+      if (takeovers.length > 100) takeovers.shift();
+    },
+  };
+  const ownership: TopicOwnership = {
+    feed: (key: string, init: UpstreamInit, listener: UpstreamListener): EventFeed => new ClusterFeed(key, init, listener, context),
+    history: (key: string): ReplayBuffer => local.history(key),
+  };
+  return {
+    ownership,
+    connections,
+    rateLimitStore: redisRateLimitStore(link),
+    get ready() {
+      // Until its slots are written to Redis, a relay counts them alone: not ready for the cluster yet.
+      return link.ready && connections.shared;
+    },
+    takeovers,
+    async close() {
+      reader.close();
+      await connections.close();
+      link.close();
+    },
+  };
+}
