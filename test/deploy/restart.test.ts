@@ -156,6 +156,7 @@ test(`a native EventSource in Chromium behind nginx gets every event, in order, 
   // It reconnected each time, and never gave up (readyState 2: CLOSED).
   expect(log.opens.length).toBeGreaterThanOrEqual(RESTARTS + 1);
   expect(log.errors.filter((error) => error.readyState === 2)).toEqual([]);
-  // The relay exits as soon as its streams are drained, not after SHUTDOWN_TIMEOUT_MS (30 s).
-  for (const figure of figures) expect(figure.stopMs).toBeLessThan(5000);
+  // The relay exits as soon as its streams are drained, not after SHUTDOWN_TIMEOUT_MS (30 s): on
+  // a loaded machine a stop took up to 5.4 s, so the bound is the timeout's half.
+  for (const figure of figures) expect(figure.stopMs).toBeLessThan(15_000);
 }, 120_000);
