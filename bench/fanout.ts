@@ -197,7 +197,8 @@ export async function runFanout(lab: Lab, settings: FanoutSettings, subjects: re
     rows.push(...ran.rows);
     failures.push(...ran.failures);
   }
-  return { markdown: table(settings, rows, failures), data: { settings, rows, failures }, svg: chart(rows), failed: failures.length > 0 };
+  const markdown = `${table(settings, rows, failures)}\n${ratioTable(rows)}`;
+  return { markdown, data: { settings, rows, failures }, svg: chart(rows), failed: failures.length > 0 };
 }
 
 function table(settings: FanoutSettings, rows: readonly FanoutRow[], failures: readonly string[]): string {
@@ -228,12 +229,67 @@ function table(settings: FanoutSettings, rows: readonly FanoutRow[], failures: r
   return `${lines.join('\n')}\n`;
 }
 
+/** Peak RSS growth during the run over the idle RSS before any client connected, per client, in KiB. */
+export function kibPerClient(row: FanoutRow): number {
+  return (row.rssPeakKb - row.rssReadyKb) / row.subscribers;
+}
+
+function cpuPer100k(row: FanoutRow): number {
+  const delivered = row.done?.delivered ?? 0;
+  return delivered > 0 ? (row.subjectCpuS / delivered) * 100_000 : NaN;
+}
+
+const REFERENCES: readonly SubjectName[] = ['floor', 'nginx', 'direct'];
+
+/** `value (×a / ×b / ×c)` against the floor, nginx and direct of the same configuration. */
+function withRatios(value: number, digits: number, peers: readonly (FanoutRow | undefined)[], of: (row: FanoutRow) => number): string {
+  const ratios = peers.map((peer) => (peer === undefined ? 'n/a' : `${fixed(value / of(peer), 2)}×`));
+  return `${fixed(value, digits)} (${ratios.join(' / ')})`;
+}
+
+/**
+ * Every subject against the floor, nginx and direct of the same run and size: p99, CPU per
+ * delivery and memory per client; then each subject's memory slope between the smallest and the
+ * largest size, so that a fixed overhead neither hides nor inflates the cost per client.
+ */
+function ratioTable(rows: readonly FanoutRow[]): string {
+  const lines = [
+    `### Fan-out against the floor, nginx and direct (ratios: × ${REFERENCES.join(' / × ')})`,
+    '',
+    '| subscribers / codes | subject | p99 ms | CPU s / 100k deliveries | KiB / client (peak RSS growth over idle) |',
+    '|---|---|---|---|---|',
+  ];
+  const done = rows.filter((r) => r.done !== undefined);
+  for (const row of done) {
+    const peers = REFERENCES.map((name) => done.find((r) => r.subject === name && r.subscribers === row.subscribers && r.codes === row.codes));
+    lines.push(
+      `| ${row.subscribers} / ${row.codes} | ${row.subject} | ${withRatios(row.done?.delay.p99 ?? NaN, 1, peers, (r) => r.done?.delay.p99 ?? NaN)} | ${withRatios(cpuPer100k(row), 3, peers, cpuPer100k)} | ${withRatios(kibPerClient(row), 1, peers, kibPerClient)} |`,
+    );
+  }
+  const slopes: string[] = [];
+  for (const subject of new Set(done.map((r) => r.subject))) {
+    const mine = done.filter((r) => r.subject === subject).sort((a, b) => a.subscribers - b.subscribers);
+    const low = mine[0];
+    const high = mine[mine.length - 1];
+    if (low === undefined || high === undefined || high.subscribers === low.subscribers) continue;
+    const slope = (high.rssPeakKb - high.rssReadyKb - (low.rssPeakKb - low.rssReadyKb)) / (high.subscribers - low.subscribers);
+    slopes.push(`${subject} ${fixed(slope, 1)} KiB`);
+  }
+  lines.push('');
+  if (slopes.length > 0) lines.push(`Memory slope per client (peak RSS growth, between the smallest and the largest size): ${slopes.join(', ')}.`, '');
+  lines.push(
+    'KiB / client: (VmHWM at the end of the fan-out − VmRSS before the first client connected) / subscribers, summed over the subject\'s processes. ' +
+      'floor: bench/floor.ts, plain node:http, one upstream per code, each upstream chunk written to every client socket, no auth, no history.',
+  );
+  return `${lines.join('\n')}\n`;
+}
+
 function chart(rows: readonly FanoutRow[]): string | undefined {
   const subjects = [...new Set(rows.map((r) => r.subject))];
   const counts = new Set(rows.map((r) => r.subscribers));
   if (rows.length === 0 || counts.size < 1) return undefined;
   const series: Series[] = [];
-  const colors: Record<SubjectName, string> = { direct: '#555555', relay: '#1f77b4', nginx: '#2ca02c' };
+  const colors: Record<SubjectName, string> = { direct: '#555555', floor: '#ff7f0e', relay: '#1f77b4', nginx: '#2ca02c' };
   for (const subject of subjects) {
     const color = colors[subject];
     const mine = rows.filter((r) => r.subject === subject && r.done !== undefined).sort((a, b) => a.subscribers - b.subscribers);

@@ -12,8 +12,10 @@ import { childPids } from './common';
 import { Proc, waitHealthy } from './proc';
 import { freePort } from '../test/support/free-port';
 
-export type SubjectName = 'direct' | 'relay' | 'nginx';
-export const ALL_SUBJECTS: readonly SubjectName[] = ['direct', 'relay', 'nginx'];
+export type SubjectName = 'direct' | 'floor' | 'relay' | 'nginx';
+export const ALL_SUBJECTS: readonly SubjectName[] = ['direct', 'floor', 'relay', 'nginx'];
+/** Subjects only the fan-out scenario has: the floor relays nothing but the bench backend's streams. */
+export const FANOUT_ONLY: readonly SubjectName[] = ['floor'];
 
 /** A running backend: the bench's own (SSE fan-out) or the reference one (uploads, chat). */
 export interface Backend {
@@ -244,6 +246,14 @@ export class Lab {
     return { name: 'relay', baseUrl, prefix: '/api', auth: 'jwt', node: proc, pids: () => [proc.pid], stop: () => proc.stop() };
   }
 
+  /** The floor (bench/floor.ts): a bare node:http relay, one upstream per code, with the heap probe loaded. */
+  async startFloor(backendUrl: string, core: number | undefined): Promise<Subject> {
+    const args = ['--expose-gc', '-r', join(HERE, 'heap-probe.js'), ...this.nodeArgs('floor'), join(HERE, 'floor.js'), backendUrl, '0', '127.0.0.1'];
+    const proc = this.spawn('floor', process.execPath, args, core);
+    const ready = await proc.message<{ type: 'ready'; port: number }>('ready', 15_000);
+    return { name: 'floor', baseUrl: `http://127.0.0.1:${ready.port}`, prefix: '', auth: 'header', node: proc, pids: () => [proc.pid], stop: () => proc.stop() };
+  }
+
   /** nginx with `proxy_buffering off` (and request buffering off, for uploads) in front of the backend. */
   async startNginx(backendUrl: string, core: number | undefined, maxStreams: number): Promise<Subject> {
     const port = await freePort();
@@ -338,6 +348,8 @@ http {
           pids: () => [backend.proc.pid],
           stop: async () => undefined,
         });
+      case 'floor':
+        return this.startFloor(backend.url, core);
       case 'relay':
         return this.startRelay(backend.url, core, maxStreams);
       case 'nginx':

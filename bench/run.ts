@@ -18,7 +18,7 @@ import { type BigEventsSettings, runBigEvents } from './big-events';
 import { type CapacitySettings, runCapacity } from './capacity';
 import { type ChatSettings, runChat } from './chat';
 import { type FanoutSettings, type ScenarioOutcome, fixed, runFanout } from './fanout';
-import { ALL_SUBJECTS, Lab, ROOT, type SubjectName, ensureNginx, load1, machineLine } from './lab';
+import { ALL_SUBJECTS, FANOUT_ONLY, Lab, ROOT, type SubjectName, ensureNginx, load1, machineLine } from './lab';
 import { type MultiplexSettings, runMultiplex } from './multiplex';
 import { type ClusterSettings, runCluster } from './cluster';
 import { portable, portableArg } from './portable-path';
@@ -204,6 +204,7 @@ async function main(): Promise<void> {
     }
   }
   const lab = new Lab({ pin: settings.pin, nginx: settings.nginx });
+  const others = subjects.filter((s) => !FANOUT_ONLY.includes(s));
   const startedAt = new Date();
   const loadAtStart = load1();
   const sections: string[] = [];
@@ -217,16 +218,16 @@ async function main(): Promise<void> {
         outcome = await runFanout(lab, settings.fanout, subjects);
         break;
       case 'capacity':
-        outcome = await runCapacity(lab, settings.capacity, subjects);
+        outcome = await runCapacity(lab, settings.capacity, others);
         break;
       case 'subscribe':
-        outcome = await runSubscribe(lab, settings.subscribe, subjects);
+        outcome = await runSubscribe(lab, settings.subscribe, others);
         break;
       case 'upload':
-        outcome = await runUpload(lab, settings.upload, subjects);
+        outcome = await runUpload(lab, settings.upload, others);
         break;
       case 'chat':
-        outcome = await runChat(lab, settings.chat, subjects);
+        outcome = await runChat(lab, settings.chat, others);
         break;
       case 'big-events':
         outcome = await runBigEvents(lab, settings.bigEvents);

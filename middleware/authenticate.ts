@@ -4,6 +4,7 @@ import { parse as parseCookie } from 'cookie';
 import jwt, { type Algorithm } from 'jsonwebtoken';
 import { HttpError } from '../src/errors';
 import { MIN_SECRET_LENGTH } from '../src/jwt';
+import { TokenCache } from './token-cache';
 
 /** How tokens are verified. Exactly one of `secret` and `publicKey`. */
 export interface JwtOptions {
@@ -19,7 +20,14 @@ export interface JwtOptions {
   clockToleranceSec?: number | undefined;
   /** Cookie read when there is no Authorization header. Defaults to `access_token`. */
   cookieName?: string | undefined;
+  /**
+   * Verified tokens remembered (each until its `exp`), so a token seen again is not verified
+   * again; 0 turns this off. Defaults to 10000.
+   */
+  cacheSize?: number | undefined;
 }
+
+const DEFAULT_TOKEN_CACHE_SIZE = 10_000;
 
 // The user travels to the backend as X-User-Id, which must carry it unchanged: undici refuses control
 // characters and anything past U+00FF, and HTTP drops a leading or trailing space (" alice" arrives as "alice").
@@ -50,6 +58,9 @@ export function tokenExpiryOf(res: Response): number | undefined {
 export function identify(options: JwtOptions): RequestHandler {
   const { key, algorithms } = verificationKey(options);
   const cookieName = options.cookieName ?? 'access_token';
+  const cacheSize = options.cacheSize ?? DEFAULT_TOKEN_CACHE_SIZE;
+  if (!Number.isSafeInteger(cacheSize) || cacheSize < 0) throw new TypeError(`jwt.cacheSize: expected an integer >= 0, got ${String(cacheSize)}`);
+  const cache = new TokenCache(cacheSize);
   const verifyOptions: jwt.VerifyOptions = {
     algorithms,
     clockTolerance: options.clockToleranceSec ?? 5,
@@ -60,6 +71,8 @@ export function identify(options: JwtOptions): RequestHandler {
   const toleranceMs = (options.clockToleranceSec ?? 5) * 1000;
   const verify = (token: string | undefined): { user: string; expiresAt: number } | HttpError => {
     if (token === undefined) return new HttpError('unauthorized', undefined, 401, CHALLENGE);
+    const known = cache.get(token);
+    if (known !== undefined) return { user: known.user, expiresAt: known.expiresAtMs + toleranceMs };
     let verified: jwt.Jwt;
     try {
       verified = jwt.verify(token, key, { ...verifyOptions, complete: true });
@@ -79,6 +92,8 @@ export function identify(options: JwtOptions): RequestHandler {
       const rule = '1-256 characters, no control characters, none past U+00FF, no leading or trailing space';
       return new HttpError('invalid_token', `The token must carry a sub claim naming the user (${rule}).`, 401, INVALID);
     }
+    // Kept until `exp` itself, not `exp` plus the clock tolerance: past it, the token is verified again.
+    cache.set(token, { user: payload.sub, expiresAtMs: payload.exp * 1000 });
     return { user: payload.sub, expiresAt: payload.exp * 1000 + toleranceMs };
   };
 

@@ -41,6 +41,8 @@ export function requestLog(logger: Logger): RequestHandler {
     res.once('close', () => {
       const err = (res as { err?: unknown }).err;
       const level: LevelWithSilent = err !== undefined || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info';
+      // The line (the URL's redaction above all) is built only for a level that is written.
+      if (!logger.isLevelEnabled(level)) return;
       const reason = res.locals.closeReason as (() => string) | undefined;
       logger[level](
         {

@@ -6,6 +6,7 @@ import type { Hub } from '../src/relay/hub';
 import type { UserStreams } from '../src/relay/user-streams';
 import { tokenExpiryOf, userOf } from '../middleware/authenticate';
 import { loggedRequest, redactTokens } from '../middleware/request-log';
+import { inSequence } from './in-sequence';
 
 /** A shared stream family: how a path id maps to its topic key and backend URLs. */
 export interface SharedStream {
@@ -58,7 +59,14 @@ export interface SharedStreamRouting {
    * backend, whose answer to the first stream request says the same; a policy of your own must.
    */
   readonly authorizeNewTopics: boolean;
-  /** Handlers run first on every stream request (limits). */
+  /**
+   * Where the streams' paths start within the router (`/api`): they are matched before the
+   * router's generic chain, so everything that chain would run for them is in `before`.
+   */
+  readonly prefix: string;
+  /** Handlers run first on every stream request: request log, headers, CORS, path check, authentication. */
+  readonly before: readonly RequestHandler[];
+  /** Handlers run next on every stream request (limits). */
   readonly guards: readonly RequestHandler[];
   readonly streams: readonly SharedStream[];
   /** Where `stream opened` goes. */
@@ -69,15 +77,25 @@ export interface SharedStreamRouting {
   readonly retryHintMs: number;
 }
 
-/** Mounts each shared stream: `guards` first, then validate, authorize, and attach to the hub's topic. */
-export function sharedStreamRoutes(hub: Hub, routing: SharedStreamRouting): Router {
+/**
+ * Serves each shared stream's GET (and HEAD) at `prefix` + its path: `before` and `guards`
+ * first, then validate, authorize, and attach to the hub's topic, all as one handler (see
+ * `inSequence`). Other methods pass by untouched: a route would answer an OPTIONS itself,
+ * before CORS could.
+ */
+export function sharedStreamRoutes(hub: Hub, routing: SharedStreamRouting): RequestHandler {
   const router = Router();
-  for (const stream of routing.streams) router.get(stream.path, ...routing.guards, sharedStreamHandler(hub, routing, stream));
-  return router;
+  for (const stream of routing.streams) {
+    router.get(`${routing.prefix}${stream.path}`, inSequence([...routing.before, ...routing.guards, sharedStreamHandler(hub, routing, stream)]));
+  }
+  return (req, res, next) => {
+    if (req.method === 'GET' || req.method === 'HEAD') router(req, res, next);
+    else next();
+  };
 }
 
 function sharedStreamHandler(hub: Hub, routing: SharedStreamRouting, stream: SharedStream): RequestHandler {
-  const { backendUrl, redirectOrigins, authorize, authorizeNewTopics, logger, userStreams, retryHintMs } = routing;
+  const { backendUrl, redirectOrigins, authorize, authorizeNewTopics, logger, userStreams, retryHintMs, prefix } = routing;
   return async (req, res) => {
     const id = req.params.id;
     if (typeof id !== 'string' || !ID.test(id)) throw new HttpError('invalid_id');
@@ -102,7 +120,7 @@ function sharedStreamHandler(hub: Hub, routing: SharedStreamRouting, stream: Sha
     }
     const url = new URL(stream.streamPath(id), backendUrl);
     const subscriber = hub.subscribe(res, { key, url, final: stream.final, redirectOrigins }, {
-      headers: { 'x-user-id': user, 'x-forwarded-prefix': req.baseUrl },
+      headers: { 'x-user-id': user, 'x-forwarded-prefix': `${req.baseUrl}${prefix}` },
       lastEventId,
     });
     if (!subscriber) return;
@@ -111,7 +129,7 @@ function sharedStreamHandler(hub: Hub, routing: SharedStreamRouting, stream: Sha
     // A stream refused after waiting for the backend (502 and the like) says why in its log line.
     res.locals.closeReason = () =>
       subscriber.closeReason === 'rejected' && topic?.failure !== undefined ? `rejected: ${topic.failure}` : subscriber.closeReason;
-    logger.info({ req: loggedRequest(req, res), topic: key, lastEventId: lastEventId && redactTokens(lastEventId) }, 'stream opened');
+    if (logger.isLevelEnabled('info')) logger.info({ req: loggedRequest(req, res), topic: key, lastEventId: lastEventId && redactTokens(lastEventId) }, 'stream opened');
     // Express leaves `req.next` pointing into its routing state (a `next` and a restore closure
     // per router level, and what they hold), which a held stream would keep for hours: 2.2 KiB
     // of heap per idle subscriber (bench capacity). Nothing calls it once the stream is attached.

@@ -165,6 +165,10 @@ test("mounted at the root, the relay's headers and request log stay on the relay
 });
 
 test('under a prefix, custom streams relay the backend URL of their own shape, and ids with one key share one upstream', async () => {
+  const prefixes: unknown[] = [];
+  backend.server.prependListener('request', (req: { url?: string; headers: Record<string, unknown> }) => {
+    if (req.url === UPSTREAM) prefixes.push(req.headers['x-forwarded-prefix']);
+  });
   const first = subscribe('Red-Launch', 'red.alice');
   const second = subscribe('red-launch', 'red.bob');
   const firstGot = messages(first, 2);
@@ -180,6 +184,8 @@ test('under a prefix, custom streams relay the backend URL of their own shape, a
   expect(relay.hub.topicCount).toBe(1);
   expect(relay.hub.topic('feed:red-launch')).toBeDefined();
   expect(ownership?.opened).toEqual(new Map([['feed:red-launch', 1]]));
+  // Where the client reaches the backend's routes: the app's mount and the relay's /api.
+  expect(prefixes).toEqual(['/relay/api']);
 });
 
 test("the team's authorize hook decides: a user of another team gets a JSON 404 and no events, even on a live feed", async () => {

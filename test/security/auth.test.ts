@@ -244,6 +244,34 @@ describe('the attack list against an HS256 relay: each is a 401 that says what w
   });
 });
 
+describe('a token seen before', () => {
+  afterEach(() => {
+    jest.restoreAllMocks();
+  });
+
+  test('is accepted again until its exp, then refused: the relay remembers a token no longer than the token lasts', async () => {
+    await restartRelay({ secret: TEST_SECRET, clockToleranceSec: 0 });
+    const exp = now() + 60;
+    const token = jwt.sign({ sub: 'alice', exp }, TEST_SECRET);
+    expect((await call(`/api${REST}`, bearer(token))).status).toBe(200);
+    expect((await call(`/api${REST}`, bearer(token))).status).toBe(200);
+    const realNow = Date.now.bind(Date);
+    const skew = exp * 1000 + 1 - realNow();
+    expect(seen.map((r) => r.headers['x-user-id'])).toEqual(['alice', 'alice']);
+    seen = [];
+    jest.spyOn(Date, 'now').mockImplementation(() => realNow() + skew);
+    expectRefused(await call(`/api${REST}`, bearer(token)), { code: 'token_expired', challenge: INVALID, reason: /./ });
+  });
+
+  test('that was refused is refused again, even when the same sub has a valid token remembered', async () => {
+    const good = tokenFor('alice');
+    const forged = jwt.sign({}, OTHER_SECRET, { subject: 'alice', expiresIn: '1h' });
+    expect((await call(`/api${REST}`, bearer(good))).status).toBe(200);
+    seen = [];
+    for (let i = 0; i < 2; i++) expectRefused(await call(`/api${REST}`, bearer(forged)), { code: 'invalid_token', challenge: INVALID, reason: /signature/, token: forged });
+  });
+});
+
 test('subs that a header carries unchanged reach the backend as they are', async () => {
   const subs = ['auth0|5f7c8ec7c33c6c004bbafe82', 'alice@example.com', 'José Smith', 'u'.repeat(256)];
   for (const sub of subs) expect((await call(`/api${REST}`, bearer(tokenFor(sub)))).status).toBe(200);
