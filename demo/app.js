@@ -1,5 +1,5 @@
 // The demo app: plain JavaScript on the relay's own browser client.
-import { createClient } from '/client.js';
+import { createClient, describeReport } from '/client.js';
 
 const $ = (id) => document.getElementById(id);
 const CHATBOT = 'demo';
@@ -28,7 +28,7 @@ function el(tag, props = {}, ...children) {
 
 async function loggedIn(user) {
   $('whoami').textContent = user ? `signed in as ${user}` : '';
-  for (const id of ['start-downloads', 'start-upload', 'send', 'older']) $(id).disabled = !user;
+  for (const id of ['start-downloads', 'start-upload', 'send', 'older', 'check-quick', 'check-full']) $(id).disabled = !user;
   if (user) await loadHistory(true);
 }
 
@@ -235,6 +235,30 @@ $('ask').addEventListener('submit', async (event) => {
 });
 
 $('stop').addEventListener('click', () => reply?.abort());
+
+// ---- path check -------------------------------------------------------------------
+
+// The relay's diagnostic ticks, read and judged by the client exactly as `npm run check-path` does.
+async function runPathCheck(quiet) {
+  const buttons = [$('check-quick'), $('check-full')];
+  for (const button of buttons) button.disabled = true;
+  $('path-report').dataset.state = 'running';
+  $('path-report').replaceChildren(el('li', { textContent: quiet === 0 ? 'checking for 5 s…' : 'checking; the quiet phase takes two heartbeats…' }));
+  try {
+    const report = await client.checkPath({ interval: 250, count: 20, quiet });
+    $('path-report').replaceChildren(...describeReport(report).map((line) => el('li', { textContent: line })));
+    $('path-report').dataset.state = report.delivery === 'bursts' || report.quietSurvived === false ? 'bad' : 'good';
+    log(`path check: ${report.delivery}`);
+  } catch (err) {
+    $('path-report').replaceChildren(el('li', { className: 'failed', textContent: `check failed: ${err.message}` }));
+    $('path-report').dataset.state = 'failed';
+  } finally {
+    for (const button of buttons) button.disabled = false;
+  }
+}
+
+$('check-quick').addEventListener('click', () => runPathCheck(0));
+$('check-full').addEventListener('click', () => runPathCheck('auto'));
 
 // Already signed in (the cookie from an earlier visit)?
 client

@@ -1,6 +1,8 @@
 import { type ReconnectOptions, resolveReconnect } from './backoff';
 import { type ChatHandlers, type ChatReply, type ChatRequest, type HistoryPager, chatHistory, streamChat } from './chat';
 import { browser } from './browser';
+import type { PathReport } from '../diagnostics/path-report';
+import { type PathCheckOptions, checkPath } from './path-check';
 import { canShareAcrossTabs } from './tab-link';
 import { type SubscribeHandlers, type Subscription, TopicStream } from './topic-stream';
 import type { Topic } from './topics';
@@ -45,6 +47,8 @@ export interface Client {
   history(chatbotId: string): HistoryPager;
   /** `fetch` of a relay path with the client's credentials, for the REST calls around the streams. */
   fetch(path: string, init?: RequestInit): Promise<Response>;
+  /** Reads the relay's diagnostic ticks as this page receives them: one by one or in bursts, how late, and whether a quiet stream survives. */
+  checkPath(options?: PathCheckOptions): Promise<PathReport>;
 }
 
 /** Makes a client. Nothing connects until the first `subscribe`. */
@@ -79,6 +83,9 @@ export function createClient(options: ClientOptions = {}): Client {
     },
     fetch(path, init) {
       return transport.request(path, init);
+    },
+    checkPath(options) {
+      return checkPath(transport, options);
     },
   };
 }

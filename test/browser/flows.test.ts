@@ -100,6 +100,17 @@ test('a chat answer types itself token by token, and history pages back 20 at a 
   expect(await page.locator('#messages li').first().textContent()).toBe('How does the relay resume a stream?');
 });
 
+test('the path check panel shows ticks reaching the page one by one', async () => {
+  page = await openDemo(browser, stack.url);
+  await page.click('#check-quick');
+  const report = page.locator('#path-report');
+  await report.and(page.locator('[data-state="good"]')).waitFor({ timeout: 20_000 });
+  const lines = await report.locator('li').allTextContents();
+  expect(lines[0]).toMatch(/^delivery: one by one \(20\/20 ticks/);
+  expect(lines.some((line) => line.startsWith('held (beyond the fastest tick): p50 '))).toBe(true);
+  await screenshot(page, 'path-check');
+});
+
 async function expectCount(locator: ReturnType<Page['locator']>, count: number): Promise<void> {
   await locator.nth(count - 1).waitFor();
   expect(await locator.count()).toBe(count);

@@ -1,4 +1,4 @@
-import { judgeTicks } from '../../src/diagnostics/path-check';
+import { judgeTicks } from '../../src/diagnostics/path-report';
 
 const ticks = (arrivals: number[], interval: number) => arrivals.map((receivedAt, i) => ({ seq: i + 1, sentAt: (i + 1) * interval, receivedAt }));
 
