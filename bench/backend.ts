@@ -21,8 +21,7 @@
  * Usage: node dist/bench/backend.js [port] [host]
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { nowMs, report } from './common';
+import { nowMs, serveChild } from './common';
 import { SSE_HEADERS, encodeComment } from '../src/sse/encode';
 
 const HEARTBEAT = encodeComment('hb');
@@ -224,18 +223,7 @@ function main(): void {
     }
   }, HEARTBEAT_MS);
   heartbeat.unref();
-  const stop = (): void => {
-    server.close();
-    server.closeAllConnections();
-    process.exit(0);
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
-  // The coordinator holds our stdin: when it goes away, so do we.
-  process.stdin.on('end', stop).on('error', stop).resume();
-  server.listen({ port, host, backlog: 4096 }, () => {
-    report({ type: 'ready', port: (server.address() as AddressInfo).port });
-  });
+  serveChild(server, port, host);
 }
 
 main();

@@ -1,4 +1,6 @@
 import { readFileSync, readdirSync } from 'node:fs';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import jwt from 'jsonwebtoken';
 
@@ -16,6 +18,24 @@ export interface ChildMessage {
 /** Prints one message for the coordinator; `then` runs once it is written. */
 export function report(message: ChildMessage, then?: () => void): void {
   process.stdout.write(`${JSON.stringify(message)}\n`, then);
+}
+
+/**
+ * Listens, says `ready` with the port, and exits on SIGTERM, SIGINT, or when the coordinator,
+ * which holds this child's stdin, goes away.
+ */
+export function serveChild(server: Server, port: number, host: string): void {
+  const stop = (): void => {
+    server.close();
+    server.closeAllConnections();
+    process.exit(0);
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.stdin.on('end', stop).on('error', stop).resume();
+  server.listen({ port, host, backlog: 4096 }, () => {
+    report({ type: 'ready', port: (server.address() as AddressInfo).port });
+  });
 }
 
 /** What the load client says when every stream is open (or failed). */

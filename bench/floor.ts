@@ -12,8 +12,7 @@
  * Usage: node dist/bench/floor.js <backend url> [port] [host]
  */
 import { type IncomingMessage, type ServerResponse, createServer, get } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { report } from './common';
+import { serveChild } from './common';
 import { SSE_HEADERS } from '../src/sse/encode';
 
 const ROUTE = /^\/downloads\/([A-Za-z0-9_-]{1,128})\/events$/;
@@ -71,17 +70,7 @@ function main(): void {
   const port = Number(process.argv[3] ?? 0);
   const host = process.argv[4] ?? '127.0.0.1';
   const server = createServer({ requestTimeout: 0, keepAliveTimeout: 30_000 }, (req, res) => handle(backend, req, res));
-  const stop = (): void => {
-    server.close();
-    server.closeAllConnections();
-    process.exit(0);
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
-  process.stdin.on('end', stop).on('error', stop).resume();
-  server.listen({ port, host, backlog: 4096 }, () => {
-    report({ type: 'ready', port: (server.address() as AddressInfo).port });
-  });
+  serveChild(server, port, host);
 }
 
 main();
