@@ -311,6 +311,9 @@ test('a finished topic answers 204 on every relay for its linger period, without
     await res.body?.cancel();
     return status === 204;
   }, 5000, '204 on the other relay');
+  const onOwner = await fetch(`${first.url}/api${path}`, { headers });
+  expect(onOwner.status).toBe(204);
+  await onOwner.body?.cancel();
   const late = await fetch(`${second.url}/api${path}`, { headers: { authorization: headers.authorization } });
   expect(late.status).toBe(200);
   // A newcomer gets the whole history, then the end.

@@ -244,6 +244,8 @@ describe('answers that are not an event stream', () => {
     const twice = await request(`${relay.url}/api/downloads/other/events`, { headers: authHeader('alice') });
     expect(twice.statusCode).toBe(status);
     expect(await twice.body.json()).toEqual({ error: { code: 'busy', message: 'Come back in a second.' } });
+    // Waited out once, then the second answer passed on: exactly two requests upstream.
+    expect(backend.requests.filter((r) => r.path === '/downloads/other/events')).toHaveLength(2);
 
     backend.respond = (_req, res) => {
       res.writeHead(status, { 'content-type': 'application/json' }).end('{}');
