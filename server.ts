@@ -71,7 +71,8 @@ async function main(config: ServerConfig): Promise<void> {
   app.disable('x-powered-by');
   app.set('trust proxy', config.trustProxy);
   app.use(relay.router);
-  if (!config.production && jwtOptions.secret !== undefined) app.use(developmentRoutes({ secret: jwtOptions.secret, user: DEV_USER }));
+  // Only with the development secret: a real JWT_SECRET must never mint tokens for anyone who asks.
+  if (!config.production && config.jwt.generated && jwtOptions.secret !== undefined) app.use(developmentRoutes({ secret: jwtOptions.secret, user: DEV_USER }));
   app.use(notFound, errorHandler());
   const server = createHttpServer(app, config.http);
   const url = await listen(server, config.port, config.host, 'PORT');

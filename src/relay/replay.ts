@@ -111,6 +111,9 @@ export class MemoryReplayBuffer implements ReplayBuffer {
 
   release(): void {
     while (this.length > 0) this.evictOldest();
+    // Out of the budget's idle set too, or a closed topic's ring would stay referenced for good.
+    this.idle = false;
+    this.budget?.idleChanged(this);
   }
 
   /** Drops the oldest event held; returns its size in bytes (0 when empty). */

@@ -73,6 +73,13 @@ test('in production there is no development login and no demo', async () => {
   expect((await fetch(`${server.url}/client.js`)).status).toBe(200);
 });
 
+test('outside production but with a real JWT_SECRET, there is no development login: it would mint tokens for anyone', async () => {
+  server = await startServer(dir, { JWT_SECRET: 'a-real-secret-of-at-least-32-characters!' });
+  const login = await fetch(`${server.url}/dev/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"user":"admin"}' });
+  expect(login.status).toBe(404);
+  expect(login.headers.get('set-cookie')).toBeNull();
+});
+
 test('outside production, the demo is served and /dev/login sets an HttpOnly cookie the relay accepts', async () => {
   server = await startServer(dir);
   const page = await fetch(`${server.url}/`);

@@ -96,6 +96,18 @@ describe('HistoryBudget', () => {
     expect(budget.evictedBytes).toBe(0);
   });
 
+  test('a topic that closed while idle leaves nothing in the budget, under the cap as over it', () => {
+    const budget = new HistoryBudget(1000);
+    const ring = new MemoryReplayBuffer(10, 1000, budget);
+    ring.push(event('1', 100));
+    ring.setIdle(true);
+    const idle = (budget as unknown as { idle: Set<unknown> }).idle;
+    expect(idle.has(ring)).toBe(true);
+    ring.release();
+    expect(idle.size).toBe(0);
+    expect(budget.bytes).toBe(0);
+  });
+
   test('over its cap, evicts the oldest events of the process whichever topic holds them', () => {
     const budget = new HistoryBudget(300);
     const a = new MemoryReplayBuffer(100, 1000, budget);
