@@ -239,6 +239,8 @@ export class ClusterFeed implements EventFeed {
     this.unfollow?.();
     this.unfollow = undefined;
     this.role = 'owner';
+    // Held from here: a close during the catch-up below must give the lease back, not leave it to lapse.
+    this.holder = holder;
     // Whatever the old owner appended that the reader had not delivered yet.
     const missed = await this.context.store.after(this.key, this.cursor).catch(() => []);
     for (const entry of missed) this.apply(entry, true);

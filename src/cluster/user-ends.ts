@@ -24,8 +24,14 @@ export class UserEnds {
     });
     this.listener.on('message', (channel: string, message: string) => {
       if (channel !== this.channel) return;
-      const { from, user } = JSON.parse(message) as { from: string; user: string };
-      if (from !== link.instanceId) this.onEnd(user);
+      let parsed: { from?: unknown; user?: unknown };
+      try {
+        parsed = JSON.parse(message) as typeof parsed;
+      } catch {
+        return logger.warn({ message: message.slice(0, 200) }, 'ignored a malformed end-user message');
+      }
+      // Anything on the channel is Redis's to carry, not ours to trust: a bad message must not stop the relay.
+      if (typeof parsed.user === 'string' && parsed.from !== link.instanceId) this.onEnd(parsed.user);
     });
   }
 

@@ -1,4 +1,5 @@
 import type { EventSource } from 'eventsource';
+import { Redis } from 'ioredis';
 import { FixtureBackend } from '../support/fixture-backend';
 import { RedisServer } from '../support/redis';
 import { type RunningRelay, eventSourceAs, startRelay } from '../support/relay-server';
@@ -34,6 +35,12 @@ test("endUserStreams on one relay ends that user's streams on the others, and no
   }
   backend.emit(PATH, 'id: 1\ndata: e1\n');
   await until(() => received.alice === 1 && received.bob === 1, 5000, 'e1 on relay b');
+
+  // Whatever else reaches the channel is ignored, and no relay stops over it.
+  const publisher = new Redis(redis.url);
+  expect(await publisher.publish('sse-relay:end-user', 'not json')).toBe(2);
+  expect(await publisher.publish('sse-relay:end-user', '{"user":42}')).toBe(2);
+  publisher.disconnect();
 
   // Relay a holds none of alice's streams: it tells the others.
   expect(await a.relay.endUserStreams('alice')).toBe(0);
