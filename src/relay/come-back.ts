@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { SSE_HEADERS, encodeRetry } from '../sse/encode';
+import { SSE_HEADERS_CLOSE, encodeRetry } from '../sse/encode';
 
 /** The largest share of a `retry:` hint added as jitter. */
 const RETRY_JITTER = 0.5;
@@ -12,7 +12,6 @@ export function jitteredRetry(retryMs: number): number {
   return retryMs + Math.floor(Math.random() * retryMs * RETRY_JITTER);
 }
 
-const COME_BACK_HEADERS = { ...SSE_HEADERS, Connection: 'close' };
 
 /**
  * Answers an event-stream request that cannot be served now (the relay is draining) with a
@@ -22,6 +21,6 @@ const COME_BACK_HEADERS = { ...SSE_HEADERS, Connection: 'close' };
  * not stay pinned to a relay that is going away.
  */
 export function comeBackLater(res: ServerResponse, retryMs: number): void {
-  res.writeHead(200, COME_BACK_HEADERS);
+  res.writeHead(200, SSE_HEADERS_CLOSE);
   res.end(encodeRetry(retryMs));
 }

@@ -217,7 +217,8 @@ export class MultiplexStream {
       member.advance(event.id);
       parts.push(Buffer.from(idLine(this.currentCursor()), 'latin1'), envelopeOf(member.key, event));
     }
-    this.writer.replay(parts);
+    // One write, one chunk: not two per event (its cursor line and its envelope).
+    this.writer.replay([Buffer.concat(parts)]);
   }
 
   /** A relay event of this stream, carrying the cursor like every other. */

@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { HttpError} from '../errors';
 import { ERROR_HEADERS, errorBody } from '../errors';
-import { SSE_HEADERS, encodeComment, encodeEvent, encodeRetry } from '../sse/encode';
+import { SSE_HEADERS, SSE_HEADERS_CLOSE, encodeComment, encodeEvent, encodeRetry } from '../sse/encode';
 import { comeBackLater } from './come-back';
 import type { TopicMember } from './member';
 import type { StoredEvent } from './replay';
@@ -22,7 +22,6 @@ export type CloseReason =
 
 const HEARTBEAT = encodeComment('hb');
 const RESYNC = encodeEvent({ event: 'resync', data: JSON.stringify({ reason: 'history_gap' }) });
-const SSE_HEADERS_CLOSE = { ...SSE_HEADERS, Connection: 'close' };
 const CRLF = Buffer.from('\r\n', 'latin1');
 
 // A topic writes one frame to all its subscribers in a row: framing the chunk for the last
@@ -83,6 +82,8 @@ export class Subscriber implements TopicMember {
   lastEventAt = this.openedAt;
   /** Unsent bytes tolerated without draining: the cap, or more while a replay drains. */
   private allowance: number;
+  /** A drain listener is set to restore the cap once a replay backlog is written. */
+  private drainPending = false;
   /** Bytes handed to the socket so far: minus those still unsent, what the client has drained. */
   private queued = 0;
   /** Since when the client has been past its allowance without draining a byte (0: it is not). */
@@ -156,7 +157,11 @@ export class Subscriber implements TopicMember {
     const cap = this.policy.maxBufferedBytes;
     if (this.res.writableLength <= cap) return;
     this.allowance = this.res.writableLength + cap;
+    // One listener however many replays come before the drain (a multiplexed stream replays per topic).
+    if (this.drainPending) return;
+    this.drainPending = true;
     this.res.once('drain', () => {
+      this.drainPending = false;
       this.allowance = cap;
     });
   }

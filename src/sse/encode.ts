@@ -59,3 +59,6 @@ export const SSE_HEADERS: Readonly<Record<string, string>> = {
   'X-Content-Type-Options': 'nosniff',
   'Cross-Origin-Resource-Policy': 'same-origin',
 };
+
+/** The same, for a stream after which the connection closes (the client asked, or the relay sends it away). */
+export const SSE_HEADERS_CLOSE: Readonly<Record<string, string>> = { ...SSE_HEADERS, Connection: 'close' };
