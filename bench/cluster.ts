@@ -10,7 +10,7 @@ import { type ConnectedReport, type DoneReport, type ChildMessage, sampleProcs }
 import { END_AFTER_MS, type ScenarioOutcome, codeNames, describe, fixed, postJson, startPublishing } from './fanout';
 import { CLK_TCK, type Lab, type Subject, load1 } from './lab';
 import type { LoadConfig } from './load';
-import type { Proc } from './proc';
+import { type Proc, waitHealthy } from './proc';
 import { freePort } from '../test/support/free-port';
 
 export interface ClusterSettings {
@@ -96,22 +96,11 @@ async function redisStats(client: Redis): Promise<RedisStats> {
   return { calls, cpuS: field('used_cpu_user') + field('used_cpu_sys') };
 }
 
-async function ready(url: string): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const res = await fetch(`${url}/readyz`).catch(() => undefined);
-    await res?.body?.cancel();
-    if (res?.status === 200) return;
-    if (Date.now() > deadline) throw new Error(`${url} not ready`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 async function startCluster(lab: Lab, backendUrl: string, setup: Setup, maxStreams: number, env: NodeJS.ProcessEnv = {}) {
   const redis = setup.redis ? await startRedis(lab, lab.subjectCore) : undefined;
   const relays: Subject[] = [];
   for (let i = 0; i < setup.relays; i++) relays.push(await lab.startRelay(backendUrl, lab.subjectCore, maxStreams, redis ? { REDIS_URL: redis.url, ...env } : env));
-  await Promise.all(relays.map((relay) => ready(relay.baseUrl)));
+  await Promise.all(relays.map((relay) => waitHealthy(`${relay.baseUrl}/readyz`, relay.node as Proc, 15_000)));
   return {
     redis,
     relays,

@@ -119,22 +119,26 @@ function parseSettings(argv: string[]): Settings {
   const rate = values.rate === undefined ? 5 : Number(values.rate);
   if (!(rate > 0) || rate > 1000) throw new Error(`--rate: expected a number in (0, 1000], got "${values.rate ?? ''}"`);
   const capacityMax = positiveInt('capacity-max', values['capacity-max'], size.capacityMax);
+  // Shared by every scenario that takes them: parsed once, so a default is changed in one place.
+  const events = positiveInt('events', values.events, 20);
+  const concurrency = positiveInt('concurrency', values.concurrency, 100);
+  const graceMs = positiveInt('grace-ms', values['grace-ms'], 10_000);
   return {
     scenarios: pick('scenario', values.scenario, SCENARIOS),
     subjects: pick('subjects', values.subjects, ALL_SUBJECTS),
     fanout: {
       configs,
-      events: positiveInt('events', values.events, 20),
+      events,
       rate,
-      concurrency: positiveInt('concurrency', values.concurrency, 100),
-      graceMs: positiveInt('grace-ms', values['grace-ms'], 10_000),
+      concurrency,
+      graceMs,
     },
     capacity: {
       max: capacityMax,
       step: positiveInt('capacity-step', values['capacity-step'], Math.min(capacityMax, size.capacityStep)),
       codes: positiveInt('capacity-codes', values['capacity-codes'], 100),
       budgetMb: positiveInt('memory-budget-mb', values['memory-budget-mb'], 2048),
-      concurrency: positiveInt('concurrency', values.concurrency, 100),
+      concurrency,
     },
     subscribe: {
       rates: intList('subscribe-rates', values['subscribe-rates'] ?? '250,500,1000,1500,2000,2500,3000,4000,5000,6000,8000'),
@@ -150,22 +154,22 @@ function parseSettings(argv: string[]): Settings {
       eventKib: positiveInt('big-event-kib', values['big-event-kib'], 64),
       rate: positiveInt('big-rate', values['big-rate'], 20),
       burst: positiveInt('big-burst', values['big-burst'], 1),
-      graceMs: positiveInt('grace-ms', values['grace-ms'], 10_000),
+      graceMs,
     },
     multiplex: {
       clients: positiveInt('multiplex-clients', values['multiplex-clients'], 100),
       topics: positiveInt('multiplex-topics', values['multiplex-topics'], 20),
-      events: positiveInt('events', values.events, 20),
+      events,
       rate,
-      concurrency: positiveInt('concurrency', values.concurrency, 100),
+      concurrency,
     },
     cluster: {
       subscribers: positiveInt('cluster-subscribers', values['cluster-subscribers'], 1000),
       codes: positiveInt('cluster-codes', values['cluster-codes'], 10),
-      events: positiveInt('events', values.events, 20),
+      events,
       rate,
-      concurrency: positiveInt('concurrency', values.concurrency, 100),
-      graceMs: positiveInt('grace-ms', values['grace-ms'], 10_000),
+      concurrency,
+      graceMs,
       takeovers: positiveInt('cluster-takeovers', values['cluster-takeovers'], 3),
       leaseMs: positiveInt('cluster-lease-ms', values['cluster-lease-ms'], 5000),
     },

@@ -164,9 +164,17 @@ class FileUpload implements UploadedFile {
           if (response.status >= 400 && response.status < 500) return this.finish('error', error.message);
         } else {
           this.progress.reconnects += 1;
-          failures = 0;
-          await readEventStream(response.body, (event) => this.received(event));
-          continue;
+          let got = 0;
+          await readEventStream(response.body, (event) => {
+            got += 1;
+            this.received(event);
+          });
+          // A stream that carried events resumes at once; one that ended empty is a failure, with
+          // backoff and the attempt cap (else a relay that keeps ending it would be asked in a tight loop).
+          if (got > 0) {
+            failures = 0;
+            continue;
+          }
         }
       } catch (err) {
         if (this.abort.signal.aborted) return this.finish('cancelled');

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { EventFeed, LocalOwnership } from '../relay/ownership';
 import type { UpstreamInit, UpstreamListener } from '../relay/upstream';
-import type { HistoryEntry, SharedTopicStore } from './shared-topic';
+import { type HistoryEntry, type SharedTopicStore, toEntry } from './shared-topic';
 import type { StreamReader } from './stream-reader';
 import type { RedisLink } from './redis';
 
@@ -182,14 +182,14 @@ export class ClusterFeed implements EventFeed {
       (streamId) => {
         if (this.role !== 'owner' || this.holder !== holder) return;
         if (streamId === undefined) return this.demote('append refused: the lease is another relay\'s');
-        this.apply({ streamId, fields: toMap(fields) }, true);
+        this.apply(toEntry([streamId, fields]), true);
       },
       (err: unknown) => {
         if (this.role !== 'owner' || this.holder !== holder) return;
         // Redis is away: the subscribers here still get the event (going on locally); the shared
         // history misses it, and relays that follow lost their reader and ended their streams.
         this.logLost(err);
-        this.apply({ streamId: this.cursor, fields: toMap(fields) }, true);
+        this.apply(toEntry([this.cursor, fields]), true);
       },
     );
   }
@@ -334,10 +334,4 @@ export class ClusterFeed implements EventFeed {
     this.lostAt = Date.now();
     this.context.logger.error({ topic: this.key, err: String(err) }, 'shared history append failed; relaying locally');
   }
-}
-
-function toMap(fields: readonly string[]): Map<string, string> {
-  const map = new Map<string, string>();
-  for (let i = 0; i + 1 < fields.length; i += 2) map.set(fields[i] as string, fields[i + 1] as string);
-  return map;
 }
