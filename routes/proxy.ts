@@ -4,8 +4,10 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Request, RequestHandler, Response } from 'express';
 import { type Dispatcher, errors, request } from 'undici';
 import { HttpError, errorBody } from '../src/errors';
+import type { UserStreams } from '../src/relay/user-streams';
 import { encodeEvent } from '../src/sse/encode';
-import { userOf } from '../middleware/authenticate';
+import { SseTail } from '../src/sse/tail';
+import { tokenExpiryOf, userOf } from '../middleware/authenticate';
 
 /**
  * Request headers never passed on: those that describe one hop (RFC 9110 §7.6.1), the client's
@@ -64,6 +66,10 @@ export interface ProxyOptions {
   readonly maxStreamLifetimeMs: number;
   /** A client with more unsent bytes than this is cut off. */
   readonly clientMaxBufferedBytes: number;
+  /** Where an event stream is held, to end at its token's expiry or when the app ends the user's streams. */
+  readonly userStreams: UserStreams;
+  /** The `retry:` hint of an event stream ended at its token's expiry. */
+  readonly retryHintMs: number;
 }
 
 const JSON_TYPE = /^application\/json\s*(;|$)/i;
@@ -123,11 +129,24 @@ export function proxy(options: ProxyOptions): RequestHandler {
     res.flushHeaders();
     // An event stream gets the shared streams' rules: it is as long-lived, and any route may answer with one.
     const rules = streaming ? streamRules(options, limit, () => controller.abort()) : undefined;
+    const tail = new SseTail();
+    if (rules) {
+      const bodyArriving = (): boolean => hasBody && !limit.writableFinished;
+      options.userStreams.track(user, res, tokenExpiryOf(res), options.retryHintMs, (reason, retryMs) => {
+        // An upload whose body is still arriving runs on past its token's exp: cut, the bytes sent
+        // are lost and the backend cancels it (an upload cannot resume). The app's end cuts it.
+        if (reason === 'token_expired' && bodyArriving()) return;
+        rules.endWithRetry(retryMs);
+      });
+    }
     try {
       // Not pipeline(): it would destroy `res` when the upstream is aborted for an oversized
       // body, and the client would get a reset instead of the error below.
       for await (const chunk of upstream.body as AsyncIterable<Buffer>) {
-        if (rules) rules.lastActivity = Date.now();
+        if (rules) {
+          rules.lastActivity = Date.now();
+          tail.see(chunk);
+        }
         const flowing = res.write(chunk);
         if (res.writableLength > options.clientMaxBufferedBytes) throw new Error('slow client');
         if (!flowing) await once(res, 'drain', { signal: controller.signal });
@@ -135,10 +154,13 @@ export function proxy(options: ProxyOptions): RequestHandler {
       res.end();
     } catch {
       // Past the cap the client is told why; a stream ended by idle or lifetime ends cleanly (the
-      // client resumes) if its client has taken everything; otherwise the client left (its close
-      // aborted the upstream), was too slow, or the backend broke mid-answer, and the answer is cut short.
+      // client resumes) if its client has taken everything, and one ended for its user (token
+      // expiry, the app) with a retry hint when one can be added after what was sent; otherwise the
+      // client left (its close aborted the upstream), was too slow, or the backend broke mid-answer,
+      // and the answer is cut short.
+      const farewell = rules?.ended === true && res.writableLength === 0 && !res.destroyed ? (rules.retryMs === undefined ? NOTHING : tail.retry(rules.retryMs)) : undefined;
       if (limit.exceeded && !res.destroyed) endWithError(res, streaming);
-      else if (rules?.ended && res.writableLength === 0 && !res.destroyed) res.end();
+      else if (farewell !== undefined) res.end(farewell);
       else res.destroy();
     } finally {
       rules?.stop();
@@ -149,18 +171,30 @@ export function proxy(options: ProxyOptions): RequestHandler {
 interface StreamRules {
   /** When a byte last went either way. */
   lastActivity: number;
-  /** Whether idle or lifetime ended the stream. */
+  /** Whether the relay ended the stream (idle, lifetime, or its user's end). */
   readonly ended: boolean;
+  /** The retry hint its end tells the client, when its user's end (token expiry, the app) ended it. */
+  readonly retryMs: number | undefined;
+  /** Ends the stream for its user, telling the client to come back after `retryMs`. */
+  endWithRetry(retryMs: number): void;
   stop(): void;
 }
+
+const NOTHING = Buffer.alloc(0);
 
 /** The idle and lifetime ends of one proxied event stream; `end` aborts it. Bytes of the request body count as activity. */
 function streamRules(options: ProxyOptions, body: BodyLimit, end: () => void): StreamRules {
   const { idleTimeoutMs, maxStreamLifetimeMs } = options;
   const timers: NodeJS.Timeout[] = [];
-  const rules = {
+  const rules: StreamRules & { ended: boolean; retryMs: number | undefined } = {
     lastActivity: Date.now(),
     ended: false,
+    retryMs: undefined,
+    endWithRetry: (retryMs) => {
+      if (rules.ended) return;
+      rules.retryMs = retryMs;
+      finish();
+    },
     stop: () => timers.forEach(clearTimeout),
   };
   const finish = (): void => {

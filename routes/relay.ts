@@ -255,6 +255,8 @@ export function createRelay(options: CreateRelayOptions): Relay {
       idleTimeoutMs: config.idleTimeoutMs,
       maxStreamLifetimeMs: config.maxStreamLifetimeMs,
       clientMaxBufferedBytes: config.clientMaxBufferedBytes,
+      userStreams,
+      retryHintMs: config.retryHintMs,
     }),
   );
   router.use(errorHandler());
