@@ -1,4 +1,4 @@
-import type { Request, RequestHandler } from 'express';
+import type { Request, RequestHandler, Response } from 'express';
 import { tokenExpiryOf, userOf } from '../middleware/authenticate';
 import { HttpError } from '../src/errors';
 import type { UserStreams } from '../src/relay/user-streams';
@@ -36,39 +36,58 @@ export function diagnosticTicks(options: TicksOptions): RequestHandler {
       throw new HttpError('bad_request', `interval × count + quiet must be at most ${TICKS_LIMITS.totalMs} ms.`);
     }
     const user = userOf(res);
-    const timers = new Set<NodeJS.Timeout>();
-    const at = (ms: number, run: () => void): void => {
-      const timer = setTimeout(() => {
-        timers.delete(timer);
-        run();
-      }, Math.max(0, ms - Date.now()));
-      timers.add(timer);
-    };
-    const stop = (): void => timers.forEach(clearTimeout);
-    res.once('close', stop);
-
     res.writeHead(200, SSE_HEADERS);
     res.socket?.setNoDelay(true);
     const started = Date.now();
     res.write(encodeEvent({ event: 'start', data: JSON.stringify({ interval, count, quiet, heartbeatMs: options.heartbeatMs, sentAt: started }) }));
-    // Due times from the start, not from the previous tick: a late timer does not push the rest back.
-    for (let seq = 1; seq <= count; seq++) {
-      at(started + seq * interval, () => {
-        res.write(encodeEvent({ event: 'tick', id: String(seq), data: JSON.stringify({ seq, sentAt: Date.now() }) }));
-      });
-    }
-    const quietFrom = started + count * interval;
-    for (let beat = quietFrom + options.heartbeatMs; beat < quietFrom + quiet; beat += options.heartbeatMs) {
-      at(beat, () => res.write(encodeComment('hb')));
-    }
-    at(quietFrom + quiet, () => {
-      res.end(encodeEvent({ event: 'done', data: JSON.stringify({ quietMs: quiet, sentAt: Date.now() }) }));
-    });
+    const steps = ticksPlan(started, { interval, count, quiet, heartbeatMs: options.heartbeatMs });
+    // One timer at a time, each set once the step before it was written: a ten-minute check holds one
+    // timer, not one per tick, and closing the request clears the only one pending.
+    let timer: NodeJS.Timeout | undefined;
+    let stopped = false;
+    const next = (): void => {
+      const step = steps.next();
+      if (stopped || step.done === true) return;
+      const { at, write } = step.value;
+      timer = setTimeout(() => {
+        timer = undefined;
+        write(res);
+        next();
+      }, Math.max(0, at - Date.now()));
+    };
+    const stop = (): void => {
+      stopped = true;
+      clearTimeout(timer);
+      timer = undefined;
+    };
+    res.once('close', stop);
+    next();
     options.userStreams.track(user, res, tokenExpiryOf(res), options.retryHintMs, (_reason, retryMs) => {
       stop();
       res.end(encodeRetry(retryMs));
     });
   };
+}
+
+/** One write of a ticks stream, due at `at` (epoch ms). */
+interface Step {
+  readonly at: number;
+  readonly write: (res: Response) => void;
+}
+
+/**
+ * The writes of a ticks stream started at `started`, in order, made one at a time. Due times
+ * count from the start, not from the write before: a late timer does not push the rest back.
+ */
+function* ticksPlan(started: number, { interval, count, quiet, heartbeatMs }: { interval: number; count: number; quiet: number; heartbeatMs: number }): Generator<Step> {
+  for (let seq = 1; seq <= count; seq++) {
+    yield { at: started + seq * interval, write: (res) => res.write(encodeEvent({ event: 'tick', id: String(seq), data: JSON.stringify({ seq, sentAt: Date.now() }) })) };
+  }
+  const quietFrom = started + count * interval;
+  for (let beat = quietFrom + heartbeatMs; beat < quietFrom + quiet; beat += heartbeatMs) {
+    yield { at: beat, write: (res) => res.write(encodeComment('hb')) };
+  }
+  yield { at: quietFrom + quiet, write: (res) => res.end(encodeEvent({ event: 'done', data: JSON.stringify({ quietMs: quiet, sentAt: Date.now() }) })) };
 }
 
 function integerParam(req: Request, name: string, bounds: { min: number; max: number; default: number }): number {
