@@ -266,7 +266,10 @@ export class Topic {
         : kind === 'redirect'
           ? { code: 'upstream_redirect_refused', message: 'The backend redirected the stream where the relay may not follow.' }
           : { code: 'upstream_refused', message: `The backend answered ${status}.` });
-    for (const { subscriber } of this.waiting) subscriber.reject(new HttpError(error.code, error.message, status));
+    // A 200 that is not an event stream is a stream route that failed, not a success: it is answered
+    // 502 (an invalid answer from the backend, RFC 9110 §15.6.3), never as an error body under 200.
+    const answered = kind === 'not_event_stream' ? 502 : status;
+    for (const { subscriber } of this.waiting) subscriber.reject(new HttpError(error.code, error.message, answered));
     this.waiting = [];
     for (const subscriber of this.subscribers) subscriber.end('relay_error', { event: 'relay_error', data: { reason: `upstream_status_${status}` } });
     this.subscribers.clear();

@@ -206,9 +206,10 @@ describe('clean ends and 204', () => {
 
 describe('answers that are not an event stream', () => {
   test.each([
-    ['a JSON error page', { 'content-type': 'application/json' }, '{"oops":true}'],
-    ['no content type', {}, 'hello'],
-  ])('a 200 with %s reaches the waiting subscriber at once as that status with a JSON error', async (_name, headers, body) => {
+    ['a JSON page', { 'content-type': 'application/json' }, '{"oops":true}', 'upstream_not_event_stream'],
+    ['no content type', {}, 'hello', 'upstream_not_event_stream'],
+    ['the backend’s own JSON error', { 'content-type': 'application/json' }, '{"error":{"code":"maintenance","message":"Back soon."}}', 'maintenance'],
+  ])('a 200 with %s reaches the waiting subscriber at once as a 502 JSON error, never an error under 200', async (_name, headers, body, code) => {
     await relayWith({ reconnectBaseDelayMs: 5000, reconnectMaxDelayMs: 5000 });
     backend.respond = (_req, res) => {
       res.writeHead(200, headers).end(body);
@@ -216,9 +217,9 @@ describe('answers that are not an event stream', () => {
     };
     const started = Date.now();
     const res = await request(`${relay.url}${API}`, { headers: authHeader('alice') });
-    expect(res.statusCode).toBe(200);
+    expect(res.statusCode).toBe(502);
     expect(res.headers['content-type']).toMatch(/^application\/json/);
-    expect(((await res.body.json()) as { error: { code: string } }).error.code).toBe('upstream_not_event_stream');
+    expect(((await res.body.json()) as { error: { code: string } }).error.code).toBe(code);
     expect(Date.now() - started).toBeLessThan(2000);
     expect(backend.requests).toHaveLength(1);
   });
