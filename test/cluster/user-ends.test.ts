@@ -1,8 +1,9 @@
 import type { EventSource } from 'eventsource';
 import { Redis } from 'ioredis';
+import { request } from 'undici';
 import { FixtureBackend } from '../support/fixture-backend';
 import { RedisServer } from '../support/redis';
-import { type RunningRelay, eventSourceAs, startRelay } from '../support/relay-server';
+import { type RunningRelay, eventSourceAs, startRelay, tokenFor } from '../support/relay-server';
 import { until } from '../support/until';
 
 const PATH = '/downloads/abc/events';
@@ -48,4 +49,21 @@ test("endUserStreams on one relay ends that user's streams on the others, and no
   backend.emit(PATH, 'id: 2\ndata: e2\n');
   await until(() => received.bob === 2, 5000, 'e2 to bob');
   expect(received.alice).toBe(1);
+});
+
+test("endUserStreams on one relay ends that user's proxied event stream on another, and the backend sees its request end", async () => {
+  const [a, b] = relays as [RunningRelay, RunningRelay];
+  const feed = await request(`${b.url}/api/feeds/carol`, { headers: { authorization: `Bearer ${tokenFor('carol')}` } });
+  let text = '';
+  const ended = (async () => {
+    for await (const chunk of feed.body) text += String(chunk);
+    return text;
+  })();
+  await until(() => backend.listeners('/feeds/carol') === 1, 5000, 'the proxied feed on relay b');
+  backend.emit('/feeds/carol', 'data: c1\n');
+  await until(() => text.includes('c1'), 5000, 'c1');
+
+  expect(await a.relay.endUserStreams('carol')).toBe(0);
+  expect(await ended).toMatch(/^data: c1\nid: 1\n\nretry: \d+\n\n$/);
+  await until(() => backend.listeners('/feeds/carol') === 0, 5000, 'the upstream request aborted');
 });
