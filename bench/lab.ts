@@ -14,7 +14,7 @@ import { freePort } from '../test/support/free-port';
 
 export type SubjectName = 'direct' | 'floor' | 'relay' | 'nginx';
 export const ALL_SUBJECTS: readonly SubjectName[] = ['direct', 'floor', 'relay', 'nginx'];
-/** Subjects only the fan-out scenario has: the floor relays nothing but the bench backend's streams. */
+/** Subjects only the fan-out and capacity scenarios have: the floor relays nothing but the bench backend's streams. */
 export const FANOUT_ONLY: readonly SubjectName[] = ['floor'];
 
 /** A running backend: the bench's own (SSE fan-out) or the reference one (uploads, chat). */

@@ -222,7 +222,8 @@ async function main(): Promise<void> {
         outcome = await runFanout(lab, settings.fanout, subjects);
         break;
       case 'capacity':
-        outcome = await runCapacity(lab, settings.capacity, others);
+        // The floor holds idle streams too: its heap and RSS per stream are the like-for-like baseline.
+        outcome = await runCapacity(lab, settings.capacity, subjects);
         break;
       case 'subscribe':
         outcome = await runSubscribe(lab, settings.subscribe, others);

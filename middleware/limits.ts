@@ -40,7 +40,7 @@ export function limitConnections(counter: ConnectionCounter, onRefused?: (limit:
       throw new HttpError(code, undefined, undefined, { 'Retry-After': retryAfter(admission.limit) });
     }
     if (res.closed) return admission.release();
-    res.once('close', admission.release);
+    res.on('close', admission.release);
     res.locals.slotHeld = true;
     next();
   };

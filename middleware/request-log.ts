@@ -38,7 +38,7 @@ export function requestLog(logger: Logger): RequestHandler {
     const started = Date.now();
     res.locals.requestId = id;
     res.setHeader('X-Request-Id', id);
-    res.once('close', () => {
+    res.on('close', () => {
       const err = (res as { err?: unknown }).err;
       const level: LevelWithSilent = err !== undefined || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info';
       // The line (the URL's redaction above all) is built only for a level that is written.

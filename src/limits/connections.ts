@@ -57,12 +57,37 @@ export class MemoryConnectionCounter implements ConnectionCounter {
     this.total += 1;
     increment(this.users, user, 1);
     increment(this.ips, ip, 1);
-    return leaseFor(() => {
-      this.total -= 1;
-      increment(this.users, user, -1);
-      increment(this.ips, ip, -1);
-    });
+    return new MemoryLease(this, user, ip);
   }
+
+  /** Gives back a slot taken by `take`; called once per lease. */
+  free(user: string, ip: string): void {
+    this.total -= 1;
+    increment(this.users, user, -1);
+    increment(this.ips, ip, -1);
+  }
+}
+
+/**
+ * A slot of a `MemoryConnectionCounter`. A held stream keeps its lease for as long as it is open:
+ * one object with fixed fields and one closure, where a `leaseFor` closure over a closure took two
+ * of each and their contexts. `release` is a bound field because it is handed over as a listener.
+ */
+class MemoryLease implements Lease {
+  readonly ok = true;
+  private held = true;
+
+  constructor(
+    private readonly counter: MemoryConnectionCounter,
+    private readonly user: string,
+    private readonly ip: string,
+  ) {}
+
+  readonly release = (): void => {
+    if (!this.held) return;
+    this.held = false;
+    this.counter.free(this.user, this.ip);
+  };
 }
 
 /** A granted slot whose `release` runs `free` on its first call only. */

@@ -54,6 +54,21 @@ export interface SubscriberHooks {
   onClose(subscriber: Subscriber, reason: CloseReason): void;
 }
 
+/** Node's key for a response's stored headers (`kOutHeaders`); null once looked for and absent. */
+let storedHeadersKey: symbol | null | undefined;
+
+/**
+ * Node keeps the headers set before `writeHead` (`setHeader`: the request id, the rate limit's,
+ * Express's `X-Powered-By` even once removed) in an object of the response's, in dictionary
+ * mode, for as long as the response is open: 0.45 KiB per held stream, of no use once the
+ * block is sent (setting a header then throws, and reading one is nobody's business). Node
+ * starts every response with none (null); this puts it back to that state.
+ */
+function dropStoredHeaders(res: ServerResponse): void {
+  if (storedHeadersKey === undefined) storedHeadersKey = Object.getOwnPropertySymbols(res).find((key) => key.description === 'kOutHeaders') ?? null;
+  if (storedHeadersKey !== null && res.headersSent) (res as unknown as Record<symbol, unknown>)[storedHeadersKey] = null;
+}
+
 /** How much a client may leave unsent, and for how long. */
 export interface DrainPolicy {
   /** Unsent bytes a client may hold without having to show it reads. */
@@ -112,8 +127,9 @@ export class Subscriber implements TopicMember {
   ) {
     this.allowance = policy.maxBufferedBytes;
     this.deadline = lifetimeMs > 0 ? this.openedAt + lifetimeMs + Math.floor(Math.random() * lifetimeMs * 0.1) : 0;
-    // `close` without `writableFinished` is a client that left; with it, our own end().
-    res.once('close', () => this.finish(this.reason));
+    // `close` without `writableFinished` is a client that left; with it, our own end(). `on`, not
+    // `once`: `close` comes once, and a `once` wrapper is three more objects per held stream.
+    res.on('close', () => this.finish(this.reason));
   }
 
   /** Why the stream ended, or will end if it is ending now; `client_closed` unless the relay ended it. */
@@ -134,6 +150,7 @@ export class Subscriber implements TopicMember {
     this.res.writeHead(200, this.res.req.headers.connection?.toLowerCase() === 'close' ? SSE_HEADERS_CLOSE : SSE_HEADERS);
     this.res.write(encodeRetry(retryHintMs));
     flattenHeaderBlock(this.res);
+    dropStoredHeaders(this.res);
     const socket = this.res.socket;
     // Nothing may be queued in `res` itself, or direct writes would overtake it.
     if (socket && this.res.req.method !== 'HEAD' && this.res.writableLength === socket.writableLength) {

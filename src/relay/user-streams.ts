@@ -32,7 +32,7 @@ export class UserStreams {
     // A token good for more than 24 days: no timer can wait that long, and the stream lifetime (at most 7 days) ends it first.
     const timer = left <= MAX_TIMER_MS ? setTimeout(() => end('token_expired', retryMs), Math.max(0, left)) : undefined;
     timer?.unref();
-    res.once('close', () => {
+    res.on('close', () => {
       clearTimeout(timer);
       streams.delete(end);
       if (streams.size === 0 && this.byUser.get(user) === streams) this.byUser.delete(user);
