@@ -2,7 +2,7 @@ import { type ReconnectOptions, backoffDelay, retryAfterMs } from './backoff';
 import { Poller } from './poller';
 import { readEventStream, type StreamEvent } from './sse-body';
 import { type Topic, checkTopic } from './topics';
-import type { Transport } from './transport';
+import { RelayError, type Transport } from './transport';
 import { browser } from './browser';
 import { type Delivery, type TabMessage, TabLink } from './tab-link';
 
@@ -406,8 +406,7 @@ export class TopicStream {
       return { kind: 'refused', httpStatus: response.status, retryAfterMs: retryAfterMs(response.headers.get('retry-after')) };
     }
     if (response.status >= 400 && response.status < 500) {
-      const reason = await errorReason(response);
-      return { kind: 'fatal', httpStatus: response.status, reason };
+      return { kind: 'fatal', httpStatus: response.status, reason: (await RelayError.from(response)).message };
     }
     const type = response.headers.get('content-type') ?? '';
     if (!response.ok || !type.startsWith('text/event-stream') || response.body === null) {
@@ -700,15 +699,6 @@ function parseObject(text: string): object | undefined {
     return typeof value === 'object' && value !== null ? value : undefined;
   } catch {
     return undefined;
-  }
-}
-
-async function errorReason(response: Response): Promise<string> {
-  try {
-    const body = (await response.json()) as { error?: { code?: string; message?: string } };
-    return body.error?.message ?? body.error?.code ?? `HTTP ${response.status}`;
-  } catch {
-    return `HTTP ${response.status}`;
   }
 }
 
