@@ -11,7 +11,8 @@ export type Delivery =
 /** Everything sent on the channel. */
 export type TabMessage =
   | Delivery
-  | { readonly type: 'want'; readonly tab: string; readonly topics: readonly Topic[] } // a tab's topics, whole
+  | { readonly type: 'replay'; readonly topics: readonly Topic[] } // these topics' whole history comes next on the stream
+  | { readonly type: 'want'; readonly tab: string; readonly topics: readonly Topic[]; readonly awaiting: readonly Topic[] } // a tab's topics, whole, and those it waits for a replay of
   | { readonly type: 'bye'; readonly tab: string } // a tab leaves
   | { readonly type: 'hello' } // a new holder asks every tab for its topics
   | { readonly type: 'status'; readonly status: StreamStatus; readonly info: StatusInfo }
@@ -49,8 +50,11 @@ export class TabLink {
   private readonly channel: Channel;
   private readonly locks: Locks;
   private readonly others = new Map<string, ReadonlySet<Topic>>();
+  /** The topics each other tab waits for a replay of (the holder forgets one once it announced its replay). */
+  private readonly awaitedBy = new Map<string, Set<Topic>>();
   private readonly released = new AbortController();
   private mine: readonly Topic[] = [];
+  private mineAwaiting: readonly Topic[] = [];
 
   constructor(
     private readonly name: string,
@@ -78,15 +82,17 @@ export class TabLink {
     browser.addEventListener?.('pageshow', (event) => {
       if (event.persisted !== true) return;
       this.mine = [];
+      this.mineAwaiting = [];
       this.hooks.announce();
     });
   }
 
-  /** Tells the other tabs this tab's topics (all of them, each time). */
-  announce(topics: readonly Topic[]): void {
-    if (sameTopics(topics, this.mine)) return;
+  /** Tells the other tabs this tab's topics (all of them, each time), and those whose history it waits for. */
+  announce(topics: readonly Topic[], awaiting: readonly Topic[]): void {
+    if (sameTopics(topics, this.mine) && sameTopics(awaiting, this.mineAwaiting)) return;
     this.mine = topics;
-    this.post({ type: 'want', tab: this.tab, topics });
+    this.mineAwaiting = awaiting;
+    this.post({ type: 'want', tab: this.tab, topics, awaiting });
   }
 
   /** The topics the other tabs watch. */
@@ -96,16 +102,22 @@ export class TabLink {
     return topics;
   }
 
-  /** The other tabs that watch each topic. */
-  watchers(): Map<Topic, Set<string>> {
-    const watchers = new Map<Topic, Set<string>>();
-    for (const [tab, topics] of this.others) for (const topic of topics) addTo(watchers, topic, tab);
-    return watchers;
+  /** The topics some other tab waits for a replay of. */
+  awaited(): Set<Topic> {
+    const topics = new Set<Topic>();
+    for (const set of this.awaitedBy.values()) for (const topic of set) topics.add(topic);
+    return topics;
+  }
+
+  /** The holder announced the replay of these topics (or their end): no tab waits for them any more. */
+  served(topics: readonly Topic[]): void {
+    for (const set of this.awaitedBy.values()) for (const topic of topics) set.delete(topic);
   }
 
   /** Drops a topic the relay refused from every other tab's wishes (each tab is told by an `error`). */
   forget(topic: Topic): void {
     for (const [tab, set] of this.others) if (set.has(topic)) this.others.set(tab, new Set([...set].filter((t) => t !== topic)));
+    this.served([topic]);
   }
 
   post(message: TabMessage): void {
@@ -116,14 +128,17 @@ export class TabLink {
     switch (message.type) {
       case 'want':
         this.others.set(message.tab, new Set(message.topics));
+        this.awaitedBy.set(message.tab, new Set(message.awaiting));
         if (this.holding) this.hooks.othersChanged();
         return;
       case 'bye':
         this.others.delete(message.tab);
+        this.awaitedBy.delete(message.tab);
         if (this.holding) this.hooks.othersChanged();
         return;
       case 'hello':
         this.mine = [];
+        this.mineAwaiting = [];
         this.hooks.announce();
         return;
       default:
@@ -134,15 +149,12 @@ export class TabLink {
   private async forgetClosedTabs(): Promise<void> {
     const { held = [] } = await this.locks.query();
     const alive = new Set(held.map((lock) => lock.name));
-    for (const tab of [...this.others.keys()]) if (!alive.has(`${this.name} tab ${tab}`)) this.others.delete(tab);
+    for (const tab of [...this.others.keys()]) {
+      if (alive.has(`${this.name} tab ${tab}`)) continue;
+      this.others.delete(tab);
+      this.awaitedBy.delete(tab);
+    }
   }
-}
-
-/** Adds `tab` to the set of `topic`, made when missing. */
-export function addTo(watchers: Map<Topic, Set<string>>, topic: Topic, tab: string): void {
-  const tabs = watchers.get(topic);
-  if (tabs) tabs.add(tab);
-  else watchers.set(topic, new Set([tab]));
 }
 
 function sameTopics(a: readonly Topic[], b: readonly Topic[]): boolean {

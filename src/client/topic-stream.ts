@@ -2,9 +2,9 @@ import { type ReconnectOptions, backoffDelay, retryAfterMs } from './backoff';
 import { Poller } from './poller';
 import { readEventStream, type StreamEvent } from './sse-body';
 import { type Topic, checkTopic } from './topics';
-import type { Transport } from './transport';
+import { RelayError, type Transport } from './transport';
 import { browser } from './browser';
-import { type Delivery, type TabMessage, TabLink, addTo } from './tab-link';
+import { type Delivery, type TabMessage, TabLink } from './tab-link';
 
 /** Where the client's one stream is. */
 export type StreamStatus = 'connecting' | 'open' | 'reconnecting' | 'polling' | 'closed';
@@ -116,9 +116,13 @@ export class TopicStream {
   private syncing: Promise<void> | undefined;
   private readonly poller: Poller;
   private readonly seen = new Map<Topic, Set<string>>();
-  /** Holding the shared stream: the tabs that watch each topic, and the topics whose history a newly watching tab needs. */
-  private watchers = new Map<Topic, Set<string>>();
+  /** Holding the shared stream: the topics whose history a newly watching tab needs. */
   private readonly replay = new Set<Topic>();
+  /** Holding the shared stream: the topics each topic change sent adds, oldest first, until its `topics` event shows on the stream. */
+  private readonly markers: Topic[][] = [];
+  /** Sharing with the other tabs: this tab's topics when it last looked, and those it started to watch whose history has not started over yet. */
+  private own = new Set<Topic>();
+  private readonly awaiting = new Set<Topic>();
   /** Sharing with the other tabs: the link once its name is known; undefined while pending, or when this tab streams alone. */
   private link: TabLink | undefined;
   /** The tab link's name is being worked out: no stream until it is. */
@@ -183,9 +187,11 @@ export class TopicStream {
       return;
     }
     if (this.link) {
-      this.link.announce(this.ownTopics());
+      const own = this.ownTopics();
+      this.noticeOwnTopics(own);
+      this.link.announce(own, [...this.awaiting].sort());
       if (!this.link.holding) return;
-      this.noticeNewWatchers(this.link);
+      this.requestReplays(this.link);
     }
     if (this.wanted().size === 0) {
       this.stop();
@@ -199,21 +205,43 @@ export class TopicStream {
   }
 
   /**
+   * A topic this tab starts to watch while the tabs share a stream may already be on it: the events
+   * that go by now are dropped, and the topic is delivered from the start of the history the holder
+   * gets replayed for it (`historyStarts`). Kept, a live event would come first and the history after.
+   */
+  private noticeOwnTopics(own: readonly Topic[]): void {
+    const now = new Set(own);
+    for (const topic of now) if (!this.own.has(topic)) this.awaiting.add(topic);
+    for (const topic of this.awaiting) if (!now.has(topic)) this.awaiting.delete(topic);
+    this.own = now;
+  }
+
+  /**
    * A tab that starts watching a topic the shared stream already carries would get only what
    * comes next, where a stream of its own would have replayed the topic's history: the holder
-   * asks the relay for that history again (each tab drops the ids it has already seen). One
-   * that watches a topic already ended is told so.
+   * asks the relay for that history again (each tab drops the ids it has already seen), unless a
+   * topic change under way replays it already. One that waits for a topic already ended is told so.
    */
-  private noticeNewWatchers(link: TabLink): void {
-    const now = link.watchers();
-    for (const topic of this.ownTopics()) addTo(now, topic, link.tab);
-    for (const [topic, tabs] of now) {
-      const before = this.watchers.get(topic);
-      if (before === undefined || [...tabs].every((tab) => before.has(tab))) continue;
-      if (this.ended.has(topic)) link.post({ type: 'end', cursor: undefined, topic });
-      else if (this.live.has(topic)) this.replay.add(topic);
+  private requestReplays(link: TabLink): void {
+    const awaited = link.awaited();
+    for (const topic of this.awaiting) awaited.add(topic);
+    for (const topic of awaited) {
+      if (this.ended.has(topic)) {
+        link.post({ type: 'end', cursor: undefined, topic });
+        link.served([topic]);
+      } else if (!this.markers.some((topics) => topics.includes(topic))) {
+        this.replay.add(topic);
+      }
     }
-    this.watchers = now;
+  }
+
+  /** The stream carries these topics' whole history from here on: the tabs that waited for it take their events again. */
+  private historyStarts(topics: readonly Topic[]): void {
+    if (this.link?.holding) {
+      this.link.post({ type: 'replay', topics });
+      this.link.served(topics);
+    }
+    for (const topic of topics) this.awaiting.delete(topic);
   }
 
   /** The name the tabs share is known (undefined: this tab streams alone). */
@@ -241,6 +269,9 @@ export class TopicStream {
       case 'resync':
       case 'end':
         this.deliver(message, true);
+        return;
+      case 'replay':
+        for (const topic of message.topics) this.awaiting.delete(topic);
         return;
       case 'status':
         this.setStatus(message.status, { ...message.info, tab: 'follower' });
@@ -358,6 +389,8 @@ export class TopicStream {
     const abort = new AbortController();
     this.attempt = abort;
     const query = topics.map((topic) => `topic=${encodeURIComponent(topic)}`).join('&');
+    // Without a cursor the relay starts every topic with its whole history.
+    const fromStart = this.cursor === undefined;
     let response: Response;
     try {
       response = await this.transport.request(`/api/events?${query}`, {
@@ -373,8 +406,7 @@ export class TopicStream {
       return { kind: 'refused', httpStatus: response.status, retryAfterMs: retryAfterMs(response.headers.get('retry-after')) };
     }
     if (response.status >= 400 && response.status < 500) {
-      const reason = await errorReason(response);
-      return { kind: 'fatal', httpStatus: response.status, reason };
+      return { kind: 'fatal', httpStatus: response.status, reason: (await RelayError.from(response)).message };
     }
     const type = response.headers.get('content-type') ?? '';
     if (!response.ok || !type.startsWith('text/event-stream') || response.body === null) {
@@ -402,7 +434,7 @@ export class TopicStream {
           if (event.event === 'ready') {
             ready = true;
             clearTimeout(readyTimer);
-            const heartbeatMs = this.opened(event, probing);
+            const heartbeatMs = this.opened(event, probing, fromStart);
             if (heartbeatMs !== undefined) silentLimitMs = 2 * heartbeatMs;
             heard();
           } else {
@@ -422,13 +454,15 @@ export class TopicStream {
       clearTimeout(silentTimer);
       this.streamId = undefined;
       this.live = new Set();
+      // Changes whose `topics` event did not come: the next stream's holder asks again for what a tab still waits for.
+      this.markers.length = 0;
     }
     if (!ready) return { kind: 'unusable', reason: 'the stream ended before its ready event' };
     return { kind: 'ended' };
   }
 
   /** Takes the `ready` event; returns the heartbeat interval to watch the stream with. */
-  private opened(event: StreamEvent, wasPolling: boolean): number | undefined {
+  private opened(event: StreamEvent, wasPolling: boolean, fromStart: boolean): number | undefined {
     const ready = parseObject(event.data) as Partial<Ready> | undefined;
     if (typeof ready?.streamId !== 'string' || !Array.isArray(ready.topics)) {
       this.report(new Error(`bad ready event: ${event.data.slice(0, 200)}`));
@@ -440,6 +474,12 @@ export class TopicStream {
     this.openedInAttempt = true;
     if (wasPolling) this.poller.stop();
     this.setStatus('open', { streamId: ready.streamId });
+    if (fromStart) {
+      for (const topic of this.live) this.replay.delete(topic);
+      this.historyStarts([...this.live]);
+    }
+    // A resumed stream replays only what was missed: a tab that waits for a topic's whole history needs it asked for.
+    if (this.link?.holding) this.requestReplays(this.link);
     // Topics wanted or dropped while this attempt was connecting.
     void this.syncTopics();
     const heartbeatMs = ready.heartbeatMs;
@@ -450,7 +490,9 @@ export class TopicStream {
     if (event.id !== undefined) this.cursor = event.id;
     const payload = parseObject(event.data) as { topic?: unknown; id?: unknown; data?: unknown; topics?: unknown } | undefined;
     if (event.event === 'topics' && Array.isArray(payload?.topics)) {
-      // The relay's answer to a topic change, also seen on the stream: the POST's answer already said it.
+      // Where a topic change took effect: the POST's answer says the topics, the stream says that the added ones' history follows.
+      const added = this.markers.shift();
+      if (added !== undefined && added.length > 0) this.historyStarts(added);
       return;
     }
     if (typeof payload?.topic !== 'string') {
@@ -492,6 +534,10 @@ export class TopicStream {
     if (this.link?.holding && !fromHolder) this.link.post(delivery);
     // Nothing is remembered of a topic this tab does not watch: it may start to, and then needs the replay.
     if (delivery.type === 'event' && !this.watches(delivery.event.topic)) return;
+    // A topic that has ended may be replayed for a tab that asked while it ended: this tab has had all of it.
+    if (delivery.type !== 'end' && this.ended.has(delivery.type === 'event' ? delivery.event.topic : delivery.topic)) return;
+    // A topic this tab started to watch mid-stream is delivered from its replayed history, not from what happened to go by first.
+    if (delivery.type !== 'end' && delivery.cursor !== undefined && this.awaiting.has(delivery.type === 'event' ? delivery.event.topic : delivery.topic)) return;
     if (delivery.type === 'event' && delivery.event.id !== undefined) {
       const ids = this.seen.get(delivery.event.topic) ?? new Set<string>();
       if (ids.has(delivery.event.id)) return;
@@ -509,6 +555,7 @@ export class TopicStream {
         this.dispatch(delivery.topic, (h) => h.onResync?.(delivery.topic));
         return;
       case 'end':
+        this.awaiting.delete(delivery.topic);
         this.seen.delete(delivery.topic);
         this.finish(delivery.topic);
         return;
@@ -544,14 +591,20 @@ export class TopicStream {
       const added = [...wanted].filter((topic) => !this.live.has(topic));
       const removed = [...this.live].filter((topic) => !wanted.has(topic));
       if (added.length === 0 && removed.length === 0 && again.length === 0) return;
+      const add = [...added, ...again];
+      // The relay marks the change on the stream with a `topics` event, one per change, in order.
+      this.markers.push(add);
       try {
         // Removed and added in one change: the relay replays an added topic's history.
         const answer = await this.transport.json<{ topics: Topic[] }>(`/api/events/${encodeURIComponent(streamId)}/topics`, {
-          add: [...added, ...again],
+          add,
           remove: [...removed, ...again],
         });
         if (this.streamId === streamId) this.live = new Set(answer.topics);
       } catch (err) {
+        // A refused change leaves the stream as it was: no `topics` event comes for it.
+        const at = this.markers.indexOf(add);
+        if (at >= 0) this.markers.splice(at, 1);
         // A refused topic must not loop: drop it from every subscription (of every tab) and say so.
         const error = err instanceof Error ? err : new Error(String(err));
         for (const topic of added) {
@@ -646,15 +699,6 @@ function parseObject(text: string): object | undefined {
     return typeof value === 'object' && value !== null ? value : undefined;
   } catch {
     return undefined;
-  }
-}
-
-async function errorReason(response: Response): Promise<string> {
-  try {
-    const body = (await response.json()) as { error?: { code?: string; message?: string } };
-    return body.error?.message ?? body.error?.code ?? `HTTP ${response.status}`;
-  } catch {
-    return `HTTP ${response.status}`;
   }
 }
 

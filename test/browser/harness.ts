@@ -39,6 +39,8 @@ export class DemoStack {
   private backendServer!: Server;
   private backend!: Backend;
   readonly backendErrors: unknown[] = [];
+  /** Holds each topic change of a multiplexed stream (`POST /api/events/:id/topics`) this long before the relay sees it, as a slow network would. */
+  topicChangeDelayMs = 0;
 
   constructor(
     private readonly relayOptions: Partial<CreateRelayOptions> = {},
@@ -88,6 +90,10 @@ export class DemoStack {
       ...this.relayOptions,
     });
     const app = express();
+    app.use((req, _res, next) => {
+      if (this.topicChangeDelayMs > 0 && req.method === 'POST' && /^\/api\/events\/[^/]+\/topics$/.test(req.path)) setTimeout(next, this.topicChangeDelayMs);
+      else next();
+    });
     app.use(this.relay.router);
     app.use(developmentRoutes({ secret: TEST_SECRET }));
     app.use(notFound, errorHandler());

@@ -1,7 +1,7 @@
 import type { Browser, Page } from 'playwright-core';
 import { type RunningNginx, startNginx } from '../support/nginx';
 import { authHeader } from '../support/relay-server';
-import { DemoStack, launchChromium, openDemo, screenshot } from './harness';
+import { DemoStack, QUICK_CLIENT, clientSeen, launchChromium, openClientTab, openDemo, screenshot } from './harness';
 
 // A real browser on a 2-core machine shared with other work: generous, the flows themselves take a few seconds.
 jest.setTimeout(60_000);
@@ -198,4 +198,13 @@ test('downloads started while the stream is open join it: their bars move, on th
   const { progress } = await seen(page);
   for (const events of Object.values(progress)) expect(events.filter((e) => e.status === 'IN_PROGRESS').map((e) => e.progress)).toEqual(STEPS);
   expect(opens.count).toBe(1);
+});
+
+test('a stream the relay refuses for good (a bad token) is closed, and the status gives the HTTP status and the relay\'s message', async () => {
+  stack = await new DemoStack().start();
+  page = await openClientTab(await browser.newContext(), stack.url, { ...QUICK_CLIENT, token: 'not-a-jwt' });
+  await page.evaluate('window.watch(["download:abc"])');
+  await page.waitForFunction('window.seen.statuses.some((s) => s.status === "closed")');
+  const closed = (await clientSeen(page)).statuses.find((s) => s.status === 'closed');
+  expect(closed).toMatchObject({ httpStatus: 401, reason: expect.stringMatching(/^HTTP 401: The token is not valid/) });
 });

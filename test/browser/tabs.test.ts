@@ -97,16 +97,28 @@ test.each([2, 5])('%i tabs watching downloads hold one connection at the relay, 
   console.log(`${count} tabs: ${stack.relay.stats.streamsOpened} streams opened at the relay in all, at most ${streams.max} open at once; the holder closed, tab ${newHolder + 2} took over and had the stream open ${reopened.at - closedAt} ms later`);
 });
 
-test('a tab opened mid-download gets the download from its first event, and the tabs already watching see no event twice', async () => {
-  stack = await new DemoStack({}, { tickMs: 250 }).start();
-  const tabs = await openTabs(2);
+test('tabs that start watching downloads mid-stream each get them from their first event, in order and once, and the tabs already watching see no event twice', async () => {
+  // Each topic change reaches the relay 600 ms after it was sent while the downloads step every 300 ms:
+  // live events keep coming while a late tab's history is on its way, and must not overtake it.
+  stack = await new DemoStack({}, { tickMs: 300 }).start();
+  stack.topicChangeDelayMs = 600;
+  const tabs = await openTabs(4);
+  const [holder, follower, ...late] = tabs;
   const topics = await stack.startDownloads(2);
-  await Promise.all(tabs.map((tab) => tab.evaluate(`window.watch(${JSON.stringify(topics)})`)));
-  await tabs[1]!.waitForFunction(`Object.values(window.seen.events).length === 2 && Object.values(window.seen.events).every((e) => e.some((state) => state.progress >= 30))`);
-  const late = await openClientTab(context!, stack.url, QUICK_CLIENT);
-  await late.evaluate(`window.watch(${JSON.stringify(topics)})`);
-  const all = [...tabs, late];
-  await Promise.all(all.map((tab) => tab.waitForFunction('window.seen.ended.length === 2', undefined, { timeout: 40_000 })));
-  for (const tab of all) expectEveryEventOnce(await clientSeen(tab), topics);
+  const watch = `window.watch(${JSON.stringify(topics)})`;
+  await holder!.evaluate(watch);
+  await follower!.evaluate(watch);
+  const reached = (progress: number): string => `Object.values(window.seen.events).length === 2 && Object.values(window.seen.events).every((e) => e.some((state) => state.progress >= ${progress}))`;
+  // One tab joins early in the downloads, the other later, each while the stream already carries them.
+  await follower!.waitForFunction(reached(20));
+  await late[0]!.evaluate(watch);
+  await follower!.waitForFunction(reached(40));
+  await late[1]!.evaluate(watch);
+  await Promise.all(tabs.map((tab) => tab.waitForFunction('window.seen.ended.length === 2', undefined, { timeout: 40_000 })));
+  for (const tab of tabs) {
+    const seen = await clientSeen(tab);
+    expectEveryEventOnce(seen, topics);
+    expect(seen.errors).toEqual([]);
+  }
   expect(stack.relay.stats.streamsOpened).toBe(1);
 });
