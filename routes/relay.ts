@@ -186,7 +186,8 @@ export function createRelay(options: CreateRelayOptions): Relay {
     requireUser(req, res, next);
   };
   // Before anything routes on the path: one spelling per route, or the shared streams' limits can be walked around.
-  const authenticated = [canonicalPath, identified, countRequest, refuseAnonymous, comeBackWhileDraining(false)];
+  const identifiedUser = [canonicalPath, identified, countRequest, refuseAnonymous];
+  const authenticated = [...identifiedUser, comeBackWhileDraining(false)];
 
   const router = express.Router();
   // The shared stream GETs first, each one handler running what the chain below would run for
@@ -200,7 +201,8 @@ export function createRelay(options: CreateRelayOptions): Relay {
       // In a cluster the backend's answer to the first request is seen only by the topic's owner.
       authorizeNewTopics: options.authorize !== undefined || cluster !== undefined,
       prefix: '/api',
-      before: [logged, unbranded, ...(corsAllowed === undefined ? [] : [corsAllowed]), ...authenticated],
+      // Not `authenticated`: its draining check would run again, first thing in `guards`.
+      before: [logged, unbranded, ...(corsAllowed === undefined ? [] : [corsAllowed]), ...identifiedUser],
       guards: [comeBackWhileDraining(true), rateLimited, holdSlot],
       streams,
       logger,

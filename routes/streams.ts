@@ -1,4 +1,5 @@
-import { Router, type Request, type RequestHandler } from 'express';
+import type { Request, RequestHandler } from 'express';
+import { match, type MatchFunction } from 'path-to-regexp';
 import type { Logger } from 'pino';
 import { HttpError } from '../src/errors';
 import type { AuthorizeTopic } from '../src/relay/authorize';
@@ -43,6 +44,8 @@ export const SHARED_STREAMS: readonly SharedStream[] = [
   },
 ];
 
+type Params = Record<string, string>;
+
 const ID = /^[A-Za-z0-9_-]{1,128}$/;
 const LAST_EVENT_ID_MAX = 256;
 // The id goes upstream as a header: one undici refuses (a control character, or past U+00FF from
@@ -85,21 +88,25 @@ export interface SharedStreamRouting {
  * before CORS could.
  */
 export function sharedStreamRoutes(hub: Hub, routing: SharedStreamRouting): RequestHandler {
-  const router = Router();
-  for (const stream of routing.streams) {
-    router.get(`${routing.prefix}${stream.path}`, inSequence([...routing.before, ...routing.guards, sharedStreamHandler(hub, routing, stream)]));
-  }
+  // Paths matched as Express's router matches a route's (path-to-regexp, any case, an optional
+  // trailing slash), without a router of their own: its `handle`, `next`, layer and route
+  // dispatch were one more level of closures and matching on every stream open.
+  const routes = routing.streams.map((stream) => ({
+    matches: match<Params>(`${routing.prefix}${stream.path}`, { sensitive: false, end: true, trailing: true, decode: false }),
+    handle: inSequence([...routing.before, ...routing.guards, sharedStreamHandler(hub, routing, stream)]),
+  }));
   return (req, res, next) => {
-    if (req.method === 'GET' || req.method === 'HEAD') router(req, res, next);
-    else next();
+    const route = req.method === 'GET' || req.method === 'HEAD' ? matching(routes, req.path) : undefined;
+    if (route === undefined) return next();
+    req.params = route.params;
+    route.handle(req, res, next);
   };
 }
 
 function sharedStreamHandler(hub: Hub, routing: SharedStreamRouting, stream: SharedStream): RequestHandler {
   const { backendUrl, redirectOrigins, authorize, authorizeNewTopics, logger, userStreams, retryHintMs, prefix } = routing;
   return async (req, res) => {
-    const id = req.params.id;
-    if (typeof id !== 'string' || !ID.test(id)) throw new HttpError('invalid_id');
+    const id = idOf(typeof req.params.id === 'string' ? req.params.id : undefined);
     const user = userOf(res);
     const lastEventId = lastEventIdOf(req);
     const key = stream.key(id);
@@ -133,6 +140,29 @@ function sharedStreamHandler(hub: Hub, routing: SharedStreamRouting, stream: Sha
     if (logger.isLevelEnabled('info')) logger.info({ req: loggedRequest(req, res), topic: key, lastEventId: lastEventId && redactTokens(lastEventId) }, 'stream opened');
     shedRoutingState(req, res);
   };
+}
+
+/** The route whose path matches, with the path's parameters. */
+function matching(routes: readonly { matches: MatchFunction<Params>; handle: RequestHandler }[], path: string): { params: Params; handle: RequestHandler } | undefined {
+  for (const route of routes) {
+    const found = route.matches(path);
+    if (found !== false) return { params: found.params, handle: route.handle };
+  }
+  return undefined;
+}
+
+/** The path's id, percent-decoded as Express decodes a route parameter; 400 unless it decodes to a valid id. */
+function idOf(raw: string | undefined): string {
+  let id = raw;
+  if (id?.includes('%') === true) {
+    try {
+      id = decodeURIComponent(id);
+    } catch {
+      throw new HttpError('bad_request', 'The id in the path is not valid percent-encoding.');
+    }
+  }
+  if (id === undefined || !ID.test(id)) throw new HttpError('invalid_id');
+  return id;
 }
 
 /** `Last-Event-ID` from the header, or from `?lastEventId=` for clients that cannot set headers. */

@@ -3,31 +3,46 @@ import type { Dispatcher } from 'undici';
 /** Decides whether a user may see a topic: resolves with an HTTP status (2xx admits). */
 export type AuthorizeTopic = (user: string, statusUrl: URL) => Promise<number>;
 
-/** Most (user, topic) answers kept; past it the oldest are dropped. */
+/** Most (user, topic) answers kept by default; past it the oldest are dropped. */
 const MAX_CACHED = 50_000;
 
 /** The default policy, with a way to drop the yeses it keeps for a user (their access was revoked). */
-export type CachingAuthorizer = AuthorizeTopic & { forget(user: string): void };
+export type CachingAuthorizer = AuthorizeTopic & {
+  forget(user: string): void;
+  /** Yeses held now (expired ones are dropped as new ones come in). */
+  cached(): number;
+};
 
 /**
  * Asks the backend's status route with the user's identity, and trusts a yes
- * for `cacheMs`. A no is never cached: a code made a moment ago must work.
+ * for `cacheMs`, at most `maxCached` of them. A no, or any answer but a 2xx, is never
+ * cached: a code made a moment ago must work.
  */
-export function backendAuthorizer(dispatcher: Dispatcher, cacheMs: number, timeoutMs: number): CachingAuthorizer {
+export function backendAuthorizer(dispatcher: Dispatcher, cacheMs: number, timeoutMs: number, maxCached = MAX_CACHED): CachingAuthorizer {
+  // Every yes is trusted for the same `cacheMs` and a refreshed one is moved to the end, so
+  // insertion order is expiry order: the expired are always at the front.
   const admitted = new Map<string, number>();
+  const prune = (now: number): void => {
+    for (const [key, until] of admitted) {
+      if (until > now && admitted.size <= maxCached) break;
+      admitted.delete(key);
+    }
+  };
   const authorize: AuthorizeTopic = async (user, statusUrl) => {
     const key = `${user}\0${statusUrl.href}`;
     const until = admitted.get(key);
-    if (until !== undefined && until > Date.now()) return 200;
-    const statusCode = await statusOf(dispatcher, statusUrl, user, timeoutMs);
-    if (statusCode >= 200 && statusCode < 300 && cacheMs > 0) {
+    if (until !== undefined) {
+      if (until > Date.now()) return 200;
       admitted.delete(key);
-      admitted.set(key, Date.now() + cacheMs);
-      // Map iteration order is insertion order: the first keys are the oldest.
-      for (const old of admitted.keys()) {
-        if (admitted.size <= MAX_CACHED) break;
-        admitted.delete(old);
-      }
+    }
+    const statusCode = await statusOf(dispatcher, statusUrl, user, timeoutMs);
+    if (statusCode >= 200 && statusCode < 300 && cacheMs > 0 && maxCached > 0) {
+      const now = Date.now();
+      admitted.delete(key);
+      admitted.set(key, now + cacheMs);
+      // Dropped as they expire, not only past `maxCached`: a relay opening streams for many
+      // users held every yes until 50,000 had piled up, all of them long-lived heap for the GC.
+      prune(now);
     }
     return statusCode;
   };
@@ -36,6 +51,7 @@ export function backendAuthorizer(dispatcher: Dispatcher, cacheMs: number, timeo
       const prefix = `${user}\0`;
       for (const key of admitted.keys()) if (key.startsWith(prefix)) admitted.delete(key);
     },
+    cached: () => admitted.size,
   });
 }
 

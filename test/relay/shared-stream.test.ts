@@ -187,3 +187,13 @@ test('the relay gives up after its retry budget with one relay_error event, then
   expect(JSON.parse((await failure)[0]!.data as string)).toEqual({ reason: 'upstream_unavailable' });
   await until(() => relay.relay.hub.topicCount === 0 && relay.relay.hub.streamCount === 0);
 });
+
+test('a stream path spelled in another case, with a trailing slash or with its id percent-encoded joins the same shared stream, as Express routes it', async () => {
+  backend.own(PATH, 'alice');
+  const spellings = [`${relay.url}/api${PATH}`, `${relay.url}/API/Downloads/abc/EVENTS`, `${relay.url}/api${PATH}/`, `${relay.url}/api/downloads/%61bc/events`];
+  const received = spellings.map((url) => collect(open('alice', {}, url), 1));
+  await until(() => relay.relay.hub.streamCount === spellings.length, 5000, 'every spelling attached');
+  backend.emit(PATH, 'data: one\n');
+  for (const events of await Promise.all(received)) expect(events.map((e) => e.data)).toEqual(['one']);
+  expect(backend.requests.filter((r) => r.path === PATH)).toHaveLength(1);
+});
