@@ -13,7 +13,8 @@
  *                                 teardown overlaps a measured event); endAfterMs < 0 keeps them open.
  *                                 Optional "padBytes" makes each event that much bigger (a "pad" field; such
  *                                 events are not kept for Last-Event-ID), "burst" writes that many events of a
- *                                 code at once, `rate` bursts per second
+ *                                 code at once, `rate` bursts per second; "together": true publishes every code in
+ *                                 the same instant instead of staggered
  *
  * Each event is `data: {"t":<epoch ms>,"seq":n}` and `id: n+1`, serialized once
  * and written to every open response of its code. Codes publish staggered over
@@ -38,6 +39,7 @@ interface StartRequest {
   endAfterMs: number;
   padBytes: number;
   burst: number;
+  together: boolean;
 }
 
 /** One code's stream: its history (for Last-Event-ID) and its open responses. */
@@ -128,7 +130,7 @@ function start(request: StartRequest): number {
   const startAt = nowMs() + request.leadMs;
   const schedule: { at: number; code: string; seq: number }[] = [];
   request.codes.forEach((code, i) => {
-    const offset = (i * period) / request.codes.length;
+    const offset = request.together ? 0 : (i * period) / request.codes.length;
     for (let seq = 0; seq < request.events; seq++) schedule.push({ at: startAt + offset + Math.floor(seq / request.burst) * period, code, seq });
   });
   schedule.sort((a, b) => a.at - b.at);
@@ -175,7 +177,7 @@ function parseStart(body: string): StartRequest | string {
   const endAfterMs = typeof v.endAfterMs === 'number' ? v.endAfterMs : 1000;
   const padBytes = typeof v.padBytes === 'number' && Number.isInteger(v.padBytes) && v.padBytes >= 0 ? Math.min(v.padBytes, 4 * MAX_BODY) : 0;
   const burst = typeof v.burst === 'number' && Number.isInteger(v.burst) && v.burst >= 1 ? v.burst : 1;
-  return { codes: v.codes, events: v.events, rate: v.rate, leadMs, endAfterMs, padBytes, burst };
+  return { codes: v.codes, events: v.events, rate: v.rate, leadMs, endAfterMs, padBytes, burst, together: v.together === true };
 }
 
 function handle(req: IncomingMessage, res: ServerResponse): void {

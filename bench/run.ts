@@ -162,6 +162,7 @@ function parseSettings(argv: string[]): Settings {
       events,
       rate,
       concurrency,
+      graceMs,
     },
     cluster: {
       subscribers: positiveInt('cluster-subscribers', values['cluster-subscribers'], 1000),

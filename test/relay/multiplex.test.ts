@@ -1,5 +1,5 @@
 import { type IncomingMessage, request as httpRequest } from 'node:http';
-import { connect } from 'node:net';
+import { type Socket, connect } from 'node:net';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { request } from 'undici';
 import { topicHash } from '../../src/relay/cursor';
@@ -130,6 +130,44 @@ test('interleaved events of three topics arrive tagged with their topic, byte-ex
   expect(payload(events[3]!)).toEqual({ topic: 'download:bbb', id: '1', data: 'line one\nline "two" é 😀' });
   // One upstream per topic, as for single-topic subscribers.
   expect(backend.requests.map((r) => r.path).sort()).toEqual([S, A, B].sort());
+});
+
+test('events of several topics that come in the same turn of the event loop reach the client in one write, each with the cursor after it', async () => {
+  // What the relay hands the kernel, seen on its side of the socket (counted, then written as ever):
+  // a raw client's reads merge or split writes as the kernel pleases.
+  const writes: string[] = [];
+  relay.server.on('connection', (socket: Socket) => {
+    const write = socket.write.bind(socket) as (chunk: unknown, ...rest: unknown[]) => boolean;
+    socket.write = ((chunk: unknown, ...rest: unknown[]) => {
+      writes.push(Buffer.isBuffer(chunk) ? chunk.toString('utf8') : String(chunk));
+      return write(chunk, ...rest);
+    }) as Socket['write'];
+  });
+  const stream = await openRaw(['download:aaa', 'download:bbb', 'session:sss']);
+  await until(() => backend.listeners(A) === 1 && backend.listeners(B) === 1 && backend.listeners(S) === 1, 5000, 'three upstreams');
+  await stream.wait(1, 'ready');
+  // Three upstream sockets written in one go: the relay reads all three in the same poll.
+  backend.emit(A, 'data: a1\n');
+  backend.emit(B, 'data: b1\n');
+  backend.emit(S, 'data: s1\n');
+  backend.emit(A, 'data: a2\n');
+  const events = (await stream.wait(5)).slice(1);
+
+  const withEvents = writes.filter((chunk) => chunk.includes('"topic":'));
+  expect(withEvents).toHaveLength(1);
+  // The relay reads the three sockets in the order the kernel reports them; within a topic, in order.
+  const data = events.map((e) => payload(e).data);
+  expect([...data].sort()).toEqual(['a1', 'a2', 'b1', 's1']);
+  expect(data.indexOf('a1')).toBeLessThan(data.indexOf('a2'));
+  // Every event carries the cursor as it stands after that event, not only the chunk's last one.
+  const topics = ['download:aaa', 'download:bbb', 'session:sss'];
+  const lastIds = new Map<string, string>();
+  const expected = events.map((e) => {
+    const { topic, id } = payload(e);
+    lastIds.set(topic, id);
+    return `1${topics.map((t) => `~*${topicHash(t)}${lastIds.has(t) ? `.${lastIds.get(t)}` : ''}`).join('')}`;
+  });
+  expect(events.map((e) => e.id)).toEqual(expected);
 });
 
 test('a dropped connection resumed with the cursor gets exactly what each topic missed', async () => {
