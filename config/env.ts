@@ -1,4 +1,4 @@
-import { type IntegerSetting, integerProblem } from '../src/setting';
+import type { IntegerSetting, SettingSource } from '../src/setting';
 
 /** A configuration value that cannot be used; the message names the variable and what it expects. */
 export class ConfigError extends Error {
@@ -15,7 +15,7 @@ export class ConfigError extends Error {
 export type Env = Readonly<Record<string, string | undefined>>;
 
 /** Reads the environment's named values, treating empty strings as unset. */
-export class EnvReader {
+export class EnvReader implements SettingSource {
   constructor(private readonly env: Env) {}
 
   raw(name: string): string | undefined {
@@ -31,27 +31,22 @@ export class EnvReader {
   int(name: string, fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
     const value = this.raw(name);
     if (value === undefined) return fallback;
-    const n = /^-?\d+$/.test(value) ? Number(value) : Number.NaN;
+    const n = integerOf(value);
     if (!Number.isSafeInteger(n) || n < min || n > max) {
       throw new ConfigError(name, `an integer from ${min} to ${max}`, value);
     }
     return n;
   }
 
-  /** An integer setting from its variable, within its declared bounds; `fallback` when unset. */
-  integer(setting: IntegerSetting, fallback = setting.default): number {
+  /** A setting's variable as a number (NaN when it is not an integer); for `resolveSettings`. */
+  given(_name: string, setting: IntegerSetting): number | undefined {
     const value = this.raw(setting.env);
-    if (value === undefined) return fallback;
-    const problem = integerProblem(setting, /^-?\d+$/.test(value) ? Number(value) : Number.NaN);
-    if (problem !== undefined) throw new ConfigError(setting.env, problem, value);
-    return Number(value);
+    return value === undefined ? undefined : integerOf(value);
   }
 
-  /** Every setting of a table, read from its variable. */
-  integers<T extends Record<string, IntegerSetting>>(table: T): { [K in keyof T]: number } {
-    const values: Record<string, number> = {};
-    for (const [name, setting] of Object.entries(table)) values[name] = this.integer(setting);
-    return values as { [K in keyof T]: number };
+  /** A `ConfigError` naming the setting's variable and quoting it as it was written. */
+  refusal(_name: string, setting: IntegerSetting, expected: string, value: number): ConfigError {
+    return new ConfigError(setting.env, expected, this.raw(setting.env) ?? String(value));
   }
 
   oneOf<T extends string>(name: string, choices: readonly T[], fallback: T): T {
@@ -79,4 +74,9 @@ export class EnvReader {
       .map((item) => item.trim())
       .filter((item) => item !== '');
   }
+}
+
+/** Digits with an optional minus as their number; anything else (`1.5`, `10ms`, `1e3`) is NaN. */
+function integerOf(value: string): number {
+  return /^-?\d+$/.test(value) ? Number(value) : Number.NaN;
 }

@@ -5,7 +5,7 @@ import { filesNeeded, openFileLimit, socketBudget } from './open-files';
 import { MIN_SECRET_LENGTH } from '../src/jwt';
 import { HTTP_SERVER_SETTINGS } from '../routes/http-server';
 import { RELAY_SETTINGS, type RelaySettingName } from '../src/options';
-import { MINUTE, type Setting } from '../src/setting';
+import { MINUTE, type Setting, resolveSettings } from '../src/setting';
 
 /**
  * The settings only the standalone server reads (the relay's and the HTTP server's are in
@@ -104,8 +104,12 @@ export function loadConfig(env: Env = process.env, readFileLimit: () => number |
   const fileLimit = readFileLimit();
   const production = read.raw(SERVER_SETTINGS.nodeEnv.env) === 'production';
   const { relay, http, warnings } = readCaps(read, fileLimit);
+  const { port, shutdownTimeoutMs, drainWindowMs } = resolveSettings(
+    { port: SERVER_SETTINGS.port, shutdownTimeoutMs: SERVER_SETTINGS.shutdownTimeoutMs, drainWindowMs: SERVER_SETTINGS.drainWindowMs },
+    read,
+  );
   return {
-    port: read.integer(SERVER_SETTINGS.port),
+    port,
     host: readHost(read),
     production,
     backendUrl: readBackendUrl(read, production),
@@ -115,8 +119,8 @@ export function loadConfig(env: Env = process.env, readFileLimit: () => number |
     http,
     openFileLimit: fileLimit,
     trustProxy: readTrustProxy(read),
-    shutdownTimeoutMs: read.integer(SERVER_SETTINGS.shutdownTimeoutMs),
-    drainWindowMs: read.integer(SERVER_SETTINGS.drainWindowMs),
+    shutdownTimeoutMs,
+    drainWindowMs,
     logLevel: read.oneOf(SERVER_SETTINGS.logLevel.env, LOG_LEVELS, 'info'),
     redisUrl: readRedisUrl(read),
     warnings,
@@ -129,11 +133,12 @@ export function loadConfig(env: Env = process.env, readFileLimit: () => number |
  */
 function readCaps(read: EnvReader, fileLimit: number | undefined): Pick<ServerConfig, 'relay' | 'http' | 'warnings'> {
   const budget = fileLimit === undefined ? undefined : socketBudget(fileLimit);
-  const maxConnections = read.integer(RELAY_SETTINGS.maxConnections, budget?.maxConnections);
+  const relay = resolveSettings(RELAY_SETTINGS, read, { maxConnections: budget?.maxConnections });
+  const { maxConnections } = relay;
+  // Room above the stream cap, so a client over it still gets its 503 instead of a dropped socket.
   const fitting = Math.max(budget?.maxSockets ?? HTTP_SERVER_SETTINGS.maxSockets.default, maxConnections + Math.max(8, Math.ceil(maxConnections / 10)));
-  const maxSockets = read.integer(HTTP_SERVER_SETTINGS.maxSockets, fitting);
-  const relay = { ...read.integers(RELAY_SETTINGS), maxConnections };
-  const http = { ...read.integers(HTTP_SERVER_SETTINGS), maxSockets };
+  const http = resolveSettings(HTTP_SERVER_SETTINGS, read, { maxSockets: fitting });
+  const { maxSockets } = http;
   const warnings: string[] = [];
   if (maxConnections >= maxSockets) {
     warnings.push(`MAX_CONNECTIONS (${maxConnections}) is not below MAX_SOCKETS (${maxSockets}): clients over the socket cap are dropped without their 503`);
