@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { ConfigError, type Env, EnvReader } from './env';
 import { filesNeeded, openFileLimit, socketBudget } from './open-files';
@@ -74,7 +73,7 @@ export interface ServerConfig {
     readonly publicKey: string | undefined;
     readonly issuer: string | undefined;
     readonly audience: string | undefined;
-    /** True when no key was configured and a development secret was made. */
+    /** True when no key was configured (outside production): the server then uses `developmentSecret()`, kept in a file. */
     readonly generated: boolean;
   };
   readonly corsOrigins: readonly string[];
@@ -183,11 +182,9 @@ function readJwt(read: EnvReader, production: boolean): ServerConfig['jwt'] {
   if (publicKey !== undefined && !publicKey.includes('-----BEGIN PUBLIC KEY-----')) {
     throw new ConfigError(SERVER_SETTINGS.jwtPublicKey.env, 'a PEM public key (-----BEGIN PUBLIC KEY-----)', '(not PEM)');
   }
-  if (secret === undefined && publicKey === undefined) {
-    if (production) throw new ConfigError(SERVER_SETTINGS.jwtSecret.env, 'a secret (or JWT_PUBLIC_KEY) in production', '');
-    return { secret: randomBytes(32).toString('base64url'), publicKey, issuer, audience, generated: true };
-  }
-  return { secret, publicKey, issuer, audience, generated: false };
+  const generated = secret === undefined && publicKey === undefined;
+  if (generated && production) throw new ConfigError(SERVER_SETTINGS.jwtSecret.env, 'a secret (or JWT_PUBLIC_KEY) in production', '');
+  return { secret, publicKey, issuer, audience, generated };
 }
 
 function readOrigins(read: EnvReader): string[] {
