@@ -1,4 +1,4 @@
-import type { IntegerSetting, SettingSource } from '../src/setting';
+import { type IntegerSetting, type SettingSource, resolveSettings } from '../src/setting';
 
 /** A configuration value that cannot be used; the message names the variable and what it expects. */
 export class ConfigError extends Error {
@@ -27,15 +27,9 @@ export class EnvReader implements SettingSource {
     return this.raw(name) ?? fallback;
   }
 
-  /** An integer within [min, max]. */
+  /** An integer within [min, max], checked as a declared setting's would be. */
   int(name: string, fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
-    const value = this.raw(name);
-    if (value === undefined) return fallback;
-    const n = integerOf(value);
-    if (!Number.isSafeInteger(n) || n < min || n > max) {
-      throw new ConfigError(name, `an integer from ${min} to ${max}`, value);
-    }
-    return n;
+    return resolveSettings({ [name]: { kind: 'count', env: name, default: fallback, min, max, doc: '' } }, this)[name] as number;
   }
 
   /** A setting's variable as a number (NaN when it is not an integer); for `resolveSettings`. */
@@ -56,16 +50,17 @@ export class EnvReader implements SettingSource {
     return value as T;
   }
 
-  url(name: string): URL | undefined {
+  /** A URL with one of `protocols`; `expected` says which, in the error. */
+  url(name: string, protocols: readonly string[] = ['http:', 'https:'], expected = 'an http:// or https:// URL'): URL | undefined {
     const value = this.raw(name);
     if (value === undefined) return undefined;
     try {
       const url = new URL(value);
-      if (url.protocol === 'http:' || url.protocol === 'https:') return url;
+      if (protocols.includes(url.protocol)) return url;
     } catch {
       // reported below
     }
-    throw new ConfigError(name, 'an http:// or https:// URL', value);
+    throw new ConfigError(name, expected, value);
   }
 
   list(name: string): string[] {

@@ -211,13 +211,5 @@ function readTrustProxy(read: EnvReader): number | string | false {
 }
 
 function readRedisUrl(read: EnvReader): URL | undefined {
-  const value = read.raw(SERVER_SETTINGS.redisUrl.env);
-  if (value === undefined) return undefined;
-  try {
-    const url = new URL(value);
-    if (url.protocol === 'redis:' || url.protocol === 'rediss:') return url;
-  } catch {
-    // reported below
-  }
-  throw new ConfigError(SERVER_SETTINGS.redisUrl.env, 'a redis:// or rediss:// URL', value);
+  return read.url(SERVER_SETTINGS.redisUrl.env, ['redis:', 'rediss:'], 'a redis:// or rediss:// URL');
 }
