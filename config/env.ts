@@ -1,4 +1,4 @@
-import { type IntegerSetting, integerProblem } from '../src/setting';
+import { type IntegerSetting, type SettingSource, resolveSettings } from '../src/setting';
 
 /** A configuration value that cannot be used; the message names the variable and what it expects. */
 export class ConfigError extends Error {
@@ -15,7 +15,7 @@ export class ConfigError extends Error {
 export type Env = Readonly<Record<string, string | undefined>>;
 
 /** Reads the environment's named values, treating empty strings as unset. */
-export class EnvReader {
+export class EnvReader implements SettingSource {
   constructor(private readonly env: Env) {}
 
   raw(name: string): string | undefined {
@@ -27,31 +27,20 @@ export class EnvReader {
     return this.raw(name) ?? fallback;
   }
 
-  /** An integer within [min, max]. */
+  /** An integer within [min, max], checked as a declared setting's would be. */
   int(name: string, fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
-    const value = this.raw(name);
-    if (value === undefined) return fallback;
-    const n = /^-?\d+$/.test(value) ? Number(value) : Number.NaN;
-    if (!Number.isSafeInteger(n) || n < min || n > max) {
-      throw new ConfigError(name, `an integer from ${min} to ${max}`, value);
-    }
-    return n;
+    return resolveSettings({ [name]: { kind: 'count', env: name, default: fallback, min, max, doc: '' } }, this)[name] as number;
   }
 
-  /** An integer setting from its variable, within its declared bounds; `fallback` when unset. */
-  integer(setting: IntegerSetting, fallback = setting.default): number {
+  /** A setting's variable as a number (NaN when it is not an integer); for `resolveSettings`. */
+  given(_name: string, setting: IntegerSetting): number | undefined {
     const value = this.raw(setting.env);
-    if (value === undefined) return fallback;
-    const problem = integerProblem(setting, /^-?\d+$/.test(value) ? Number(value) : Number.NaN);
-    if (problem !== undefined) throw new ConfigError(setting.env, problem, value);
-    return Number(value);
+    return value === undefined ? undefined : integerOf(value);
   }
 
-  /** Every setting of a table, read from its variable. */
-  integers<T extends Record<string, IntegerSetting>>(table: T): { [K in keyof T]: number } {
-    const values: Record<string, number> = {};
-    for (const [name, setting] of Object.entries(table)) values[name] = this.integer(setting);
-    return values as { [K in keyof T]: number };
+  /** A `ConfigError` naming the setting's variable and quoting it as it was written. */
+  refusal(_name: string, setting: IntegerSetting, expected: string, value: number): ConfigError {
+    return new ConfigError(setting.env, expected, this.raw(setting.env) ?? String(value));
   }
 
   oneOf<T extends string>(name: string, choices: readonly T[], fallback: T): T {
@@ -61,16 +50,17 @@ export class EnvReader {
     return value as T;
   }
 
-  url(name: string): URL | undefined {
+  /** A URL with one of `protocols`; `expected` says which, in the error. */
+  url(name: string, protocols: readonly string[] = ['http:', 'https:'], expected = 'an http:// or https:// URL'): URL | undefined {
     const value = this.raw(name);
     if (value === undefined) return undefined;
     try {
       const url = new URL(value);
-      if (url.protocol === 'http:' || url.protocol === 'https:') return url;
+      if (protocols.includes(url.protocol)) return url;
     } catch {
       // reported below
     }
-    throw new ConfigError(name, 'an http:// or https:// URL', value);
+    throw new ConfigError(name, expected, value);
   }
 
   list(name: string): string[] {
@@ -79,4 +69,9 @@ export class EnvReader {
       .map((item) => item.trim())
       .filter((item) => item !== '');
   }
+}
+
+/** Digits with an optional minus as their number; anything else (`1.5`, `10ms`, `1e3`) is NaN. */
+function integerOf(value: string): number {
+  return /^-?\d+$/.test(value) ? Number(value) : Number.NaN;
 }

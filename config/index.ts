@@ -1,11 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { ConfigError, type Env, EnvReader } from './env';
 import { filesNeeded, openFileLimit, socketBudget } from './open-files';
 import { MIN_SECRET_LENGTH } from '../src/jwt';
 import { HTTP_SERVER_SETTINGS } from '../routes/http-server';
 import { RELAY_SETTINGS, type RelaySettingName } from '../src/options';
-import { MINUTE, type Setting } from '../src/setting';
+import { MINUTE, type Setting, resolveSettings } from '../src/setting';
 
 /**
  * The settings only the standalone server reads (the relay's and the HTTP server's are in
@@ -74,7 +73,7 @@ export interface ServerConfig {
     readonly publicKey: string | undefined;
     readonly issuer: string | undefined;
     readonly audience: string | undefined;
-    /** True when no key was configured and a development secret was made. */
+    /** True when no key was configured (outside production): the server then uses `developmentSecret()`, kept in a file. */
     readonly generated: boolean;
   };
   readonly corsOrigins: readonly string[];
@@ -104,8 +103,12 @@ export function loadConfig(env: Env = process.env, readFileLimit: () => number |
   const fileLimit = readFileLimit();
   const production = read.raw(SERVER_SETTINGS.nodeEnv.env) === 'production';
   const { relay, http, warnings } = readCaps(read, fileLimit);
+  const { port, shutdownTimeoutMs, drainWindowMs } = resolveSettings(
+    { port: SERVER_SETTINGS.port, shutdownTimeoutMs: SERVER_SETTINGS.shutdownTimeoutMs, drainWindowMs: SERVER_SETTINGS.drainWindowMs },
+    read,
+  );
   return {
-    port: read.integer(SERVER_SETTINGS.port),
+    port,
     host: readHost(read),
     production,
     backendUrl: readBackendUrl(read, production),
@@ -115,8 +118,8 @@ export function loadConfig(env: Env = process.env, readFileLimit: () => number |
     http,
     openFileLimit: fileLimit,
     trustProxy: readTrustProxy(read),
-    shutdownTimeoutMs: read.integer(SERVER_SETTINGS.shutdownTimeoutMs),
-    drainWindowMs: read.integer(SERVER_SETTINGS.drainWindowMs),
+    shutdownTimeoutMs,
+    drainWindowMs,
     logLevel: read.oneOf(SERVER_SETTINGS.logLevel.env, LOG_LEVELS, 'info'),
     redisUrl: readRedisUrl(read),
     warnings,
@@ -129,11 +132,12 @@ export function loadConfig(env: Env = process.env, readFileLimit: () => number |
  */
 function readCaps(read: EnvReader, fileLimit: number | undefined): Pick<ServerConfig, 'relay' | 'http' | 'warnings'> {
   const budget = fileLimit === undefined ? undefined : socketBudget(fileLimit);
-  const maxConnections = read.integer(RELAY_SETTINGS.maxConnections, budget?.maxConnections);
+  const relay = resolveSettings(RELAY_SETTINGS, read, { maxConnections: budget?.maxConnections });
+  const { maxConnections } = relay;
+  // Room above the stream cap, so a client over it still gets its 503 instead of a dropped socket.
   const fitting = Math.max(budget?.maxSockets ?? HTTP_SERVER_SETTINGS.maxSockets.default, maxConnections + Math.max(8, Math.ceil(maxConnections / 10)));
-  const maxSockets = read.integer(HTTP_SERVER_SETTINGS.maxSockets, fitting);
-  const relay = { ...read.integers(RELAY_SETTINGS), maxConnections };
-  const http = { ...read.integers(HTTP_SERVER_SETTINGS), maxSockets };
+  const http = resolveSettings(HTTP_SERVER_SETTINGS, read, { maxSockets: fitting });
+  const { maxSockets } = http;
   const warnings: string[] = [];
   if (maxConnections >= maxSockets) {
     warnings.push(`MAX_CONNECTIONS (${maxConnections}) is not below MAX_SOCKETS (${maxSockets}): clients over the socket cap are dropped without their 503`);
@@ -178,11 +182,9 @@ function readJwt(read: EnvReader, production: boolean): ServerConfig['jwt'] {
   if (publicKey !== undefined && !publicKey.includes('-----BEGIN PUBLIC KEY-----')) {
     throw new ConfigError(SERVER_SETTINGS.jwtPublicKey.env, 'a PEM public key (-----BEGIN PUBLIC KEY-----)', '(not PEM)');
   }
-  if (secret === undefined && publicKey === undefined) {
-    if (production) throw new ConfigError(SERVER_SETTINGS.jwtSecret.env, 'a secret (or JWT_PUBLIC_KEY) in production', '');
-    return { secret: randomBytes(32).toString('base64url'), publicKey, issuer, audience, generated: true };
-  }
-  return { secret, publicKey, issuer, audience, generated: false };
+  const generated = secret === undefined && publicKey === undefined;
+  if (generated && production) throw new ConfigError(SERVER_SETTINGS.jwtSecret.env, 'a secret (or JWT_PUBLIC_KEY) in production', '');
+  return { secret, publicKey, issuer, audience, generated };
 }
 
 function readOrigins(read: EnvReader): string[] {
@@ -209,13 +211,5 @@ function readTrustProxy(read: EnvReader): number | string | false {
 }
 
 function readRedisUrl(read: EnvReader): URL | undefined {
-  const value = read.raw(SERVER_SETTINGS.redisUrl.env);
-  if (value === undefined) return undefined;
-  try {
-    const url = new URL(value);
-    if (url.protocol === 'redis:' || url.protocol === 'rediss:') return url;
-  } catch {
-    // reported below
-  }
-  throw new ConfigError(SERVER_SETTINGS.redisUrl.env, 'a redis:// or rediss:// URL', value);
+  return read.url(SERVER_SETTINGS.redisUrl.env, ['redis:', 'rediss:'], 'a redis:// or rediss:// URL');
 }

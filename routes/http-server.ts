@@ -1,5 +1,5 @@
 import { createServer, type RequestListener, type Server } from 'node:http';
-import { type IntegerSetting, MINUTE, integerProblem } from '../src/setting';
+import { type IntegerSetting, MINUTE, optionSource, resolveSettings } from '../src/setting';
 
 /**
  * How the relay's HTTP server treats sockets before and between requests, declared once
@@ -37,26 +37,18 @@ export type HttpServerOptions = { [K in keyof typeof HTTP_SERVER_SETTINGS]?: num
  * Throws `TypeError` naming a bad option.
  */
 export function createHttpServer(listener: RequestListener, options: HttpServerOptions = {}): Server {
-  const value = (name: keyof typeof HTTP_SERVER_SETTINGS): number => {
-    const setting: IntegerSetting = HTTP_SERVER_SETTINGS[name];
-    const given = options[name];
-    if (given === undefined) return setting.default;
-    const problem = integerProblem(setting, given);
-    if (problem !== undefined) throw new TypeError(`${name} must be ${problem}, got ${String(given)}`);
-    return given;
-  };
-  const headersTimeout = value('headersTimeoutMs');
+  const { headersTimeoutMs, keepAliveTimeoutMs, maxSockets } = resolveSettings(HTTP_SERVER_SETTINGS, optionSource(options));
   const server = createServer(
     {
       // requestTimeout 0 would also turn headersTimeout off if it were left to its default.
       requestTimeout: 0,
-      headersTimeout,
-      keepAliveTimeout: value('keepAliveTimeoutMs'),
+      headersTimeout: headersTimeoutMs,
+      keepAliveTimeout: keepAliveTimeoutMs,
       // Node enforces headersTimeout only at this interval (30 s by default), so a short one needs a short check.
-      connectionsCheckingInterval: Math.min(5000, Math.max(25, Math.floor(headersTimeout / 4))),
+      connectionsCheckingInterval: Math.min(5000, Math.max(25, Math.floor(headersTimeoutMs / 4))),
     },
     listener,
   );
-  server.maxConnections = value('maxSockets');
+  server.maxConnections = maxSockets;
   return server;
 }

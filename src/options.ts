@@ -1,4 +1,4 @@
-import { DAY, HOUR, type IntegerSetting, MINUTE, integerProblem } from './setting';
+import { DAY, HOUR, type IntegerSetting, MINUTE, optionSource, resolveSettings } from './setting';
 
 /**
  * The relay's timings, sizes and limits, each declared once. `RelayOptions` has one optional
@@ -119,20 +119,8 @@ export function resolveOptions(options: RelayOptions): RelayConfig {
   if (backendUrl.protocol !== 'http:' && backendUrl.protocol !== 'https:') {
     throw new TypeError(`backendUrl must be http or https, got ${backendUrl.protocol}`);
   }
-  const config: Record<string, unknown> = { backendUrl };
-  for (const [name, setting] of Object.entries(RELAY_SETTINGS) as [RelaySettingName, IntegerSetting][]) {
-    const value = options[name];
-    if (value === undefined) {
-      config[name] = setting.default;
-      continue;
-    }
-    const problem = integerProblem(setting, value);
-    if (problem !== undefined) throw new TypeError(`${name} must be ${problem}, got ${String(value)}`);
-    config[name] = value;
-  }
-  return Object.freeze(config) as RelayConfig;
+  return Object.freeze({ backendUrl, ...resolveSettings(RELAY_SETTINGS, optionSource(options)) });
 }
-
 
 /**
  * Combinations that are valid but probably not what was meant, one sentence each; `createRelay`

@@ -41,10 +41,51 @@ export const MINUTE = 60 * SECOND;
 export const HOUR = 60 * MINUTE;
 export const DAY = 24 * HOUR;
 
-/** Why `value` is not acceptable for `setting`, or undefined when it is. */
-export function integerProblem(setting: IntegerSetting, value: number): string | undefined {
-  if (Number.isSafeInteger(value) && value >= setting.min && value <= setting.max) return undefined;
-  return `an integer from ${setting.min} to ${setting.max}${unitSuffix(setting.kind)}`;
+/**
+ * Where integer settings are read from: library options, or the environment
+ * (`EnvReader`). Each source says what was set and how a bad value is reported.
+ */
+export interface SettingSource {
+  /** The value set for the setting declared as `name`, or undefined when unset. */
+  given(name: string, setting: IntegerSetting): number | undefined;
+  /** The error for a value `given` returned that is not `expected` (e.g. "an integer from 1 to 600000 (milliseconds)"). */
+  refusal(name: string, setting: IntegerSetting, expected: string, value: number): Error;
+}
+
+/**
+ * Every setting of `table` from `source`: an unset one takes `defaults[name]` when that is
+ * defined, else its declared default; a set one must lie within its bounds, else the source's
+ * refusal is thrown. The one place where defaults and bounds are applied.
+ */
+export function resolveSettings<T extends Record<string, IntegerSetting>>(
+  table: T,
+  source: SettingSource,
+  defaults: { readonly [K in keyof T]?: number | undefined } = {},
+): { [K in keyof T]: number } {
+  const values: Record<string, number> = {};
+  for (const [name, setting] of Object.entries(table)) {
+    const value = source.given(name, setting);
+    if (value === undefined) {
+      values[name] = defaults[name] ?? setting.default;
+      continue;
+    }
+    if (!Number.isSafeInteger(value) || value < setting.min || value > setting.max) {
+      throw source.refusal(name, setting, `an integer from ${setting.min} to ${setting.max}${unitSuffix(setting.kind)}`, value);
+    }
+    values[name] = value;
+  }
+  return values as { [K in keyof T]: number };
+}
+
+/**
+ * Library options as a `SettingSource`: `undefined` is unset, and a bad value is a `TypeError`
+ * naming the option, its bounds and the value.
+ */
+export function optionSource(options: Readonly<Record<string, unknown>>): SettingSource {
+  return {
+    given: (name) => options[name] as number | undefined,
+    refusal: (name, _setting, expected, value) => new TypeError(`${name} must be ${expected}, got ${String(value)}`),
+  };
 }
 
 function unitSuffix(kind: IntegerKind): string {

@@ -1,7 +1,8 @@
 import { HTTP_SERVER_SETTINGS } from '../../routes/http-server';
-import { SERVER_SETTINGS } from '../../config';
+import { SERVER_SETTINGS, SETTINGS } from '../../config';
+import { ConfigError, EnvReader } from '../../config/env';
 import { RELAY_SETTINGS, optionWarnings, resolveOptions } from '../../src/options';
-import { MAX_TIMER_MS, type Setting, describeValue } from '../../src/setting';
+import { type IntegerSetting, MAX_TIMER_MS, type Setting, describeValue, optionSource, resolveSettings } from '../../src/setting';
 
 const backendUrl = 'http://127.0.0.1:1';
 
@@ -63,4 +64,31 @@ test('combinations that work but were probably not meant are warned about, the d
     expect.stringMatching(/^idleTimeoutMs \(30000\) is below heartbeatMs \(60000\)/),
     expect.stringMatching(/^clientMaxBufferedBytes \(1024\) is below maxEventBytes \(1048576\)/),
   ]);
+});
+
+describe('resolveSettings, behind the options and the environment alike', () => {
+  const table = { waitMs: { kind: 'ms', env: 'WAIT_MS', default: 100, min: 1, max: 1000, doc: 'a wait' } } as const satisfies Record<string, IntegerSetting>;
+
+  test('an unset setting takes the default given for it over the declared one; a set one keeps its value', () => {
+    expect(resolveSettings(table, optionSource({}), { waitMs: 500 })).toEqual({ waitMs: 500 });
+    expect(resolveSettings(table, optionSource({}), { waitMs: undefined })).toEqual({ waitMs: 100 });
+    expect(resolveSettings(table, optionSource({ waitMs: 7 }), { waitMs: 500 })).toEqual({ waitMs: 7 });
+    expect(resolveSettings(table, new EnvReader({ WAIT_MS: ' 7 ' }), { waitMs: 500 })).toEqual({ waitMs: 7 });
+    expect(resolveSettings(table, new EnvReader({ WAIT_MS: '' }), { waitMs: 500 })).toEqual({ waitMs: 500 });
+  });
+
+  test('a given default is not checked against the bounds: the caller derives it (the caps from the open-file limit)', () => {
+    expect(resolveSettings(table, optionSource({}), { waitMs: 5000 })).toEqual({ waitMs: 5000 });
+  });
+
+  const integers = SETTINGS.filter((setting): setting is IntegerSetting => setting.kind !== 'text');
+  test.each(integers.flatMap((s) => [[s.env, s.min - 1], [s.env, s.max + 1], [s.env, s.min + 0.5]]))(
+    '%s=%d is refused by the environment and as an option with the same bounds, each naming its own name',
+    (env, value) => {
+      const setting = integers.find((s) => s.env === env) as IntegerSetting;
+      const expected = `an integer from ${setting.min} to ${setting.max}${setting.kind === 'ms' ? ' (milliseconds)' : setting.kind === 'bytes' ? ' (bytes)' : ''}`;
+      expect(() => resolveSettings({ option: setting }, optionSource({ option: value }))).toThrow(new TypeError(`option must be ${expected}, got ${value}`));
+      expect(() => resolveSettings({ option: setting }, new EnvReader({ [env]: String(value) }))).toThrow(new ConfigError(env, expected, String(value)));
+    },
+  );
 });
