@@ -31,9 +31,9 @@ export interface ChartSpec {
   readonly series: readonly Series[];
 }
 
-const WIDTH = 720;
+const WIDTH = 760;
 const HEIGHT = 420;
-const MARGIN = { left: 70, right: 170, top: 40, bottom: 55 };
+const MARGIN = { left: 70, right: 210, top: 40, bottom: 55 };
 
 function escape(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');

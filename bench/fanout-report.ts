@@ -3,7 +3,7 @@
  * come from; each subject against the floor, nginx and direct of the same run; and with several
  * runs, the spread (min / median / max) and, for the relay, in how many runs each target held.
  */
-import { type FanoutRow, type FanoutSettings, LOAD_BUSY_PCT, fixed, clientLate } from './fanout';
+import { CORE_FULL_PCT, type FanoutRow, type FanoutSettings, LOAD_BUSY_PCT, clientLate, fixed } from './fanout';
 import { CLK_TCK, type SubjectName } from './lab';
 
 /** Peak RSS growth during the run over the idle RSS before any client connected, per client, in KiB. */
@@ -95,14 +95,14 @@ function causes(rows: readonly FanoutRow[]): string {
   const lines = [
     '### Where the delay comes from',
     '',
-    '| subscribers / codes | run | subject | p99 ms | p99 ms after warm-up | load client: CPU % / CPU s per 100k events / loop delay p99, max ms / GC max ms | subject GC ms: sum / longest (pauses) | backend GC ms: sum / longest | others\' CPU % on subject core / load core; steal % | window s |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    '| subscribers / codes | run | subject | p99 ms | p99 ms after warm-up | load client: CPU % / CPU s per 100k events / loop delay p99, max ms / GC max ms | subject GC ms: sum / longest (pauses) | backend GC ms: sum / longest | subject core busy % (everyone) | others\' CPU % on subject core / load core; steal % | window s |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const row of rows) {
     const d = row.done;
     if (d === undefined) continue;
     lines.push(
-      `| ${sizeOf(row)} | ${row.run} | ${row.subject} | ${fixed(d.delay.p99, 1)} | ${fixed(d.steadyDelay.p99, 1)} | ${fixed(d.cpuPercent, 0)} / ${per100k((d.cpuPercent / 100) * (d.windowMs / 1000), d.delivered)} / ${fixed(d.loopDelayP99Ms, 1)}, ${fixed(d.loopDelayMaxMs, 1)} / ${fixed(d.gcMaxPauseMs, 1)}${lateMark(row)} | ${gcCell(row.subjectGc)} | ${gcCell(row.backendGc)} | ${fixed(row.othersSubjectCorePct, 0)} / ${fixed(row.othersLoadCorePct, 0)}; ${fixed(row.stealPct, 0)} | ${fixed(row.windowMs / 1000, 1)} |`,
+      `| ${sizeOf(row)} | ${row.run} | ${row.subject} | ${fixed(d.delay.p99, 1)} | ${fixed(d.steadyDelay.p99, 1)} | ${fixed(d.cpuPercent, 0)} / ${per100k((d.cpuPercent / 100) * (d.windowMs / 1000), d.delivered)} / ${fixed(d.loopDelayP99Ms, 1)}, ${fixed(d.loopDelayMaxMs, 1)} / ${fixed(d.gcMaxPauseMs, 1)}${lateMark(row)} | ${gcCell(row.subjectGc)} | ${gcCell(row.backendGc)} | ${fixed(row.subjectCorePct, 0)}${row.subjectCorePct >= CORE_FULL_PCT ? ' **full**' : ''} | ${fixed(row.othersSubjectCorePct, 0)} / ${fixed(row.othersLoadCorePct, 0)}; ${fixed(row.stealPct, 0)} | ${fixed(row.windowMs / 1000, 1)} |`,
     );
   }
   lines.push(
@@ -111,6 +111,7 @@ function causes(rows: readonly FanoutRow[]): string {
       'Load client: its CPU over the window, its own event-loop delay (`monitorEventLoopDelay`, 10 ms resolution) and longest GC pause; ' +
       'a loop delay near the p99 means the events waited in the client, not in the subject. ' +
       'GC: pauses inside the window from `gc` performance entries (bench/gc-probe.ts, preloaded into the Node subjects and the backend), n/a for nginx. ' +
+      `Subject core busy: every process's ticks on it; **full** at ${CORE_FULL_PCT} % or more: events queue, and the p99 is how far behind the queue fell (it swings with a few % of anyone's CPU). ` +
       "Others' CPU: busy ticks of the core in /proc/stat minus the bench's own processes on it, in % of one core over the window; " +
       'on the subject core it competes with the subject and the backend directly. Steal: time the hypervisor gave to other machines, both cores.',
   );
@@ -230,8 +231,9 @@ function targets(settings: FanoutSettings, rows: readonly FanoutRow[]): string {
       const held = judged.filter((ratio) => ratio <= target.limit).length;
       const verdict = judged.length === 0 ? 'n/a' : `${held} / ${judged.length}${held === judged.length ? ' **every run**' : ''}`;
       const late = mine.filter((r) => clientLate(r) !== undefined || [peerOf(rows, r, 'floor')].some((f) => f !== undefined && clientLate(f) !== undefined)).length;
+      const times = (values: readonly number[]): string => values.map((v) => (Number.isFinite(v) ? `${fixed(v, 2)}×` : 'n/a')).join(', ');
       lines.push(
-        `| ${size} | ${target.name} | ${ratios.map((v) => `${fixed(v, 2)}×`).join(', ')} | ${verdict} | ${nginx.map((v) => `${fixed(v, 2)}×`).join(', ')} | ${late} |`,
+        `| ${size} | ${target.name} | ${times(ratios)} | ${verdict} | ${times(nginx)} | ${late} |`,
       );
     }
   }

@@ -56,8 +56,17 @@ export interface FanoutRow {
   othersSubjectCorePct: number;
   othersLoadCorePct: number;
   stealPct: number;
+  /** How busy the subject's core was in the window, everyone's work counted, in %. */
+  subjectCorePct: number;
   notes: string[];
 }
+
+/**
+ * The subject's core was at least this busy: events queue behind each other, and the p99 is how
+ * far behind the queue fell, which swings with every few % of CPU (the subject's, the backend's,
+ * anyone's) rather than measuring the subject's delivery path.
+ */
+export const CORE_FULL_PCT = 90;
 
 /** The load client used more than this share of its core: its own queueing is part of the delays. */
 export const LOAD_BUSY_PCT = 85;
@@ -204,6 +213,7 @@ async function runOne(lab: Lab, settings: FanoutSettings, name: SubjectName, sub
       othersSubjectCorePct: pct(busyOn(cpusBefore, cpusAfter, lab.subjectCore) - subjectTicks - backendTicks),
       othersLoadCorePct: pct(busyOn(cpusBefore, cpusAfter, lab.loadCore) - loadTicks),
       stealPct: pct(stolen(cpusBefore, cpusAfter)),
+      subjectCorePct: pct(busyOn(cpusBefore, cpusAfter, lab.subjectCore)),
       notes,
     };
     // Read once the processes have exited, so their last pauses are written.

@@ -42,7 +42,7 @@ export class SseWire {
 
   constructor(private readonly handler: SseWireHandler) {}
 
-  /** Feeds bytes as they come off the socket. */
+  /** Feeds bytes as they come off the socket; they are not kept (the caller may reuse their buffer). */
   push(bytes: Buffer): void {
     let at = 0;
     if (this.phase === 'head') {
@@ -103,7 +103,8 @@ export class SseWire {
     const end = joined.indexOf(HEAD_END);
     if (end < 0) {
       if (joined.length > MAX_HEAD_BYTES) this.fail('response head too large');
-      else this.head = joined;
+      // A copy: the caller may reuse its read buffer.
+      else this.head = Buffer.from(joined);
       return -1;
     }
     this.head = undefined;
