@@ -77,6 +77,13 @@ export interface DoneReport extends ChildMessage {
   readonly steadyFromSeq: number;
   /** The load process's CPU use over the delivery window, in % of one core. */
   readonly cpuPercent: number;
+  /** The load process's own event-loop delay over the window (10 ms resolution): p99 and max, ms. */
+  readonly loopDelayP99Ms: number;
+  readonly loopDelayMaxMs: number;
+  /** The load process's own GC pauses over the window: how many, their sum and the longest, ms. */
+  readonly gcCount: number;
+  readonly gcPauseMs: number;
+  readonly gcMaxPauseMs: number;
   readonly windowMs: number;
 }
 
@@ -208,4 +215,55 @@ export function sampleProcs(pids: readonly number[]): ProcSample {
     hwmKb += sample.hwmKb;
   }
   return { ticks, userTicks, systemTicks, rssKb, hwmKb };
+}
+
+/** Busy and stolen clock ticks per CPU, from /proc/stat (busy: everything but idle, iowait and steal). */
+export interface CpuTicks {
+  readonly busy: ReadonlyMap<number, number>;
+  readonly steal: ReadonlyMap<number, number>;
+}
+
+export function sampleCpus(): CpuTicks {
+  const busy = new Map<number, number>();
+  const steal = new Map<number, number>();
+  try {
+    for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
+      const match = /^cpu(\d+)\s+(.*)$/.exec(line);
+      if (match === null) continue;
+      // user nice system idle iowait irq softirq steal guest guest_nice (guest time is in user already)
+      const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, stolen = 0] = (match[2] ?? '').split(/\s+/).map(Number);
+      busy.set(Number(match[1]), user + nice + system + irq + softirq);
+      steal.set(Number(match[1]), stolen);
+    }
+  } catch {
+    // not Linux: no figures
+  }
+  return { busy, steal };
+}
+
+/** GC pauses of one process within a window, from the CSV gc-probe.ts writes. */
+export interface GcSummary {
+  readonly count: number;
+  readonly totalMs: number;
+  readonly maxMs: number;
+}
+
+export function gcPauses(file: string, fromMs: number, toMs: number): GcSummary | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  let count = 0;
+  let totalMs = 0;
+  let maxMs = 0;
+  for (const line of text.split('\n')) {
+    const [at, duration] = line.split(',').map(Number);
+    if (at === undefined || duration === undefined || !(at >= fromMs && at <= toMs)) continue;
+    count += 1;
+    totalMs += duration;
+    maxMs = Math.max(maxMs, duration);
+  }
+  return { count, totalMs, maxMs };
 }

@@ -1,14 +1,20 @@
 /**
  * Fan-out scenario: C subscribers over T codes, E events per code at R/s, served
- * in turn by each subject (direct, relay, nginx), for one or more (C, T)
- * configurations. The subject and the backend share one CPU, the load client
- * (bench/load.ts) has the other.
+ * in turn by each subject (direct, floor, relay, nginx), for one or more (C, T)
+ * configurations, each repeated `runs` times (every subject once per run, in turn).
+ * The subject and the backend share one CPU, the load client (bench/load.ts) has the
+ * other. Besides the subject's figures, each row records what else could have made
+ * its events late: the load client's CPU, event-loop delay and GC, the subject's and
+ * the backend's GC pauses (gc-probe.ts), and the CPU other processes took on either
+ * core during the window. The report is fanout-report.ts.
  */
-import { type ChildMessage, type ConnectedReport, type DoneReport, type ProcSample, sampleProc, sampleProcs } from './common';
+import { join } from 'node:path';
+import { type ChildMessage, type ConnectedReport, type CpuTicks, type DoneReport, type GcSummary, type ProcSample, gcPauses, nowMs, sampleCpus, sampleProc, sampleProcs } from './common';
+import { fanoutChart } from './chart';
+import { fanoutReport } from './fanout-report';
 import { CLK_TCK, type Lab, eachSubject, type SubjectName, type Subject, load1 } from './lab';
 import type { LoadConfig } from './load';
 import type { Proc } from './proc';
-import { type Series, lineChart } from './chart';
 
 export interface FanoutSettings {
   /** (subscribers, codes) pairs, run in order. */
@@ -17,12 +23,16 @@ export interface FanoutSettings {
   rate: number;
   concurrency: number;
   graceMs: number;
+  /** How many times each (configuration, subject) runs; the report gives min / median / max over them. */
+  runs: number;
 }
 
 export interface FanoutRow {
   subject: SubjectName;
   subscribers: number;
   codes: number;
+  /** Which repetition, from 1. */
+  run: number;
   connected: ConnectedReport;
   done: DoneReport | undefined;
   upstreamPeak: number;
@@ -37,7 +47,42 @@ export interface FanoutRow {
   rssPeakKb: number;
   /** 1-minute load average when the run started (others' work shows here). */
   load1: number;
+  /** The delivery window as the coordinator saw it: start signal to the last expected event, ms. */
+  windowMs: number;
+  /** GC pauses in the window of the subject's Node process (none for nginx) and of the backend. */
+  subjectGc: GcSummary | undefined;
+  backendGc: GcSummary | undefined;
+  /** CPU other processes took in the window, in % of one core: on the subject's core, on the load client's core; and stolen by the hypervisor on both. */
+  othersSubjectCorePct: number;
+  othersLoadCorePct: number;
+  stealPct: number;
+  /** How busy the subject's core was in the window, everyone's work counted, in %. */
+  subjectCorePct: number;
   notes: string[];
+}
+
+/**
+ * The subject's core was at least this busy: events queue behind each other, and the p99 is how
+ * far behind the queue fell, which swings with every few % of CPU (the subject's, the backend's,
+ * anyone's) rather than measuring the subject's delivery path.
+ */
+export const CORE_FULL_PCT = 90;
+
+/** The load client used more than this share of its core: its own queueing is part of the delays. */
+export const LOAD_BUSY_PCT = 85;
+
+/**
+ * Whether a row's delays may be partly the load client's, and why: `busy`, its own CPU over
+ * LOAD_BUSY_PCT % of its core (its work is the bottleneck); `held`, its event loop stalled for
+ * at least half the row's p99 (more than 20 ms) while it was not busy: something else had its
+ * core (others' processes, see the row's others' CPU) or it was collecting garbage.
+ */
+export function clientLate(row: FanoutRow): 'busy' | 'held' | undefined {
+  const d = row.done;
+  if (d === undefined) return undefined;
+  if (d.cpuPercent > LOAD_BUSY_PCT) return 'busy';
+  if (d.loopDelayMaxMs > 20 && d.loopDelayMaxMs >= d.delay.p99 / 2) return 'held';
+  return undefined;
 }
 
 /** The backend ends every stream this long after the last event, so teardown never overlaps a measured event. */
@@ -77,12 +122,13 @@ export function codeNames(count: number): string[] {
   return Array.from({ length: count }, (_, i) => `bench${String(i).padStart(width, '0')}`);
 }
 
-async function runOne(lab: Lab, settings: FanoutSettings, name: SubjectName, subscribers: number, codeCount: number): Promise<FanoutRow> {
+async function runOne(lab: Lab, settings: FanoutSettings, name: SubjectName, subscribers: number, codeCount: number, run: number): Promise<FanoutRow> {
   const codes = codeNames(codeCount);
   const startLoad = load1();
   const backend = await lab.startBenchBackend(lab.subjectCore);
   let subject: Subject | undefined;
   let load: Proc | undefined;
+  let row: FanoutRow;
   try {
     subject = await lab.startSubject(name, backend, lab.subjectCore, subscribers);
     const loadConfig: LoadConfig = {
@@ -110,12 +156,24 @@ async function runOne(lab: Lab, settings: FanoutSettings, name: SubjectName, sub
     const before = sampleProcs(pids);
     const connectCpuMs = connected.open > 0 ? (((before.ticks - ready.ticks) / CLK_TCK) * 1000) / connected.open : NaN;
     const backendBefore = sampleProc(backend.proc.pid);
+    const loadBefore = sampleProc(load.pid);
+    const cpusBefore = sampleCpus();
+    const windowStart = nowMs();
     const lastEventInMs = await startPublishing(backend.url, load, { codes, events: settings.events, rate: settings.rate });
     // CPU is read when the last expected event arrived, before the streams are torn down;
     // if some never arrive, when the load client gives up.
     const first = await load.message<ChildMessage>(['received', 'done'], lastEventInMs + END_AFTER_MS + settings.graceMs + 30_000);
     const after = sampleProcs(pids);
     const backendAfter = sampleProc(backend.proc.pid);
+    const loadAfter = sampleProc(load.pid);
+    const cpusAfter = sampleCpus();
+    const windowEnd = nowMs();
+    const windowMs = windowEnd - windowStart;
+    const pct = (ticks: number): number => (ticks / CLK_TCK / (windowMs / 1000)) * 100;
+    const subjectTicks = after.ticks - before.ticks;
+    // For direct the subject is the backend: count its ticks once.
+    const backendTicks = name === 'direct' || !backendBefore || !backendAfter ? 0 : backendAfter.ticks - backendBefore.ticks;
+    const loadTicks = loadBefore && loadAfter ? loadAfter.ticks - loadBefore.ticks : 0;
     if (first.type !== 'received') notes.push('events missing: the CPU window ends when the streams ended or timed out, teardown included');
     const done = first.type === 'done' ? (first as DoneReport) : await load.message<DoneReport>('done', END_AFTER_MS + settings.graceMs + 30_000);
     const stats = await getJson<{ peakConnections: number }>(`${backend.url}/stats`);
@@ -130,12 +188,13 @@ async function runOne(lab: Lab, settings: FanoutSettings, name: SubjectName, sub
     const diagnostics = subject.diagnostics?.();
     if (diagnostics !== undefined) notes.push(`${name}: ${diagnostics}`);
     if (name === 'nginx' && lab.nginxWorkers > 1) notes.push(`${lab.nginxWorkers} nginx workers (open-file limit)`);
-    if (done.cpuPercent > 85) notes.push(`load generator at ${done.cpuPercent.toFixed(0)}% CPU: delays may be the client's`);
+    if (done.cpuPercent > LOAD_BUSY_PCT) notes.push(`load generator at ${done.cpuPercent.toFixed(0)}% CPU: delays may be the client's`);
 
-    return {
+    row = {
       subject: name,
       subscribers,
       codes: codeCount,
+      run,
       connected,
       done,
       upstreamPeak: stats.peakConnections,
@@ -148,13 +207,50 @@ async function runOne(lab: Lab, settings: FanoutSettings, name: SubjectName, sub
       rssConnectedKb: before.rssKb,
       rssPeakKb: after.hwmKb,
       load1: startLoad,
+      windowMs,
+      subjectGc: undefined,
+      backendGc: undefined,
+      othersSubjectCorePct: pct(busyOn(cpusBefore, cpusAfter, lab.subjectCore) - subjectTicks - backendTicks),
+      othersLoadCorePct: pct(busyOn(cpusBefore, cpusAfter, lab.loadCore) - loadTicks),
+      stealPct: pct(stolen(cpusBefore, cpusAfter)),
+      subjectCorePct: pct(busyOn(cpusBefore, cpusAfter, lab.subjectCore)),
       notes,
     };
+    // Read once the processes have exited, so their last pauses are written.
+    const gcDir = process.env.BENCH_GC_DIR;
+    const subjectPid = subject.node?.pid;
+    const window = [windowStart, windowEnd] as const;
+    const readGc = (): void => {
+      if (gcDir === undefined) return;
+      row.subjectGc = subjectPid === undefined ? undefined : gcPauses(join(gcDir, `${subjectPid}.csv`), ...window);
+      row.backendGc = name === 'direct' ? row.subjectGc : gcPauses(join(gcDir, `${backend.proc.pid}.csv`), ...window);
+    };
+    await stopAll(load, subject, backend.proc);
+    readGc();
+    return row;
   } finally {
-    await load?.stop('SIGTERM', 2000);
-    await subject?.stop();
-    await backend.proc.stop();
+    await stopAll(load, subject, backend.proc);
   }
+}
+
+async function stopAll(load: Proc | undefined, subject: Subject | undefined, backend: Proc): Promise<void> {
+  await load?.stop('SIGTERM', 2000);
+  await subject?.stop();
+  await backend.stop();
+}
+
+/** Busy ticks of `cpu` between two samples; NaN when unpinned or unknown. */
+function busyOn(before: CpuTicks, after: CpuTicks, cpu: number | undefined): number {
+  if (cpu === undefined) return NaN;
+  const from = before.busy.get(cpu);
+  const to = after.busy.get(cpu);
+  return from === undefined || to === undefined ? NaN : to - from;
+}
+
+function stolen(before: CpuTicks, after: CpuTicks): number {
+  let ticks = 0;
+  for (const [cpu, to] of after.steal) ticks += to - (before.steal.get(cpu) ?? to);
+  return ticks;
 }
 
 function cpuSeconds(before: ProcSample, after: ProcSample): number {
@@ -171,9 +267,6 @@ export function fixed(value: number, digits: number): string {
   return Number.isFinite(value) ? value.toFixed(digits) : 'n/a';
 }
 
-function per100k(cpuS: number, deliveries: number): string {
-  return deliveries > 0 ? fixed((cpuS / deliveries) * 100_000, 2) : 'n/a';
-}
 
 export interface ScenarioOutcome {
   readonly markdown: string;
@@ -188,113 +281,17 @@ export async function runFanout(lab: Lab, settings: FanoutSettings, subjects: re
   const rows: FanoutRow[] = [];
   const failures: string[] = [];
   for (const { subscribers, codes } of settings.configs) {
-    const ran = await eachSubject(
-      (name) => `fanout: ${name} (${subscribers} subscribers, ${codes} codes)`,
-      subjects,
-      (name) => runOne(lab, settings, name, subscribers, codes),
-      ({ done: d }) => `${d?.delivered ?? 0}/${d?.expected ?? '?'} delivered, p50 ${fixed(d?.delay.p50 ?? NaN, 2)} ms, p99 ${fixed(d?.delay.p99 ?? NaN, 2)} ms`,
-    );
-    rows.push(...ran.rows);
-    failures.push(...ran.failures);
+    // Every subject once per run, in turn, so that a busy minute on the machine falls on all of them.
+    for (let run = 1; run <= settings.runs; run++) {
+      const ran = await eachSubject(
+        (name) => `fanout: ${name} (${subscribers} subscribers, ${codes} codes${settings.runs > 1 ? `, run ${run}/${settings.runs}` : ''})`,
+        subjects,
+        (name) => runOne(lab, settings, name, subscribers, codes, run),
+        ({ done: d }) => `${d?.delivered ?? 0}/${d?.expected ?? '?'} delivered, p50 ${fixed(d?.delay.p50 ?? NaN, 2)} ms, p99 ${fixed(d?.delay.p99 ?? NaN, 2)} ms, load client ${fixed(d?.cpuPercent ?? NaN, 0)}% CPU`,
+      );
+      rows.push(...ran.rows);
+      failures.push(...ran.failures);
+    }
   }
-  const markdown = `${table(settings, rows, failures)}\n${ratioTable(rows)}`;
-  return { markdown, data: { settings, rows, failures }, svg: chart(rows), failed: failures.length > 0 };
-}
-
-function table(settings: FanoutSettings, rows: readonly FanoutRow[], failures: readonly string[]): string {
-  const lines = [
-    `### Fan-out: ${settings.events} events per code at ${settings.rate}/s`,
-    '',
-    '| subscribers / codes | subject | delivered / expected | p50 ms | p99 ms | max ms | upstream conns (peak) | connect all (s) | subject CPU s / 100k deliveries (user+sys) | subject RSS MiB (connected / peak) | backend CPU s / 100k | load CPU % | load avg |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
-  ];
-  for (const row of rows) {
-    const d = row.done;
-    const delivered = d?.delivered ?? 0;
-    lines.push(
-      `| ${row.subscribers} / ${row.codes} | ${row.subject} | ${delivered} / ${d?.expected ?? row.subscribers * settings.events} | ${fixed(d?.delay.p50 ?? NaN, 2)} | ${fixed(d?.delay.p99 ?? NaN, 2)} | ${fixed(d?.delay.max ?? NaN, 1)} | ${row.upstreamPeak} | ${fixed(row.connected.connectMs / 1000, 2)} | ${per100k(row.subjectCpuS, delivered)} (${per100k(row.subjectUserS, delivered)}+${per100k(row.subjectSystemS, delivered)}) | ${fixed(row.rssConnectedKb / 1024, 0)} / ${fixed(row.rssPeakKb / 1024, 0)} | ${per100k(row.backendCpuS, delivered)} | ${fixed(d?.cpuPercent ?? NaN, 0)} | ${fixed(row.load1, 1)} |`,
-    );
-  }
-  lines.push('');
-  for (const row of rows) if (row.notes.length > 0) lines.push(`- ${row.subject} at ${row.subscribers}: ${row.notes.join('; ')}`);
-  for (const line of failures) lines.push(`- ${line}`);
-  lines.push(
-    '',
-    'Delay: from the backend stamping `t` right before its writes to the load client parsing the event (both `performance.timeOrigin + performance.now()`, same machine). ' +
-      'CPU: utime+stime from /proc between the start signal and the last expected event (teardown excluded), ' +
-      `${CLK_TCK} ticks/s; the subject is the backend itself for direct, the relay process for relay, nginx master+workers for nginx. ` +
-      'On loopback the kernel work of delivering to the receiver is charged to the sender\'s system time. ' +
-      'Subject and backend share one CPU, the load client has the other. Load avg: 1-minute load average when the row started (above ~2 on this 2-CPU machine, others were running too).',
-  );
-  return `${lines.join('\n')}\n`;
-}
-
-/** Peak RSS growth during the run over the idle RSS before any client connected, per client, in KiB. */
-export function kibPerClient(row: FanoutRow): number {
-  return (row.rssPeakKb - row.rssReadyKb) / row.subscribers;
-}
-
-function cpuPer100k(row: FanoutRow): number {
-  const delivered = row.done?.delivered ?? 0;
-  return delivered > 0 ? (row.subjectCpuS / delivered) * 100_000 : NaN;
-}
-
-const REFERENCES: readonly SubjectName[] = ['floor', 'nginx', 'direct'];
-
-/** `value (×a / ×b / ×c)` against the floor, nginx and direct of the same configuration. */
-function withRatios(value: number, digits: number, peers: readonly (FanoutRow | undefined)[], of: (row: FanoutRow) => number): string {
-  const ratios = peers.map((peer) => (peer === undefined ? 'n/a' : `${fixed(value / of(peer), 2)}×`));
-  return `${fixed(value, digits)} (${ratios.join(' / ')})`;
-}
-
-/**
- * Every subject against the floor, nginx and direct of the same run and size: p99, CPU per
- * delivery and memory per client; then each subject's memory slope between the smallest and the
- * largest size, so that a fixed overhead neither hides nor inflates the cost per client.
- */
-function ratioTable(rows: readonly FanoutRow[]): string {
-  const lines = [
-    `### Fan-out against the floor, nginx and direct (ratios: × ${REFERENCES.join(' / × ')})`,
-    '',
-    '| subscribers / codes | subject | p99 ms | CPU s / 100k deliveries | KiB / client (peak RSS growth over idle) |',
-    '|---|---|---|---|---|',
-  ];
-  const done = rows.filter((r) => r.done !== undefined);
-  for (const row of done) {
-    const peers = REFERENCES.map((name) => done.find((r) => r.subject === name && r.subscribers === row.subscribers && r.codes === row.codes));
-    lines.push(
-      `| ${row.subscribers} / ${row.codes} | ${row.subject} | ${withRatios(row.done?.delay.p99 ?? NaN, 1, peers, (r) => r.done?.delay.p99 ?? NaN)} | ${withRatios(cpuPer100k(row), 3, peers, cpuPer100k)} | ${withRatios(kibPerClient(row), 1, peers, kibPerClient)} |`,
-    );
-  }
-  const slopes: string[] = [];
-  for (const subject of new Set(done.map((r) => r.subject))) {
-    const mine = done.filter((r) => r.subject === subject).sort((a, b) => a.subscribers - b.subscribers);
-    const low = mine[0];
-    const high = mine[mine.length - 1];
-    if (low === undefined || high === undefined || high.subscribers === low.subscribers) continue;
-    const slope = (high.rssPeakKb - high.rssReadyKb - (low.rssPeakKb - low.rssReadyKb)) / (high.subscribers - low.subscribers);
-    slopes.push(`${subject} ${fixed(slope, 1)} KiB`);
-  }
-  lines.push('');
-  if (slopes.length > 0) lines.push(`Memory slope per client (peak RSS growth, between the smallest and the largest size): ${slopes.join(', ')}.`, '');
-  lines.push(
-    'KiB / client: (VmHWM at the end of the fan-out − VmRSS before the first client connected) / subscribers, summed over the subject\'s processes. ' +
-      'floor: bench/floor.ts, plain node:http, one upstream per code, each upstream chunk written to every client socket, no auth, no history.',
-  );
-  return `${lines.join('\n')}\n`;
-}
-
-function chart(rows: readonly FanoutRow[]): string | undefined {
-  const subjects = [...new Set(rows.map((r) => r.subject))];
-  const counts = new Set(rows.map((r) => r.subscribers));
-  if (rows.length === 0 || counts.size < 1) return undefined;
-  const series: Series[] = [];
-  const colors: Record<SubjectName, string> = { direct: '#555555', floor: '#ff7f0e', relay: '#1f77b4', nginx: '#2ca02c' };
-  for (const subject of subjects) {
-    const color = colors[subject];
-    const mine = rows.filter((r) => r.subject === subject && r.done !== undefined).sort((a, b) => a.subscribers - b.subscribers);
-    series.push({ name: `${subject} p99`, points: mine.map((r) => [r.subscribers, r.done?.delay.p99 ?? NaN]), color, dashed: false });
-    series.push({ name: `${subject} p50`, points: mine.map((r) => [r.subscribers, r.done?.delay.p50 ?? NaN]), color, dashed: true });
-  }
-  return lineChart({ title: 'Fan-out delay (backend write to client parse)', xLabel: 'subscribers', yLabel: 'delay, ms', series });
+  return { markdown: fanoutReport(settings, rows, failures), data: { settings, rows, failures }, svg: fanoutChart(rows), failed: failures.length > 0 };
 }

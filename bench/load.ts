@@ -7,16 +7,19 @@
  * `{"type":"received"}` once every open stream got every event, ends when every
  * stream has ended, or at the deadline, and prints a summary.
  *
- * Raw node:http requests (no connection reuse), a TextDecoder per stream, and
- * eventsource-parser; not the `eventsource` package.
+ * Raw sockets (one per stream), the request written by hand and the response read by
+ * `SseWire`: only the status, the chunk framing and each event's name and data, so that
+ * the client costs far less than the subject it measures. It also reports its own CPU,
+ * event-loop delay and GC pauses over the delivery window, so a report can tell the
+ * subject's delays from the client's.
  * Usage: node dist/bench/load.js '<LoadConfig as JSON>'   (BENCH_JWT_SECRET in the environment for `auth: "jwt"`)
  */
-import { Agent, type ClientRequest, type IncomingMessage, request } from 'node:http';
 import { writeFileSync } from 'node:fs';
-import { performance } from 'node:perf_hooks';
+import { type Socket, connect } from 'node:net';
+import { type IntervalHistogram, PerformanceObserver, monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
-import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { type ConnectedReport, type DoneReport, identityHeader, nowMs, report, runBounded, summarize } from './common';
+import { SseWire } from './sse-wire';
 
 export interface LoadConfig {
   /** Base URL of the subject, e.g. http://127.0.0.1:8080 */
@@ -49,8 +52,7 @@ interface Payload {
 /** One subscriber stream's bookkeeping. */
 interface Stream {
   index: number;
-  req: ClientRequest | undefined;
-  res: IncomingMessage | undefined;
+  socket: Socket | undefined;
   received: number;
   lastSeq: number;
   duplicates: number;
@@ -59,7 +61,6 @@ interface Stream {
 }
 
 const config = JSON.parse(process.argv[2] ?? '{}') as LoadConfig;
-const agent = new Agent({ keepAlive: false, maxSockets: Infinity });
 const streams: Stream[] = [];
 const failures: Record<string, number> = {};
 const streamErrors: Record<string, number> = {};
@@ -110,12 +111,12 @@ function steadyDelays(): Float64Array {
   return steady.subarray(0, n);
 }
 
-function onEvent(stream: Stream, event: EventSourceMessage): void {
+function onEvent(stream: Stream, name: string | undefined, data: string): void {
   const at = nowMs();
-  if (event.event !== undefined && event.event !== 'message') return count(otherEvents, event.event);
+  if (name !== undefined && name !== 'message') return count(otherEvents, name);
   let payload: Payload;
   try {
-    payload = JSON.parse(event.data) as Payload;
+    payload = JSON.parse(data) as Payload;
   } catch {
     return count(otherEvents, '(not JSON)');
   }
@@ -134,6 +135,7 @@ function onEvent(stream: Stream, event: EventSourceMessage): void {
   if (!receivedReported && deliveredTotal >= streams.length * config.eventsPerCode) {
     receivedReported = true;
     windowEnd = { ms: at - windowStart, cpu: process.cpuUsage(cpuStart) };
+    loopDelay.disable();
     report({ type: 'received', afterMs: at - windowStart });
   }
   record(at - payload.t, payload.seq);
@@ -148,60 +150,81 @@ function streamEnded(stream: Stream, cause?: string): void {
   if (started && openStreams === 0) finish(0);
 }
 
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+
 /** Opens stream `index`; `settled` is called once it is open or has failed. */
 function open(index: number, identity: Record<string, string>, settled: () => void): void {
   const code = config.codes[index % config.codes.length] as string;
   const base = config.baseUrls === undefined ? config.baseUrl : (config.baseUrls[index % config.baseUrls.length] as string);
   const url = new URL(config.pathTemplate.replace('{code}', encodeURIComponent(code)), base);
-  const headers: Record<string, string> = {
-    Accept: 'text/event-stream',
-    'Cache-Control': 'no-cache',
+  const head = [
+    `GET ${url.pathname}${url.search} HTTP/1.1`,
+    `Host: ${url.host}`,
+    'Accept: text/event-stream',
+    'Cache-Control: no-cache',
     // What a browser sends; the client never reuses the socket anyway.
-    Connection: 'keep-alive',
-    ...identity,
-  };
-  const stream: Stream = { index, req: undefined, res: undefined, received: 0, lastSeq: -1, duplicates: 0, gaps: 0, done: true };
+    'Connection: keep-alive',
+    ...Object.entries(identity).map(([name, value]) => `${name}: ${value}`),
+    '',
+    '',
+  ].join('\r\n');
+  const stream: Stream = { index, socket: undefined, received: 0, lastSeq: -1, duplicates: 0, gaps: 0, done: true };
   let answered = false;
   const fail = (cause: string): void => {
     if (answered) return;
     answered = true;
     count(failures, cause);
+    socket.destroy();
     settled();
   };
-  const req = request(url, { method: 'GET', headers, agent });
-  stream.req = req;
-  req.setTimeout(config.connectTimeoutMs, () => {
-    if (!answered) {
-      fail('headers timeout');
-      req.destroy();
-    }
+  const wire = new SseWire({
+    onHead: (status) => {
+      if (status !== 200) {
+        wire.close();
+        return fail(`status ${status}`);
+      }
+      answered = true;
+      socket.setTimeout(0);
+      stream.done = false;
+      streams.push(stream);
+      openStreams += 1;
+      settled();
+    },
+    onEvent: (name, data) => onEvent(stream, name, data),
+    onEnd: () => {
+      streamEnded(stream);
+      socket.destroy();
+    },
+    onError: (message) => {
+      if (!answered) fail(message);
+      else streamEnded(stream, message);
+      socket.destroy();
+    },
   });
-  req.on('error', (err) => {
+  const socket = connect({
+    host: url.hostname,
+    port: Number(url.port),
+    // Every read of every stream lands in one buffer, read at once: no allocation per read, so
+    // the client's own GC stays out of the delays.
+    onread: {
+      buffer: READ_BUFFER,
+      callback: (size: number, buffer: Uint8Array) => {
+        wire.push(Buffer.from(buffer.buffer, buffer.byteOffset, size));
+        return true;
+      },
+    },
+  });
+  stream.socket = socket;
+  socket.setTimeout(config.connectTimeoutMs, () => fail('headers timeout'));
+  socket.on('error', (err) => {
     if (!answered) fail(errorKey(err));
     else streamEnded(stream, errorKey(err));
   });
-  req.on('response', (res) => {
-    if (res.statusCode !== 200) {
-      fail(`status ${res.statusCode ?? '?'}`);
-      res.resume();
-      req.destroy();
-      return;
-    }
-    answered = true;
-    req.setTimeout(0);
-    stream.res = res;
-    stream.done = false;
-    streams.push(stream);
-    openStreams += 1;
-    const decoder = new TextDecoder();
-    const parser = createParser({ onEvent: (event) => onEvent(stream, event) });
-    res.on('data', (chunk: Buffer) => parser.feed(decoder.decode(chunk, { stream: true })));
-    res.on('end', () => streamEnded(stream));
-    res.on('error', (err) => streamEnded(stream, errorKey(err)));
-    res.on('close', () => streamEnded(stream, res.complete ? undefined : 'closed before end'));
-    settled();
+  socket.on('close', () => {
+    if (!answered) fail('closed before headers');
+    else streamEnded(stream, 'closed before end');
   });
-  req.end();
+  socket.write(head);
 }
 
 /** Opens every stream with at most `concurrency` attempts in flight. */
@@ -224,6 +247,18 @@ async function clockOffset(): Promise<{ offset: number; rtt: number }> {
 
 let windowStart = 0;
 let cpuStart = process.cpuUsage();
+/** This process's own event-loop delay over the delivery window: a late event may be late here. */
+const loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
+/** This process's own GC pauses over the delivery window. */
+const gc = { count: 0, totalMs: 0, maxMs: 0 };
+new PerformanceObserver((list) => {
+  if (!started || windowEnd !== undefined) return;
+  for (const entry of list.getEntries()) {
+    gc.count += 1;
+    gc.totalMs += entry.duration;
+    gc.maxMs = Math.max(gc.maxMs, entry.duration);
+  }
+}).observe({ entryTypes: ['gc'] });
 /** The window the client's CPU % covers: start to the last expected event, as the subject's does. */
 let windowEnd: { ms: number; cpu: NodeJS.CpuUsage } | undefined;
 
@@ -231,10 +266,11 @@ function finish(timedOut: number): void {
   if (finished) return;
   finished = true;
   const { ms: windowMs, cpu } = windowEnd ?? { ms: nowMs() - windowStart, cpu: process.cpuUsage(cpuStart) };
+  loopDelay.disable();
   for (const stream of streams) {
     if (!stream.done) {
       stream.done = true;
-      stream.req?.destroy();
+      stream.socket?.destroy();
     }
   }
   let received = 0;
@@ -263,6 +299,11 @@ function finish(timedOut: number): void {
     steadyFromSeq,
     delay: summarize(delays.subarray(0, delayCount)),
     cpuPercent: windowMs > 0 ? ((cpu.user + cpu.system) / 1000 / windowMs) * 100 : 0,
+    loopDelayP99Ms: loopDelay.count > 0 ? loopDelay.percentile(99) / 1e6 : NaN,
+    loopDelayMaxMs: loopDelay.count > 0 ? loopDelay.max / 1e6 : NaN,
+    gcCount: gc.count,
+    gcPauseMs: gc.totalMs,
+    gcMaxPauseMs: gc.maxMs,
     windowMs,
   };
   if (dumpPath !== undefined) writeFileSync(dumpPath, `at,stream,seq,delay\n${dump.join('\n')}\n`);
@@ -294,6 +335,7 @@ async function main(): Promise<void> {
     windowStart = nowMs();
     if (dumpPath !== undefined) process.stderr.write(`window starts at load uptime ${performance.now().toFixed(0)} ms\n`);
     cpuStart = process.cpuUsage();
+    loopDelay.enable();
     setTimeout(() => finish(openStreams), (command.durationMs ?? 0) + config.graceMs);
     if (openStreams === 0) finish(0);
   });

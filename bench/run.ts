@@ -11,7 +11,8 @@
  *
  * See bench/README.md for every option.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type BigEventsSettings, runBigEvents } from './big-events';
@@ -44,10 +45,15 @@ interface Settings {
   pin: boolean;
 }
 
-/** Sizes of `--size small` (the default) and `--size full`; explicit options win. */
+/**
+ * Sizes of `--size small` (the default) and `--size full`; explicit options win. Full runs every
+ * fan-out five times (issue 19 asks for the spread over five; about 20 s a row, so the 80 fan-out
+ * rows of four subjects take about half an hour, the whole full run well under an hour), at
+ * 2,000 and 10,000, the sizes the targets name, with 1,000 and 5,000 between.
+ */
 const SIZES = {
-  small: { subscribers: '1000,3000', capacityMax: 5000, capacityStep: 1000 },
-  full: { subscribers: '1000,2500,5000,10000', capacityMax: 20_000, capacityStep: 2500 },
+  small: { subscribers: '1000,3000', capacityMax: 5000, capacityStep: 1000, runs: 1 },
+  full: { subscribers: '1000,2000,5000,10000', capacityMax: 20_000, capacityStep: 2500, runs: 5 },
 } as const;
 
 function positiveInt(name: string, raw: string | undefined, fallback: number): number {
@@ -101,6 +107,7 @@ function parseSettings(argv: string[]): Settings {
       'cluster-codes': { type: 'string' },
       'cluster-takeovers': { type: 'string' },
       'cluster-lease-ms': { type: 'string' },
+      runs: { type: 'string' },
       out: { type: 'string' },
       nginx: { type: 'string' },
       'no-pin': { type: 'boolean' },
@@ -132,6 +139,7 @@ function parseSettings(argv: string[]): Settings {
       rate,
       concurrency,
       graceMs,
+      runs: positiveInt('runs', values.runs, size.runs),
     },
     capacity: {
       max: capacityMax,
@@ -186,6 +194,20 @@ function commandLine(argv: string[]): string {
     : `node ${relative(process.cwd(), __filename)}${argv.length > 0 ? ` ${argv.join(' ')}` : ''}`;
 }
 
+/**
+ * Has every Node subject and the bench backend log their GC pauses (gc-probe.ts) into a
+ * directory of this run, through the node flags lab.ts already takes from the environment.
+ */
+function recordGcPauses(): void {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-gc-'));
+  process.env.BENCH_GC_DIR = dir;
+  for (const name of ['RELAY', 'FLOOR', 'BACKEND']) {
+    const key = `BENCH_${name}_NODE_ARGS`;
+    process.env[key] = `-r ${join(__dirname, 'gc-probe.js')} ${process.env[key] ?? ''}`.trim();
+  }
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+}
+
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const settings = parseSettings(argv);
@@ -208,6 +230,7 @@ async function main(): Promise<void> {
       console.error(`bench: NGINX SKIPPED: ${missing}`);
     }
   }
+  recordGcPauses();
   const lab = new Lab({ pin: settings.pin, nginx: settings.nginx });
   const others = subjects.filter((s) => !FANOUT_ONLY.includes(s));
   const startedAt = new Date();
