@@ -45,15 +45,20 @@ export function diagnosticTicks(options: TicksOptions): RequestHandler {
     // timer, not one per tick, and closing the request clears the only one pending.
     let timer: NodeJS.Timeout | undefined;
     let stopped = false;
-    const next = (): void => {
-      const step = steps.next();
-      if (stopped || step.done === true) return;
-      const { at, write } = step.value;
+    const writeAt = (at: number, write: (res: Response) => void): void => {
       timer = setTimeout(() => {
         timer = undefined;
+        // Node's timer clock and Date.now() round apart: a timer may fire a millisecond before its
+        // due time by the wall clock, and a tick stamped early would break the promise.
+        if (Date.now() < at) return writeAt(at, write);
         write(res);
         next();
       }, Math.max(0, at - Date.now()));
+    };
+    const next = (): void => {
+      const step = steps.next();
+      if (stopped || step.done === true) return;
+      writeAt(step.value.at, step.value.write);
     };
     const stop = (): void => {
       stopped = true;
