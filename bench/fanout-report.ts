@@ -59,7 +59,7 @@ export function fanoutReport(settings: FanoutSettings, rows: readonly FanoutRow[
 
 function table(settings: FanoutSettings, rows: readonly FanoutRow[], failures: readonly string[]): string {
   const lines = [
-    `### Fan-out: ${settings.events} events per code at ${settings.rate}/s${settings.runs > 1 ? `, ${settings.runs} runs` : ''}`,
+    `### Fan-out: ${settings.events} events per code at ${settings.rate}/s${settings.together ? ', every code in the same instant' : ''}${settings.runs > 1 ? `, ${settings.runs} runs` : ''}`,
     '',
     '| subscribers / codes | run | subject | delivered / expected | p50 ms | p99 ms | max ms | upstream conns (peak) | connect all (s) | subject CPU s / 100k deliveries (user+sys) | subject RSS MiB (connected / peak) | backend CPU s / 100k | load CPU % | load avg |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',

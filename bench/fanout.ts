@@ -25,6 +25,8 @@ export interface FanoutSettings {
   graceMs: number;
   /** How many times each (configuration, subject) runs; the report gives min / median / max over them. */
   runs: number;
+  /** Every code publishes in the same instant (the 10,000-client case), instead of staggered over the period. */
+  together: boolean;
 }
 
 export interface FanoutRow {
@@ -159,7 +161,7 @@ async function runOne(lab: Lab, settings: FanoutSettings, name: SubjectName, sub
     const loadBefore = sampleProc(load.pid);
     const cpusBefore = sampleCpus();
     const windowStart = nowMs();
-    const lastEventInMs = await startPublishing(backend.url, load, { codes, events: settings.events, rate: settings.rate });
+    const lastEventInMs = await startPublishing(backend.url, load, { codes, events: settings.events, rate: settings.rate, together: settings.together });
     // CPU is read when the last expected event arrived, before the streams are torn down;
     // if some never arrive, when the load client gives up.
     const first = await load.message<ChildMessage>(['received', 'done'], lastEventInMs + END_AFTER_MS + settings.graceMs + 30_000);

@@ -108,6 +108,7 @@ function parseSettings(argv: string[]): Settings {
       'cluster-takeovers': { type: 'string' },
       'cluster-lease-ms': { type: 'string' },
       runs: { type: 'string' },
+      together: { type: 'boolean' },
       out: { type: 'string' },
       nginx: { type: 'string' },
       'no-pin': { type: 'boolean' },
@@ -140,6 +141,7 @@ function parseSettings(argv: string[]): Settings {
       concurrency,
       graceMs,
       runs: positiveInt('runs', values.runs, size.runs),
+      together: values.together === true,
     },
     capacity: {
       max: capacityMax,
