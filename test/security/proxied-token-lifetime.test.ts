@@ -4,6 +4,7 @@ import { EventSource } from 'eventsource';
 import { request } from 'undici';
 import { FixtureBackend } from '../support/fixture-backend';
 import { type RunningRelay, TEST_SECRET, startRelay, tokenFor } from '../support/relay-server';
+import { tokenEventSource } from '../support/token-event-source';
 import { until } from '../support/until';
 
 const RETRY_MS = 100;
@@ -33,19 +34,9 @@ function shortToken(user: string): { token: string; expiresAt: number } {
 
 /** An `eventsource` client on a proxied route, sending `token` at every (re)connect; logs what it sees and when. */
 function eventSource(path: string, token: string) {
-  const log = { got: [] as string[], statuses: [] as number[], connects: [] as number[], errors: [] as number[] };
-  const es = new EventSource(`${relay.url}/api${path}`, {
-    fetch: async (input, init) => {
-      log.connects.push(Date.now());
-      const answer = await fetch(input, { ...init, headers: { ...(init?.headers as Record<string, string>), authorization: `Bearer ${token}` } });
-      log.statuses.push(answer.status);
-      return answer;
-    },
-  });
-  clients.push(es);
-  es.onmessage = (event) => log.got.push(event.data as string);
-  es.onerror = () => log.errors.push(Date.now());
-  return { es, log };
+  const made = tokenEventSource(`${relay.url}/api${path}`, () => token);
+  clients.push(made.es);
+  return made;
 }
 
 /** A streaming request to the relay; resolves with its status once headers came, and its whole text once it ends. */

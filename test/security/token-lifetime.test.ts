@@ -1,6 +1,7 @@
 import { EventSource } from 'eventsource';
 import { FixtureBackend } from '../support/fixture-backend';
 import { type RunningRelay, TEST_SECRET, startRelay, tokenFor } from '../support/relay-server';
+import { tokenEventSource } from '../support/token-event-source';
 import { until } from '../support/until';
 
 const PATH = '/downloads/lifetime/events';
@@ -19,20 +20,11 @@ afterEach(async () => {
   await relay.close();
 });
 
-/** An `eventsource` client that sends whatever `token()` gives at each (re)connect, as an app's client library would. */
+/** A `tokenEventSource` closed after each test. */
 function client(url: string, token: () => string) {
-  const log = { got: [] as string[], statuses: [] as number[], errors: [] as number[] };
-  const es = new EventSource(url, {
-    fetch: async (input, init) => {
-      const answer = await fetch(input, { ...init, headers: { ...(init?.headers as Record<string, string>), authorization: `Bearer ${token()}` } });
-      log.statuses.push(answer.status);
-      return answer;
-    },
-  });
-  clients.push(es);
-  es.onmessage = (event) => log.got.push(event.data as string);
-  es.onerror = () => log.errors.push(Date.now());
-  return { es, log };
+  const made = tokenEventSource(url, token);
+  clients.push(made.es);
+  return made;
 }
 
 /** A token whose `exp` is `inSec` seconds from now (rounded down to the second, as `exp` is). */

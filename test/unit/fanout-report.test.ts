@@ -61,7 +61,7 @@ function row(subject: SubjectName, run: number, figures: { p99: number; cpuS: nu
   };
 }
 
-const SETTINGS: FanoutSettings = { configs: [{ subscribers: 1000, codes: 10 }], events: 20, rate: 5, concurrency: 100, graceMs: 1000, runs: 3 };
+const SETTINGS: FanoutSettings = { configs: [{ subscribers: 1000, codes: 10 }], events: 20, rate: 5, concurrency: 100, graceMs: 1000, runs: 3, together: false };
 
 // Floor: 20 KiB per client, 1 s of CPU; the relay at 0.9×, 1.2× and 1.0× of the floor's p99 in runs 1 to 3.
 const ROWS: FanoutRow[] = [
