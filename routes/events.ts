@@ -8,6 +8,7 @@ import type { Multiplexer, PlannedTopic } from '../src/relay/multiplex';
 import type { UserStreams } from '../src/relay/user-streams';
 import { tokenExpiryOf, userOf } from '../middleware/authenticate';
 import { loggedRequest } from '../middleware/request-log';
+import { shedRoutingState } from './held-request';
 import type { SharedStream } from './streams';
 
 const ID = /^[A-Za-z0-9_-]{1,128}$/;
@@ -101,8 +102,8 @@ export function multiplexRoutes(multiplexer: Multiplexer, routing: MultiplexRout
     routing.userStreams.track(user, res, tokenExpiryOf(res), routing.retryHintMs, (reason, retryMs) => stream.writer.endWithRetry(reason, retryMs));
     res.locals.closeReason = () => stream.writer.closeReason;
     routing.logger.info({ req: loggedRequest(req, res), topics: planned.map((topic) => topic.ref.key), streamId: stream.id }, 'stream opened');
-    // As for a shared stream: a held response must not keep Express's routing state alive.
-    (req as { next?: unknown }).next = undefined;
+    // As for a shared stream: a held response keeps nothing of Express's routing for hours.
+    shedRoutingState(req, res);
   });
 
   router.post('/events/:streamId/topics', express.json({ limit: '64kb' }), async (req, res) => {

@@ -111,3 +111,26 @@ test('an attached stream lets go of the routing state and parsed URL, and its cl
   });
   await until(() => relay.connections.snapshot().total === 0, 5000, 'the slot to be released');
 });
+
+test('a multiplexed stream lets go of the routing state and parsed URL too, and events and its close line still come', async () => {
+  const url = `/api/events?topic=download:held`;
+  const request = get(`${base}${url}`, { headers: { authorization: `Bearer ${tokenFor('alice')}`, 'x-request-id': 'held-mx', accept: 'text/event-stream' } });
+  const [answer] = (await once(request, 'response')) as [IncomingMessage];
+  await until(() => logged.some((line) => line.msg === 'stream opened'), 5000, 'the stream to be attached');
+  const held = seen.find(({ req }) => req.originalUrl === url);
+  if (held === undefined) throw new Error('the stream request was not seen');
+  const req = held.req;
+  expect(req.next).toBeUndefined();
+  expect((req as { _parsedUrl?: unknown })._parsedUrl).toBeUndefined();
+  expect(held.res.locals).toMatchObject({ requestId: 'held-mx', user: 'alice' });
+
+  const body: string[] = [];
+  answer.setEncoding('utf8').on('data', (text: string) => body.push(text));
+  await until(() => backend.listeners(PATH) === 1, 5000, 'the upstream');
+  backend.emit(PATH, 'data: after-shedding\n');
+  await until(() => body.join('').includes('after-shedding'), 5000, 'the event');
+
+  answer.destroy();
+  await until(() => logged.some((line) => line.msg === 'request closed'), 5000, 'the close line');
+  expect(logged.find((line) => line.msg === 'request closed')).toMatchObject({ req: { id: 'held-mx' }, user: 'alice', reason: 'client_closed' });
+});
