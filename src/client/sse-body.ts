@@ -10,17 +10,25 @@ export interface StreamEvent {
 /** Largest event the client holds while it arrives; a bigger one fails the stream rather than growing without bound. */
 const MAX_EVENT_CHARS = 1024 * 1024;
 
+/** What else a reader of an event stream may want to hear besides its events. */
+export interface StreamListeners {
+  /** A server's `retry:`, in ms. */
+  readonly onRetry?: (ms: number) => void;
+  /** Bytes arrived (a heartbeat comment included), before they are parsed. */
+  readonly onBytes?: () => void;
+  /** A comment line (a heartbeat), without its colon. */
+  readonly onComment?: (comment: string) => void;
+}
+
 /**
- * Reads a `fetch` body as an event stream until it ends, calling `onEvent` per event and
- * `onRetry` with a server's `retry:`, and `onBytes` whenever bytes arrive (a heartbeat
- * comment included). Chunks may split lines, events and characters anywhere.
+ * Reads a `fetch` body as an event stream until it ends, calling `onEvent` per event and the
+ * listeners for the rest. Chunks may split lines, events and characters anywhere.
  * Rejects when the body fails (a dropped connection), or when the signal aborts it.
  */
 export async function readEventStream(
   body: ReadableStream<Uint8Array>,
   onEvent: (event: StreamEvent) => void,
-  onRetry?: (ms: number) => void,
-  onBytes?: () => void,
+  { onRetry, onBytes, onComment }: StreamListeners = {},
 ): Promise<void> {
   let lastId: string | undefined;
   const parser = createParser({
@@ -30,6 +38,7 @@ export async function readEventStream(
       onEvent({ event: message.event, id: lastId, data: message.data });
     },
     onRetry,
+    onComment,
   });
   // TextDecoder with { stream: true } joins characters split across chunks and drops a leading BOM,
   // which eventsource-parser only recognises as raw bytes.

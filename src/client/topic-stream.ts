@@ -441,8 +441,7 @@ export class TopicStream {
             this.received(event);
           }
         },
-        (ms) => (this.serverRetryMs = ms),
-        heard,
+        { onRetry: (ms) => (this.serverRetryMs = ms), onBytes: heard },
       );
     } catch (err) {
       if (abort.signal.aborted && abort.signal.reason === DEAD) return { kind: 'dropped', reason: `no byte for ${silentLimitMs} ms: the connection is dead` };

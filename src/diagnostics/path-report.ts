@@ -1,4 +1,4 @@
-import { createParser } from 'eventsource-parser';
+import { type StreamEvent, readEventStream } from '../client/sse-body';
 
 // The judging half of the path check, with no Node imports: the CLI (path-check.ts) and the
 // browser client (src/client/path-check.ts) read the same stream and reach the same verdict.
@@ -66,32 +66,21 @@ export async function readTicks(body: ReadableStream<Uint8Array>, interval: numb
   let quietMs = 0;
   let heartbeatsSeen = 0;
   let done = false;
-  const parser = createParser({
-    onEvent(event) {
-      const data = JSON.parse(event.data) as { seq?: number; sentAt: number; heartbeatMs?: number; quiet?: number };
-      if (event.event === 'start') {
-        heartbeatMs = data.heartbeatMs;
-        quietMs = data.quiet ?? 0;
-      } else if (event.event === 'tick' && data.seq !== undefined) arrivals.push({ seq: data.seq, sentAt: data.sentAt, receivedAt });
-      else if (event.event === 'done') done = true;
-    },
-    onComment() {
-      heartbeatsSeen += 1;
-    },
-  });
-  const decoder = new TextDecoder();
-  const reader = body.getReader();
+  const onEvent = (event: StreamEvent): void => {
+    const data = JSON.parse(event.data) as { seq?: number; sentAt: number; heartbeatMs?: number; quiet?: number };
+    if (event.event === 'start') {
+      heartbeatMs = data.heartbeatMs;
+      quietMs = data.quiet ?? 0;
+    } else if (event.event === 'tick' && data.seq !== undefined) arrivals.push({ seq: data.seq, sentAt: data.sentAt, receivedAt });
+    else if (event.event === 'done') done = true;
+  };
   try {
-    for (;;) {
-      const { done: ended, value } = await reader.read();
-      if (ended) break;
-      receivedAt = now();
-      parser.feed(decoder.decode(value, { stream: true }));
-    }
+    await readEventStream(body, onEvent, {
+      onBytes: () => (receivedAt = now()),
+      onComment: () => (heartbeatsSeen += 1),
+    });
   } catch {
     // Cut mid-stream: what arrived is the finding.
-  } finally {
-    reader.releaseLock();
   }
   return {
     ...judgeTicks(arrivals, interval),
