@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { childPids } from './common';
 import { Proc, waitHealthy } from './proc';
 import { freePort } from '../test/support/free-port';
+import { tempPaths } from '../test/support/nginx';
 
 export type SubjectName = 'direct' | 'floor' | 'relay' | 'nginx';
 export const ALL_SUBJECTS: readonly SubjectName[] = ['direct', 'floor', 'relay', 'nginx'];
@@ -277,11 +278,7 @@ error_log ${dir}/error.log warn;
 events { worker_connections ${this.nofile}; }
 http {
   access_log off;
-  client_body_temp_path ${dir}/client_body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
+${tempPaths(dir)}
   upstream backend { server ${backend.host}; keepalive 64; }
   server {
     listen 127.0.0.1:${port} backlog=4096${workers > 1 ? ' reuseport' : ''};

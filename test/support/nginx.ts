@@ -128,14 +128,22 @@ error_log stderr warn;
 events {}
 http {
   access_log off;
-  client_body_temp_path ${dir}/client_body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
+${tempPaths(dir)}
 ${http}
 }
 `;
+}
+
+/**
+ * nginx's temporary files in `dir`, one `http` block's lines: without them nginx writes under
+ * its compiled-in prefix, which an unprivileged run cannot.
+ */
+export function tempPaths(dir: string): string {
+  return `  client_body_temp_path ${dir}/client_body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;`;
 }
 
 function answersAsNginx(url: string): Promise<boolean> {
