@@ -4,8 +4,11 @@ import { MAX_TIMER_MS } from '../setting';
 /** Why the relay ends a stream on the user's behalf. */
 type UserEndReason = 'token_expired' | 'ended_by_app';
 
-/** Ends one open stream, telling its client to come back after `retryMs`. */
-export type EndStream = (reason: UserEndReason, retryMs: number) => void;
+/**
+ * Ends one open stream, telling its client to come back after `retryMs`: a function, or an
+ * object that does it in `endWithRetry` (a `Subscriber`, held as it is, with no closure around it).
+ */
+export type EndStream = ((reason: UserEndReason, retryMs: number) => void) | { endWithRetry(reason: UserEndReason, retryMs: number): void };
 
 /** One tracked stream: fields, so that a held stream costs one small object and no closure of its own. */
 class HeldStream {
@@ -14,8 +17,13 @@ class HeldStream {
     /** Epoch ms at which the token runs out; undefined when no timer can wait that long (or no `exp`). */
     readonly expiresAt: number | undefined,
     readonly retryMs: number,
-    readonly end: EndStream,
+    private readonly ender: EndStream,
   ) {}
+
+  end(reason: UserEndReason, retryMs: number): void {
+    if (typeof this.ender === 'function') this.ender(reason, retryMs);
+    else this.ender.endWithRetry(reason, retryMs);
+  }
 }
 
 /**

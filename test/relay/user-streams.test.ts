@@ -82,3 +82,13 @@ test('a user leaves once all their streams have closed; endUser ends only the st
   expect(streams.userCount).toBe(1);
   expect(jest.getTimerCount()).toBe(0);
 });
+
+test('a stream is ended through its own endWithRetry when given as an object, with the reason and its retry', () => {
+  const streams = new UserStreams();
+  const calls: [string, number][] = [];
+  streams.track('alice', response(), 1_001_000, 250, { endWithRetry: (reason, retryMs) => calls.push([reason, retryMs]) });
+  jest.advanceTimersByTime(1000);
+  expect(calls).toEqual([['token_expired', 250]]);
+  expect(streams.endUser('alice', 40)).toBe(1);
+  expect(calls.at(-1)).toEqual(['ended_by_app', 40]);
+});
