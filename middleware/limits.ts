@@ -1,8 +1,8 @@
 import { isIPv4 } from 'node:net';
-import type { Request, RequestHandler } from 'express';
+import type { Request, RequestHandler, Response } from 'express';
 import { ipKeyGenerator, rateLimit, type Store } from 'express-rate-limit';
 import { HttpError } from '../src/errors';
-import type { ConnectionCounter, LimitName } from '../src/limits/connections';
+import type { ConnectionCounter, Lease, LimitName } from '../src/limits/connections';
 import { userOf } from './authenticate';
 
 /** Seconds a refused client is told to wait: a full relay spreads its retries, a busy user waits a little. */
@@ -24,6 +24,14 @@ export function clientIp(req: Request): string {
 }
 
 /**
+ * Every held slot's `close` listener, the same function for all (`this` is the response, its
+ * lease in `res.locals.slot`): a held stream keeps no closure of its own for its slot.
+ */
+function releaseSlot(this: Response): void {
+  (this.locals.slot as Lease | undefined)?.release();
+}
+
+/**
  * Holds a connection slot for as long as the response is open. The slot is released
  * on the response's `close`, which every ending emits: finished, aborted, destroyed.
  * `pool` names the per-user count the slot is taken from: streams, or plain calls, so a
@@ -40,8 +48,9 @@ export function limitConnections(counter: ConnectionCounter, onRefused?: (limit:
       throw new HttpError(code, undefined, undefined, { 'Retry-After': retryAfter(admission.limit) });
     }
     if (res.closed) return admission.release();
-    res.on('close', admission.release);
+    res.locals.slot = admission;
     res.locals.slotHeld = true;
+    res.on('close', releaseSlot);
     next();
   };
 }

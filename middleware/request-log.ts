@@ -32,31 +32,37 @@ export interface LoggedRequest {
  * bench. This keeps one listener per request and logs through the one logger.
  */
 export function requestLog(logger: Logger): RequestHandler {
+  // One listener for every response of this log (`this` is the response), what it needs in
+  // `res.locals`: a held stream keeps no closure and context of its own for its log line.
+  const logLine = (res: Response): void => {
+    const err = (res as { err?: unknown }).err;
+    const level: LevelWithSilent = err !== undefined || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info';
+    // The line (the URL's redaction above all) is built only for a level that is written.
+    if (!logger.isLevelEnabled(level)) return;
+    const reason = res.locals.closeReason as (() => string) | undefined;
+    logger[level](
+      {
+        req: loggedRequest(res.req, res),
+        // null: the client left before any answer was sent.
+        res: { statusCode: res.headersSent ? res.statusCode : null },
+        responseTime: Date.now() - (res.locals.requestStartedAt as number),
+        user: res.locals.user as string | undefined,
+        ...(reason !== undefined && { reason: reason() }),
+        ...(err !== undefined && { err }),
+      },
+      res.writableFinished ? 'request completed' : 'request closed',
+    );
+  };
+  function logClose(this: Response): void {
+    logLine(this);
+  }
   return (req, res, next) => {
     const given = req.headers['x-request-id'];
     const id = typeof given === 'string' && REQUEST_ID.test(given) && redactTokens(given) === given ? given : randomUUID();
-    const started = Date.now();
     res.locals.requestId = id;
+    res.locals.requestStartedAt = Date.now();
     res.setHeader('X-Request-Id', id);
-    res.on('close', () => {
-      const err = (res as { err?: unknown }).err;
-      const level: LevelWithSilent = err !== undefined || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info';
-      // The line (the URL's redaction above all) is built only for a level that is written.
-      if (!logger.isLevelEnabled(level)) return;
-      const reason = res.locals.closeReason as (() => string) | undefined;
-      logger[level](
-        {
-          req: loggedRequest(req, res),
-          // null: the client left before any answer was sent.
-          res: { statusCode: res.headersSent ? res.statusCode : null },
-          responseTime: Date.now() - started,
-          user: res.locals.user as string | undefined,
-          ...(reason !== undefined && { reason: reason() }),
-          ...(err !== undefined && { err }),
-        },
-        res.writableFinished ? 'request completed' : 'request closed',
-      );
-    });
+    res.on('close', logClose);
     next();
   };
 }

@@ -132,7 +132,7 @@ function sharedStreamHandler(hub: Hub, routing: SharedStreamRouting, stream: Sha
       lastEventId,
     });
     if (!subscriber) return;
-    userStreams.track(user, res, tokenExpiryOf(res), retryHintMs, (reason, retryMs) => subscriber.endWithRetry(reason, retryMs));
+    userStreams.track(user, res, tokenExpiryOf(res), retryHintMs, subscriber);
     const topic = hub.topic(key);
     // A stream refused after waiting for the backend (502 and the like) says why in its log line.
     res.locals.closeReason = () =>

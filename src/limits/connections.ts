@@ -11,7 +11,7 @@ export interface ConnectionLimits {
 /** Which limit refused a stream. */
 export type LimitName = keyof ConnectionLimits;
 
-/** A granted slot: call `release` once when the stream is over (further calls do nothing). */
+/** A granted slot: call `release` (as a method) once when the stream is over (further calls do nothing). */
 export interface Lease {
   readonly ok: true;
   release(): void;
@@ -70,8 +70,8 @@ export class MemoryConnectionCounter implements ConnectionCounter {
 
 /**
  * A slot of a `MemoryConnectionCounter`. A held stream keeps its lease for as long as it is open:
- * one object with fixed fields and one closure, where a `leaseFor` closure over a closure took two
- * of each and their contexts. `release` is a bound field because it is handed over as a listener.
+ * one object with fixed fields, its `release` on the prototype (the caller calls it as a method),
+ * where a `leaseFor` closure over a closure took two closures and their contexts.
  */
 class MemoryLease implements Lease {
   readonly ok = true;
@@ -83,11 +83,11 @@ class MemoryLease implements Lease {
     private readonly ip: string,
   ) {}
 
-  readonly release = (): void => {
+  release(): void {
     if (!this.held) return;
     this.held = false;
     this.counter.free(this.user, this.ip);
-  };
+  }
 }
 
 /** A granted slot whose `release` runs `free` on its first call only. */
