@@ -202,7 +202,8 @@ test('downloads started while the stream is open join it: their bars move, on th
 
 test('a stream the relay refuses for good (a bad token) is closed, and the status gives the HTTP status and the relay\'s message', async () => {
   stack = await new DemoStack().start();
-  page = await openClientTab(await browser.newContext(), stack.url, { ...QUICK_CLIENT, token: 'not-a-jwt' });
+  // bypassCSP: the relay's CSP forbids eval, and waitForFunction evaluates a string predicate with it once it polls.
+  page = await openClientTab(await browser.newContext({ bypassCSP: true }), stack.url, { ...QUICK_CLIENT, token: 'not-a-jwt' });
   await page.evaluate('window.watch(["download:abc"])');
   await page.waitForFunction('window.seen.statuses.some((s) => s.status === "closed")');
   const closed = (await clientSeen(page)).statuses.find((s) => s.status === 'closed');
