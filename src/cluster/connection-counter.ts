@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
-import type { ConnectionCounter, ConnectionLimits, Lease, Refusal } from '../limits/connections';
-import { MemoryConnectionCounter, increment, leaseFor } from '../limits/connections';
+import type { ConnectionCounter, ConnectionLimits, Lease, Refusal, SlotOwner } from '../limits/connections';
+import { MemoryConnectionCounter, SlotLease, increment } from '../limits/connections';
 import type { RedisLink } from './redis';
 
 // Each count is a hash per user, per IP and one for the total, with one field per relay
@@ -90,7 +90,7 @@ type Scripted = Redis & {
  * A dead relay's slots come back within `slotTtlMs`. While Redis is away, each relay holds
  * the limits alone with its own counts, and writes them back once Redis answers again.
  */
-export class RedisConnectionCounter implements ConnectionCounter {
+export class RedisConnectionCounter implements ConnectionCounter, SlotOwner {
   private readonly local: MemoryConnectionCounter;
   private readonly redis: Scripted;
   private readonly timer: NodeJS.Timeout;
@@ -149,11 +149,17 @@ export class RedisConnectionCounter implements ConnectionCounter {
     // Counted in Redis only when Redis took it ('ok'); a local-only slot is written back by the next rewrite.
     if (verdict !== 'ok') this.distrust();
     for (const key of [total, userKey, ipKey]) increment(this.held, key, 1);
-    return leaseFor(() => {
-      lease.release();
-      for (const key of [total, userKey, ipKey]) increment(this.held, key, -1);
-      void this.releaseShared(userKey, ipKey);
-    });
+    // The local count's own lease is dropped: this lease gives the local slot back through `free`.
+    return new SlotLease(this, user, ip);
+  }
+
+  /** Gives back a slot this counter granted: here, and in Redis. */
+  free(user: string, ip: string): void {
+    const userKey = this.keys.user + user;
+    const ipKey = this.keys.ip + ip;
+    this.local.free(user, ip);
+    for (const key of [this.keys.total, userKey, ipKey]) increment(this.held, key, -1);
+    void this.releaseShared(userKey, ipKey);
   }
 
   /** Whether slots are counted in Redis now (false while Redis is away and until this relay's counts were written back). */

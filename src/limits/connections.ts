@@ -34,7 +34,7 @@ export interface ConnectionCounter {
 }
 
 /** Counters in this process's memory; users and IPs with no open stream are forgotten. */
-export class MemoryConnectionCounter implements ConnectionCounter {
+export class MemoryConnectionCounter implements ConnectionCounter, SlotOwner {
   private total = 0;
   private readonly users = new Map<string, number>();
   private readonly ips = new Map<string, number>();
@@ -57,7 +57,7 @@ export class MemoryConnectionCounter implements ConnectionCounter {
     this.total += 1;
     increment(this.users, user, 1);
     increment(this.ips, ip, 1);
-    return new MemoryLease(this, user, ip);
+    return new SlotLease(this, user, ip);
   }
 
   /** Gives back a slot taken by `take`; called once per lease. */
@@ -68,17 +68,22 @@ export class MemoryConnectionCounter implements ConnectionCounter {
   }
 }
 
+/** Whoever counted a slot, and gives it back. */
+export interface SlotOwner {
+  /** Gives back the slot of `user` and `ip`; called once per lease. */
+  free(user: string, ip: string): void;
+}
+
 /**
- * A slot of a `MemoryConnectionCounter`. A held stream keeps its lease for as long as it is open:
- * one object with fixed fields, its `release` on the prototype (the caller calls it as a method),
- * where a `leaseFor` closure over a closure took two closures and their contexts.
+ * A granted slot. A held stream keeps its lease for as long as it is open: one object with fixed
+ * fields, its `release` on the prototype (the caller calls it as a method), no closure of its own.
  */
-class MemoryLease implements Lease {
+export class SlotLease implements Lease {
   readonly ok = true;
   private held = true;
 
   constructor(
-    private readonly counter: MemoryConnectionCounter,
+    private readonly owner: SlotOwner,
     private readonly user: string,
     private readonly ip: string,
   ) {}
@@ -86,21 +91,8 @@ class MemoryLease implements Lease {
   release(): void {
     if (!this.held) return;
     this.held = false;
-    this.counter.free(this.user, this.ip);
+    this.owner.free(this.user, this.ip);
   }
-}
-
-/** A granted slot whose `release` runs `free` on its first call only. */
-export function leaseFor(free: () => void): Lease {
-  let held = true;
-  return {
-    ok: true,
-    release: () => {
-      if (!held) return;
-      held = false;
-      free();
-    },
-  };
 }
 
 /** Adds `by` to the count of `key`, forgetting keys whose count falls to zero. */
