@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import { ConfigError, type Env, EnvReader } from './env';
 import { filesNeeded, openFileLimit, socketBudget } from './open-files';
 import { MIN_SECRET_LENGTH } from '../src/jwt';
-import { HTTP_SERVER_SETTINGS } from '../routes/http-server';
+import { HTTP_SERVER_SETTINGS } from '../src/http-server';
 import { RELAY_SETTINGS, type RelaySettingName } from '../src/options';
 import { MINUTE, type Setting, resolveSettings } from '../src/setting';
 

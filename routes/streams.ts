@@ -8,7 +8,7 @@ import type { UserStreams } from '../src/relay/user-streams';
 import { tokenExpiryOf, userOf } from '../middleware/authenticate';
 import { loggedRequest, redactTokens } from '../middleware/request-log';
 import { shedRoutingState } from './held-request';
-import { inSequence } from './in-sequence';
+import { inSequence } from '../middleware/in-sequence';
 
 /** A shared stream family: how a path id maps to its topic key and backend URLs. */
 export interface SharedStream {

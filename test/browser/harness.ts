@@ -8,7 +8,7 @@ import { type Backend, createBackend } from '../../backend/app';
 import type { BackendOptions } from '../../backend/options';
 import { errorHandler, notFound } from '../../middleware/errors';
 import { developmentRoutes } from '../../routes/development';
-import { type CreateRelayOptions, type Relay, createRelay } from '../../routes/relay';
+import { type CreateRelayOptions, type Relay, createRelay } from '../../src/create-relay';
 import { TEST_SECRET, authHeader } from '../support/relay-server';
 
 /** The browser the tests drive: `CHROMIUM_BIN`, else Debian's. */

@@ -6,7 +6,7 @@ import { FixtureBackend } from '../support/fixture-backend';
 import { type RunningRelay, startRelay, tokenFor } from '../support/relay-server';
 import { checkPath } from '../../src/diagnostics/path-check';
 
-const CHECK = join(__dirname, '../../dist/check-path.js');
+const CHECK = join(__dirname, '../../dist/bin/check-path.js');
 const HEARTBEAT_MS = 1000;
 
 let backend: FixtureBackend;

@@ -12,7 +12,7 @@ import { startRelay } from '../support/relay-server';
 
 const ROOT = resolve(__dirname, '..', '..');
 const SERVER = join(ROOT, 'dist', 'server.js');
-const TOKEN_CLI = join(ROOT, 'dist', 'config', 'dev-token.js');
+const TOKEN_CLI = join(ROOT, 'dist', 'bin', 'dev-token.js');
 
 interface Started {
   readonly url: string;

@@ -4,7 +4,7 @@ import type { EventSource } from 'eventsource';
 import { pino } from 'pino';
 import { request } from 'undici';
 import { freePort } from '../support/free-port';
-import type { CreateRelayOptions } from '../../routes/relay';
+import type { CreateRelayOptions } from '../../src/create-relay';
 import { SHARED_STREAMS } from '../../routes/streams';
 import type { TopicOwnership } from '../../src/relay/ownership';
 import { TestBackend, failure } from '../backend/harness';

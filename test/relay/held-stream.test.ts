@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import express, { type Request, type Response } from 'express';
 import { pino } from 'pino';
-import { type Relay, createRelay } from '../../routes/relay';
+import { type Relay, createRelay } from '../../src/create-relay';
 import { FixtureBackend } from '../support/fixture-backend';
 import { TEST_SECRET, tokenFor } from '../support/relay-server';
 import { until } from '../support/until';

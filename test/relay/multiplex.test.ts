@@ -7,7 +7,7 @@ import { TestBackend } from '../backend/harness';
 import { FixtureBackend } from '../support/fixture-backend';
 import { type RunningRelay, authHeader, eventSourceAs, startRelay, tokenFor } from '../support/relay-server';
 import { until } from '../support/until';
-import type { CreateRelayOptions } from '../../routes/relay';
+import type { CreateRelayOptions } from '../../src/create-relay';
 
 const A = '/downloads/aaa/events';
 const B = '/downloads/bbb/events';

@@ -1,6 +1,6 @@
 import { type Socket, connect } from 'node:net';
 import { getGlobalDispatcher } from 'undici';
-import type { CreateRelayOptions } from '../../routes/relay';
+import type { CreateRelayOptions } from '../../src/create-relay';
 import { FixtureBackend } from '../support/fixture-backend';
 import { type RunningRelay, authHeader, startRelay } from '../support/relay-server';
 import { until } from '../support/until';

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { Socket} from 'node:net';
 import { type AddressInfo, connect } from 'node:net';
-import { type HttpServerOptions, createHttpServer } from '../../routes/http-server';
+import { type HttpServerOptions, createHttpServer } from '../../src/http-server';
 
 let server: Server | undefined;
 

@@ -5,7 +5,7 @@ import express from 'express';
 import jwt from 'jsonwebtoken';
 import { EventSource } from 'eventsource';
 
-import { type CreateRelayOptions, type Relay, createRelay } from '../../routes/relay';
+import { type CreateRelayOptions, type Relay, createRelay } from '../../src/create-relay';
 
 export const TEST_SECRET = 'test-secret-that-is-long-enough-for-hs256!';
 

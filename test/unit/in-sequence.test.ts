@@ -1,5 +1,5 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { inSequence } from '../../routes/in-sequence';
+import { inSequence } from '../../middleware/in-sequence';
 
 const req = {} as Request;
 const res = {} as Response;

@@ -1,4 +1,4 @@
-import { HTTP_SERVER_SETTINGS } from '../../routes/http-server';
+import { HTTP_SERVER_SETTINGS } from '../../src/http-server';
 import { SERVER_SETTINGS, SETTINGS } from '../../config';
 import { ConfigError, EnvReader } from '../../config/env';
 import { RELAY_SETTINGS, optionWarnings, resolveOptions } from '../../src/options';

@@ -1,5 +1,5 @@
 import jwt from 'jsonwebtoken';
-import { DEV_SECRET_FILE, developmentSecret } from './dev-secret';
+import { DEV_SECRET_FILE, developmentSecret } from '../config/dev-secret';
 
 /**
  * `npm run token [user]`: prints a token the running development relay accepts, signed with

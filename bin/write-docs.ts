@@ -1,5 +1,5 @@
 import { readFileSync, writeFileSync } from 'node:fs';
-import { withConfigurationTable } from './readme-table';
+import { withConfigurationTable } from '../config/readme-table';
 
 // `npm run docs:config`: rewrites the README's configuration table from the settings tables.
 const path = 'README.md';

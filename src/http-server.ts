@@ -1,5 +1,5 @@
 import { createServer, type RequestListener, type Server } from 'node:http';
-import { type IntegerSetting, MINUTE, optionSource, resolveSettings } from '../src/setting';
+import { type IntegerSetting, MINUTE, optionSource, resolveSettings } from './setting';
 
 /**
  * How the relay's HTTP server treats sockets before and between requests, declared once

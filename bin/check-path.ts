@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { CheckError, checkPath } from './src/diagnostics/path-check';
-import { describeReport } from './src/diagnostics/path-report';
+import { CheckError, checkPath } from '../src/diagnostics/path-check';
+import { describeReport } from '../src/diagnostics/path-report';
 
 const USAGE = `usage: npm run check-path -- <relay URL as clients reach it> --token <jwt> [--interval ms] [--count n] [--quiet ms|auto] [--json]
 
