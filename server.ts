@@ -1,11 +1,11 @@
+import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import express from 'express';
 import jwt from 'jsonwebtoken';
-import { loadBackendConfig } from './backend/config';
 import { ConfigError } from './config/env';
 import { type ServerConfig, loadConfig } from './config';
-import { createBackend } from './backend/app';
 import { createHttpServer } from './src/http-server';
 import { createRelay } from './src/create-relay';
 import { developmentRoutes } from './routes/development';
@@ -35,9 +35,21 @@ async function listen(server: Server, port: number, host: string | undefined, va
   return `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
 }
 
-/** Starts the bundled reference backend in this process; returns its URL and how to stop it. */
+/**
+ * Starts the bundled reference backend in this process; returns its URL and how to stop it.
+ * Loaded only here, so a build without `backend/` (the production image) runs against a real one.
+ */
 async function startBundledBackend(): Promise<{ url: URL; close(): Promise<void> }> {
-  const config = loadBackendConfig();
+  if (!existsSync(join(__dirname, 'backend'))) {
+    throw new ConfigError('BACKEND_URL', "your backend's http(s) URL: this build leaves the bundled reference backend out", 'bundled');
+  }
+  const [{ createBackend }, { ConfigError: BackendConfigError, loadBackendConfig }] = await Promise.all([import('./backend/app.js'), import('./backend/config.js')]);
+  let config: ReturnType<typeof loadBackendConfig>;
+  try {
+    config = loadBackendConfig();
+  } catch (err) {
+    throw err instanceof BackendConfigError ? new ConfigError(err.variable, err.expected, err.got) : err;
+  }
   const backend = createBackend(config.options);
   const server = createServer({ requestTimeout: 0 }, backend.app);
   const url = await listen(server, config.port, config.host, 'BACKEND_PORT');

@@ -1,8 +1,7 @@
 import express from 'express';
 import { Chats, chatRoutes } from './chat';
 import { Downloads, downloadRoutes } from './downloads';
-import { errorHandler, notFound } from '../middleware/errors';
-import { BackendError } from './errors';
+import { BackendError, errorHandler, notFound } from './errors';
 import { requireUser } from './identity';
 import { type BackendConfig, type BackendOptions, resolveBackendOptions } from './options';
 import { Sessions } from './sessions';

@@ -1,4 +1,4 @@
-import { HttpError } from '../src/errors';
+import type { ErrorRequestHandler, RequestHandler } from 'express';
 
 /** Every error the reference backend answers, with its status and a message that says what to do. */
 const BACKEND_ERRORS = {
@@ -21,16 +21,54 @@ const BACKEND_ERRORS = {
 
 export type BackendErrorCode = keyof typeof BACKEND_ERRORS;
 
-/**
- * An error with a code of the table above. It is the relay's `HttpError` with the backend's
- * own codes, so the relay's `notFound` and `errorHandler` (middleware/errors.ts) answer it.
- */
-export class BackendError extends HttpError {
+/** An error with a code of the table above; `errorHandler` answers it as `{"error":{code,message}}`. */
+export class BackendError extends Error {
+  readonly status: number;
+
   constructor(
-    override readonly code: BackendErrorCode,
+    readonly code: BackendErrorCode,
     message?: string,
+    status?: number,
   ) {
-    super(code, message ?? BACKEND_ERRORS[code].message, BACKEND_ERRORS[code].status);
+    super(message ?? BACKEND_ERRORS[code].message);
+    this.status = status ?? BACKEND_ERRORS[code].status;
     this.name = 'BackendError';
   }
+}
+
+/** Answers an unknown route with a JSON 404. */
+export const notFound: RequestHandler = (_req, _res, next) => {
+  next(new BackendError('not_found', 'No such route.'));
+};
+
+/**
+ * Turns any error into `{"error":{code,message}}`; unexpected ones (not a `BackendError`, nor
+ * a body parser's 4xx) are answered 500 `internal` and given to `log`. After headers were
+ * sent it can only end the response.
+ */
+export function errorHandler(log?: (err: unknown) => void): ErrorRequestHandler {
+  return (err: unknown, _req, res, _next) => {
+    const error = asBackendError(err);
+    if (error.code === 'internal') log?.(err);
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    res
+      .status(error.status)
+      .set({ 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' })
+      .json({ error: { code: error.code, message: error.message } });
+  };
+}
+
+function asBackendError(err: unknown): BackendError {
+  if (err instanceof BackendError) return err;
+  // express.json sets status and type on its errors (413 entity.too.large, 400 entity.parse.failed, ...).
+  const status = (err as { status?: unknown }).status;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    if (status === 413) return new BackendError('payload_too_large');
+    const type = (err as { type?: unknown }).type;
+    return new BackendError('bad_request', type === 'entity.parse.failed' ? 'The body is not valid JSON.' : undefined, status);
+  }
+  return new BackendError('internal');
 }

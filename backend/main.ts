@@ -1,7 +1,6 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { loadBackendConfig } from './config';
-import { ConfigError } from '../config/env';
+import { ConfigError, loadBackendConfig } from './config';
 import { createBackend } from './app';
 
 /** Starts the reference backend alone, as configured by `BACKEND_*` variables; stops on SIGTERM or SIGINT. */

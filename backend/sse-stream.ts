@@ -1,8 +1,8 @@
 import type { Request, Response } from 'express';
-import { SSE_HEADERS, encodeComment, encodeEvent, encodeRetry } from '../src/sse/encode';
+import { SSE_HEADERS, commentFrame, eventFrame, retryFrame } from './sse-frames';
 import { BackendError } from './errors';
 
-const HEARTBEAT = encodeComment('hb');
+const HEARTBEAT = commentFrame('hb');
 const EVENT_ID = /^\d{1,15}$/;
 
 /**
@@ -39,7 +39,7 @@ export class EventLog {
   append(data: unknown, event?: string): number {
     if (this.done) return this.frames.length;
     const id = this.frames.length + 1;
-    this.frames.push(encodeEvent({ id: String(id), event, data: JSON.stringify(data) }));
+    this.frames.push(eventFrame(id, event, JSON.stringify(data)));
     for (const reader of this.readers) reader.pump();
     return id;
   }
@@ -116,7 +116,7 @@ export class StreamSet {
   start(res: Response, options: { retry?: boolean } = {}): void {
     res.status(200).set(SSE_HEADERS);
     res.flushHeaders();
-    if (options.retry === true) res.write(encodeRetry(this.retryMs));
+    if (options.retry === true) res.write(retryFrame(this.retryMs));
     const heartbeat = setInterval(() => {
       // A client that is not reading gets nothing on top of its backlog.
       if (!res.writableNeedDrain) res.write(HEARTBEAT);

@@ -1,10 +1,10 @@
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { createBackend } from '../../backend/app';
-import { loadBackendConfig } from '../../backend/config';
-import { ConfigError } from '../../config/env';
+import { ConfigError, loadBackendConfig } from '../../backend/config';
 import { TestBackend, multipart, sampleFile } from './harness';
 import { until } from '../support/until';
 
@@ -115,4 +115,12 @@ describe('loadBackendConfig', () => {
     expect(() => loadBackendConfig({ BACKEND_TICK_MS: 'fast' })).toThrow(/BACKEND_TICK_MS: expected an integer/);
     expect(() => loadBackendConfig({ BACKEND_HEARTBEAT_MS: '0' })).toThrow(/BACKEND_HEARTBEAT_MS/);
   });
+});
+
+test('the reference backend imports nothing of the relay: it can be read, replaced or published on its own', () => {
+  const dir = join(__dirname, '../../backend');
+  const outside = readdirSync(dir)
+    .filter((file) => file.endsWith('.ts'))
+    .flatMap((file) => [...readFileSync(join(dir, file), 'utf8').matchAll(/from '(\.\.\/[^']*)'|import\('(\.\.\/[^']*)'\)/g)].map((m) => `${file}: ${m[1] ?? m[2]}`));
+  expect(outside).toEqual([]);
 });

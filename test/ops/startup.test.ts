@@ -1,8 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { once } from 'node:events';
 import { type AddressInfo, type Server, connect, createServer } from 'node:net';
-import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { TEST_SECRET } from '../support/relay-server';
 
 const SERVER = join(__dirname, '../../dist/server.js');
@@ -19,9 +20,9 @@ afterAll(() => {
   for (const blocker of blockers) blocker.close();
 });
 
-/** dist/server.js with `env` over a clean base (no inherited relay settings). */
-function run(env: Record<string, string>): { child: ChildProcess; stdout: () => string; stderr: () => string } {
-  const child = spawn(process.execPath, [SERVER], {
+/** dist/server.js (or `server`) with `env` over a clean base (no inherited relay settings). */
+function run(env: Record<string, string>, server = SERVER): { child: ChildProcess; stdout: () => string; stderr: () => string } {
+  const child = spawn(process.execPath, [server], {
     env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'info', PORT: '0', BACKEND_PORT: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -34,8 +35,8 @@ function run(env: Record<string, string>): { child: ChildProcess; stdout: () => 
 }
 
 /** Runs it to its exit; resolves the exit code and what it printed on stderr. */
-async function exitOf(env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
-  const started = run(env);
+async function exitOf(env: Record<string, string>, server = SERVER): Promise<{ code: number | null; stderr: string }> {
+  const started = run(env, server);
   const [code] = (await once(started.child, 'exit')) as [number | null];
   return { code, stderr: started.stderr() };
 }
@@ -67,6 +68,51 @@ test('a busy BACKEND_PORT for the bundled backend stops the start with one line 
   const { code, stderr } = await exitOf({ BACKEND_PORT: String(port), BACKEND_HOST: '127.0.0.1', JWT_SECRET: TEST_SECRET });
   expect(code).toBe(1);
   expect(stderr).toBe(`sse-relay: BACKEND_PORT: expected a free port (EADDRINUSE on 127.0.0.1), got "${port}"\n`);
+});
+
+/** Resolves the first JSON log line whose `msg` is `msg`, or undefined once the process exits or 10 s pass. */
+async function logLine(started: ReturnType<typeof run>, msg: string): Promise<Record<string, unknown> | undefined> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline && started.child.exitCode === null) {
+    const line = started
+      .stdout()
+      .split('\n')
+      .filter((text) => text.startsWith('{'))
+      .map((text) => JSON.parse(text) as Record<string, unknown>)
+      .find((entry) => entry.msg === msg);
+    if (line !== undefined) return line;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return undefined;
+}
+
+test('a build without backend/ (the production image) runs against a real backend, and refuses BACKEND_URL=bundled with one line', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sse-relay-no-backend-'));
+  try {
+    cpSync(join(__dirname, '../../dist'), join(dir, 'dist'), { recursive: true, filter: (source) => !source.endsWith(`${join('dist', 'backend')}`) });
+    symlinkSync(resolve(__dirname, '../../node_modules'), join(dir, 'node_modules'), 'dir');
+    const server = join(dir, 'dist', 'server.js');
+    expect(existsSync(join(dir, 'dist', 'backend'))).toBe(false);
+
+    const production = { NODE_ENV: 'production', JWT_SECRET: TEST_SECRET, HOST: '127.0.0.1' };
+    const relay = run({ ...production, BACKEND_URL: 'http://127.0.0.1:9' }, server);
+    expect(await logLine(relay, 'relay listening')).toMatchObject({ bundledBackend: false, backend: 'http://127.0.0.1:9/' });
+    expect(relay.stderr()).toBe('');
+    relay.child.kill('SIGTERM');
+    await once(relay.child, 'exit');
+
+    const { code, stderr } = await exitOf({ ...production, BACKEND_URL: 'bundled' }, server);
+    expect(code).toBe(1);
+    expect(stderr).toBe(`sse-relay: BACKEND_URL: expected your backend's http(s) URL: this build leaves the bundled reference backend out, got "bundled"\n`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a bad BACKEND_* variable of the bundled backend stops the start with one line naming it', async () => {
+  const { code, stderr } = await exitOf({ BACKEND_TICK_MS: 'fast', JWT_SECRET: TEST_SECRET });
+  expect(code).toBe(1);
+  expect(stderr).toBe('sse-relay: BACKEND_TICK_MS: expected an integer from 0 to 3600000, got "fast"\n');
 });
 
 test('BACKEND_URL=bundled starts the demo backend in production; the relay listens on HOST, logs its caps, and closes a silent socket after HEADERS_TIMEOUT_MS', async () => {
