@@ -83,8 +83,8 @@ async function main(config: ServerConfig): Promise<void> {
   app.disable('x-powered-by');
   app.set('trust proxy', config.trustProxy);
   app.use(relay.router);
-  // Only with the development secret: a real JWT_SECRET must never mint tokens for anyone who asks.
-  if (!config.production && config.jwt.generated && jwtOptions.secret !== undefined) app.use(developmentRoutes({ secret: jwtOptions.secret, user: DEV_USER }));
+  // It mints tokens for anyone who asks: only where they reach nothing but the demo backend (see `developmentLogin`).
+  if (config.developmentLogin && jwtOptions.secret !== undefined) app.use(developmentRoutes({ secret: jwtOptions.secret, user: DEV_USER }));
   app.use(notFound, errorHandler());
   const server = createHttpServer(app, config.http);
   const url = await listen(server, config.port, config.host, 'PORT');
@@ -104,7 +104,7 @@ async function main(config: ServerConfig): Promise<void> {
     const token = jwt.sign({}, jwtOptions.secret, { subject: DEV_USER, expiresIn: '12h' });
     const base = `http://localhost:${(server.address() as AddressInfo).port}`;
     console.log(`\nDevelopment mode: JWT_SECRET is unset, so a development secret is used (kept in ${DEV_SECRET_FILE}).`);
-    console.log(`The demo: ${base}/  (npm run token prints a fresh token)`);
+    if (config.developmentLogin) console.log(`The demo: ${base}/  (npm run token prints a fresh token)`);
     console.log(`A token for "${DEV_USER}", valid 12 h:\n\n  export TOKEN=${token}\n`);
     console.log('Watch a download progress through the relay:\n');
     console.log(

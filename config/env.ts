@@ -23,7 +23,13 @@ export class EnvReader implements SettingSource {
     return value === undefined || value.trim() === '' ? undefined : value.trim();
   }
 
-  string(name: string, fallback: string): string {
+  /** The value of a variable that is set but empty or only whitespace; undefined otherwise. */
+  blank(name: string): string | undefined {
+    const value = this.env[name];
+    return value !== undefined && value.trim() === '' ? value : undefined;
+  }
+
+    string(name: string, fallback: string): string {
     return this.raw(name) ?? fallback;
   }
 

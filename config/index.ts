@@ -11,7 +11,12 @@ import { MINUTE, type Setting, resolveSettings } from '../src/setting';
  * `RELAY_SETTINGS` and `HTTP_SERVER_SETTINGS`); see `SETTINGS` for all of them.
  */
 export const SERVER_SETTINGS = {
-  nodeEnv: { kind: 'text', env: 'NODE_ENV', defaultNote: 'unset', doc: '`production`: a JWT key and `BACKEND_URL` are required, and no development token is printed' },
+  nodeEnv: {
+    kind: 'text',
+    env: 'NODE_ENV',
+    defaultNote: 'unset',
+    doc: '`production`: a JWT key and `BACKEND_URL` are required, and no development token is printed; `development` or unset: with the bundled backend and no JWT key, the demo and its login (`POST /dev/login`) are served; `test`: neither; any other value is warned about at start',
+  },
   port: { kind: 'port', env: 'PORT', default: 8080, min: 0, max: 65535, doc: 'relay port' },
   host: { kind: 'text', env: 'HOST', defaultNote: 'all interfaces (`::`, or `0.0.0.0` without IPv6)', doc: 'the address the relay listens on, e.g. `127.0.0.1` behind a local proxy' },
   backendUrl: {
@@ -66,6 +71,12 @@ export interface ServerConfig {
   /** Undefined: every interface. */
   readonly host: string | undefined;
   readonly production: boolean;
+  /**
+   * Serve the demo and its login (`POST /dev/login`, which hands out tokens): only in an explicit
+   * development set-up, where nothing but the bundled demo backend can be reached with them:
+   * NODE_ENV `development` or unset, `BACKEND_URL` bundled, and no JWT key configured.
+   */
+  readonly developmentLogin: boolean;
   /** `bundled`: the reference backend is started in-process. */
   readonly backendUrl: URL | 'bundled';
   readonly jwt: {
@@ -92,6 +103,8 @@ export interface ServerConfig {
   readonly warnings: readonly string[];
 }
 
+const NODE_ENVS: readonly string[] = ['production', 'development', 'test'];
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /**
@@ -101,18 +114,31 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 export function loadConfig(env: Env = process.env, readFileLimit: () => number | undefined = openFileLimit): ServerConfig {
   const read = new EnvReader(env);
   const fileLimit = readFileLimit();
-  const production = read.raw(SERVER_SETTINGS.nodeEnv.env) === 'production';
-  const { relay, http, warnings } = readCaps(read, fileLimit);
+  const nodeEnv = read.raw(SERVER_SETTINGS.nodeEnv.env);
+  const production = nodeEnv === 'production';
+  const caps = readCaps(read, fileLimit);
+  const { relay, http } = caps;
+  const warnings =
+    nodeEnv === undefined || NODE_ENVS.includes(nodeEnv)
+      ? caps.warnings
+      : [
+          ...caps.warnings,
+          `NODE_ENV=${nodeEnv} is none of ${NODE_ENVS.join(', ')}: the relay runs without production's checks (a JWT key and BACKEND_URL required) and without the development login; a deployment sets NODE_ENV=production`,
+        ];
   const { port, shutdownTimeoutMs, drainWindowMs } = resolveSettings(
     { port: SERVER_SETTINGS.port, shutdownTimeoutMs: SERVER_SETTINGS.shutdownTimeoutMs, drainWindowMs: SERVER_SETTINGS.drainWindowMs },
     read,
   );
+  const host = readHost(read);
+  const backendUrl = readBackendUrl(read, production);
+  const jwt = readJwt(read, production);
   return {
     port,
-    host: readHost(read),
+    host,
     production,
-    backendUrl: readBackendUrl(read, production),
-    jwt: readJwt(read, production),
+    developmentLogin: (nodeEnv === undefined || nodeEnv === 'development') && backendUrl === 'bundled' && jwt.generated,
+    backendUrl,
+    jwt,
     corsOrigins: readOrigins(read),
     relay,
     http,
@@ -173,6 +199,12 @@ function readJwt(read: EnvReader, production: boolean): ServerConfig['jwt'] {
   const publicKey = read.raw(SERVER_SETTINGS.jwtPublicKey.env)?.replace(/\\n/g, '\n');
   const issuer = read.raw(SERVER_SETTINGS.jwtIssuer.env);
   const audience = read.raw(SERVER_SETTINGS.jwtAudience.env);
+  // A key variable that is there but blank is a deployment's template left unfilled, not a wish
+  // for the development secret.
+  for (const setting of [SERVER_SETTINGS.jwtSecret, SERVER_SETTINGS.jwtPublicKey]) {
+    const blank = read.blank(setting.env);
+    if (blank !== undefined) throw new ConfigError(setting.env, `a key, or no ${setting.env} at all for the development secret`, blank);
+  }
   if (secret !== undefined && publicKey !== undefined) {
     throw new ConfigError(SERVER_SETTINGS.jwtSecret.env, 'to be unset when JWT_PUBLIC_KEY is set (choose one)', '(set)');
   }

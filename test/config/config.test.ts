@@ -76,6 +76,48 @@ test('production without BACKEND_URL refuses to start, unless the bundled demo b
   expect(loadConfig({}).backendUrl).toBe('bundled');
 });
 
+// The development login hands out tokens: only where they reach nothing but the bundled demo backend.
+test.each([
+  [undefined, 'bundled', true],
+  [undefined, 'http://127.0.0.1:8081', false],
+  ['development', 'bundled', true],
+  ['development', 'http://127.0.0.1:8081', false],
+  ['test', 'bundled', false],
+  ['test', 'http://127.0.0.1:8081', false],
+  ['prod', 'bundled', false],
+  ['prod', 'http://127.0.0.1:8081', false],
+  ['Production', 'bundled', false],
+  ['Production', 'http://127.0.0.1:8081', false],
+])('NODE_ENV=%s, BACKEND_URL=%s, no JWT key: development login %s', (nodeEnv, backendUrl, login) => {
+  const config = loadConfig({ ...(nodeEnv === undefined ? {} : { NODE_ENV: nodeEnv }), BACKEND_URL: backendUrl });
+  expect(config.jwt.generated).toBe(true);
+  expect(config.developmentLogin).toBe(login);
+  expect(loadConfig({ ...(nodeEnv === undefined ? {} : { NODE_ENV: nodeEnv }), BACKEND_URL: backendUrl, JWT_SECRET: SECRET }).developmentLogin).toBe(false);
+});
+
+test('NODE_ENV=production never has the development login, and without a key does not start', () => {
+  for (const backendUrl of ['bundled', 'http://127.0.0.1:8081']) {
+    expect(() => loadConfig({ NODE_ENV: 'production', BACKEND_URL: backendUrl })).toThrow(/^JWT_SECRET: expected a secret/);
+    expect(loadConfig({ NODE_ENV: 'production', BACKEND_URL: backendUrl, JWT_SECRET: SECRET }).developmentLogin).toBe(false);
+  }
+});
+
+test('an unknown NODE_ENV is warned about once, naming it; the known ones and unset are not', () => {
+  for (const nodeEnv of ['prod', 'Production', 'staging']) {
+    const warnings = loadConfig({ NODE_ENV: nodeEnv }).warnings.filter((warning) => warning.includes('NODE_ENV'));
+    expect(warnings).toEqual([expect.stringMatching(new RegExp(`^NODE_ENV=${nodeEnv} is none of production, development, test: .*without the development login`))]);
+  }
+  for (const env of [{}, { NODE_ENV: 'development' }, { NODE_ENV: 'test' }, { NODE_ENV: 'production', JWT_SECRET: SECRET, BACKEND_URL: 'bundled' }]) {
+    expect(loadConfig(env).warnings.filter((warning) => warning.includes('NODE_ENV'))).toEqual([]);
+  }
+});
+
+test.each(['JWT_SECRET', 'JWT_PUBLIC_KEY'])('a blank %s stops the start instead of falling back to the development secret', (name) => {
+  for (const blank of ['', '   ', '\t\n']) {
+    expect(() => loadConfig({ [name]: blank })).toThrow(new ConfigError(name, `a key, or no ${name} at all for the development secret`, blank));
+  }
+});
+
 test('HOST takes an address or a host name', () => {
   expect(loadConfig({ HOST: '::1' }).host).toBe('::1');
   expect(loadConfig({ HOST: 'localhost' }).host).toBe('localhost');

@@ -80,6 +80,47 @@ test('outside production but with a real JWT_SECRET, there is no development log
   expect(login.headers.get('set-cookie')).toBeNull();
 });
 
+// The login hands out tokens to anyone who asks: it is served only where they reach nothing
+// but the bundled demo backend, in an explicit development set-up (NODE_ENV development or unset).
+test('with no JWT key, /dev/login exists only for NODE_ENV unset or development with the bundled backend', async () => {
+  const cases = ['', 'development', 'test', 'prod', 'Production'].flatMap((nodeEnv) =>
+    ['bundled', 'http://127.0.0.1:9'].map((backendUrl) => ({ nodeEnv, backendUrl, login: (nodeEnv === '' || nodeEnv === 'development') && backendUrl === 'bundled' })),
+  );
+  const dirs = cases.map(() => mkdtempSync(join(tmpdir(), 'sse-relay-dev-')));
+  const servers: (Started | undefined)[] = [];
+  try {
+    // Five at a time: ten relays starting at once can outlast a busy machine's start deadline.
+    const check = async ({ nodeEnv, backendUrl }: (typeof cases)[number], i: number) => {
+      const started = await startServer(dirs[i]!, { ...(nodeEnv === '' ? {} : { NODE_ENV: nodeEnv }), BACKEND_URL: backendUrl });
+      servers[i] = started;
+      const login = await fetch(`${started.url}/dev/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"user":"admin"}' });
+      const demo = await fetch(`${started.url}/`);
+      const warnings = started.stdout().split('\n').filter((line) => line.includes('"level":40') && line.includes('NODE_ENV'));
+      return { nodeEnv, backendUrl, login: login.status === 200 && login.headers.get('set-cookie') !== null, demo: demo.status === 200, warned: warnings.length };
+    };
+    const seen = [];
+    for (let first = 0; first < cases.length; first += 5) {
+      seen.push(...(await Promise.all(cases.slice(first, first + 5).map((one, j) => check(one, first + j)))));
+    }
+    expect(seen).toEqual(
+      cases.map(({ nodeEnv, backendUrl, login }) => ({ nodeEnv, backendUrl, login, demo: login, warned: nodeEnv === 'prod' || nodeEnv === 'Production' ? 1 : 0 })),
+    );
+  } finally {
+    await Promise.all(servers.map(stop));
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  }
+});
+
+test('a blank JWT_SECRET stops the start with one line, instead of falling back to the development secret', async () => {
+  const proc = spawn(process.execPath, [SERVER], { cwd: dir, env: { PATH: process.env.PATH ?? '', PORT: '0', BACKEND_PORT: '0', JWT_SECRET: '  ' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  proc.stderr?.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+  const [code] = (await once(proc, 'exit')) as [number | null];
+  expect(code).toBe(1);
+  expect(stderr).toBe('sse-relay: JWT_SECRET: expected a key, or no JWT_SECRET at all for the development secret, got "  "\n');
+  expect(existsSync(join(dir, '.dev-secret'))).toBe(false);
+});
+
 test('outside production, the demo is served and /dev/login sets an HttpOnly cookie the relay accepts', async () => {
   server = await startServer(dir);
   const page = await fetch(`${server.url}/`);
