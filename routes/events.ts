@@ -1,7 +1,7 @@
 import express, { Router, type Request, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import { HttpError } from '../src/errors';
-import type { AuthorizeTopic } from '../src/relay/authorize';
+import { type AuthorizeTopic, refusalOf } from '../src/relay/authorize';
 import { type CursorEntry, type CursorId, decodeCursor, maxCursorLength, topicHash } from '../src/relay/cursor';
 import type { TopicRef } from '../src/relay/hub';
 import type { Multiplexer, PlannedTopic } from '../src/relay/multiplex';
@@ -9,9 +9,8 @@ import type { UserStreams } from '../src/relay/user-streams';
 import { tokenExpiryOf, userOf } from '../middleware/authenticate';
 import { loggedRequest } from '../middleware/request-log';
 import { shedRoutingState } from './held-request';
-import type { SharedStream } from './streams';
+import { STREAM_ID, type SharedStream, lastEventIdOf } from './streams';
 
-const ID = /^[A-Za-z0-9_-]{1,128}$/;
 /** Longest topic name looked at: a kind, a colon and an id of at most 128 characters. */
 const MAX_TOPIC_LENGTH = 160;
 
@@ -52,7 +51,7 @@ export function topicResolver(
   return (topic) => {
     if (topic.length > MAX_TOPIC_LENGTH) return undefined;
     const id = topic.slice(topic.lastIndexOf(':') + 1);
-    if (!ID.test(id)) return undefined;
+    if (!STREAM_ID.test(id)) return undefined;
     const stream = streams.find((candidate) => candidate.key(id) === topic);
     if (!stream) return undefined;
     return {
@@ -73,9 +72,12 @@ export function multiplexRoutes(multiplexer: Multiplexer, routing: MultiplexRout
 
   /** Every topic admitted for `user`, or the request fails without saying which one was refused. */
   const authorizeAll = async (user: string, topics: readonly ResolvedTopic[]): Promise<void> => {
-    const statuses = await Promise.all(topics.map((topic) => routing.authorize(user, topic.statusUrl).catch(() => 502)));
-    if (statuses.some((status) => status === 401 || status === 403 || status === 404)) throw new HttpError('not_found');
-    if (statuses.some((status) => status < 200 || status >= 300)) throw new HttpError('bad_gateway');
+    const verdicts = await Promise.all(
+      topics.map((topic) => routing.authorize(user, topic.statusUrl).then((status) => refusalOf(status), (err: unknown) => refusalOf(502, err))),
+    );
+    const refusals = verdicts.filter((refusal) => refusal !== undefined);
+    const refusal = refusals.find((one) => one.code === 'not_found') ?? refusals[0];
+    if (refusal !== undefined) throw refusal;
   };
 
   const resolveAll = (names: readonly string[]): ResolvedTopic[] =>
@@ -88,7 +90,7 @@ export function multiplexRoutes(multiplexer: Multiplexer, routing: MultiplexRout
   router.get('/events', ...routing.guards, async (req, res) => {
     const user = userOf(res);
     const asked = resolveAll(queryTopics(req, routing.maxTopics));
-    const cursor = cursorOf(req);
+    const cursor = lastEventIdOf(req, 'invalid_cursor');
     // A URL topic and its tombstone, or a topic added live: twice the topics at most.
     const entries = cursor === undefined ? [] : decodeCursor(cursor, maxCursor, 2 * routing.maxTopics);
     if (entries === undefined) throw new HttpError('invalid_cursor');
@@ -133,16 +135,6 @@ function queryTopics(req: Request, max: number): string[] {
   if (values.length === 0 || values.length > max) throw new HttpError('too_many_topics');
   if (!values.every((topic): topic is string => typeof topic === 'string')) throw new HttpError('invalid_topic');
   return values;
-}
-
-/** The cursor from `Last-Event-ID`, or `?lastEventId=` for clients that cannot set headers. */
-function cursorOf(req: Request): string | undefined {
-  const header = req.headers['last-event-id'];
-  if (typeof header === 'string') return header;
-  const query = req.query.lastEventId;
-  if (query === undefined) return undefined;
-  if (typeof query !== 'string') throw new HttpError('invalid_cursor');
-  return query;
 }
 
 /** `{"add":[…],"remove":[…]}`, both optional arrays of at most `max` strings. */

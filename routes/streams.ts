@@ -2,7 +2,7 @@ import type { Request, RequestHandler } from 'express';
 import { match, type MatchFunction } from 'path-to-regexp';
 import type { Logger } from 'pino';
 import { HttpError } from '../src/errors';
-import type { AuthorizeTopic } from '../src/relay/authorize';
+import { type AuthorizeTopic, refusalOf } from '../src/relay/authorize';
 import type { Hub } from '../src/relay/hub';
 import type { UserStreams } from '../src/relay/user-streams';
 import { tokenExpiryOf, userOf } from '../middleware/authenticate';
@@ -46,7 +46,8 @@ export const SHARED_STREAMS: readonly SharedStream[] = [
 
 type Params = Record<string, string>;
 
-const ID = /^[A-Za-z0-9_-]{1,128}$/;
+/** A download code or an upload session id, as the contract spells them. */
+export const STREAM_ID = /^[A-Za-z0-9_-]{1,128}$/;
 const LAST_EVENT_ID_MAX = 256;
 // The id goes upstream as a header: one undici refuses (a control character, or past U+00FF from
 // `?lastEventId=`) would keep the new topic retrying for its whole budget, and everyone who joined it waiting.
@@ -65,13 +66,11 @@ export interface SharedStreamRouting {
   readonly authorizeNewTopics: boolean;
   /**
    * Where the streams' paths start within the router (`/api`): they are matched before the
-   * router's generic chain, so everything that chain would run for them is in `before`.
+   * router's generic chain, so everything that chain would run for them is in `opening`.
    */
   readonly prefix: string;
-  /** Handlers run first on every stream request: request log, headers, CORS, path check, authentication. */
-  readonly before: readonly RequestHandler[];
-  /** Handlers run next on every stream request (limits). */
-  readonly guards: readonly RequestHandler[];
+  /** Handlers run first on every stream request, in order: request log, CORS, path check, authentication, limits. */
+  readonly opening: readonly RequestHandler[];
   readonly streams: readonly SharedStream[];
   /** Where `stream opened` goes. */
   readonly logger: Logger;
@@ -82,8 +81,7 @@ export interface SharedStreamRouting {
 }
 
 /**
- * Serves each shared stream's GET (and HEAD) at `prefix` + its path: `before` and `guards`
- * first, then validate, authorize, and attach to the hub's topic, all as one handler (see
+ * Serves each shared stream's GET (and HEAD) at `prefix` + its path: `opening` first, then validate, authorize, and attach to the hub's topic, all as one handler (see
  * `inSequence`). Other methods pass by untouched: a route would answer an OPTIONS itself,
  * before CORS could.
  */
@@ -93,7 +91,7 @@ export function sharedStreamRoutes(hub: Hub, routing: SharedStreamRouting): Requ
   // dispatch were one more level of closures and matching on every stream open.
   const routes = routing.streams.map((stream) => ({
     matches: match<Params>(`${routing.prefix}${stream.path}`, { sensitive: false, end: true, trailing: true, decode: false }),
-    handle: inSequence([...routing.before, ...routing.guards, sharedStreamHandler(hub, routing, stream)]),
+    handle: inSequence([...routing.opening, sharedStreamHandler(hub, routing, stream)]),
   }));
   return (req, res, next) => {
     const route = req.method === 'GET' || req.method === 'HEAD' ? matching(routes, req.path) : undefined;
@@ -108,7 +106,7 @@ function sharedStreamHandler(hub: Hub, routing: SharedStreamRouting, stream: Sha
   return async (req, res) => {
     const id = idOf(typeof req.params.id === 'string' ? req.params.id : undefined);
     const user = userOf(res);
-    const lastEventId = lastEventIdOf(req);
+    const lastEventId = checkedLastEventId(lastEventIdOf(req, 'invalid_last_event_id'));
     const key = stream.key(id);
     // A topic that is already open was authorized for someone else: ask about this user first.
     // A new topic is authorized by the backend answering its first request, unless the policy is not the backend's.
@@ -118,13 +116,8 @@ function sharedStreamHandler(hub: Hub, routing: SharedStreamRouting, stream: Sha
         cause = err;
         return 502;
       });
-      if (status === 404 || status === 403 || status === 401) throw new HttpError('not_found');
-      if (status < 200 || status >= 300) {
-        // The client gets the registry's message; the log line gets the cause.
-        throw Object.assign(new HttpError('bad_gateway'), {
-          cause: cause ?? new Error(`status route answered ${status}`),
-        });
-      }
+      const refusal = refusalOf(status, cause);
+      if (refusal !== undefined) throw refusal;
     }
     const url = new URL(stream.streamPath(id), backendUrl);
     const subscriber = hub.subscribe(res, { key, url, final: stream.final, redirectOrigins }, {
@@ -161,16 +154,24 @@ function idOf(raw: string | undefined): string {
       throw new HttpError('bad_request', 'The id in the path is not valid percent-encoding.');
     }
   }
-  if (id === undefined || !ID.test(id)) throw new HttpError('invalid_id');
+  if (id === undefined || !STREAM_ID.test(id)) throw new HttpError('invalid_id');
   return id;
 }
 
-/** `Last-Event-ID` from the header, or from `?lastEventId=` for clients that cannot set headers. */
-function lastEventIdOf(req: Request): string | undefined {
+/**
+ * Where a client resumes: the `Last-Event-ID` header, else `?lastEventId=` for clients that
+ * cannot set headers. A query that gives it more than once is refused with `refusal`.
+ */
+export function lastEventIdOf(req: Request, refusal: 'invalid_last_event_id' | 'invalid_cursor'): string | undefined {
   const header = req.headers['last-event-id'];
+  if (typeof header === 'string') return header;
   const query = req.query.lastEventId;
-  const value = typeof header === 'string' ? header : typeof query === 'string' ? query : undefined;
-  if (value === undefined) return undefined;
-  if (value.length > LAST_EVENT_ID_MAX || NOT_IN_A_HEADER.test(value)) throw new HttpError('invalid_last_event_id');
+  if (query !== undefined && typeof query !== 'string') throw new HttpError(refusal);
+  return query;
+}
+
+/** A shared stream's last event id, which goes upstream as a header as it is. */
+function checkedLastEventId(value: string | undefined): string | undefined {
+  if (value !== undefined && (value.length > LAST_EVENT_ID_MAX || NOT_IN_A_HEADER.test(value))) throw new HttpError('invalid_last_event_id');
   return value;
 }

@@ -185,14 +185,19 @@ export function createRelay(options: CreateRelayOptions): Relay {
     if (res.locals.user === undefined) stats.authFailures += 1;
     requireUser(req, res, next);
   };
-  // Before anything routes on the path: one spelling per route, or the shared streams' limits can be walked around.
-  const identifiedUser = [canonicalPath, identified, countRequest, refuseAnonymous];
-  const authenticated = [...identifiedUser, comeBackWhileDraining(false)];
+
+  // The handlers a request runs before its route, each list built once: a shared stream GET runs
+  // them as one handler (`sharedStreamRoutes`, ahead of the router), every other request meets
+  // the same lists in the same order as the router's layers below.
+  // Every answer on the relay's paths: its log line, and no X-Powered-By.
+  const entry = [logged, unbranded];
+  // Every /api request: CORS, then one spelling per route before anything routes on the path (or
+  // the shared streams' limits can be walked around), then who is asking.
+  const api = [...(corsAllowed === undefined ? [] : [corsAllowed]), canonicalPath, identified, countRequest, refuseAnonymous];
+  // Every stream open: sent away to come back while draining, the rate limit, a connection slot.
+  const streamGuards = [comeBackWhileDraining(true), rateLimited, holdSlot];
 
   const router = express.Router();
-  // The shared stream GETs first, each one handler running what the chain below would run for
-  // it, in the same order (helmet aside, which they skip anyway): the router matching a dozen
-  // layers in turn was a measurable share of opening a stream.
   router.use(
     sharedStreamRoutes(hub, {
       backendUrl: config.backendUrl,
@@ -201,16 +206,15 @@ export function createRelay(options: CreateRelayOptions): Relay {
       // In a cluster the backend's answer to the first request is seen only by the topic's owner.
       authorizeNewTopics: options.authorize !== undefined || cluster !== undefined,
       prefix: '/api',
-      // Not `authenticated`: its draining check would run again, first thing in `guards`.
-      before: [logged, unbranded, ...(corsAllowed === undefined ? [] : [corsAllowed]), ...identifiedUser],
-      guards: [comeBackWhileDraining(true), rateLimited, holdSlot],
+      // helmet aside: an event stream carries its own few headers (see `helmetBesideStreams`).
+      opening: [...entry, ...api, ...streamGuards],
       streams,
       logger,
       userStreams,
       retryHintMs: config.retryHintMs,
     }),
   );
-  router.use(own, logged, unbranded);
+  router.use(own, ...entry);
   if (options.helmet !== false) router.use(helmetBesideStreams(own, streams));
   router.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
@@ -221,21 +225,14 @@ export function createRelay(options: CreateRelayOptions): Relay {
   });
   if (metrics) router.get('/metrics', metrics.handler);
   if (options.clientScript !== false) router.get('/client.js', clientScript());
-  if (corsAllowed !== undefined) router.use('/api', corsAllowed);
-  router.use('/api', ...authenticated);
-  router.get(
-    '/api/diagnostics/ticks',
-    comeBackWhileDraining(true),
-    rateLimited,
-    holdSlot,
-    diagnosticTicks({ heartbeatMs: config.heartbeatMs, userStreams, retryHintMs: config.retryHintMs }),
-  );
+  router.use('/api', ...api, comeBackWhileDraining(false));
+  router.get('/api/diagnostics/ticks', ...streamGuards, diagnosticTicks({ heartbeatMs: config.heartbeatMs, userStreams, retryHintMs: config.retryHintMs }));
   router.use(
     '/api',
     multiplexRoutes(multiplexer, {
       resolve: resolveTopic,
       authorize,
-      guards: [comeBackWhileDraining(true), rateLimited, holdSlot],
+      guards: streamGuards,
       maxTopics: config.maxTopicsPerStream,
       logger,
       userStreams,

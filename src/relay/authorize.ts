@@ -1,7 +1,20 @@
 import type { Dispatcher } from 'undici';
+import { HttpError } from '../errors';
 
 /** Decides whether a user may see a topic: resolves with an HTTP status (2xx admits). */
 export type AuthorizeTopic = (user: string, statusUrl: URL) => Promise<number>;
+
+/**
+ * What a client is told when the policy did not admit it: `not_found` for a no (401, 403 or
+ * 404: another user's topic looks exactly like one that does not exist), `bad_gateway` for any
+ * other answer that is not a 2xx (its cause for the log line); undefined for a yes.
+ */
+export function refusalOf(status: number, cause?: unknown): HttpError | undefined {
+  if (status === 401 || status === 403 || status === 404) return new HttpError('not_found');
+  if (status >= 200 && status < 300) return undefined;
+  // The client gets the registry's message; the log line gets the cause.
+  return Object.assign(new HttpError('bad_gateway'), { cause: cause ?? new Error(`status route answered ${status}`) });
+}
 
 /** Most (user, topic) answers kept by default; past it the oldest are dropped. */
 const MAX_CACHED = 50_000;

@@ -160,6 +160,8 @@ test('a Last-Event-ID that is too long, or that no HTTP header can carry upstrea
     await call(`${path}?lastEventId=1%01`),
     // Only the query can carry a character past U+00FF: Node reads header bytes as Latin-1.
     await call(`${path}?lastEventId=%E6%97%A5`),
+    // Given twice, as the backend refuses it too: neither can be the one the client meant.
+    await call(`${path}?lastEventId=1&lastEventId=2`),
   ]) {
     expect(expectJsonError(answer, 400).code).toBe('invalid_last_event_id');
   }

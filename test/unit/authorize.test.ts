@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Agent } from 'undici';
-import { backendAuthorizer } from '../../src/relay/authorize';
+import { backendAuthorizer, refusalOf } from '../../src/relay/authorize';
 
 // A real status route: the status of each (user, code) is set by the test; every request is counted.
 let server: Server;
@@ -121,4 +121,14 @@ test('a cache time of 0 asks the backend every time', async () => {
   await authorize('alice', status('a'));
   await authorize('alice', status('a'));
   expect(asked).toHaveLength(2);
+});
+
+test('a policy answer becomes what the client is told: a yes nothing, a no a 404 like an unknown topic, anything else a 502 with its cause', () => {
+  for (const status of [200, 204, 299]) expect(refusalOf(status)).toBeUndefined();
+  for (const status of [401, 403, 404]) expect(refusalOf(status)).toMatchObject({ code: 'not_found', status: 404 });
+  for (const status of [0, 199, 302, 400, 410, 500, 503]) {
+    expect(refusalOf(status)).toMatchObject({ code: 'bad_gateway', status: 502, cause: new Error(`status route answered ${status}`) });
+  }
+  const cause = new Error('connect ECONNREFUSED');
+  expect(refusalOf(502, cause)?.cause).toBe(cause);
 });
