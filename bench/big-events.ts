@@ -5,8 +5,8 @@
  * reader is connected), and whether every reader got every event. With `burst` > 1 a
  * topic's events come that many at once, for the slow-client policy under bursts.
  */
-import { type ConnectedReport, type DoneReport, sampleProcs } from './common';
-import { END_AFTER_MS, type ScenarioOutcome, codeNames, describe, fixed, startPublishing } from './fanout';
+import { type ConnectedReport, type DoneReport, fixed, sampleProcs } from './common';
+import { END_AFTER_MS, type ScenarioOutcome, codeNames, describe, startPublishing } from './fanout';
 import { type Lab, type Subject, load1 } from './lab';
 import type { LoadConfig } from './load';
 import type { Proc } from './proc';

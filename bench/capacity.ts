@@ -4,9 +4,9 @@
  * after each step the subject's RSS (and, for Node subjects, its heap after a full
  * GC) is read. Reports memory per subscriber and the time to connect them all.
  */
-import { sampleProcs } from './common';
+import { fixed, sampleProcs } from './common';
 import type { CapacityClientConfig } from './capacity-client';
-import { type ScenarioOutcome, codeNames, describe, fixed } from './fanout';
+import { type ScenarioOutcome, codeNames, describe } from './fanout';
 import { type Lab, eachSubject, type Subject, type SubjectName, load1 } from './lab';
 import type { Proc } from './proc';
 

@@ -10,7 +10,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import type { FanoutRow } from './fanout';
+import type { FanoutRow } from './fanout-row';
 import type { SubjectName } from './lab';
 
 export interface Series {

@@ -3,7 +3,8 @@
  * reference backend (no token delay) against POST /api/chat/stream through the
  * relay (and through nginx). The subject has one CPU; backend and client the other.
  */
-import { type ScenarioOutcome, describe, fixed } from './fanout';
+import { fixed } from './common';
+import { type ScenarioOutcome, describe } from './fanout';
 import { type Lab, eachSubject, type Subject, type SubjectName, load1 } from './lab';
 import type { ChatClientConfig, ChatReport } from './chat-client';
 import type { Proc } from './proc';

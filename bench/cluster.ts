@@ -6,8 +6,8 @@
 import { request } from 'node:http';
 import { Redis } from 'ioredis';
 import jwt from 'jsonwebtoken';
-import { type ConnectedReport, type DoneReport, type ChildMessage, sampleProcs } from './common';
-import { END_AFTER_MS, type ScenarioOutcome, codeNames, describe, fixed, postJson, startPublishing } from './fanout';
+import { type ConnectedReport, type DoneReport, type ChildMessage, fixed, sampleProcs } from './common';
+import { END_AFTER_MS, type ScenarioOutcome, codeNames, describe, postJson, startPublishing } from './fanout';
 import { CLK_TCK, type Lab, type Subject, load1 } from './lab';
 import type { LoadConfig } from './load';
 import { type Proc, waitHealthy } from './proc';

@@ -267,3 +267,8 @@ export function gcPauses(file: string, fromMs: number, toMs: number): GcSummary 
   }
   return { count, totalMs, maxMs };
 }
+
+/** A figure with `digits` decimals; `n/a` for a missing (NaN) or infinite one. */
+export function fixed(value: number, digits: number): string {
+  return Number.isFinite(value) ? value.toFixed(digits) : 'n/a';
+}

@@ -3,7 +3,8 @@
  * come from; each subject against the floor, nginx and direct of the same run; and with several
  * runs, the spread (min / median / max) and, for the relay, in how many runs each target held.
  */
-import { CORE_FULL_PCT, type FanoutRow, type FanoutSettings, LOAD_BUSY_PCT, clientLate, fixed } from './fanout';
+import { fixed } from './common';
+import { CORE_FULL_PCT, type FanoutRow, type FanoutSettings, LOAD_BUSY_PCT, clientLate } from './fanout-row';
 import { CLK_TCK, type SubjectName } from './lab';
 
 /** Peak RSS growth during the run over the idle RSS before any client connected, per client, in KiB. */

@@ -8,9 +8,9 @@
  * The relay and the backend share one CPU, the client (multiplex-client.ts) has the other.
  */
 import type { ChildMessage, DelaySummary } from './common';
-import { sampleProc, sampleProcs } from './common';
+import { fixed, sampleProc, sampleProcs } from './common';
 import { heapAfterGc } from './capacity';
-import { type ScenarioOutcome, codeNames, fixed, postJson } from './fanout';
+import { type ScenarioOutcome, codeNames, postJson } from './fanout';
 import { CLK_TCK, type Lab, load1 } from './lab';
 import type { MultiplexClientConfig } from './multiplex-client';
 

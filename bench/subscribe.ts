@@ -4,8 +4,8 @@
  * until p99 connect time passes the limit. The subject and the backend share one
  * CPU, the client has the other.
  */
-import { nowMs, sampleProcs } from './common';
-import { type ScenarioOutcome, codeNames, describe, fixed } from './fanout';
+import { fixed, nowMs, sampleProcs } from './common';
+import { type ScenarioOutcome, codeNames, describe } from './fanout';
 import { CLK_TCK, type Lab, eachSubject, type Subject, type SubjectName, load1 } from './lab';
 import type { Proc } from './proc';
 import type { StepReport, SubscribeClientConfig } from './subscribe-client';

@@ -7,8 +7,8 @@
  * as they do for every subject.
  */
 import { writeFileSync } from 'node:fs';
-import { sampleProcs } from './common';
-import { type ScenarioOutcome, fixed } from './fanout';
+import { fixed, sampleProcs } from './common';
+import type { ScenarioOutcome } from './fanout';
 import { CLK_TCK, type Lab, eachSubject, type Subject, type SubjectName, load1 } from './lab';
 import type { Proc } from './proc';
 import type { UploadClientConfig, UploadReport } from './upload-client';

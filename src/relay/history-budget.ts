@@ -1,7 +1,17 @@
-import type { MemoryReplayBuffer } from './replay';
+/** What the budget needs of a topic's history (a `MemoryReplayBuffer`). */
+export interface BudgetedRing {
+  /** Sequence number of its oldest held event; events are numbered from 0. */
+  readonly head: number;
+  /** Events held. */
+  readonly length: number;
+  /** Its topic has no reader: its events are the first to go. */
+  readonly idle: boolean;
+  /** Drops its oldest event; returns the bytes freed. */
+  evictOldest(): number;
+}
 
 interface Entry {
-  readonly ring: MemoryReplayBuffer;
+  readonly ring: BudgetedRing;
   readonly seq: number;
 }
 
@@ -19,7 +29,7 @@ export class HistoryBudget {
   /** Events held in all rings (the live part of `order`). */
   private events = 0;
   /** Idle rings that hold something, in the order they went idle. */
-  private readonly idle = new Set<MemoryReplayBuffer>();
+  private readonly idle = new Set<BudgetedRing>();
   /** Bytes evicted to stay under the cap, since start. */
   evictedBytes = 0;
 
@@ -31,7 +41,7 @@ export class HistoryBudget {
   }
 
   /** Called by a ring after it stored event `seq` of `size` bytes. */
-  added(ring: MemoryReplayBuffer, seq: number, size: number): void {
+  added(ring: BudgetedRing, seq: number, size: number): void {
     this.held += size;
     this.events += 1;
     this.order.push({ ring, seq });
@@ -47,7 +57,7 @@ export class HistoryBudget {
   }
 
   /** Called by a ring when its topic gained its first reader or lost its last. */
-  idleChanged(ring: MemoryReplayBuffer): void {
+  idleChanged(ring: BudgetedRing): void {
     if (ring.idle && ring.length > 0) this.idle.add(ring);
     else this.idle.delete(ring);
     if (this.held > this.maxBytes) this.shrink();

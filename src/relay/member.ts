@@ -1,5 +1,5 @@
 import type { HttpError } from '../errors';
-import type { CloseReason } from './subscriber';
+import type { CloseReason } from './close-reason';
 import type { StoredEvent } from './replay';
 
 /**

@@ -6,19 +6,9 @@ import { SSE_HEADERS, SSE_HEADERS_CLOSE, encodeComment, encodeEvent, encodeRetry
 import { comeBackLater } from './come-back';
 import type { TopicMember } from './member';
 import type { StoredEvent } from './replay';
+import type { CloseReason } from './close-reason';
 
-/** Why a subscriber's stream ended; used for logs and metrics. */
-export type CloseReason =
-  | 'client_closed'
-  | 'upstream_ended'
-  | 'relay_error'
-  | 'slow_client'
-  | 'idle_timeout'
-  | 'lifetime'
-  | 'rejected'
-  | 'shutdown'
-  | 'token_expired'
-  | 'ended_by_app';
+export type { CloseReason };
 
 const HEARTBEAT = encodeComment('hb');
 const RESYNC = encodeEvent({ event: 'resync', data: JSON.stringify({ reason: 'history_gap' }) });

@@ -1,6 +1,6 @@
 import { fanoutChart } from '../../bench/chart';
 import type { DelaySummary, DoneReport } from '../../bench/common';
-import type { FanoutRow, FanoutSettings } from '../../bench/fanout';
+import type { FanoutRow, FanoutSettings } from '../../bench/fanout-row';
 import { fanoutReport, spread } from '../../bench/fanout-report';
 import type { SubjectName } from '../../bench/lab';
 
