@@ -2,9 +2,9 @@ import type { RequestHandler } from 'express';
 
 /**
  * Express handlers run one after the other as one handler, as a route runs its own: without
- * the router matching a layer between each two. Opening a stream went through a dozen layers
- * of the relay's router (request log, headers, CORS, path check, authentication, limits), and
- * matching them was a measurable share of its CPU. An error (passed to `next`, thrown, or a
+ * the router matching a layer between each two. Opening a stream runs a dozen handlers
+ * (request log, headers, CORS, path check, authentication, limits); as router layers, each
+ * would be matched again on every open. An error (passed to `next`, thrown, or a
  * rejected promise), `'route'` and `'router'` go to the outer `next`, as from a route.
  */
 export function inSequence(handlers: readonly RequestHandler[]): RequestHandler {

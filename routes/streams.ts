@@ -88,7 +88,7 @@ export interface SharedStreamRouting {
 export function sharedStreamRoutes(hub: Hub, routing: SharedStreamRouting): RequestHandler {
   // Paths matched as Express's router matches a route's (path-to-regexp, any case, an optional
   // trailing slash), without a router of their own: its `handle`, `next`, layer and route
-  // dispatch were one more level of closures and matching on every stream open.
+  // dispatch would be one more level of closures and matching on every stream open.
   const routes = routing.streams.map((stream) => ({
     matches: match<Params>(`${routing.prefix}${stream.path}`, { sensitive: false, end: true, trailing: true, decode: false }),
     handle: inSequence([...routing.opening, sharedStreamHandler(hub, routing, stream)]),

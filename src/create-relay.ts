@@ -287,9 +287,9 @@ export function createRelay(options: CreateRelayOptions): Relay {
 
 /**
  * helmet on every answer of the relay's paths but the shared streams' GETs. A response keeps
- * its headers for as long as it is open, and helmet's dozen cost a held stream 2.8 KiB of heap
- * (bench capacity). An event stream carries the two that matter to it instead (SSE_HEADERS:
- * nosniff and same-origin CORP), and its JSON errors nosniff.
+ * its headers for as long as it is open, so helmet's dozen would be heap held by every stream
+ * for hours. An event stream carries the two that matter to it instead (SSE_HEADERS: nosniff
+ * and same-origin CORP), and its JSON errors nosniff.
  */
 function helmetBesideStreams(own: string[], streams: readonly SharedStream[]): Router {
   const router = express.Router();

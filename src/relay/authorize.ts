@@ -54,7 +54,7 @@ export function backendAuthorizer(dispatcher: Dispatcher, cacheMs: number, timeo
       admitted.delete(key);
       admitted.set(key, now + cacheMs);
       // Dropped as they expire, not only past `maxCached`: a relay opening streams for many
-      // users held every yes until 50,000 had piled up, all of them long-lived heap for the GC.
+      // users would otherwise hold every yes until `maxCached` piled up, long-lived heap for the GC.
       prune(now);
     }
     return statusCode;

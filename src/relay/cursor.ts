@@ -55,9 +55,8 @@ export function encodeEntry(entry: CursorEntry): string {
 
 /** A cursor of already encoded entries. */
 export function joinCursor(entries: readonly string[]): string {
-  // `join` makes one flat string; `+=` per entry made a rope that every write of the cursor
-  // (once per event per client) had to flatten again: 0.1 to 0.9 µs more per 20-topic cursor
-  // written, measured on Node 20 on a loaded machine.
+  // `join` makes one flat string; `+=` per entry would make a rope that every write of the
+  // cursor (once per event per client) flattens again.
   return entries.length === 0 ? CURSOR_VERSION : `${CURSOR_VERSION}~${entries.join('~')}`;
 }
 

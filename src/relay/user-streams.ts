@@ -31,8 +31,8 @@ class HeldStream {
  * app can end a user's streams at once (logout, revoked access). Each stream leaves when its
  * response closes, however it closes.
  *
- * Expiries share one timer, armed for the earliest: a Timeout and a callback per held stream
- * were a quarter KiB of heap each (capacity bench). Streams are grouped by their expiry instant:
+ * Expiries share one timer, armed for the earliest, so a held stream keeps no Timeout or
+ * callback of its own. Streams are grouped by their expiry instant:
  * `exp` is whole seconds, so the groups are few next to the streams.
  */
 export class UserStreams {
