@@ -51,7 +51,7 @@ export const SERVER_SETTINGS = {
   redisUrl: { kind: 'text', env: 'REDIS_URL', defaultNote: 'unset', doc: 'set: several relays share one upstream per topic, the replay history, the connection limits and the rate limit through this Redis (see "Running several relays")' },
 } as const satisfies Record<string, Setting>;
 
-/** Every setting of the standalone server, by who takes it as an option, in the order the README lists them. */
+/** Every setting of the standalone server, by who takes it as an option, in the order docs/configuration.md lists them. */
 export const SETTING_TABLES = [
   { takenBy: undefined, settings: SERVER_SETTINGS },
   { takenBy: 'createHttpServer', settings: HTTP_SERVER_SETTINGS },

@@ -2,8 +2,8 @@ import { DAY, HOUR, type IntegerSetting, MINUTE, optionSource, resolveSettings }
 
 /**
  * The relay's timings, sizes and limits, each declared once. `RelayOptions` has one optional
- * field per entry, the standalone server reads each from its `env` variable, and the README's
- * configuration table is generated from these (`npm run docs:config`).
+ * field per entry, the standalone server reads each from its `env` variable, and the table in
+ * docs/configuration.md is generated from these (`npm run docs:config`).
  */
 export const RELAY_SETTINGS = {
   replayBufferSize: { kind: 'count', env: 'REPLAY_BUFFER_SIZE', default: 1000, min: 1, max: 1_000_000, doc: 'events kept per topic for `Last-Event-ID` replay' },
@@ -107,7 +107,7 @@ export type RelaySettingName = keyof typeof RELAY_SETTINGS;
 /**
  * The relay's options: `backendUrl`, plus one optional integer per entry of `RELAY_SETTINGS`,
  * whose `doc`, `default`, `min` and `max` say what it does and what it accepts (and the
- * README's "Configuration" table lists them all).
+ * table in docs/configuration.md lists them all).
  */
 export type RelayOptions = { backendUrl: string | URL } & { [K in RelaySettingName]?: number };
 
