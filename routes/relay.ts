@@ -51,8 +51,8 @@ export interface CreateRelayOptions extends RelayOptions {
   upstreamRedirectOrigins?: readonly string[];
   /**
    * Run as one of several relays sharing a Redis (`redis://` or `rediss://`): one upstream per topic
-   * across them, shared replay history, connection limits and rate limit (see the README's "Running
-   * several relays"). Defaults to none: this process alone, in memory.
+   * across them, shared replay history, connection limits and rate limit (see docs/cluster.md).
+   * Defaults to none: this process alone, in memory.
    */
   redisUrl?: string | URL;
   /** Origins allowed to call the relay from a browser, with credentials (the cookie). Defaults to none: same-origin only. */
