@@ -228,12 +228,14 @@ export class MultiplexStream {
 
   /**
    * Removes then adds topics (added ones start with their history, like a new subscriber); returns
-   * the live topics. Checked here, where they attach: past `maxTopics` it throws
-   * `too_many_topics` before anything changed.
+   * the live topics. Checked here, where they attach, and all at once: past `maxTopics` it throws
+   * `too_many_topics`, and when the new upstreams do not fit the hub's budget `over_capacity`,
+   * both before anything changed.
    */
   update(remove: readonly string[], add: readonly TopicRef[], maxTopics: number): string[] {
     this.checkTopicCount(remove, add, maxTopics);
     const joining = this.joining(remove, add);
+    this.hub.admitTopics(joining.map((ref) => ref.key));
     let changed = false;
     for (const key of remove) {
       const member = this.members.get(key);
@@ -429,9 +431,14 @@ export class Multiplexer {
     return count;
   }
 
-  /** Opens a stream on `res` with `planned` topics; undefined when the client has already gone. */
+  /**
+   * Opens a stream on `res` with `planned` topics; undefined when the client has already gone.
+   * Throws `over_capacity` when the upstreams they need do not fit the hub's budget.
+   */
   open(res: ServerResponse, user: string, planned: readonly PlannedTopic[], tombstones: Iterable<string>): MultiplexStream | undefined {
     if (res.destroyed || !res.socket || res.socket.destroyed) return undefined;
+    // After the route's authorizations, with nothing in between until the topics attach.
+    this.hub.admitTopics(planned.map((topic) => topic.ref.key));
     const stream = new MultiplexStream(this.hub, this.resolve, res, user, (closed) => this.streams.delete(closed.id));
     this.streams.set(stream.id, stream);
     stream.start(this.config.retryHintMs, this.config.heartbeatMs, planned, tombstones);

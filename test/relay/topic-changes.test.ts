@@ -131,12 +131,13 @@ test('changes of one stream take turns: the next is not even authorized before t
   expect((await second).body.topics).toEqual(['download:first', 'download:y']);
 });
 
-test('the cap holds where topics attach: a change past it throws and changes nothing', async () => {
-  await start();
+test('the cap holds where topics attach: a change past it, or past the upstream budget, throws and changes nothing', async () => {
+  await start({ maxUpstreams: 4 });
   const stream = await open(['download:first', 'download:second']);
   const live = relay.relay.multiplexer.find(stream.id, 'alice')!;
   const refs = ['download:a', 'download:b', 'download:c'].map((key) => ({ key, url: new URL(`/downloads/${key.slice(9)}/events`, backend.url) }));
   expect(() => live.update([], refs, 4)).toThrow(expect.objectContaining({ code: 'too_many_topics', status: 400 }));
+  expect(() => live.update([], refs, 32)).toThrow(expect.objectContaining({ code: 'over_capacity', status: 503 }));
   expect(live.topics).toEqual(['download:first', 'download:second']);
   expect(live.update(['download:first'], refs.slice(0, 1), 4)).toEqual(['download:second', 'download:a']);
 });
