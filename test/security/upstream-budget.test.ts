@@ -96,8 +96,8 @@ test(`under ulimit -n ${OPEN_FILES}, multiplexed streams get upstreams up to the
   expect(refused).toMatchObject({ status: 503, code: 'over_capacity', message: expect.stringContaining('upstream connections') });
   expect(Number(refused.retryAfter)).toBeGreaterThanOrEqual(5);
 
-  // What exhausted a 512-descriptor relay before: 20 streams of 32 new topics per user, from
-  // three users. Every one is answered, and none gets an upstream.
+  // Far more upstreams than 512 descriptors hold, within the per-user limits: 20 streams of 32
+  // new topics for each of three users. Every one is answered, and none gets an upstream.
   const flood = await Promise.all(
     ['bob', 'carol', 'dave'].flatMap((user) => Array.from({ length: 20 }, (_, i) => openStream(user, fresh(`${user}${i}-`, 32)))),
   );
