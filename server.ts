@@ -84,6 +84,7 @@ async function main(config: ServerConfig): Promise<void> {
       openFileLimit: config.openFileLimit ?? 'unknown',
       maxSockets: config.http.maxSockets,
       maxConnections: config.relay.maxConnections,
+      maxUpstreams: config.relay.maxUpstreams,
     },
     'relay listening',
   );

@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { ConfigError, type Env, EnvReader } from './env';
-import { filesNeeded, openFileLimit, socketBudget } from './open-files';
+import { descriptorBudget, filesNeeded, openFileLimit } from './open-files';
 import { MIN_SECRET_LENGTH } from '../src/jwt';
 import { HTTP_SERVER_SETTINGS } from '../routes/http-server';
 import { RELAY_SETTINGS, type RelaySettingName } from '../src/options';
@@ -127,13 +127,13 @@ export function loadConfig(env: Env = process.env, readFileLimit: () => number |
 }
 
 /**
- * The relay's and HTTP server's settings, with the socket cap and stream cap defaulting from
- * the open-file limit (an explicit MAX_CONNECTIONS lifts the socket cap above it).
+ * The relay's and HTTP server's settings, with the socket, stream and upstream caps defaulting
+ * from the open-file limit (an explicit MAX_CONNECTIONS lifts the socket cap above it).
  */
 function readCaps(read: EnvReader, fileLimit: number | undefined): Pick<ServerConfig, 'relay' | 'http' | 'warnings'> {
-  const budget = fileLimit === undefined ? undefined : socketBudget(fileLimit);
-  const relay = resolveSettings(RELAY_SETTINGS, read, { maxConnections: budget?.maxConnections });
-  const { maxConnections } = relay;
+  const budget = fileLimit === undefined ? undefined : descriptorBudget(fileLimit);
+  const relay = resolveSettings(RELAY_SETTINGS, read, { maxConnections: budget?.maxConnections, maxUpstreams: budget?.maxUpstreams });
+  const { maxConnections, maxUpstreams } = relay;
   // Room above the stream cap, so a client over it still gets its 503 instead of a dropped socket.
   const fitting = Math.max(budget?.maxSockets ?? HTTP_SERVER_SETTINGS.maxSockets.default, maxConnections + Math.max(8, Math.ceil(maxConnections / 10)));
   const http = resolveSettings(HTTP_SERVER_SETTINGS, read, { maxSockets: fitting });
@@ -142,9 +142,10 @@ function readCaps(read: EnvReader, fileLimit: number | undefined): Pick<ServerCo
   if (maxConnections >= maxSockets) {
     warnings.push(`MAX_CONNECTIONS (${maxConnections}) is not below MAX_SOCKETS (${maxSockets}): clients over the socket cap are dropped without their 503`);
   }
-  if (fileLimit !== undefined && filesNeeded(maxSockets) > fileLimit) {
+  const needed = filesNeeded({ maxSockets, maxConnections, maxUpstreams });
+  if (fileLimit !== undefined && needed > fileLimit) {
     warnings.push(
-      `MAX_SOCKETS (${maxSockets}) clients with an upstream socket each need up to ${filesNeeded(maxSockets)} open files, over this process's limit (${fileLimit}): raise ulimit -n or lower MAX_CONNECTIONS`,
+      `MAX_SOCKETS (${maxSockets}) clients, MAX_CONNECTIONS (${maxConnections}) proxied requests and MAX_UPSTREAMS (${maxUpstreams}) topic upstreams need up to ${needed} open files, over this process's limit (${fileLimit}): raise ulimit -n or lower them; past it clients get connection resets instead of 503`,
     );
   }
   return { relay, http, warnings };

@@ -105,16 +105,18 @@ test('every integer variable is read at its bounds', () => {
 });
 
 describe('socket and stream caps', () => {
-  test('default from the open-file limit: half for clients (the rest for their upstreams), 90% of those for streams', () => {
+  test('default from the open-file limit: a third for clients, a third for proxied requests (90% of the clients, for streams too), a third for topic upstreams', () => {
     const config = loadConfig({}, () => 20_000);
-    expect(config.http.maxSockets).toBe(9872);
-    expect(config.relay.maxConnections).toBe(9872 - 987);
+    expect(config.http.maxSockets).toBe(6581);
+    expect(config.relay.maxConnections).toBe(6581 - 658);
+    expect(config.relay.maxUpstreams).toBe(6581);
     expect(config.warnings).toEqual([]);
   });
 
   test('without a known limit: MAX_CONNECTIONS 20000 and room for its 503s above it', () => {
     const config = loadConfig({}, () => undefined);
     expect(config.relay.maxConnections).toBe(20_000);
+    expect(config.relay.maxUpstreams).toBe(20_000);
     expect(config.http.maxSockets).toBeGreaterThan(20_000);
   });
 
@@ -122,7 +124,14 @@ describe('socket and stream caps', () => {
     const config = loadConfig({ MAX_CONNECTIONS: '15000' }, () => 20_000);
     expect(config.relay.maxConnections).toBe(15_000);
     expect(config.http.maxSockets).toBe(16_500);
-    expect(config.warnings).toEqual([expect.stringMatching(/^MAX_SOCKETS \(16500\) clients .* over this process's limit \(20000\)/)]);
+    expect(config.warnings).toEqual([
+      expect.stringMatching(/^MAX_SOCKETS \(16500\) clients, MAX_CONNECTIONS \(15000\) proxied requests and MAX_UPSTREAMS \(6581\) topic upstreams need up to 38337 open files, over this process's limit \(20000\)/),
+    ]);
+  });
+
+  test('an explicit MAX_UPSTREAMS past what the open files allow is warned about', () => {
+    expect(loadConfig({ MAX_UPSTREAMS: '6581' }, () => 20_000).warnings).toEqual([]);
+    expect(loadConfig({ MAX_UPSTREAMS: '100000' }, () => 20_000).warnings).toEqual([expect.stringMatching(/MAX_UPSTREAMS \(100000\) topic upstreams need up to/)]);
   });
 
   test('MAX_SOCKETS at or under MAX_CONNECTIONS is warned about', () => {
