@@ -225,7 +225,7 @@ export class Topic {
     if (bounded === this.retryMs) return;
     this.retryMs = bounded;
     const frame = encodeRetry(bounded);
-    for (const subscriber of this.subscribers) subscriber.retryHint(frame);
+    for (const subscriber of this.subscribers) subscriber.retryHint(bounded, frame);
   }
 
   /**

@@ -50,7 +50,12 @@ export function encodeComment(text: string): Buffer {
 
 /** A `retry:` hint, in milliseconds, telling `EventSource` how long to wait before reconnecting. */
 export function encodeRetry(ms: number): Buffer {
-  return Buffer.from(`retry: ${Math.max(0, Math.floor(ms))}\n\n`, 'utf8');
+  return Buffer.from(`retry: ${retryValue(ms)}\n\n`, 'utf8');
+}
+
+/** The milliseconds a `retry:` field of `ms` says: what a client's reconnection time becomes. */
+export function retryValue(ms: number): number {
+  return Math.max(0, Math.floor(ms));
 }
 
 function checked(field: string, value: string, forbidden: RegExp): string {
