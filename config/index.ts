@@ -49,6 +49,12 @@ export const SERVER_SETTINGS = {
   },
   logLevel: { kind: 'text', env: 'LOG_LEVEL', defaultNote: 'info', doc: 'pino level' },
   redisUrl: { kind: 'text', env: 'REDIS_URL', defaultNote: 'unset', doc: 'set: several relays share one upstream per topic, the replay history, the connection limits and the rate limit through this Redis (see "Running several relays")' },
+  redisSigningSecret: {
+    kind: 'text',
+    env: 'REDIS_SIGNING_SECRET',
+    defaultNote: 'unset (Redis trusted)',
+    doc: "with `REDIS_URL`: a secret of at least 32 characters, the same on every relay; what relays write to Redis for each other is signed with it (HMAC-SHA256), and what does not verify is dropped and counted",
+  },
 } as const satisfies Record<string, Setting>;
 
 /** Every setting of the standalone server, by who takes it as an option, in the order docs/configuration.md lists them. */
@@ -88,6 +94,8 @@ export interface ServerConfig {
   readonly drainWindowMs: number;
   readonly logLevel: string;
   readonly redisUrl: URL | undefined;
+  /** The cluster's signing secret, if set. */
+  readonly redisSigningSecret: string | undefined;
   /** Settings that work but probably not as meant; logged at start. */
   readonly warnings: readonly string[];
 }
@@ -122,6 +130,7 @@ export function loadConfig(env: Env = process.env, readFileLimit: () => number |
     drainWindowMs,
     logLevel: read.oneOf(SERVER_SETTINGS.logLevel.env, LOG_LEVELS, 'info'),
     redisUrl: readRedisUrl(read),
+    redisSigningSecret: readRedisSigningSecret(read),
     warnings,
   };
 }
@@ -213,4 +222,12 @@ function readTrustProxy(read: EnvReader): number | string | false {
 
 function readRedisUrl(read: EnvReader): URL | undefined {
   return read.url(SERVER_SETTINGS.redisUrl.env, ['redis:', 'rediss:'], 'a redis:// or rediss:// URL');
+}
+
+function readRedisSigningSecret(read: EnvReader): string | undefined {
+  const secret = read.raw(SERVER_SETTINGS.redisSigningSecret.env);
+  if (secret !== undefined && secret.trim().length < MIN_SECRET_LENGTH) {
+    throw new ConfigError(SERVER_SETTINGS.redisSigningSecret.env, `at least ${MIN_SECRET_LENGTH} characters (not counting surrounding spaces)`, `(${secret.trim().length} characters)`);
+  }
+  return secret;
 }

@@ -40,6 +40,7 @@ test('good values are read and typed', () => {
   expect(config.relay.heartbeatMs).toBe(500);
   expect(config.relay.rateLimitPerMinute).toBe(0);
   expect(config.redisUrl?.protocol).toBe('redis:');
+  expect(loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379', REDIS_SIGNING_SECRET: SECRET }).redisSigningSecret).toBe(SECRET);
 });
 
 test.each([
@@ -59,6 +60,7 @@ test.each([
   ['REDIS_URL', 'not a url', /^REDIS_URL: expected a redis:\/\/ or rediss:\/\/ URL, got "not a url"$/],
   ['BACKEND_URL', 'redis://x', /^BACKEND_URL: expected an http:\/\/ or https:\/\/ URL, got "redis:\/\/x"$/],
   ['MAX_CONNECTIONS', '0', /MAX_CONNECTIONS/],
+  ['REDIS_SIGNING_SECRET', ` ${'s'.repeat(31)} `, /^REDIS_SIGNING_SECRET: expected at least 32 characters/],
 ])('%s=%s stops the start with a message naming it', (name, value, message) => {
   expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
   expect(() => loadConfig({ [name]: value })).toThrow(message);
