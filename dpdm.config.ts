@@ -10,7 +10,4 @@ export default defineConfig({
   warning: false,
   progress: false,
   exitCode: 'circular:1',
-  // The browser client's one cycle, exactly this edge: the client's split by job breaks it
-  // (issue 27, item 6). Remove this line when it lands.
-  skipImports: ['src/client/tab-link\\.ts:src/client/topic-stream\\.ts'],
 });

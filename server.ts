@@ -77,7 +77,7 @@ async function main(config: ServerConfig): Promise<void> {
   const jwtOptions = config.jwt.generated ? { ...config.jwt, secret: developmentSecret() } : config.jwt;
   const bundled = config.backendUrl === 'bundled' ? await startBundledBackend() : undefined;
   const backendUrl = bundled?.url ?? (config.backendUrl as URL);
-  const relay = createRelay({ ...config.relay, backendUrl, logger, jwt: jwtOptions, corsOrigins: config.corsOrigins, redisUrl: config.redisUrl });
+  const relay = createRelay({ ...config.relay, backendUrl, logger, jwt: jwtOptions, corsOrigins: config.corsOrigins, redisUrl: config.redisUrl, redisSigningSecret: config.redisSigningSecret });
 
   const app = express();
   app.disable('x-powered-by');
@@ -96,6 +96,7 @@ async function main(config: ServerConfig): Promise<void> {
       openFileLimit: config.openFileLimit ?? 'unknown',
       maxSockets: config.http.maxSockets,
       maxConnections: config.relay.maxConnections,
+      maxUpstreams: config.relay.maxUpstreams,
     },
     'relay listening',
   );

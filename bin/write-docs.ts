@@ -1,8 +1,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { withConfigurationTable } from '../config/readme-table';
 
-// `npm run docs:config`: rewrites the README's configuration table from the settings tables.
-const path = 'README.md';
+// `npm run docs:config`: rewrites the configuration table of docs/configuration.md from the settings tables.
+const path = 'docs/configuration.md';
 const before = readFileSync(path, 'utf8');
 const after = withConfigurationTable(before);
 writeFileSync(path, after);

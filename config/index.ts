@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { ConfigError, type Env, EnvReader } from './env';
-import { filesNeeded, openFileLimit, socketBudget } from './open-files';
+import { descriptorBudget, filesNeeded, openFileLimit } from './open-files';
 import { MIN_SECRET_LENGTH } from '../src/jwt';
 import { HTTP_SERVER_SETTINGS } from '../src/http-server';
 import { RELAY_SETTINGS, type RelaySettingName } from '../src/options';
@@ -54,9 +54,15 @@ export const SERVER_SETTINGS = {
   },
   logLevel: { kind: 'text', env: 'LOG_LEVEL', defaultNote: 'info', doc: 'pino level' },
   redisUrl: { kind: 'text', env: 'REDIS_URL', defaultNote: 'unset', doc: 'set: several relays share one upstream per topic, the replay history, the connection limits and the rate limit through this Redis (see "Running several relays")' },
+  redisSigningSecret: {
+    kind: 'text',
+    env: 'REDIS_SIGNING_SECRET',
+    defaultNote: 'unset (Redis trusted)',
+    doc: "with `REDIS_URL`: a secret of at least 32 characters, the same on every relay; what relays write to Redis for each other is signed with it (HMAC-SHA256), and what does not verify is dropped and counted",
+  },
 } as const satisfies Record<string, Setting>;
 
-/** Every setting of the standalone server, by who takes it as an option, in the order the README lists them. */
+/** Every setting of the standalone server, by who takes it as an option, in the order docs/configuration.md lists them. */
 export const SETTING_TABLES = [
   { takenBy: undefined, settings: SERVER_SETTINGS },
   { takenBy: 'createHttpServer', settings: HTTP_SERVER_SETTINGS },
@@ -99,6 +105,8 @@ export interface ServerConfig {
   readonly drainWindowMs: number;
   readonly logLevel: string;
   readonly redisUrl: URL | undefined;
+  /** The cluster's signing secret, if set. */
+  readonly redisSigningSecret: string | undefined;
   /** Settings that work but probably not as meant; logged at start. */
   readonly warnings: readonly string[];
 }
@@ -148,18 +156,19 @@ export function loadConfig(env: Env = process.env, readFileLimit: () => number |
     drainWindowMs,
     logLevel: read.oneOf(SERVER_SETTINGS.logLevel.env, LOG_LEVELS, 'info'),
     redisUrl: readRedisUrl(read),
+    redisSigningSecret: readRedisSigningSecret(read),
     warnings,
   };
 }
 
 /**
- * The relay's and HTTP server's settings, with the socket cap and stream cap defaulting from
- * the open-file limit (an explicit MAX_CONNECTIONS lifts the socket cap above it).
+ * The relay's and HTTP server's settings, with the socket, stream and upstream caps defaulting
+ * from the open-file limit (an explicit MAX_CONNECTIONS lifts the socket cap above it).
  */
 function readCaps(read: EnvReader, fileLimit: number | undefined): Pick<ServerConfig, 'relay' | 'http' | 'warnings'> {
-  const budget = fileLimit === undefined ? undefined : socketBudget(fileLimit);
-  const relay = resolveSettings(RELAY_SETTINGS, read, { maxConnections: budget?.maxConnections });
-  const { maxConnections } = relay;
+  const budget = fileLimit === undefined ? undefined : descriptorBudget(fileLimit);
+  const relay = resolveSettings(RELAY_SETTINGS, read, { maxConnections: budget?.maxConnections, maxUpstreams: budget?.maxUpstreams });
+  const { maxConnections, maxUpstreams } = relay;
   // Room above the stream cap, so a client over it still gets its 503 instead of a dropped socket.
   const fitting = Math.max(budget?.maxSockets ?? HTTP_SERVER_SETTINGS.maxSockets.default, maxConnections + Math.max(8, Math.ceil(maxConnections / 10)));
   const http = resolveSettings(HTTP_SERVER_SETTINGS, read, { maxSockets: fitting });
@@ -168,9 +177,10 @@ function readCaps(read: EnvReader, fileLimit: number | undefined): Pick<ServerCo
   if (maxConnections >= maxSockets) {
     warnings.push(`MAX_CONNECTIONS (${maxConnections}) is not below MAX_SOCKETS (${maxSockets}): clients over the socket cap are dropped without their 503`);
   }
-  if (fileLimit !== undefined && filesNeeded(maxSockets) > fileLimit) {
+  const needed = filesNeeded({ maxSockets, maxConnections, maxUpstreams });
+  if (fileLimit !== undefined && needed > fileLimit) {
     warnings.push(
-      `MAX_SOCKETS (${maxSockets}) clients with an upstream socket each need up to ${filesNeeded(maxSockets)} open files, over this process's limit (${fileLimit}): raise ulimit -n or lower MAX_CONNECTIONS`,
+      `MAX_SOCKETS (${maxSockets}) clients, MAX_CONNECTIONS (${maxConnections}) proxied requests and MAX_UPSTREAMS (${maxUpstreams}) topic upstreams need up to ${needed} open files, over this process's limit (${fileLimit}): raise ulimit -n or lower them; past it clients get connection resets instead of 503`,
     );
   }
   return { relay, http, warnings };
@@ -244,4 +254,12 @@ function readTrustProxy(read: EnvReader): number | string | false {
 
 function readRedisUrl(read: EnvReader): URL | undefined {
   return read.url(SERVER_SETTINGS.redisUrl.env, ['redis:', 'rediss:'], 'a redis:// or rediss:// URL');
+}
+
+function readRedisSigningSecret(read: EnvReader): string | undefined {
+  const secret = read.raw(SERVER_SETTINGS.redisSigningSecret.env);
+  if (secret !== undefined && secret.trim().length < MIN_SECRET_LENGTH) {
+    throw new ConfigError(SERVER_SETTINGS.redisSigningSecret.env, `at least ${MIN_SECRET_LENGTH} characters (not counting surrounding spaces)`, `(${secret.trim().length} characters)`);
+  }
+  return secret;
 }

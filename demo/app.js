@@ -11,8 +11,12 @@ const client = createClient({ baseUrl: '', ...(window.demoClientOptions ?? {}) }
 const seen = { statuses: [], progress: {}, ended: [], resyncs: [], errors: [] };
 window.demo = seen;
 
+let logged = 0;
+
 function log(text) {
   const item = document.createElement('li');
+  // Numbered in order of arrival, newest on top: a number stays with its line as older ones drop off.
+  item.value = ++logged;
   item.textContent = `${new Date().toLocaleTimeString()}  ${text}`;
   $('log').prepend(item);
   while ($('log').children.length > 60) $('log').lastChild.remove();
@@ -27,7 +31,8 @@ function el(tag, props = {}, ...children) {
 // ---- login ---------------------------------------------------------------
 
 async function loggedIn(user) {
-  $('whoami').textContent = user ? `signed in as ${user}` : '';
+  $('whoami').textContent = user ? `signed in as ${user}` : 'not signed in';
+  if (user) $('user').value = user;
   for (const id of ['start-downloads', 'start-upload', 'send', 'older', 'check-quick', 'check-full']) $(id).disabled = !user;
   if (user) await loadHistory(true);
 }
@@ -52,8 +57,12 @@ const subscription = client.subscribe([], {
   onStatus(status, info) {
     seen.statuses.push({ status, at: performance.now(), ...info });
     const tab = info.tab === 'holder' ? ' · this tab holds it' : info.tab === 'follower' ? ' · shared by another tab' : '';
-    $('status').textContent = status + (info.delayMs ? ` (next try in ${(info.delayMs / 1000).toFixed(1)} s)` : '') + tab;
-    $('status').dataset.state = status;
+    // Closed with no HTTP status is the client with nothing to watch (before the first download, after
+    // the last): idle, not a failure. Closed by a refusal says so.
+    const idle = status === 'closed' && !info.httpStatus;
+    const shown = idle ? 'idle' : status === 'closed' ? `closed: HTTP ${info.httpStatus}` : status;
+    $('status').textContent = idle ? shown : shown + (info.delayMs ? ` (next try in ${(info.delayMs / 1000).toFixed(1)} s)` : '') + tab;
+    $('status').dataset.state = idle ? 'idle' : status;
     log(`stream ${status}${info.reason ? `: ${info.reason}` : ''}${info.httpStatus ? ` [HTTP ${info.httpStatus}]` : ''}`);
   },
   onEvent({ topic, event, data }) {
@@ -135,6 +144,33 @@ const STAGES = [
 ];
 let currentUpload;
 
+// What a file's line says for the backend's last event; `data-stage` keeps the event's own name.
+const STAGE_LABELS = {
+  queued: 'queued',
+  sending: 'uploading',
+  start: 'uploading',
+  file_saving: 'uploading',
+  file_saved: 'uploaded',
+  processing_start: 'chunking',
+  total_chunks: 'chunking',
+  ocr_start: 'OCR',
+  ocr_chunk_processed: 'OCR',
+  ocr_complete: 'OCR done',
+  llm_metadata_start: 'LLM',
+  llm_chunk_processed: 'LLM',
+  llm_metadata_complete: 'LLM done',
+  embedding_start: 'Embedding',
+  embedding_chunk_processed: 'Embedding',
+  embedding_complete: 'Embedding done',
+};
+const OUTCOME_LABELS = { complete: 'done', cancelled: 'cancelled', error: 'failed' };
+
+function stageLabel(progress) {
+  if (progress.done) return (OUTCOME_LABELS[progress.outcome] ?? progress.outcome) + (progress.error ? `: ${progress.error}` : '');
+  // An event this page does not know yet still reads as words.
+  return STAGE_LABELS[progress.stage] ?? progress.stage.replaceAll('_', ' ');
+}
+
 $('start-upload').addEventListener('click', () => {
   const files = [...$('files').files];
   if (files.length === 0) return log('choose one or more files first');
@@ -174,7 +210,7 @@ function renderUpload(view, progress) {
   view.item.dataset.stage = progress.stage;
   view.item.dataset.outcome = progress.outcome ?? '';
   if (progress.sessionId) view.item.dataset.session = progress.sessionId;
-  view.stage.textContent = progress.done ? progress.outcome + (progress.error ? `: ${progress.error}` : '') : progress.stage;
+  view.stage.textContent = stageLabel(progress);
   view.stage.className = progress.outcome === 'complete' ? 'done' : progress.outcome === 'error' ? 'failed' : progress.outcome ?? '';
   view.cancel.disabled = progress.done;
   for (const [key] of STAGES) {
@@ -260,8 +296,8 @@ async function runPathCheck(quiet) {
 $('check-quick').addEventListener('click', () => runPathCheck(0));
 $('check-full').addEventListener('click', () => runPathCheck('auto'));
 
-// Already signed in (the cookie from an earlier visit)?
-client
-  .fetch('/api/chat/history', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ chatbotId: CHATBOT, pageSize: 1 }) })
-  .then((response) => loggedIn(response.ok ? 'you' : undefined))
+// Already signed in (the cookie from an earlier visit)? The cookie is HttpOnly: ask whom it names.
+fetch('/dev/login')
+  .then((response) => (response.ok ? response.json() : undefined))
+  .then((answer) => answer?.user && loggedIn(answer.user))
   .catch(() => undefined);

@@ -2,7 +2,7 @@ import { isIPv4 } from 'node:net';
 import type { Request, RequestHandler, Response } from 'express';
 import { ipKeyGenerator, rateLimit, type Store } from 'express-rate-limit';
 import { HttpError } from '../src/errors';
-import type { ConnectionCounter, Lease, LimitName } from '../src/limits/connections';
+import type { ConnectionCounter, Lease, LimitName, SlotPool } from '../src/limits/connections';
 import { userOf } from './authenticate';
 
 /** Seconds a refused client is told to wait: a full relay spreads its retries, a busy user waits a little. */
@@ -38,10 +38,10 @@ function releaseSlot(this: Response): void {
  * user whose streams fill the per-user cap can still make REST calls (the total and
  * per-IP caps count both).
  */
-export function limitConnections(counter: ConnectionCounter, onRefused?: (limit: LimitName) => void, pool: 'streams' | 'calls' = 'streams'): RequestHandler {
+export function limitConnections(counter: ConnectionCounter, onRefused?: (limit: LimitName) => void, pool: SlotPool = 'streams'): RequestHandler {
   return async (req, res, next) => {
     const user = userOf(res);
-    const admission = await counter.acquire(pool === 'streams' ? user : `calls:${user}`, clientIp(req));
+    const admission = await counter.acquire(user, clientIp(req), pool);
     if (!admission.ok) {
       onRefused?.(admission.limit);
       const code = admission.limit === 'total' ? 'over_capacity' : 'too_many_connections';

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { parse as parseCookie } from 'cookie';
 import express, { type Router } from 'express';
 import helmet from 'helmet';
 import jwt from 'jsonwebtoken';
@@ -21,8 +22,8 @@ const USER = /^[A-Za-z0-9._-]{1,64}$/;
 
 /**
  * What `npm start` adds outside production: `POST /dev/login` (body `{"user"?}`) sets the
- * `access_token` HttpOnly cookie for a development user, `POST /dev/logout` clears it, and
- * the demo app is served at `/`. Never mount this in production: it hands out tokens.
+ * `access_token` HttpOnly cookie for a development user, `GET /dev/login` says whom the cookie
+ * names, `POST /dev/logout` clears it, and the demo app is served at `/`. Never mount this in production: it hands out tokens.
  */
 export function developmentRoutes(options: DevelopmentOptions): Router {
   const ttlSeconds = options.ttlSeconds ?? 12 * 3600;
@@ -39,6 +40,11 @@ export function developmentRoutes(options: DevelopmentOptions): Router {
       .set('Cache-Control', 'no-store')
       .json({ user, expiresAt: new Date(Date.now() + ttlSeconds * 1000).toISOString() });
   });
+  // The cookie is HttpOnly: a page that comes back with one asks here whom it names. Nobody (no
+  // cookie, or one no longer valid) is an answer too, not an error a first visit would log.
+  router.get('/dev/login', (req, res) => {
+    res.set('Cache-Control', 'no-store').json(loggedInUser(parseCookie(req.headers.cookie ?? '').access_token, options.secret));
+  });
   router.post('/dev/logout', (_req, res) => {
     res.clearCookie('access_token', { path: '/' }).status(204).end();
   });
@@ -47,6 +53,16 @@ export function developmentRoutes(options: DevelopmentOptions): Router {
   const demoDir = options.demoDir ?? findDemo();
   if (demoDir !== undefined) router.use(express.static(demoDir, { index: 'index.html' }));
   return router;
+}
+
+function loggedInUser(token: string | undefined, secret: string): { user: string | null; expiresAt?: string } {
+  if (token === undefined) return { user: null };
+  try {
+    const claims = jwt.verify(token, secret, { algorithms: ['HS256'] }) as jwt.JwtPayload;
+    return typeof claims.sub === 'string' ? { user: claims.sub, expiresAt: new Date((claims.exp ?? 0) * 1000).toISOString() } : { user: null };
+  } catch {
+    return { user: null };
+  }
 }
 
 /** The package's `demo/` folder, from the compiled routes (`dist/routes`) or from source (`routes`). */

@@ -115,14 +115,17 @@ export function multiplexRoutes(multiplexer: Multiplexer, routing: MultiplexRout
     const add = resolveAll(change.add);
     const stream = multiplexer.find(String(req.params.streamId), user);
     if (!stream) throw new HttpError('not_found');
-    const after = new Set(stream.topics);
-    for (const key of remove) after.delete(key);
-    const added = add.filter((topic) => !after.has(topic.key));
-    if (after.size + added.length > routing.maxTopics) throw new HttpError('too_many_topics');
-    await authorizeAll(user, added);
-    // The stream may have closed while the backend was asked.
-    if (stream.isClosed) throw new HttpError('not_found');
-    res.json({ topics: stream.update(remove, added) });
+    const topics = await stream.inTurn(async () => {
+      if (stream.isClosed) throw new HttpError('not_found');
+      const added = stream.joining(remove, add);
+      // Refused before the backend is asked; `update` checks again where the topics attach.
+      stream.checkTopicCount(remove, added, routing.maxTopics);
+      await authorizeAll(user, added);
+      // The stream may have closed while the backend was asked.
+      if (stream.isClosed) throw new HttpError('not_found');
+      return stream.update(remove, added, routing.maxTopics);
+    });
+    res.json({ topics });
   });
 
   return router;

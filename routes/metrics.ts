@@ -59,6 +59,12 @@ export function relayMetrics({ hub, stats, connections, multiplexer }: Sources, 
   gauge('sse_relay_subscribers', 'Subscribers attached to shared topics now.', () => hub.streamCount);
   gauge('sse_relay_topics', 'Shared topics held now (live, opening or lingering).', () => hub.topicCount);
   gauge('sse_relay_upstream_connections', 'Upstream event streams open or being opened now.', () => hub.upstreamCount);
+  gauge(
+    'sse_relay_upstream_budget_used',
+    'Topics counted against MAX_UPSTREAMS now: each holds a backend stream or may open one (opening, live, ended and about to resume; in a cluster, followed topics too, which may take theirs over).',
+    () => hub.budgetedUpstreams,
+  );
+  gauge('sse_relay_upstream_budget', 'MAX_UPSTREAMS: past it a stream open or topic add that needs a new upstream gets 503.', () => hub.maxUpstreams);
   if (multiplexer) {
     gauge('sse_relay_multiplexed_streams', 'Multiplexed streams (GET /api/events) open now; each is one of sse_relay_subscribers.', () => multiplexer.streamCount);
     gauge('sse_relay_multiplexed_topics', 'Topic memberships of multiplexed streams now, summed over the streams.', () => multiplexer.membershipCount);
@@ -77,7 +83,8 @@ export function relayMetrics({ hub, stats, connections, multiplexer }: Sources, 
   total('sse_relay_streams_opened_total', 'Subscriber streams opened.', () => stats.streamsOpened);
   total('sse_relay_auth_failures_total', 'Requests refused for a missing or invalid token.', () => stats.authFailures);
   byLabel('sse_relay_streams_closed_total', 'Subscriber streams closed, by reason.', 'reason', () => stats.closeReasons);
-  byLabel('sse_relay_rejections_total', 'Requests refused by a limit: total, perUser, perIp or rate.', 'limit', () => stats.rejections);
+  byLabel('sse_relay_rejections_total', 'Requests refused by a limit: total, perUser, perIp, rate, or upstreams (MAX_UPSTREAMS).', 'limit', () => stats.rejections);
+  byLabel('sse_relay_cluster_forged_total', 'Entries (a topic\'s shared history) and end_user messages read from Redis without a valid signature, dropped.', 'kind', () => stats.forged);
 
   const fanout = new Histogram({
     name: 'sse_relay_delivery_seconds',

@@ -51,10 +51,18 @@ export interface CreateRelayOptions extends RelayOptions {
   upstreamRedirectOrigins?: readonly string[];
   /**
    * Run as one of several relays sharing a Redis (`redis://` or `rediss://`): one upstream per topic
-   * across them, shared replay history, connection limits and rate limit (see the README's "Running
-   * several relays"). Defaults to none: this process alone, in memory.
+   * across them, shared replay history, connection limits and rate limit (see docs/cluster.md).
+   * Defaults to none: this process alone, in memory.
    */
   redisUrl?: string | URL;
+  /**
+   * A secret shared by every relay of the cluster, at least 32 characters: what a relay writes to
+   * Redis for the others (a topic's events, ends, finishes and retry hints; ended users) carries an
+   * HMAC-SHA256 of it, and whatever does not verify is dropped and counted
+   * (`sse_relay_cluster_forged_total`). Give every relay the same one at the same time. Defaults to
+   * none: whoever can write to the Redis can make every relay send its subscribers anything.
+   */
+  redisSigningSecret?: string;
   /** Origins allowed to call the relay from a browser, with credentials (the cookie). Defaults to none: same-origin only. */
   corsOrigins?: readonly string[];
   /** Security headers (helmet); set false if your app already sets them. Defaults to true. */
@@ -117,7 +125,8 @@ export function createRelay(options: CreateRelayOptions): Relay {
   const callAgent = new Agent({ pipelining: 1, connections: 64 });
   const stats = new RelayStats();
   const local = new LocalOwnership(streamAgent, config);
-  const cluster: Cluster | undefined = options.redisUrl === undefined ? undefined : createCluster(new URL(String(options.redisUrl)), config, local, logger);
+  const trust = { signingSecret: options.redisSigningSecret, onForged: (kind: string) => stats.countForged(kind) };
+  const cluster: Cluster | undefined = options.redisUrl === undefined ? undefined : createCluster(new URL(String(options.redisUrl)), config, local, logger, trust);
   const ownership = typeof options.ownership === 'function' ? options.ownership(local) : (options.ownership ?? cluster?.ownership ?? local);
   const hub = new Hub(config, ownership, stats, logger);
   const redirectOrigins = new Set((options.upstreamRedirectOrigins ?? []).map((origin) => new URL(origin).origin));

@@ -2,8 +2,8 @@ import { DAY, HOUR, type IntegerSetting, MINUTE, optionSource, resolveSettings }
 
 /**
  * The relay's timings, sizes and limits, each declared once. `RelayOptions` has one optional
- * field per entry, the standalone server reads each from its `env` variable, and the README's
- * configuration table is generated from these (`npm run docs:config`).
+ * field per entry, the standalone server reads each from its `env` variable, and the table in
+ * docs/configuration.md is generated from these (`npm run docs:config`).
  */
 export const RELAY_SETTINGS = {
   replayBufferSize: { kind: 'count', env: 'REPLAY_BUFFER_SIZE', default: 1000, min: 1, max: 1_000_000, doc: 'events kept per topic for `Last-Event-ID` replay' },
@@ -73,6 +73,15 @@ export const RELAY_SETTINGS = {
     doc: 'open streams (shared streams, uploads, chat) in all; over it: 503',
     defaultNote: 'from the open-file limit (see below); 20000 for `createRelay`',
   },
+  maxUpstreams: {
+    kind: 'count',
+    env: 'MAX_UPSTREAMS',
+    default: 20_000,
+    min: 1,
+    max: 10_000_000,
+    doc: 'topic upstreams (backend event streams, one per topic however many clients follow it) held at once; a stream open or topic add that needs one more: 503',
+    defaultNote: 'from the open-file limit (see below); 20000 for `createRelay`',
+  },
   maxConnectionsPerUser: { kind: 'count', env: 'MAX_CONNECTIONS_PER_USER', default: 20, min: 1, max: 10_000_000, doc: 'open streams per user; over it: 429' },
   maxConnectionsPerIp: { kind: 'count', env: 'MAX_CONNECTIONS_PER_IP', default: 200, min: 1, max: 10_000_000, doc: 'open streams per client IP (see `TRUST_PROXY`); over it: 429' },
   clusterLeaseMs: {
@@ -107,7 +116,7 @@ export type RelaySettingName = keyof typeof RELAY_SETTINGS;
 /**
  * The relay's options: `backendUrl`, plus one optional integer per entry of `RELAY_SETTINGS`,
  * whose `doc`, `default`, `min` and `max` say what it does and what it accepts (and the
- * README's "Configuration" table lists them all).
+ * table in docs/configuration.md lists them all).
  */
 export type RelayOptions = { backendUrl: string | URL } & { [K in RelaySettingName]?: number };
 
@@ -141,6 +150,11 @@ export function optionWarnings(config: RelayConfig): string[] {
   }
   if (config.clientMaxBufferedBytes < config.maxEventBytes) {
     warnings.push(`clientMaxBufferedBytes (${config.clientMaxBufferedBytes}) is below maxEventBytes (${config.maxEventBytes}): a subscriber that is sent one large event may be cut as slow`);
+  }
+  if (config.maxUpstreams < config.maxTopicsPerStream) {
+    warnings.push(
+      `maxUpstreams (${config.maxUpstreams}) is below maxTopicsPerStream (${config.maxTopicsPerStream}): a multiplexed stream with more new topics than maxUpstreams is always refused (503)`,
+    );
   }
   return warnings;
 }

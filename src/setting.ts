@@ -4,7 +4,7 @@ export type IntegerKind = 'ms' | 'bytes' | 'count' | 'port';
 /**
  * One integer setting, declared once: the library option (the key it is declared under),
  * its environment variable, default, bounds and doc line. Option validation, the
- * environment reader and the README's configuration table are all derived from it.
+ * environment reader and the table in docs/configuration.md are all derived from it.
  */
 export interface IntegerSetting {
   readonly kind: IntegerKind;

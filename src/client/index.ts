@@ -6,7 +6,7 @@
 export { type Client, type ClientOptions, createClient } from './client';
 export type { ReconnectOptions } from './backoff';
 export type { ChatHandlers, ChatMessage, ChatReply, ChatRequest, HistoryPage, HistoryPager } from './chat';
-export type { StatusInfo, StreamStatus, SubscribeHandlers, Subscription, TopicEvent } from './topic-stream';
+export type { StatusInfo, StreamStatus, SubscribeHandlers, Subscription, TopicEvent } from './types';
 export { type PathReport, describeReport } from '../diagnostics/path-report';
 export type { PathCheckOptions } from './path-check';
 export type { Topic } from './topics';

@@ -1,12 +1,6 @@
 import { type Channel, type Locks, browser } from './browser';
-import type { StatusInfo, StreamStatus, TopicEvent } from './topic-stream';
+import type { Delivery, StatusInfo, StreamStatus } from './types';
 import type { Topic } from './topics';
-
-/** What the holding tab hands to the others: each carries the stream's cursor after it, for a takeover. */
-export type Delivery =
-  | { readonly type: 'event'; readonly cursor: string | undefined; readonly event: TopicEvent }
-  | { readonly type: 'resync'; readonly cursor: string | undefined; readonly topic: Topic }
-  | { readonly type: 'end'; readonly cursor: string | undefined; readonly topic: Topic };
 
 /** Everything sent on the channel. */
 export type TabMessage =

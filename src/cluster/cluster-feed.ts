@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import type { EventFeed, LocalOwnership } from '../relay/ownership';
 import type { UpstreamInit, UpstreamListener } from '../relay/upstream';
-import { type HistoryEntry, type SharedTopicStore, toEntry } from './shared-topic';
+import { type HistoryEntry, type LoadedHistory, SIZE_FIELD, type SharedTopicStore, toEntry } from './shared-topic';
+import type { ClusterSigner, SignedKind } from './signer';
 import type { StreamReader } from './stream-reader';
 import type { RedisLink } from './redis';
 
@@ -20,12 +21,18 @@ export interface ClusterFeedContext {
   reopenDelayMs(backendRetryMs: number | undefined): number;
   /** Takeover times, for metrics and the bench. */
   onTakeover?(ms: number): void;
+  /** Signs the entries this relay appends and checks those it reads; undefined: entries are trusted as Redis holds them. */
+  readonly signer: ClusterSigner | undefined;
+  /** An entry read from Redis did not carry a valid signature, and was dropped. */
+  onForged(kind: SignedKind, detail: Record<string, string>): void;
 }
 
 type Role = 'starting' | 'owner' | 'follower' | 'local' | 'closed';
 
 // Entry fields: k kind (v event, x clean end, f finished, r the backend's retry: hint), i the
-// event's id line, e effective id, n name, d data (absent for an id-only frame), r milliseconds.
+// event's id line, e effective id, n name, d data (absent for an id-only frame), r milliseconds,
+// h the signature of the topic and every field before it (with a cluster secret).
+const SIGNATURE_FIELD = 'h';
 
 /**
  * A topic's events in a cluster. The relay holding the topic's lease reads the backend and
@@ -99,10 +106,12 @@ export class ClusterFeed implements EventFeed {
   private async join(): Promise<void> {
     const history = await this.context.store.load(this.key);
     if (this.role !== 'starting') return;
-    // An empty history starts where this topic starts (the claim below records that origin).
-    if (history.epoch !== undefined) this.listener.onHistory?.(history.origin, history.truncated);
-    for (const entry of history.entries) this.apply(entry, false);
-    if (history.finished) {
+    const entries = history.entries.filter((entry) => this.genuine(entry));
+    // An empty history starts where this topic starts (the claim below records that origin). One
+    // that lost an entry to a failed signature no longer reaches back to it: resuming clients get resync.
+    if (history.epoch !== undefined) this.listener.onHistory?.(history.origin, history.truncated || entries.length < history.entries.length);
+    for (const entry of entries) this.apply(entry, false);
+    if (this.finishedIn(history, entries)) {
       this.open();
       return this.finish();
     }
@@ -177,6 +186,8 @@ export class ClusterFeed implements EventFeed {
   private publish(fields: string[], size: number, finish = false): void {
     const holder = this.holder;
     if (holder === undefined) return;
+    const { signer } = this.context;
+    if (signer !== undefined) fields.push(SIGNATURE_FIELD, signer.sign('entry', [this.key, ...fields]));
     const keepMs = finish ? { keepMs: this.context.finishedKeepMs } : undefined;
     this.context.store.append(this.key, holder, fields, size, keepMs).then(
       (streamId) => {
@@ -216,7 +227,7 @@ export class ClusterFeed implements EventFeed {
     this.open();
     this.unfollow = this.context.reader.follow(this.context.store.eventsKey(this.key), cursor, {
       onEntries: (entries) => {
-        for (const entry of entries) if (this.role === 'follower') this.apply(entry, true);
+        for (const entry of entries) if (this.role === 'follower' && this.genuine(entry)) this.apply(entry, true);
       },
       onLost: () => {
         if (this.role !== 'follower') return;
@@ -243,11 +254,39 @@ export class ClusterFeed implements EventFeed {
     this.holder = holder;
     // Whatever the old owner appended that the reader had not delivered yet.
     const missed = await this.context.store.after(this.key, this.cursor).catch(() => []);
-    for (const entry of missed) this.apply(entry, true);
+    for (const entry of missed) if (this.genuine(entry)) this.apply(entry, true);
     if (this.role !== 'owner') return;
     this.context.logger.info({ topic: this.key, resumeFrom: this.lastId }, 'topic taken over');
     this.context.onTakeover?.(Date.now() - started);
     this.own(holder);
+  }
+
+  /**
+   * Whether an entry read from Redis was written by a relay of this cluster: its signature matches
+   * (always true without a signer). One that does not is dropped, counted and logged.
+   */
+  private genuine(entry: HistoryEntry): boolean {
+    const { signer } = this.context;
+    if (signer === undefined) return true;
+    const parts = [this.key];
+    let signature: string | undefined;
+    for (const [name, value] of entry.fields) {
+      if (name === SIGNATURE_FIELD) signature = value;
+      else if (name !== SIZE_FIELD) parts.push(name, value);
+    }
+    if (signer.verify('entry', parts, signature)) return true;
+    this.context.onForged('entry', { topic: this.key, streamId: entry.streamId });
+    return false;
+  }
+
+  /**
+   * Whether a loaded history is finished. With signing, the meta's flag must be borne out by a
+   * signed finish as its last entry (the finish is appended last, and the oldest entries go
+   * first): a flag set by hand in Redis would end every client's stream for good.
+   */
+  private finishedIn(history: LoadedHistory, genuine: readonly HistoryEntry[]): boolean {
+    if (!history.finished) return false;
+    return this.context.signer === undefined || genuine.at(-1)?.fields.get('k') === 'f';
   }
 
   /** Hands one entry of the shared history to the topic. */

@@ -12,6 +12,7 @@ import { RedisLink } from './redis';
 import { SharedTopicStore } from './shared-topic';
 import { StreamReader } from './stream-reader';
 import { UserEnds } from './user-ends';
+import { ClusterSigner, type SignedKind } from './signer';
 
 /** Several relays sharing upstreams, history and limits through one Redis. */
 export interface Cluster {
@@ -32,13 +33,36 @@ export interface Cluster {
 /** Keys in Redis all start with this. */
 const PREFIX = 'sse-relay';
 
+/** How a cluster trusts what it reads from Redis. */
+export interface ClusterTrust {
+  /** The secret every relay of the cluster signs its entries and messages with; undefined: none (Redis is trusted). */
+  readonly signingSecret: string | undefined;
+  /** Something read from Redis did not carry a valid signature, and was dropped. */
+  onForged(kind: SignedKind): void;
+}
+
+/** Between two log lines about entries that failed their signature. */
+const FORGED_LOG_INTERVAL_MS = 10_000;
+
 /**
  * Builds the cluster parts on one Redis: the topic feeds (lease, shared history, one stream
  * reader), the shared connection counter and the rate-limit store. `local` reads upstreams
  * and keeps each topic's in-memory history (which mirrors the shared one).
  */
-export function createCluster(url: URL, config: RelayConfig, local: LocalOwnership, logger: Logger): Cluster {
+export function createCluster(url: URL, config: RelayConfig, local: LocalOwnership, logger: Logger, trust: ClusterTrust): Cluster {
+  const signer = trust.signingSecret === undefined ? undefined : new ClusterSigner(trust.signingSecret);
   const link = new RedisLink(url, PREFIX, logger);
+  let forgedLoggedAt = -Infinity;
+  let forgedSinceLog = 0;
+  const onForged = (kind: SignedKind, detail: Record<string, string>): void => {
+    trust.onForged(kind);
+    forgedSinceLog += 1;
+    // Forged entries, or a relay with another secret (or none): one line now and then, not one per entry.
+    if (Date.now() - forgedLoggedAt < FORGED_LOG_INTERVAL_MS) return;
+    logger.warn({ kind, ...detail, dropped: forgedSinceLog }, 'dropped what Redis held without a valid signature: forged, or written by a relay with another signing secret (REDIS_SIGNING_SECRET) or none');
+    forgedLoggedAt = Date.now();
+    forgedSinceLog = 0;
+  };
   const store = new SharedTopicStore(
     link,
     { maxEntries: config.replayBufferSize, maxBytes: config.replayBufferBytes },
@@ -53,7 +77,7 @@ export function createCluster(url: URL, config: RelayConfig, local: LocalOwnersh
     config.clusterSlotTtlMs,
   );
   const takeovers: number[] = [];
-  const userEnds = new UserEnds(link, logger);
+  const userEnds = new UserEnds(link, logger, signer, onForged);
   const context = {
     link,
     store,
@@ -65,6 +89,8 @@ export function createCluster(url: URL, config: RelayConfig, local: LocalOwnersh
     // What a client would wait before reconnecting: the backend's retry: as clients get it (bounded), else the relay's hint.
     reopenDelayMs: (backendRetryMs: number | undefined) =>
       backendRetryMs === undefined ? config.retryHintMs : Math.min(config.retryHintMaxMs, Math.max(config.retryHintMinMs, backendRetryMs)),
+    signer,
+    onForged,
     onTakeover: (ms: number) => {
       takeovers.push(ms);
       if (takeovers.length > 100) takeovers.shift();

@@ -1,9 +1,9 @@
 import type { Redis } from 'ioredis';
-import type { ConnectionCounter, ConnectionLimits, Lease, Refusal, SlotOwner } from '../limits/connections';
+import type { ConnectionCounter, ConnectionLimits, Lease, Refusal, SlotOwner, SlotPool } from '../limits/connections';
 import { MemoryConnectionCounter, SlotLease, increment } from '../limits/connections';
 import type { RedisLink } from './redis';
 
-// Each count is a hash per user, per IP and one for the total, with one field per relay
+// Each count is a hash per user and pool, per IP and one for the total, with one field per relay
 // holding that relay's open streams. A relay is alive while its member in the `relays`
 // sorted set scores in the future; it pushes that score forward every third of the slot
 // TTL. Counting skips the fields of relays that stopped doing so, so a killed relay's
@@ -90,8 +90,9 @@ type Scripted = Redis & {
  * A dead relay's slots come back within `slotTtlMs`. While Redis is away, each relay holds
  * the limits alone with its own counts, and writes them back once Redis answers again.
  */
-export class RedisConnectionCounter implements ConnectionCounter, SlotOwner {
+export class RedisConnectionCounter implements ConnectionCounter {
   private readonly local: MemoryConnectionCounter;
+  private readonly pools: Readonly<Record<SlotPool, PoolSlots>> = { streams: new PoolSlots(this, 'streams'), calls: new PoolSlots(this, 'calls') };
   private readonly redis: Scripted;
   private readonly timer: NodeJS.Timeout;
   /** Per key: how many slots this relay holds there (what REWRITE puts back). */
@@ -102,7 +103,7 @@ export class RedisConnectionCounter implements ConnectionCounter, SlotOwner {
   private failures = 0;
   /** Rewrites sent: an acquire sent before one was wiped by it. */
   private rewrites = 0;
-  private readonly keys: { relays: string; total: string; user: string; ip: string; set: string };
+  private readonly keys: { relays: string; total: string; user: Readonly<Record<SlotPool, string>>; ip: string; set: string };
 
   constructor(
     private readonly link: RedisLink,
@@ -111,7 +112,9 @@ export class RedisConnectionCounter implements ConnectionCounter, SlotOwner {
   ) {
     this.local = new MemoryConnectionCounter(limits);
     const root = `{${link.prefix}:slots}`;
-    this.keys = { relays: `${root}:relays`, total: `${root}:total`, user: `${root}:user:`, ip: `${root}:ip:`, set: `${root}:held:` };
+    // Per-user keys of each pool under their own prefix: neither prefix starts the other, so no user id reaches another pool's key.
+    const user = { streams: `${root}:user:`, calls: `${root}:call:` };
+    this.keys = { relays: `${root}:relays`, total: `${root}:total`, user, ip: `${root}:ip:`, set: `${root}:held:` };
     this.redis = link.commands as Scripted;
     this.redis.defineCommand('slotAcquire', { numberOfKeys: 5, lua: ACQUIRE });
     this.redis.defineCommand('slotRelease', { numberOfKeys: 4, lua: RELEASE });
@@ -125,9 +128,9 @@ export class RedisConnectionCounter implements ConnectionCounter, SlotOwner {
     void this.heartbeat();
   }
 
-  async acquire(user: string, ip: string): Promise<Lease | Refusal> {
+  async acquire(user: string, ip: string, pool: SlotPool = 'streams'): Promise<Lease | Refusal> {
     const { relays, total } = this.keys;
-    const userKey = this.keys.user + user;
+    const userKey = this.keys.user[pool] + user;
     const ipKey = this.keys.ip + ip;
     const self = this.link.instanceId;
     let verdict = 'local';
@@ -140,7 +143,7 @@ export class RedisConnectionCounter implements ConnectionCounter, SlotOwner {
       if (verdict === 'ok' && rewrites !== this.rewrites) this.distrust();
     }
     if (verdict === 'total' || verdict === 'perUser' || verdict === 'perIp') return { ok: false, limit: verdict };
-    const lease = await this.local.acquire(user, ip);
+    const lease = await this.local.acquire(user, ip, pool);
     if (!lease.ok) {
       // Redis said yes but this relay alone is over: give the cluster slot back.
       if (verdict === 'ok') void this.releaseShared(userKey, ipKey);
@@ -150,14 +153,14 @@ export class RedisConnectionCounter implements ConnectionCounter, SlotOwner {
     if (verdict !== 'ok') this.distrust();
     for (const key of [total, userKey, ipKey]) increment(this.held, key, 1);
     // The local count's own lease is dropped: this lease gives the local slot back through `free`.
-    return new SlotLease(this, user, ip);
+    return new SlotLease(this.pools[pool], user, ip);
   }
 
-  /** Gives back a slot this counter granted: here, and in Redis. */
-  free(user: string, ip: string): void {
-    const userKey = this.keys.user + user;
+  /** Gives back a slot this counter granted from `pool`: here, and in Redis. */
+  free(pool: SlotPool, user: string, ip: string): void {
+    const userKey = this.keys.user[pool] + user;
     const ipKey = this.keys.ip + ip;
-    this.local.free(user, ip);
+    this.local.free(pool, user, ip);
     for (const key of [this.keys.total, userKey, ipKey]) increment(this.held, key, -1);
     void this.releaseShared(userKey, ipKey);
   }
@@ -204,5 +207,17 @@ export class RedisConnectionCounter implements ConnectionCounter, SlotOwner {
     } catch {
       this.distrust();
     }
+  }
+}
+
+/** The owner of the slots one pool granted: gives them back through the counter. */
+class PoolSlots implements SlotOwner {
+  constructor(
+    private readonly counter: RedisConnectionCounter,
+    private readonly pool: SlotPool,
+  ) {}
+
+  free(user: string, ip: string): void {
+    this.counter.free(this.pool, user, ip);
   }
 }

@@ -12,6 +12,9 @@ import type { RedisLink } from './redis';
 
 const NOW = `local t = redis.call('TIME')`;
 
+/** The field APPEND puts first in every entry: its size, for the byte bound (no relay reads it). */
+export const SIZE_FIELD = 's';
+
 /** KEYS: lease, fence, events, meta. ARGV: relay, lease ms, retention ms, origin ('' none), has origin (0/1). */
 const CLAIM = `${NOW}
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
@@ -47,7 +50,7 @@ const APPEND = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
 local fields = {}
 for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
-local id = redis.call('XADD', KEYS[3], '*', 's', ARGV[5], unpack(fields))
+local id = redis.call('XADD', KEYS[3], '*', '${SIZE_FIELD}', ARGV[5], unpack(fields))
 local bytes = redis.call('HINCRBY', KEYS[4], 'bytes', ARGV[5])
 local length = redis.call('XLEN', KEYS[3])
 while length > 1 and (length > tonumber(ARGV[2]) or bytes > tonumber(ARGV[3])) do

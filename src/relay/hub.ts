@@ -6,6 +6,7 @@ import type { RelayStats } from './stats';
 import { type CloseReason, type DrainPolicy, Subscriber } from './subscriber';
 import { Topic } from './topic';
 import { jitteredRetry } from './come-back';
+import { UpstreamBudget } from '../limits/upstream-budget';
 
 /** Where a shared stream comes from: its key and the backend URL of its events. */
 export interface TopicRef {
@@ -35,6 +36,7 @@ export class Hub {
   private readonly streams = new Set<Subscriber>();
   private readonly ticker: NodeJS.Timeout;
   private readonly drainPolicy: DrainPolicy;
+  private readonly upstreamBudget: UpstreamBudget;
 
   constructor(
     private readonly config: RelayConfig,
@@ -53,6 +55,7 @@ export class Hub {
     // buffer cap, whose stream may carry no more writes.
     this.ticker = setInterval(() => this.tick(), Math.max(1, Math.min(Math.floor(config.heartbeatMs / 2), config.clientDrainGraceMs)));
     this.ticker.unref();
+    this.upstreamBudget = new UpstreamBudget(config.maxUpstreams, logger, () => stats.countRejection('upstreams'));
   }
 
   /** The live topic of a key, if any. */
@@ -71,16 +74,46 @@ export class Hub {
     return open;
   }
 
+  /**
+   * Topics counted against `maxUpstreams`: every one that holds an upstream or opens one again
+   * (opening, live, or ended and about to be resumed; in a cluster a followed topic too, which
+   * may take its upstream over). A finished topic only serves its history.
+   */
+  get budgetedUpstreams(): number {
+    let held = 0;
+    for (const topic of this.topics.values()) if (topic.state !== 'finished' && topic.state !== 'closed') held += 1;
+    return held;
+  }
+
+  /** Topic upstreams this hub may hold (`maxUpstreams`). */
+  get maxUpstreams(): number {
+    return this.upstreamBudget.max;
+  }
+
+  /**
+   * Throws 503 `over_capacity` unless the topics of `keys` that this hub does not hold yet fit
+   * in `maxUpstreams`. Call it right before attaching, with no await in between.
+   */
+  admitTopics(keys: readonly string[]): void {
+    let needed = 0;
+    for (const key of keys) if (!this.topics.has(key)) needed += 1;
+    // Counting the held ones walks every topic: only when the relay may be near its budget.
+    if (needed === 0 || this.topics.size + needed <= this.upstreamBudget.max) return;
+    this.upstreamBudget.admit(this.budgetedUpstreams, needed);
+  }
+
   get streamCount(): number {
     return this.streams.size;
   }
 
   /**
    * Attaches a client's response to the topic of `ref`, opening it if needed.
-   * Returns undefined when the client has already gone.
+   * Returns undefined when the client has already gone; throws `over_capacity` when the topic
+   * needs an upstream past `maxUpstreams`.
    */
   subscribe(res: ServerResponse, ref: TopicRef, request: SubscribeRequest): Subscriber | undefined {
     if (res.destroyed || !res.socket || res.socket.destroyed) return undefined;
+    this.admitTopics([ref.key]);
     const topic = this.topicFor(ref, request);
     const subscriber = this.stream(res, (closed) => topic.detach(closed));
     topic.attach(subscriber, request.lastEventId);

@@ -19,8 +19,8 @@ export interface TopicMember {
   resync(): void;
   /** The events the member missed, oldest first, written in one go. */
   catchUp(events: readonly StoredEvent[]): void;
-  /** The backend's `retry:` (bounded), as a frame: a subscriber passes it on. */
-  retryHint(frame: Buffer): void;
+  /** The backend's `retry:` (bounded), in milliseconds and as a frame: a subscriber passes it on unless the client has it already. */
+  retryHint(ms: number, frame: Buffer): void;
   /** One live event; `now` is taken once per event by the topic. */
   relay(event: StoredEvent, now: number): void;
   /** The topic ended for this member (`upstream_ended`, `relay_error`, `shutdown`); `event` is sent last. */

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
-import type { HttpError } from '../errors';
+import { HttpError } from '../errors';
 import type { RelayConfig } from '../options';
 import { type CursorId, encodeEntry, joinCursor } from './cursor';
 import { controlOf, envelopeOf, idLine } from './envelope';
@@ -140,6 +140,8 @@ export class MultiplexStream {
   private cursor: string | undefined;
   /** While the first topics attach, a topic that finishes at once must not end the stream. */
   private starting = true;
+  /** The topic change asked for last, until it is done (see `inTurn`). */
+  private lastChange: Promise<void> | undefined;
   readonly writer: Subscriber;
 
   constructor(
@@ -186,8 +188,54 @@ export class MultiplexStream {
     this.endIfEmpty();
   }
 
-  /** Removes then adds topics (added ones start with their history, like a new subscriber); returns the live topics. */
-  update(remove: readonly string[], add: readonly TopicRef[]): string[] {
+  /**
+   * Runs `change` once every change asked before it is done: the topic changes of one stream
+   * take turns, so each is decided on what the one before left, and none can pass the cap while
+   * another waits for the backend's authorization.
+   */
+  inTurn<T>(change: () => Promise<T>): Promise<T> {
+    const turn = (this.lastChange ?? Promise.resolve()).then(change);
+    const done = turn.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.lastChange = done;
+    // Nothing kept once the last change is done: a held stream carries no settled promise.
+    void done.then(() => {
+      if (this.lastChange === done) this.lastChange = undefined;
+    });
+    return turn;
+  }
+
+  /** The topics of `add` that are not live once `remove` is removed: what a change would attach. */
+  joining<T extends TopicRef>(remove: readonly string[], add: readonly T[]): T[] {
+    const leaving = new Set(remove);
+    return add.filter((ref) => leaving.has(ref.key) || this.members.get(ref.key)?.state !== 'attached');
+  }
+
+  /**
+   * Throws `too_many_topics` unless the stream names at most `maxTopics` topics after the change.
+   * A topic the backend refused counts: the cursor keeps it, and a resume asks for it again, so a
+   * stream past the cap would hand its client a cursor its own reconnect is refused for.
+   */
+  checkTopicCount(remove: readonly string[], add: readonly TopicRef[], maxTopics: number): void {
+    const leaving = new Set(remove);
+    let count = 0;
+    for (const key of this.members.keys()) if (!leaving.has(key)) count += 1;
+    for (const key of new Set(add.map((ref) => ref.key))) if (leaving.has(key) || !this.members.has(key)) count += 1;
+    if (count > maxTopics) throw new HttpError('too_many_topics');
+  }
+
+  /**
+   * Removes then adds topics (added ones start with their history, like a new subscriber); returns
+   * the live topics. Checked here, where they attach, and all at once: past `maxTopics` it throws
+   * `too_many_topics`, and when the new upstreams do not fit the hub's budget `over_capacity`,
+   * both before anything changed.
+   */
+  update(remove: readonly string[], add: readonly TopicRef[], maxTopics: number): string[] {
+    this.checkTopicCount(remove, add, maxTopics);
+    const joining = this.joining(remove, add);
+    this.hub.admitTopics(joining.map((ref) => ref.key));
     let changed = false;
     for (const key of remove) {
       const member = this.members.get(key);
@@ -196,7 +244,7 @@ export class MultiplexStream {
       changed = true;
     }
     const joined: [Membership, TopicRef][] = [];
-    for (const ref of add) {
+    for (const ref of joining) {
       const existing = this.members.get(ref.key);
       if (existing?.state === 'attached') continue;
       const member = existing ?? new Membership(this, ref.key, undefined, undefined);
@@ -383,9 +431,14 @@ export class Multiplexer {
     return count;
   }
 
-  /** Opens a stream on `res` with `planned` topics; undefined when the client has already gone. */
+  /**
+   * Opens a stream on `res` with `planned` topics; undefined when the client has already gone.
+   * Throws `over_capacity` when the upstreams they need do not fit the hub's budget.
+   */
   open(res: ServerResponse, user: string, planned: readonly PlannedTopic[], tombstones: Iterable<string>): MultiplexStream | undefined {
     if (res.destroyed || !res.socket || res.socket.destroyed) return undefined;
+    // After the route's authorizations, with nothing in between until the topics attach.
+    this.hub.admitTopics(planned.map((topic) => topic.ref.key));
     const stream = new MultiplexStream(this.hub, this.resolve, res, user, (closed) => this.streams.delete(closed.id));
     this.streams.set(stream.id, stream);
     stream.start(this.config.retryHintMs, this.config.heartbeatMs, planned, tombstones);

@@ -21,6 +21,8 @@ export class RelayStats {
   readonly closeReasons = new Map<string, number>();
   /** Requests refused by a limit: `total`, `perUser`, `perIp` (connections) or `rate`. */
   readonly rejections = new Map<string, number>();
+  /** What a cluster read from Redis without a valid signature and dropped: `entry` (a topic's history) or `end_user`. */
+  readonly forged = new Map<string, number>();
 
   countClose(reason: string): void {
     this.streamsClosed += 1;
@@ -29,5 +31,9 @@ export class RelayStats {
 
   countRejection(limit: string): void {
     this.rejections.set(limit, (this.rejections.get(limit) ?? 0) + 1);
+  }
+
+  countForged(kind: string): void {
+    this.forged.set(kind, (this.forged.get(kind) ?? 0) + 1);
   }
 }

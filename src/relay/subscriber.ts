@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { HttpError} from '../errors';
 import { ERROR_HEADERS, errorBody } from '../errors';
-import { SSE_HEADERS, SSE_HEADERS_CLOSE, encodeComment, encodeEvent, encodeRetry } from '../sse/encode';
+import { SSE_HEADERS, SSE_HEADERS_CLOSE, encodeComment, encodeEvent, encodeRetry, retryValue } from '../sse/encode';
 import { comeBackLater } from './come-back';
 import type { TopicMember } from './member';
 import type { StoredEvent } from './replay';
@@ -83,6 +83,11 @@ export class Subscriber implements TopicMember {
   private reason: CloseReason = 'client_closed';
   /** Whether the 200 and SSE headers were sent. */
   opened = false;
+  /**
+   * The reconnection time the client was last told (`retry:`): the same again is not sent, as some
+   * clients (fetch-event-source, httpx-sse) hand every `retry:`-only block to the app as a message.
+   */
+  private retryMs = -1;
   readonly openedAt = Date.now();
   lastEventAt = this.openedAt;
   /** Unsent bytes tolerated without draining: the cap, or more while a replay drains. */
@@ -138,6 +143,7 @@ export class Subscriber implements TopicMember {
     this.res.socket?.setNoDelay(true);
     // A client that asked for `Connection: close` gets it: the socket goes when the stream ends.
     this.res.writeHead(200, this.res.req.headers.connection?.toLowerCase() === 'close' ? SSE_HEADERS_CLOSE : SSE_HEADERS);
+    this.retryMs = retryValue(retryHintMs);
     this.res.write(encodeRetry(retryHintMs));
     flattenHeaderBlock(this.res);
     dropStoredHeaders(this.res);
@@ -195,7 +201,7 @@ export class Subscriber implements TopicMember {
    */
   endWithRetry(reason: CloseReason, retryMs: number): void {
     if (!this.stop(reason)) return;
-    if (this.opened) this.res.end(encodeRetry(retryMs));
+    if (this.opened) this.res.end(retryValue(retryMs) === this.retryMs ? undefined : encodeRetry(retryMs));
     else comeBackLater(this.res, retryMs);
   }
 
@@ -231,7 +237,9 @@ export class Subscriber implements TopicMember {
     this.send(event.frame, now);
   }
 
-  retryHint(frame: Buffer): void {
+  retryHint(ms: number, frame: Buffer): void {
+    if (retryValue(ms) === this.retryMs) return;
+    this.retryMs = retryValue(ms);
     this.send(frame);
   }
 

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { HttpError } from '../errors';
-import { type SseEvent, encodeEvent, encodeRetry } from '../sse/encode';
+import { type SseEvent, dispatches, encodeEvent, encodeRetry } from '../sse/encode';
 import type { RelayConfig } from '../options';
 import type { EventFeed, TopicOwnership } from './ownership';
 import type { UpstreamRefusal } from './upstream';
@@ -155,7 +155,9 @@ export class Topic {
   private deliver(subscriber: TopicMember, lastEventId: string | undefined): void {
     if (subscriber.isClosed) return;
     const { events, gap } = this.history(lastEventId);
-    if (this.state === 'finished' && events.length === 0 && !gap) return subscriber.noContent();
+    // Nothing left that a client would dispatch: 204, or a client that skips id-only frames would
+    // resume from before them, be sent them again, and reconnect for as long as the topic is kept.
+    if (this.state === 'finished' && !gap && !events.some(hasData)) return subscriber.noContent();
     subscriber.open(this.retryMs ?? this.context.config.retryHintMs);
     if (gap) {
       this.context.stats.resyncs += 1;
@@ -223,7 +225,7 @@ export class Topic {
     if (bounded === this.retryMs) return;
     this.retryMs = bounded;
     const frame = encodeRetry(bounded);
-    for (const subscriber of this.subscribers) subscriber.retryHint(frame);
+    for (const subscriber of this.subscribers) subscriber.retryHint(bounded, frame);
   }
 
   /**
@@ -314,6 +316,10 @@ export class Topic {
     }, this.context.config.topicLingerMs);
     this.lingerTimer.unref();
   }
+}
+
+function hasData(event: StoredEvent): boolean {
+  return dispatches(event.frame);
 }
 
 function parseError(body: string): { code: string; message: string } | undefined {

@@ -33,6 +33,16 @@ export function encodeEvent(event: SseEvent): Buffer {
   return Buffer.from(`${frame}\n`, 'utf8');
 }
 
+/**
+ * Whether a frame `encodeEvent` wrote makes a client dispatch an event: it has a `data:` line.
+ * An id-only frame does not ([spec] an empty data buffer dispatches nothing); a client that
+ * ignores such frames keeps resuming from before them.
+ */
+export function dispatches(frame: Buffer): boolean {
+  // Each field is one line and no value holds a line break, so `data: ` only ever starts a line.
+  return frame.indexOf('data: ') === 0 || frame.includes('\ndata: ');
+}
+
 /** A comment line, invisible to `EventSource`: used for heartbeats and padding. */
 export function encodeComment(text: string): Buffer {
   return Buffer.from(`: ${text.replace(/\r\n|\r|\n/g, ' ')}\n\n`, 'utf8');
@@ -40,7 +50,12 @@ export function encodeComment(text: string): Buffer {
 
 /** A `retry:` hint, in milliseconds, telling `EventSource` how long to wait before reconnecting. */
 export function encodeRetry(ms: number): Buffer {
-  return Buffer.from(`retry: ${Math.max(0, Math.floor(ms))}\n\n`, 'utf8');
+  return Buffer.from(`retry: ${retryValue(ms)}\n\n`, 'utf8');
+}
+
+/** The milliseconds a `retry:` field of `ms` says: what a client's reconnection time becomes. */
+export function retryValue(ms: number): number {
+  return Math.max(0, Math.floor(ms));
 }
 
 function checked(field: string, value: string, forbidden: RegExp): string {

@@ -1,5 +1,6 @@
 import type { Browser, Page } from 'playwright-core';
 import { authHeader } from '../support/relay-server';
+import { until } from '../support/until';
 import { DemoStack, launchChromium, openDemo, screenshot } from './harness';
 
 // A real browser on a 2-core machine shared with other work: generous, the flows themselves take a few seconds.
@@ -28,8 +29,16 @@ function textFiles(count: number, bytes = 2400): { name: string; mimeType: strin
   return Array.from({ length: count }, (_, i) => ({ name: `report-${i + 1}.txt`, mimeType: 'text/plain', buffer: Buffer.from(`line ${i}\n`.repeat(bytes / 7)) }));
 }
 
-test('uploaded files show their OCR, LLM and embedding counts until each completes', async () => {
+test('uploaded files show their OCR, LLM and embedding counts until each completes, their stage in words', async () => {
   page = await openDemo(browser, stack.url);
+  // Every text a file's status line shows, as it changes.
+  await page.evaluate(`(() => {
+    window.stageTexts = [];
+    const list = document.getElementById('upload-list');
+    new MutationObserver(() => {
+      for (const span of list.querySelectorAll('.line span:nth-child(2)')) if (!window.stageTexts.includes(span.textContent)) window.stageTexts.push(span.textContent);
+    }).observe(list, { subtree: true, childList: true, characterData: true });
+  })()`);
   await page.setInputFiles('#files', textFiles(3));
   await page.click('#start-upload');
   const rows = page.locator('#upload-list li');
@@ -41,6 +50,10 @@ test('uploaded files show their OCR, LLM and embedding counts until each complet
   // Every stage of every file counted every chunk: "n / n".
   expect(counts).toHaveLength(9);
   for (const count of counts) expect(count).toMatch(/^(\d+) \/ \1$/);
+  // Stages read as words, never as the backend's event names (ocr_chunk_processed).
+  const stageTexts = (await page.evaluate('window.stageTexts')) as string[];
+  expect(stageTexts).toEqual(expect.arrayContaining(['OCR', 'LLM', 'Embedding', 'done']));
+  expect(stageTexts.filter((text) => /_/.test(text))).toEqual([]);
   await screenshot(page, 'uploads-complete');
 });
 
@@ -109,6 +122,54 @@ test('the path check panel shows ticks reaching the page one by one', async () =
   expect(lines[0]).toMatch(/^delivery: one by one \(20\/20 ticks/);
   expect(lines.some((line) => line.startsWith('held (beyond the fastest tick): p50 '))).toBe(true);
   await screenshot(page, 'path-check');
+});
+
+test('before anything is open the badge says idle; the header names who is signed in, after a reload too; log numbers fit', async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  page = await context.newPage();
+  await page.goto(stack.url);
+  expect(await page.locator('#status').textContent()).toBe('idle');
+  expect(await page.locator('#status').getAttribute('data-state')).toBe('idle');
+  expect(await page.locator('#whoami').textContent()).toBe('not signed in');
+  await screenshot(page, 'header-before-login');
+
+  await page.fill('#user', 'erin.example');
+  await page.click('#login button');
+  await page.locator('#whoami', { hasText: 'signed in as erin.example' }).waitFor();
+  await page.reload();
+  // The cookie is HttpOnly: the page learns whom it names from the relay, not from what it typed.
+  await page.locator('#whoami', { hasText: 'signed in as erin.example' }).waitFor();
+  expect(await page.locator('#user').inputValue()).toBe('erin.example');
+  expect(await page.locator('#status').textContent()).toBe('idle');
+
+  // Downloads open the stream and, once all are done, it is idle again, not an error.
+  await page.fill('#download-count', '2');
+  await page.click('#start-downloads');
+  // Polled from here: the demo's CSP forbids the eval that waitForFunction's polling of a string predicate needs.
+  const seen = page;
+  await until(async () => (await seen.evaluate('window.demo.ended.length')) === 2, 20_000, 'both downloads finished');
+  expect(await page.evaluate('window.demo.statuses.map((s) => s.status)')).toContain('open');
+  await page.locator('#status[data-state="idle"]').waitFor();
+  expect(await page.locator('#status').textContent()).toBe('idle');
+  // Lines numbered past 10 (each login logs one): the widest number still fits the list's margin.
+  for (let i = 0; i < 12; i++) await page.click('#login button');
+  await page.locator('#log li').nth(14).waitFor();
+  const fit = (await page.evaluate(`(() => {
+    const log = document.getElementById('log');
+    const widest = Math.max(...[...log.children].map((item) => item.value));
+    const probe = document.createElement('span');
+    probe.style.font = getComputedStyle(log).font;
+    probe.style.whiteSpace = 'pre';
+    // What the list's marker shows: the number, a period and a space.
+    probe.textContent = widest + '. ';
+    document.body.append(probe);
+    const width = probe.getBoundingClientRect().width;
+    probe.remove();
+    return { widest, width, margin: parseFloat(getComputedStyle(log).paddingLeft) };
+  })()`)) as { widest: number; width: number; margin: number };
+  expect(fit.widest).toBeGreaterThanOrEqual(15);
+  expect(fit.width).toBeLessThanOrEqual(fit.margin);
+  await screenshot(page, 'header-and-log');
 });
 
 async function expectCount(locator: ReturnType<Page['locator']>, count: number): Promise<void> {

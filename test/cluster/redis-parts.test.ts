@@ -72,6 +72,28 @@ describe('connection slots shared through Redis', () => {
     await first.close();
     await second.close();
   });
+  test("a user's streams and plain calls are counted apart across relays, and a calls slot given back frees the calls count", async () => {
+    const limits = { total: 100, perUser: 1, perIp: 100 };
+    const [a, b] = [link('pools'), link('pools')];
+    await until(() => a.ready && b.ready, 5000, 'redis connected');
+    const first = new RedisConnectionCounter(a, limits, 5000);
+    const second = new RedisConnectionCounter(b, limits, 5000);
+    await until(() => first.shared && second.shared, 2000, 'counting in redis');
+
+    expect((await first.acquire('alice', '10.0.0.1')).ok).toBe(true);
+    const call = await first.acquire('alice', '10.0.0.1', 'calls');
+    expect(await second.acquire('alice', '10.0.0.1', 'calls')).toEqual({ ok: false, limit: 'perUser' });
+    expect((await second.acquire('calls:alice', '10.0.0.1')).ok).toBe(true);
+    expect((await second.acquire('calls:alice', '10.0.0.1', 'calls')).ok).toBe(true);
+    if (!call.ok) throw new Error('expected a calls slot');
+    call.release();
+    await until(async () => {
+      const again = await second.acquire('alice', '10.0.0.1', 'calls');
+      return again.ok;
+    }, 1000, 'the calls slot back');
+    expect(await second.acquire('alice', '10.0.0.2')).toEqual({ ok: false, limit: 'perUser' });
+    await Promise.all([first.close(), second.close()]);
+  });
 });
 
 describe('a topic shared through Redis', () => {

@@ -40,6 +40,7 @@ test('good values are read and typed', () => {
   expect(config.relay.heartbeatMs).toBe(500);
   expect(config.relay.rateLimitPerMinute).toBe(0);
   expect(config.redisUrl?.protocol).toBe('redis:');
+  expect(loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379', REDIS_SIGNING_SECRET: SECRET }).redisSigningSecret).toBe(SECRET);
 });
 
 test.each([
@@ -59,6 +60,7 @@ test.each([
   ['REDIS_URL', 'not a url', /^REDIS_URL: expected a redis:\/\/ or rediss:\/\/ URL, got "not a url"$/],
   ['BACKEND_URL', 'redis://x', /^BACKEND_URL: expected an http:\/\/ or https:\/\/ URL, got "redis:\/\/x"$/],
   ['MAX_CONNECTIONS', '0', /MAX_CONNECTIONS/],
+  ['REDIS_SIGNING_SECRET', ` ${'s'.repeat(31)} `, /^REDIS_SIGNING_SECRET: expected at least 32 characters/],
 ])('%s=%s stops the start with a message naming it', (name, value, message) => {
   expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
   expect(() => loadConfig({ [name]: value })).toThrow(message);
@@ -147,16 +149,18 @@ test('every integer variable is read at its bounds', () => {
 });
 
 describe('socket and stream caps', () => {
-  test('default from the open-file limit: half for clients (the rest for their upstreams), 90% of those for streams', () => {
+  test('default from the open-file limit: a third for clients, a third for proxied requests (90% of the clients, for streams too), a third for topic upstreams', () => {
     const config = loadConfig({}, () => 20_000);
-    expect(config.http.maxSockets).toBe(9872);
-    expect(config.relay.maxConnections).toBe(9872 - 987);
+    expect(config.http.maxSockets).toBe(6581);
+    expect(config.relay.maxConnections).toBe(6581 - 658);
+    expect(config.relay.maxUpstreams).toBe(6581);
     expect(config.warnings).toEqual([]);
   });
 
   test('without a known limit: MAX_CONNECTIONS 20000 and room for its 503s above it', () => {
     const config = loadConfig({}, () => undefined);
     expect(config.relay.maxConnections).toBe(20_000);
+    expect(config.relay.maxUpstreams).toBe(20_000);
     expect(config.http.maxSockets).toBeGreaterThan(20_000);
   });
 
@@ -164,7 +168,14 @@ describe('socket and stream caps', () => {
     const config = loadConfig({ MAX_CONNECTIONS: '15000' }, () => 20_000);
     expect(config.relay.maxConnections).toBe(15_000);
     expect(config.http.maxSockets).toBe(16_500);
-    expect(config.warnings).toEqual([expect.stringMatching(/^MAX_SOCKETS \(16500\) clients .* over this process's limit \(20000\)/)]);
+    expect(config.warnings).toEqual([
+      expect.stringMatching(/^MAX_SOCKETS \(16500\) clients, MAX_CONNECTIONS \(15000\) proxied requests and MAX_UPSTREAMS \(6581\) topic upstreams need up to 38337 open files, over this process's limit \(20000\)/),
+    ]);
+  });
+
+  test('an explicit MAX_UPSTREAMS past what the open files allow is warned about', () => {
+    expect(loadConfig({ MAX_UPSTREAMS: '6581' }, () => 20_000).warnings).toEqual([]);
+    expect(loadConfig({ MAX_UPSTREAMS: '100000' }, () => 20_000).warnings).toEqual([expect.stringMatching(/MAX_UPSTREAMS \(100000\) topic upstreams need up to/)]);
   });
 
   test('MAX_SOCKETS at or under MAX_CONNECTIONS is warned about', () => {

@@ -3,10 +3,10 @@ import { join } from 'node:path';
 import { configurationTable, withConfigurationTable } from '../../config/readme-table';
 import { SETTINGS } from '../../config';
 
-const readme = readFileSync(join(__dirname, '../../README.md'), 'utf8');
+const page = readFileSync(join(__dirname, '../../docs/configuration.md'), 'utf8');
 
-test("the README's configuration table is the one the settings tables make (npm run docs:config)", () => {
-  expect(withConfigurationTable(readme)).toBe(readme);
+test("docs/configuration.md's table is the one the settings tables make (npm run docs:config)", () => {
+  expect(withConfigurationTable(page)).toBe(page);
 });
 
 test('the table has one row per setting, each naming its variable', () => {

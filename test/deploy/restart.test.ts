@@ -40,7 +40,7 @@ test(`a native EventSource in Chromium behind nginx gets every event, in order, 
   backend = await new FixtureBackend().start();
   const relayPort = await freePort();
   relays.push(await RelayProcess.start({ PORT: String(relayPort), BACKEND_URL: backend.url }));
-  // One instance, set up as deploy/nginx.conf and the README say: nginx never marks it down, and
+  // One instance, set up as deploy/nginx.conf and docs/operations.md say: nginx never marks it down, and
   // while nothing listens (a slow restart) answers event streams itself with a `retry:`.
   nginx = await startNginx(
     (port) => `
@@ -109,7 +109,7 @@ test(`a native EventSource in Chromium behind nginx gets every event, in order, 
   await allArrived('the last events', 10_000);
 
   const log = await pageLog(page);
-  // The figures the README quotes: stop (SIGTERM to exit), start (exit to listening), resume (SIGTERM to the arrival of the first event emitted after the exit).
+  // The figures docs/operations.md quotes: stop (SIGTERM to exit), start (exit to listening), resume (SIGTERM to the arrival of the first event emitted after the exit).
   console.log(`restarts: ${JSON.stringify(figures)}; events ${log.got.length}/${expected.length}, lost ${expected.filter((e) => !log.got.includes(e)).length}`);
   expect(log.got).toEqual(expected);
   // It reconnected each time, and never gave up (readyState 2: CLOSED).

@@ -8,7 +8,10 @@ import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { request } from 'undici';
 import { logOutput } from '../../config/log-output';
-import { startRelay } from '../support/relay-server';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import { developmentRoutes } from '../../routes/development';
+import { TEST_SECRET, startRelay, tokenFor } from '../support/relay-server';
 
 const ROOT = resolve(__dirname, '..', '..');
 const SERVER = join(ROOT, 'dist', 'server.js');
@@ -194,5 +197,29 @@ test('GET /client.js is the browser client: no auth, an ES module, cacheable wit
     expect(again.statusCode).toBe(304);
   } finally {
     await relay.close();
+  }
+});
+
+test('GET /dev/login says whom the login cookie names, and answers nobody (not an error) without a valid one', async () => {
+  const app = express();
+  app.use(developmentRoutes({ secret: TEST_SECRET, demoDir: tmpdir() }));
+  const listening = app.listen(0, '127.0.0.1');
+  await once(listening, 'listening');
+  const url = `http://127.0.0.1:${(listening.address() as AddressInfo).port}`;
+  try {
+    const login = await fetch(`${url}/dev/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"user":"carol"}' });
+    const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0]!;
+    const asked = await fetch(`${url}/dev/login`, { headers: { cookie } });
+    expect(asked.headers.get('cache-control')).toBe('no-store');
+    const { expiresAt } = (await login.json()) as { expiresAt: string };
+    const answer = (await asked.json()) as { user: string; expiresAt: string };
+    expect(answer.user).toBe('carol');
+    // The token's exp has seconds' resolution.
+    expect(Math.abs(Date.parse(answer.expiresAt) - Date.parse(expiresAt))).toBeLessThan(1000);
+    expect(await (await fetch(`${url}/dev/login`)).json()).toEqual({ user: null });
+    const forged = await fetch(`${url}/dev/login`, { headers: { cookie: `access_token=${tokenFor('carol').slice(0, -2)}xx` } });
+    expect([forged.status, await forged.json()]).toEqual([200, { user: null }]);
+  } finally {
+    listening.close();
   }
 });

@@ -4,7 +4,6 @@ import { type Logger, pino } from 'pino';
 import { FixtureBackend } from '../support/fixture-backend';
 import { type RunningRelay, collect, eventSourceAs, startRelay, tokenFor } from '../support/relay-server';
 import { until } from '../support/until';
-import { freePort } from '../support/free-port';
 
 const PATH = '/downloads/ops/events';
 
@@ -28,48 +27,6 @@ function open(base: string, user: string, headers: Record<string, string> = {}):
   sources.push(es);
   return es;
 }
-
-async function readyz(base: string): Promise<{ status: number; body: unknown }> {
-  const response = await fetch(`${base}/readyz`);
-  return { status: response.status, body: await response.json() };
-}
-
-describe('/readyz', () => {
-  test('is 200 ready while the backend answers its health check, and two quick calls cost one check', async () => {
-    relay = await startRelay(backend.url);
-    expect(await readyz(relay.url)).toEqual({ status: 200, body: { status: 'ready' } });
-    expect(await readyz(relay.url)).toEqual({ status: 200, body: { status: 'ready' } });
-    expect(backend.healthChecks).toBe(1);
-
-    // The answer is kept for about a second, then asked again.
-    const later = Date.now() + 1100;
-    const clock = jest.spyOn(Date, 'now').mockImplementation(() => later);
-    try {
-      backend.healthStatus = 500;
-      expect(await readyz(relay.url)).toEqual({ status: 503, body: { status: 'backend_unavailable' } });
-      expect(backend.healthChecks).toBe(2);
-    } finally {
-      clock.mockRestore();
-    }
-  });
-
-  test('is 503 when nothing listens at the backend URL', async () => {
-    relay = await startRelay(`http://127.0.0.1:${await freePort()}`);
-    const answer = await fetch(`${relay.url}/readyz`);
-    expect(answer.status).toBe(503);
-    expect(answer.headers.get('cache-control')).toBe('no-store');
-    expect(await answer.json()).toEqual({ status: 'backend_unavailable' });
-    // Liveness is the relay's own: it stays ok.
-    expect((await fetch(`${relay.url}/healthz`)).status).toBe(200);
-  });
-
-  test('is 503 shutting_down once drain starts (new streams are told to come back: test/ops/drain.test.ts)', async () => {
-    relay = await startRelay(backend.url);
-    expect((await readyz(relay.url)).status).toBe(200);
-    await relay.relay.drain(0);
-    expect(await readyz(relay.url)).toEqual({ status: 503, body: { status: 'shutting_down' } });
-  });
-});
 
 /** The value of one sample line (`name` or `name{labels}`) of Prometheus text; undefined when absent. */
 /** The value of each named sample (name with its labels, as exposed) in a scrape; undefined if absent. */

@@ -9,28 +9,30 @@ import { until } from '../support/until';
 
 const ROOT = join(__dirname, '../..');
 
-/** The README's library example, as the CommonJS a user's build would make of it, listening on `port`. */
-function libraryExample(port: number): string {
-  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
-  const library = readme.slice(readme.indexOf('\n## Library\n'));
-  const source = /```ts\n([\s\S]*?)```/.exec(library)?.[1];
-  if (source === undefined || !source.includes('app.listen(8080)')) throw new Error('README: no library example listening on 8080');
+/** The library example of `page` (its TypeScript block that listens on 8080), where it mounts the router, and the CommonJS a user's build would make of it, listening on `port`. */
+function libraryExample(page: string, port: number): { mount: string; code: string } {
+  const text = readFileSync(join(ROOT, page), 'utf8');
+  const source = [...text.matchAll(/```ts\n([\s\S]*?)```/g)].map((match) => match[1]).find((block) => block?.includes('app.listen(8080)'));
+  if (source === undefined) throw new Error(`${page}: no library example listening on 8080`);
+  const mount = /app\.use\('([^']*)', relay\.router\)/.exec(source)?.[1] ?? '';
   const adapted = source.replace("from 'sse-relay'", `from ${JSON.stringify(join(ROOT, 'dist/index.js'))}`).replace('app.listen(8080)', `app.listen(${port}, '127.0.0.1')`);
-  return ts.transpileModule(adapted, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true } }).outputText;
+  const code = ts.transpileModule(adapted, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true } }).outputText;
+  return { mount, code };
 }
 
-test("the README's library example listens, and on SIGTERM drains, stops and exits 0", async () => {
+test.each(['README.md', 'docs/library.md'])("the library example of %s listens, and on SIGTERM drains, stops and exits 0", async (page) => {
   const port = await freePort();
+  const { mount, code } = libraryExample(page, port);
   const dir = mkdtempSync(join(tmpdir(), 'readme-example-'));
-  writeFileSync(join(dir, 'example.js'), libraryExample(port));
+  writeFileSync(join(dir, 'example.js'), code);
   const child = spawn(process.execPath, [join(dir, 'example.js')], {
     env: { ...process.env, NODE_PATH: join(ROOT, 'node_modules'), JWT_SECRET: 'a-secret-for-the-readme-example-0123456789' },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   const exited = once(child, 'exit');
   try {
-    await until(async () => (await fetch(`http://127.0.0.1:${port}/me`).catch(() => undefined))?.ok === true, 10_000, 'the example to listen');
-    expect((await fetch(`http://127.0.0.1:${port}/relay/healthz`)).status).toBe(200);
+    const health = `http://127.0.0.1:${port}${mount}/healthz`;
+    await until(async () => (await fetch(health).catch(() => undefined))?.ok === true, 10_000, 'the example to listen');
     child.kill('SIGTERM');
     const stillRunning = setTimeout(() => child.kill('SIGKILL'), 5000);
     expect(await exited).toEqual([0, null]);

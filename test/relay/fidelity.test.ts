@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders, IncomingMessage, Server } from 'node:http';
 import { Writable } from 'node:stream';
-import type { EventSource } from 'eventsource';
+import { EventSource } from 'eventsource';
 import { pino } from 'pino';
 import { request } from 'undici';
 import { freePort } from '../support/free-port';
@@ -9,7 +9,7 @@ import { SHARED_STREAMS } from '../../routes/streams';
 import type { TopicOwnership } from '../../src/relay/ownership';
 import { TestBackend, failure } from '../backend/harness';
 import { FixtureBackend } from '../support/fixture-backend';
-import { type RunningRelay, authHeader, collect, eventSourceAs, startRelay } from '../support/relay-server';
+import { type RunningRelay, authHeader, collect, eventSourceAs, startRelay, tokenFor } from '../support/relay-server';
 import { until } from '../support/until';
 
 const PATH = '/downloads/abc/events';
@@ -187,6 +187,46 @@ describe('clean ends and 204', () => {
     backend.closeStreams(PATH);
     expect(await stopped).toMatchObject({ code: 204 });
     expect(backend.requests).toHaveLength(1);
+  });
+
+  test('a stream that finishes after an id-only frame: the eventsource client reconnects once, from the id it saw, gets 204 and stops', async () => {
+    const asked: { lastEventId: string | null; status: number }[] = [];
+    const token = tokenFor('alice');
+    const es = new EventSource(`${relay.url}${API}`, {
+      fetch: async (input, init) => {
+        const headers = new Headers(init?.headers as Record<string, string>);
+        headers.set('authorization', `Bearer ${token}`);
+        const answer = await fetch(input, { ...init, headers });
+        asked.push({ lastEventId: headers.get('last-event-id'), status: answer.status });
+        return answer;
+      },
+    });
+    closers.push(() => es.close());
+    const stopped = failure(es);
+    const got: string[] = [];
+    es.onmessage = (event) => got.push(event.data as string);
+    await until(() => backend.listeners(PATH) === 1);
+    backend.writeRaw(PATH, 'retry: 200\n\n');
+    backend.emit(PATH, 'data: a\n');
+    // An id-only frame last: the eventsource client ignores it and keeps `1` as its last id.
+    backend.emit(PATH, '');
+    backend.end(PATH);
+
+    expect(await stopped).toMatchObject({ code: 204 });
+    expect(got).toEqual(['a']);
+    expect(asked).toEqual([
+      { lastEventId: null, status: 200 },
+      { lastEventId: '1', status: 204 },
+    ]);
+    // The relay resumed the backend from the id-only frame's id, as a browser would, and was told 204.
+    expect(backend.requests.map((r) => r.lastEventId)).toEqual([undefined, '2']);
+    // A client that did take the id-only frame gets 204 as well; one from before `a` gets `a`, then the end.
+    const after = await request(`${relay.url}${API}`, { headers: { ...authHeader('alice'), 'last-event-id': '2' } });
+    expect(after.statusCode).toBe(204);
+    await after.body.dump();
+    const before = await openRaw();
+    await before.ended;
+    expect(before.text()).toBe('retry: 200\n\ndata: a\nid: 1\n\nid: 2\n\n');
   });
 
   test('a clean end with no id to resume from ends the topic: a client that comes back starts afresh', async () => {

@@ -11,7 +11,7 @@ import { until } from '../support/until';
 
 /**
  * What a held stream keeps once its headers are out: only what it still needs. Each of these
- * cuts memory per held stream (figures in the README's round two); the tests check that nothing
+ * cuts memory per held stream (figures in docs/benchmarks.md); the tests check that nothing
  * a client or the close log line relies on went with it.
  */
 

@@ -171,27 +171,6 @@ describe('with the reference backend', () => {
     expect(oldest.messages[1]?.status).toBe('complete');
   });
 
-  test('the REST proxy passes methods, query strings, statuses and bodies, and strips a spoofed X-User-Id', async () => {
-    const created = await request(`${relay.url}/api/downloads?origin=test`, {
-      method: 'POST',
-      headers: { ...authHeader(), 'content-type': 'application/json', 'x-user-id': 'bob' },
-      body: JSON.stringify({ name: 'report' }),
-    });
-    expect(created.statusCode).toBe(201);
-    const { code } = (await created.body.json()) as { code: string };
-    expect((await backend.call(`/downloads/${code}/status`, { user: 'alice' })).status).toBe(200);
-    expect((await backend.call(`/downloads/${code}/status`, { user: 'bob' })).status).toBe(404);
-    const status = await request(`${relay.url}/api/downloads/${code}/status`, { headers: authHeader() });
-    expect(status.statusCode).toBe(200);
-    expect(((await status.body.json()) as { status: string }).status).toMatch(/IN_PROGRESS|COMPLETED/);
-    const missing = await request(`${relay.url}/api/downloads/nope/status`, { headers: authHeader() });
-    expect(missing.statusCode).toBe(404);
-    await missing.body.dump();
-    const bad = await request(`${relay.url}/api/chat/history`, { method: 'POST', headers: { ...authHeader(), 'content-type': 'application/json' }, body: '{"page":' });
-    expect(bad.statusCode).toBe(400);
-    await bad.body.dump();
-  });
-
   test('an upload sent the way curl sends one over 1 MiB (Expect: 100-continue, body after the 100) goes through', async () => {
     const form = multipart({ collection_name: 'docs', chunk_size: String(1024 * 1024), chunk_overlap: '0' }, sampleFile(3 * 1024 * 1024));
     const { port } = new URL(relay.url);
@@ -369,23 +348,5 @@ describe('with a backend that is down or slow', () => {
       silent.closeAllConnections();
       silent.close();
     }
-  });
-
-  test('an unreachable backend answers 502 and a slow one 504, both as JSON and fast', async () => {
-    backend = await TestBackend.start();
-    const silent = createServer(() => undefined).listen(0, '127.0.0.1');
-    await once(silent, 'listening');
-    relay = await startRelay(`http://127.0.0.1:${(silent.address() as AddressInfo).port}`, { upstreamHeadersTimeoutMs: 100 });
-    const started = Date.now();
-    const slow = await request(`${relay.url}/api/anything`, { headers: authHeader() });
-    expect(slow.statusCode).toBe(504);
-    expect(((await slow.body.json()) as { error: { code: string } }).error.code).toBe('gateway_timeout');
-    expect(Date.now() - started).toBeLessThan(2000);
-    silent.closeAllConnections();
-    silent.close();
-    await once(silent, 'close');
-    const down = await request(`${relay.url}/api/anything`, { headers: authHeader() });
-    expect(down.statusCode).toBe(502);
-    expect(((await down.body.json()) as { error: { code: string } }).error.code).toBe('bad_gateway');
   });
 });

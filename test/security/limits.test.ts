@@ -4,6 +4,7 @@ import { clientIp } from '../../middleware/limits';
 import { FixtureBackend } from '../support/fixture-backend';
 import { type RunningRelay, collect, eventSourceAs, startRelay, tokenFor } from '../support/relay-server';
 import { until } from '../support/until';
+import { RedisServer } from '../support/redis';
 
 const PATH = '/downloads/limits/events';
 
@@ -49,6 +50,36 @@ test('a user over MAX_CONNECTIONS_PER_USER gets 429 with Retry-After; a closed s
   await until(() => relay?.relay.connections.snapshot().total === 2);
   expect((await openStream(relay.url, 'alice')).status).toBe(200);
   expect(relay.relay.stats.rejections.get('perUser')).toBe(1);
+});
+
+describe.each(['memory', 'redis'] as const)('slots counted in %s', (where) => {
+  let redis: RedisServer | undefined;
+
+  beforeAll(async () => {
+    if (where === 'redis') redis = await new RedisServer().start();
+  });
+
+  afterAll(async () => {
+    await redis?.kill();
+  });
+
+  test("a user id that reads like another count's name spends only its own budget: streams and plain calls are counted apart per user", async () => {
+    relay = await startRelay(backend.url, { maxConnectionsPerUser: 2, ...(redis ? { redisUrl: redis.url } : {}) });
+    await until(() => relay?.relay.cluster?.ready ?? true, 5000, 'slots counted in redis');
+    // Plain calls that stay open (a backend route answering with a stream) hold a slot of the calls count.
+    for (let i = 0; i < 2; i++) expect((await openStream(relay.url, 'alice', {}, `/feeds/${i}`)).status).toBe(200);
+    expect((await openStream(relay.url, 'alice', {}, '/feeds/2')).status).toBe(429);
+    // Whose id is `calls:alice` has streams of their own, whatever Alice's calls hold...
+    for (let i = 0; i < 2; i++) expect((await openStream(relay.url, 'calls:alice')).status).toBe(200);
+    await expectRefused(await openStream(relay.url, 'calls:alice'), 429, 'too_many_connections');
+    // ...and their full stream count is not Alice's: her streams and calls still go through once hers free up.
+    expect((await openStream(relay.url, 'alice')).status).toBe(200);
+    for (const controller of controllers.splice(0, 2)) controller.abort();
+    await until(() => relay?.relay.connections.snapshot().total === 3, 5000, 'the calls released');
+    const call = await fetch(`${relay.url}/api/downloads/x/status`, { headers: { authorization: `Bearer ${tokenFor('alice')}` } });
+    expect(call.status).toBe(200);
+    await call.body?.cancel();
+  });
 });
 
 test('over MAX_CONNECTIONS the relay answers 503 with Retry-After', async () => {

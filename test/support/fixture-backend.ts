@@ -35,6 +35,8 @@ export class FixtureBackend {
   resendBeforeResume = 0;
   /** Answers a stream request itself when it returns true (redirects, odd statuses, odd content types). */
   respond: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
+  /** Awaited before a status route answers, given its path (to hold authorizations back). */
+  beforeStatus: ((path: string) => Promise<void>) | undefined;
   /** Called with each stream response once its history was written (to script drops). */
   onStream: ((res: ServerResponse) => void) | undefined;
   url = '';
@@ -126,7 +128,10 @@ export class FixtureBackend {
       const streamPath = url.pathname.endsWith('/status')
         ? url.pathname.replace(/\/status$/, '/events')
         : url.pathname.replace(/^\/sessions\//, '/documents/upload-sse/reconnect/');
-      return this.allowed(streamPath, user) ? json(res, 200, { ok: true }) : json(res, 404, notFound());
+      const answer = (): void => (this.allowed(streamPath, user) ? json(res, 200, { ok: true }) : json(res, 404, notFound()));
+      if (this.beforeStatus) void this.beforeStatus(url.pathname).then(answer);
+      else answer();
+      return;
     }
     const lastEventId = req.headers['last-event-id'] as string | undefined;
     this.requests.push({ path: url.pathname, user, lastEventId });

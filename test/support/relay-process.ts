@@ -13,10 +13,15 @@ export class RelayProcess {
 
   private constructor(readonly child: ChildProcess) {}
 
-  /** Starts a relay with `env` over production defaults; resolves once it listens. */
-  static async start(env: Record<string, string>): Promise<RelayProcess> {
+  /**
+   * Starts a relay with `env` over production defaults; resolves once it listens. With
+   * `openFiles`, the relay runs under that `ulimit -n` (through bash, which then execs node).
+   */
+  static async start(env: Record<string, string>, { openFiles }: { openFiles?: number } = {}): Promise<RelayProcess> {
     if (!existsSync(SERVER)) throw new Error(`${SERVER} is missing: npm test builds it first (npm run build)`);
-    const child = spawn(process.execPath, [SERVER], {
+    const [command, args] =
+      openFiles === undefined ? [process.execPath, [SERVER]] : ['bash', ['-c', `ulimit -n ${openFiles} && exec "$0" "$1"`, process.execPath, SERVER]];
+    const child = spawn(command, args, {
       env: { ...process.env, NODE_ENV: 'production', PORT: '0', HOST: '127.0.0.1', JWT_SECRET: TEST_SECRET, LOG_LEVEL: 'info', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -22,7 +22,7 @@ export interface RunningRelay {
 }
 
 /** Limits out of the way of tests that open many streams as few users; the limit tests set their own. */
-const NO_LIMITS: Partial<CreateRelayOptions> = { maxConnectionsPerUser: 100_000, maxConnectionsPerIp: 100_000, rateLimitPerMinute: 0 };
+export const NO_LIMITS: Partial<CreateRelayOptions> = { maxConnectionsPerUser: 100_000, maxConnectionsPerIp: 100_000, rateLimitPerMinute: 0 };
 
 /** The relay router in a fresh Express app on port 0. */
 export async function startRelay(

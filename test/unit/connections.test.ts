@@ -54,3 +54,18 @@ test('users and IPs with no open stream are forgotten, so the maps do not grow w
   for (const lease of leases) leaseOf(lease).release();
   expect(counter.snapshot()).toEqual({ total: 0, users: 0, ips: 0 });
 });
+
+test("a user's streams and plain calls have a per-user count each, a calls slot goes back to its own count, and the total and per-IP caps count both", async () => {
+  const counter = new MemoryConnectionCounter({ total: 5, perUser: 1, perIp: 4 });
+  leaseOf(await counter.acquire('alice', '10.0.0.1'));
+  const call = leaseOf(await counter.acquire('alice', '10.0.0.1', 'calls'));
+  expect(await counter.acquire('alice', '10.0.0.1', 'calls')).toEqual({ ok: false, limit: 'perUser' });
+  // No id spelled like a pool reaches another count.
+  leaseOf(await counter.acquire('calls:alice', '10.0.0.1'));
+  leaseOf(await counter.acquire('calls:alice', '10.0.0.1', 'calls'));
+  expect(await counter.acquire('bob', '10.0.0.1', 'calls')).toEqual({ ok: false, limit: 'perIp' });
+  expect(counter.snapshot()).toEqual({ total: 4, users: 4, ips: 1 });
+  call.release();
+  expect(await counter.acquire('alice', '10.0.0.1')).toEqual({ ok: false, limit: 'perUser' });
+  leaseOf(await counter.acquire('alice', '10.0.0.1', 'calls'));
+});

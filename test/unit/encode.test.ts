@@ -1,5 +1,5 @@
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import { encodeComment, encodeEvent, encodeRetry } from '../../src/sse/encode';
+import { dispatches, encodeComment, encodeEvent, encodeRetry } from '../../src/sse/encode';
 
 /** What a spec parser makes of the bytes: the events it dispatches. */
 function parse(bytes: Buffer): EventSourceMessage[] {
@@ -74,4 +74,10 @@ test('a retry hint is a whole number of milliseconds, never negative', () => {
   expect(encodeRetry(2500).toString()).toBe('retry: 2500\n\n');
   expect(encodeRetry(12.9).toString()).toBe('retry: 12\n\n');
   expect(encodeRetry(-5).toString()).toBe('retry: 0\n\n');
+});
+
+test('a frame dispatches an event when a spec parser dispatches one: with a data line, empty data included; not id-only or name-only', () => {
+  const frames = [{ data: 'a', id: '1' }, { event: 'status', data: '' }, { data: 'x\ndata: y' }, { id: '2' }, { event: 'data: no', id: 'data: no' }].map(encodeEvent);
+  expect(frames.map(dispatches)).toEqual([true, true, true, false, false]);
+  for (const frame of frames) expect(dispatches(frame)).toBe(parse(frame).length > 0);
 });

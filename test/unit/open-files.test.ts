@@ -1,4 +1,4 @@
-import { filesNeeded, openFileLimit, socketBudget } from '../../config/open-files';
+import { descriptorBudget, filesNeeded, openFileLimit } from '../../config/open-files';
 
 const LIMITS = `Limit                     Soft Limit           Hard Limit           Units
 Max processes             63704                63704                processes
@@ -17,13 +17,20 @@ test('the soft open-file limit is read from /proc/self/limits', () => {
   if (process.platform === 'linux') expect(openFileLimit()).toBeGreaterThan(0);
 });
 
-test.each([1024, 20_000, 1_048_576])('with %d open files, clients and their upstreams fit, and streams stay under the socket cap', (limit) => {
-  const { maxSockets, maxConnections } = socketBudget(limit);
-  expect(filesNeeded(maxSockets)).toBeLessThanOrEqual(limit);
-  expect(maxConnections).toBeLessThan(maxSockets);
-  expect(maxConnections).toBeGreaterThanOrEqual(maxSockets * 0.85);
+test.each([512, 1024, 20_000, 1_048_576])('with %d open files, clients, proxied requests and topic upstreams all fit, and streams stay under the socket cap', (limit) => {
+  const caps = descriptorBudget(limit);
+  expect(filesNeeded(caps)).toBeLessThanOrEqual(limit);
+  expect(caps.maxConnections).toBeLessThan(caps.maxSockets);
+  expect(caps.maxConnections).toBeGreaterThanOrEqual(caps.maxSockets * 0.85);
+  // A multiplexed stream's topics each hold an upstream: they have a share of their own, as large as the clients'.
+  expect(caps.maxUpstreams).toBe(caps.maxSockets);
 });
 
-test('a tiny limit still leaves a few sockets', () => {
-  expect(socketBudget(100)).toEqual({ maxSockets: 16, maxConnections: 8 });
+test('the numbers for 1024 and 20000 descriptors', () => {
+  expect(descriptorBudget(1024)).toEqual({ maxSockets: 256, maxConnections: 231, maxUpstreams: 256 });
+  expect(descriptorBudget(20_000)).toEqual({ maxSockets: 6581, maxConnections: 5923, maxUpstreams: 6581 });
+});
+
+test('a tiny limit still leaves a few sockets and upstreams', () => {
+  expect(descriptorBudget(100)).toEqual({ maxSockets: 16, maxConnections: 8, maxUpstreams: 16 });
 });

@@ -66,6 +66,11 @@ test('combinations that work but were probably not meant are warned about, the d
   ]);
 });
 
+test('an upstream budget smaller than one full multiplexed stream is warned about', () => {
+  expect(optionWarnings(resolveOptions({ backendUrl, maxUpstreams: 32 }))).toEqual([]);
+  expect(optionWarnings(resolveOptions({ backendUrl, maxUpstreams: 16 }))).toEqual([expect.stringMatching(/^maxUpstreams \(16\) is below maxTopicsPerStream \(32\)/)]);
+});
+
 describe('resolveSettings, behind the options and the environment alike', () => {
   const table = { waitMs: { kind: 'ms', env: 'WAIT_MS', default: 100, min: 1, max: 1000, doc: 'a wait' } } as const satisfies Record<string, IntegerSetting>;
 

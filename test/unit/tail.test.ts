@@ -53,3 +53,36 @@ test('mid-line no hint is offered; at a line start inside an event the field goe
   tail.see(Buffer.from('\n'));
   expect(tail.retry(100)?.toString()).toBe('retry: 100\n\n');
 });
+
+const WITH_RETRY = {
+  LF: 'retry: 250\n\ndata: one\nid: 1\n\nretry:300\ndata: two\n\nretry: 250\n: data\n\ndata: retry: 300\n\nretry: 3x0\nretry\nretry : 300\n\n',
+  CRLF: 'retry: 250\r\n\r\ndata: one\r\nretry: 300\r\n\r\nretry:250\r\n\r\n',
+  CR: 'retry: 250\r\rdata: one\rretry: 300\r\rretry: 250\r\r',
+};
+
+test.each(Object.entries(WITH_RETRY))(
+  "a %s stream cut anywhere and chunked at random: the relay's hint is left out exactly when the backend's last retry: already says it",
+  (_name, stream) => {
+    for (let cut = 0; cut <= stream.length; cut++) {
+      const sent = stream.slice(0, cut);
+      const tail = new SseTail();
+      for (let at = 0; at < cut; ) {
+        const size = 1 + Math.floor(Math.random() * 6);
+        tail.see(Buffer.from(sent.slice(at, at + size), 'latin1'));
+        at += size;
+      }
+      // The comment flushes a CR the parser would hold; mid-line it spoils the line, as the stream's end does.
+      const told = read(`${sent}:`).retry;
+      for (const ms of [250, 300]) expect([cut, ms, tail.retry(ms)?.length === 0]).toEqual([cut, ms, told === ms]);
+    }
+  },
+);
+
+test("a retry: field after a leading BOM counts; a line too long to be kept is never taken for one (the hint goes out)", () => {
+  const tail = new SseTail();
+  tail.see(Buffer.from([0xef, 0xbb, 0xbf, ...Buffer.from('retry: 250\n\n')]));
+  expect(tail.retry(250)).toEqual(Buffer.alloc(0));
+  tail.see(Buffer.from(`retry: ${'0'.repeat(40)}`));
+  tail.see(Buffer.from('300\n'));
+  expect(tail.retry(300)?.toString()).toBe('retry: 300\n');
+});
