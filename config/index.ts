@@ -107,6 +107,11 @@ export function loadConfig(env: Env = process.env, readFileLimit: () => number |
     { port: SERVER_SETTINGS.port, shutdownTimeoutMs: SERVER_SETTINGS.shutdownTimeoutMs, drainWindowMs: SERVER_SETTINGS.drainWindowMs },
     read,
   );
+  if (drainWindowMs > shutdownTimeoutMs) {
+    warnings.push(
+      `DRAIN_WINDOW_MS (${drainWindowMs}) is over SHUTDOWN_TIMEOUT_MS (${shutdownTimeoutMs}): a stop ends every stream within the latter, so their reconnects spread over ${shutdownTimeoutMs} ms only`,
+    );
+  }
   return {
     port,
     host: readHost(read),
@@ -130,7 +135,7 @@ export function loadConfig(env: Env = process.env, readFileLimit: () => number |
  * The relay's and HTTP server's settings, with the socket cap and stream cap defaulting from
  * the open-file limit (an explicit MAX_CONNECTIONS lifts the socket cap above it).
  */
-function readCaps(read: EnvReader, fileLimit: number | undefined): Pick<ServerConfig, 'relay' | 'http' | 'warnings'> {
+function readCaps(read: EnvReader, fileLimit: number | undefined): Pick<ServerConfig, 'relay' | 'http'> & { warnings: string[] } {
   const budget = fileLimit === undefined ? undefined : socketBudget(fileLimit);
   const relay = resolveSettings(RELAY_SETTINGS, read, { maxConnections: budget?.maxConnections });
   const { maxConnections } = relay;

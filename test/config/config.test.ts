@@ -130,3 +130,11 @@ describe('socket and stream caps', () => {
     expect(config.warnings).toEqual([expect.stringMatching(/^MAX_CONNECTIONS \(500\) is not below MAX_SOCKETS \(500\)/)]);
   });
 });
+
+test('a drain window longer than the whole stop is warned about, since the stop cuts it short', () => {
+  expect(loadConfig({ DRAIN_WINDOW_MS: '40000', SHUTDOWN_TIMEOUT_MS: '1000' }, () => 20_000).warnings).toEqual([
+    'DRAIN_WINDOW_MS (40000) is over SHUTDOWN_TIMEOUT_MS (1000): a stop ends every stream within the latter, so their reconnects spread over 1000 ms only',
+  ]);
+  expect(loadConfig({ DRAIN_WINDOW_MS: '1000', SHUTDOWN_TIMEOUT_MS: '1000' }, () => 20_000).warnings).toEqual([]);
+  expect(loadConfig({ DRAIN_WINDOW_MS: '5000' }, () => 20_000).warnings).toEqual([]);
+});
