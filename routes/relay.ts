@@ -119,7 +119,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
   const streamAgent = new Agent({ pipelining: 1, connections: null });
   const callAgent = new Agent({ pipelining: 1, connections: 64 });
   const stats = new RelayStats();
-  const local = new LocalOwnership(streamAgent, config);
+  const local = new LocalOwnership(streamAgent, config, stats);
   const cluster: Cluster | undefined = options.redisUrl === undefined ? undefined : createCluster(new URL(String(options.redisUrl)), config, local, logger);
   const ownership = typeof options.ownership === 'function' ? options.ownership(local) : (options.ownership ?? cluster?.ownership ?? local);
   const hub = new Hub(config, ownership, stats, logger);

@@ -64,13 +64,6 @@ export class Hub {
     return this.topics.size;
   }
 
-  /** Topics whose upstream is open or being opened (finished and lingering ones hold none). */
-  get upstreamCount(): number {
-    let open = 0;
-    for (const topic of this.topics.values()) if (topic.state === 'opening' || topic.state === 'live') open += 1;
-    return open;
-  }
-
   get streamCount(): number {
     return this.streams.size;
   }
