@@ -77,7 +77,17 @@ async function main(config: ServerConfig): Promise<void> {
   const jwtOptions = config.jwt.generated ? { ...config.jwt, secret: developmentSecret() } : config.jwt;
   const bundled = config.backendUrl === 'bundled' ? await startBundledBackend() : undefined;
   const backendUrl = bundled?.url ?? (config.backendUrl as URL);
-  const relay = createRelay({ ...config.relay, backendUrl, logger, jwt: jwtOptions, corsOrigins: config.corsOrigins, redisUrl: config.redisUrl, redisSigningSecret: config.redisSigningSecret });
+  const relay = createRelay({
+    ...config.relay,
+    backendUrl,
+    logger,
+    jwt: jwtOptions,
+    corsOrigins: config.corsOrigins,
+    redisUrl: config.redisUrl,
+    redisSigningSecret: config.redisSigningSecret,
+    upstreamRedirectOrigins: config.upstreamRedirectOrigins,
+    healthPath: config.backendHealthPath,
+  });
 
   const app = express();
   app.disable('x-powered-by');

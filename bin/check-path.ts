@@ -2,19 +2,23 @@
 import { parseArgs } from 'node:util';
 import { CheckError, checkPath } from '../src/diagnostics/path-check';
 import { describeReport } from '../src/diagnostics/path-report';
+import { checkToken } from '../src/diagnostics/check-token';
 
-const USAGE = `usage: npm run check-path -- <relay URL as clients reach it> --token <jwt> [--interval ms] [--count n] [--quiet ms|auto] [--json]
+const USAGE = `usage: SSE_RELAY_TOKEN=<jwt> npm run check-path -- <relay URL as clients reach it> [--interval ms] [--count n] [--quiet ms|auto] [--json]
+       npm run check-path -- <relay URL> --token-file <file, or - to read standard input> [...]
 
 Reads the relay's diagnostic stream (GET /api/diagnostics/ticks) through whatever stands in
 between (proxy, CDN, load balancer) and reports whether events arrive one by one or in bursts,
 how late, and whether a quiet stream survives past the heartbeat. Exit 0: all good; 1: bursts
-or a cut quiet stream; 2: the check could not run. The token may also come from SSE_RELAY_TOKEN.`;
+or a cut quiet stream; 2: the check could not run. --token <jwt> works too, but shows the
+token to whoever sees the command: npm run prints it back.`;
 
 async function main(): Promise<number> {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
     options: {
       token: { type: 'string' },
+      'token-file': { type: 'string' },
       interval: { type: 'string' },
       count: { type: 'string' },
       quiet: { type: 'string' },
@@ -22,12 +26,14 @@ async function main(): Promise<number> {
       help: { type: 'boolean', short: 'h' },
     },
   });
-  const token = values.token ?? process.env.SSE_RELAY_TOKEN;
   const url = positionals[0];
-  if (values.help || url === undefined || token === undefined) {
+  const given = values.help || url === undefined ? undefined : await checkToken({ token: values.token, tokenFile: values['token-file'] }, process.env);
+  if (url === undefined || given === undefined) {
     console.error(USAGE);
     return 2;
   }
+  if (given.warning !== undefined) console.error(`check-path: ${given.warning}`);
+  const { token } = given;
   const number = (value: string | undefined): number | undefined => (value === undefined ? undefined : Number(value));
   const report = await checkPath({
     url,

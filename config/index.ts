@@ -5,6 +5,7 @@ import { MIN_SECRET_LENGTH } from '../src/jwt';
 import { HTTP_SERVER_SETTINGS } from '../src/http-server';
 import { RELAY_SETTINGS, type RelaySettingName } from '../src/options';
 import { MINUTE, type Setting, resolveSettings } from '../src/setting';
+import type { CreateRelayOptions, JwtOptions } from '../index';
 
 /**
  * The settings only the standalone server reads (the relay's and the HTTP server's are in
@@ -34,6 +35,15 @@ export const SERVER_SETTINGS = {
   jwtPublicKey: { kind: 'text', env: 'JWT_PUBLIC_KEY', defaultNote: 'unset', doc: 'PEM public key: RSA → RS256, EC P-256 → ES256 (`\\n` escapes accepted)' },
   jwtIssuer: { kind: 'text', env: 'JWT_ISSUER', defaultNote: 'unset', doc: "the tokens' `iss`, checked when set" },
   jwtAudience: { kind: 'text', env: 'JWT_AUDIENCE', defaultNote: 'unset', doc: "the tokens' `aud`, checked when set" },
+  jwtClockToleranceSec: {
+    kind: 'count',
+    env: 'JWT_CLOCK_TOLERANCE_SEC',
+    default: 5,
+    min: 0,
+    max: 300,
+    doc: "seconds of clock difference allowed on a token's `exp` and `nbf` (between the relay and whoever issues tokens)",
+  },
+  jwtCookieName: { kind: 'text', env: 'JWT_COOKIE_NAME', defaultNote: '`access_token`', doc: 'the cookie a token is read from when a request has no `Authorization` header' },
   corsOrigins: { kind: 'text', env: 'CORS_ORIGINS', defaultNote: 'none', doc: 'comma-separated exact origins allowed to call the relay from a browser' },
   trustProxy: { kind: 'text', env: 'TRUST_PROXY', defaultNote: 'unset', doc: 'hop count or subnets for `X-Forwarded-For`; `true` is refused' },
   shutdownTimeoutMs: {
@@ -60,7 +70,43 @@ export const SERVER_SETTINGS = {
     defaultNote: 'unset (Redis trusted)',
     doc: "with `REDIS_URL`: a secret of at least 32 characters, the same on every relay; what relays write to Redis for each other is signed with it (HMAC-SHA256), and what does not verify is dropped and counted",
   },
+  upstreamRedirectOrigins: {
+    kind: 'text',
+    env: 'UPSTREAM_REDIRECT_ORIGINS',
+    defaultNote: 'none',
+    doc: "comma-separated origins besides the backend's to which a stream's redirects are followed (without the identity header); a redirect elsewhere is answered 502",
+  },
+  backendHealthPath: { kind: 'text', env: 'BACKEND_HEALTH_PATH', defaultNote: '`/health`', doc: "the backend's path that `/readyz` checks: a 2xx within 2 s means ready" },
 } as const satisfies Record<string, Setting>;
+
+/**
+ * Where the standalone server gets each `createRelay` option that is not in `RELAY_SETTINGS`
+ * (those all have a variable): the variable that sets it, or why none does. Typed over the
+ * options, so an option added to `createRelay` does not build until it is listed here.
+ */
+export const RELAY_OPTION_SOURCES = {
+  backendUrl: { env: 'BACKEND_URL' },
+  'jwt.secret': { env: 'JWT_SECRET' },
+  'jwt.publicKey': { env: 'JWT_PUBLIC_KEY' },
+  'jwt.issuer': { env: 'JWT_ISSUER' },
+  'jwt.audience': { env: 'JWT_AUDIENCE' },
+  'jwt.clockToleranceSec': { env: 'JWT_CLOCK_TOLERANCE_SEC' },
+  'jwt.cookieName': { env: 'JWT_COOKIE_NAME' },
+  'jwt.cacheSize': { why: 'a speed-up bounded by its default (10,000 verified tokens): a token not in it is verified again, never refused' },
+  authorize: { why: "a policy is code; the server asks the backend's status routes, as the contract says" },
+  streams: { why: "the server relays the contract's routes; streams of another shape are what the library is for" },
+  ownership: { why: 'an implementation, not a setting; REDIS_URL selects the shared one' },
+  connections: { why: 'an implementation, not a setting; REDIS_URL selects the shared counter, the MAX_CONNECTIONS variables its limits' },
+  upstreamRedirectOrigins: { env: 'UPSTREAM_REDIRECT_ORIGINS' },
+  redisUrl: { env: 'REDIS_URL' },
+  redisSigningSecret: { env: 'REDIS_SIGNING_SECRET' },
+  corsOrigins: { env: 'CORS_ORIGINS' },
+  helmet: { why: 'the server is the whole app, so nothing else sets the security headers: they are always on' },
+  logger: { env: 'LOG_LEVEL' },
+  metrics: { why: '/metrics holds counts, no user data, and is kept from the internet at the proxy in front (the nginx files deny it)' },
+  clientScript: { why: '/client.js is a public file with nothing secret in it, and the demo page loads it' },
+  healthPath: { env: 'BACKEND_HEALTH_PATH' },
+} as const satisfies Record<Exclude<keyof CreateRelayOptions, RelaySettingName | 'jwt'> | `jwt.${keyof JwtOptions}`, { env: string } | { why: string }>;
 
 /** Every setting of the standalone server, by who takes it as an option, in the order docs/configuration.md lists them. */
 export const SETTING_TABLES = [
@@ -90,10 +136,16 @@ export interface ServerConfig {
     readonly publicKey: string | undefined;
     readonly issuer: string | undefined;
     readonly audience: string | undefined;
+    readonly clockToleranceSec: number;
+    readonly cookieName: string | undefined;
     /** True when no key was configured (outside production): the server then uses `developmentSecret()`, kept in a file. */
     readonly generated: boolean;
   };
   readonly corsOrigins: readonly string[];
+  /** Origins besides the backend's that a stream's redirects may lead to. */
+  readonly upstreamRedirectOrigins: readonly string[];
+  /** The backend path `/readyz` checks; undefined: the relay's default. */
+  readonly backendHealthPath: string | undefined;
   /** `createRelay`'s timings, sizes and limits. */
   readonly relay: { readonly [K in RelaySettingName]: number };
   /** `createHttpServer`'s socket rules. */
@@ -124,19 +176,22 @@ export function loadConfig(env: Env = process.env, readFileLimit: () => number |
   const fileLimit = readFileLimit();
   const nodeEnv = read.raw(SERVER_SETTINGS.nodeEnv.env);
   const production = nodeEnv === 'production';
-  const caps = readCaps(read, fileLimit);
-  const { relay, http } = caps;
-  const warnings =
-    nodeEnv === undefined || NODE_ENVS.includes(nodeEnv)
-      ? caps.warnings
-      : [
-          ...caps.warnings,
-          `NODE_ENV=${nodeEnv} is none of ${NODE_ENVS.join(', ')}: the relay runs without production's checks (a JWT key and BACKEND_URL required) and without the development login; a deployment sets NODE_ENV=production`,
-        ];
+  const { relay, http, warnings: capWarnings } = readCaps(read, fileLimit);
+  const warnings = [...capWarnings];
+  if (nodeEnv !== undefined && !NODE_ENVS.includes(nodeEnv)) {
+    warnings.push(
+      `NODE_ENV=${nodeEnv} is none of ${NODE_ENVS.join(', ')}: the relay runs without production's checks (a JWT key and BACKEND_URL required) and without the development login; a deployment sets NODE_ENV=production`,
+    );
+  }
   const { port, shutdownTimeoutMs, drainWindowMs } = resolveSettings(
     { port: SERVER_SETTINGS.port, shutdownTimeoutMs: SERVER_SETTINGS.shutdownTimeoutMs, drainWindowMs: SERVER_SETTINGS.drainWindowMs },
     read,
   );
+  if (drainWindowMs > shutdownTimeoutMs) {
+    warnings.push(
+      `DRAIN_WINDOW_MS (${drainWindowMs}) is over SHUTDOWN_TIMEOUT_MS (${shutdownTimeoutMs}): a stop ends every stream within the latter, so their reconnects spread over ${shutdownTimeoutMs} ms only`,
+    );
+  }
   const host = readHost(read);
   const backendUrl = readBackendUrl(read, production);
   const jwt = readJwt(read, production);
@@ -147,7 +202,9 @@ export function loadConfig(env: Env = process.env, readFileLimit: () => number |
     developmentLogin: (nodeEnv === undefined || nodeEnv === 'development') && backendUrl === 'bundled' && jwt.generated,
     backendUrl,
     jwt,
-    corsOrigins: readOrigins(read),
+    corsOrigins: readOrigins(read, SERVER_SETTINGS.corsOrigins.env),
+    upstreamRedirectOrigins: readOrigins(read, SERVER_SETTINGS.upstreamRedirectOrigins.env),
+    backendHealthPath: readHealthPath(read),
     relay,
     http,
     openFileLimit: fileLimit,
@@ -165,7 +222,7 @@ export function loadConfig(env: Env = process.env, readFileLimit: () => number |
  * The relay's and HTTP server's settings, with the socket, stream and upstream caps defaulting
  * from the open-file limit (an explicit MAX_CONNECTIONS lifts the socket cap above it).
  */
-function readCaps(read: EnvReader, fileLimit: number | undefined): Pick<ServerConfig, 'relay' | 'http' | 'warnings'> {
+function readCaps(read: EnvReader, fileLimit: number | undefined): Pick<ServerConfig, 'relay' | 'http'> & { warnings: string[] } {
   const budget = fileLimit === undefined ? undefined : descriptorBudget(fileLimit);
   const relay = resolveSettings(RELAY_SETTINGS, read, { maxConnections: budget?.maxConnections, maxUpstreams: budget?.maxUpstreams });
   const { maxConnections, maxUpstreams } = relay;
@@ -226,20 +283,33 @@ function readJwt(read: EnvReader, production: boolean): ServerConfig['jwt'] {
   }
   const generated = secret === undefined && publicKey === undefined;
   if (generated && production) throw new ConfigError(SERVER_SETTINGS.jwtSecret.env, 'a secret (or JWT_PUBLIC_KEY) in production', '');
-  return { secret, publicKey, issuer, audience, generated };
+  const { jwtClockToleranceSec: clockToleranceSec } = resolveSettings({ jwtClockToleranceSec: SERVER_SETTINGS.jwtClockToleranceSec }, read);
+  const cookieName = read.raw(SERVER_SETTINGS.jwtCookieName.env);
+  // RFC 6265's cookie-name (an HTTP token): anything else could never arrive in a Cookie header.
+  if (cookieName !== undefined && !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(cookieName)) {
+    throw new ConfigError(SERVER_SETTINGS.jwtCookieName.env, 'a cookie name (letters, digits and !#$%&\'*+-.^_`|~)', cookieName);
+  }
+  return { secret, publicKey, issuer, audience, clockToleranceSec, cookieName, generated };
 }
 
-function readOrigins(read: EnvReader): string[] {
-  return read.list(SERVER_SETTINGS.corsOrigins.env).map((origin) => {
+function readOrigins(read: EnvReader, name: string): string[] {
+  return read.list(name).map((origin) => {
     let url: URL | undefined;
     try {
       url = new URL(origin);
     } catch {
       url = undefined;
     }
-    if (!url || url.origin !== origin) throw new ConfigError(SERVER_SETTINGS.corsOrigins.env, 'comma-separated origins like https://app.example.com', origin);
+    if (!url || url.origin !== origin) throw new ConfigError(name, 'comma-separated origins like https://app.example.com', origin);
     return origin;
   });
+}
+
+function readHealthPath(read: EnvReader): string | undefined {
+  const value = read.raw(SERVER_SETTINGS.backendHealthPath.env);
+  // `//host/x` is a URL of another host, not a path of the backend.
+  if (value !== undefined && !/^\/(?!\/)\S*$/.test(value)) throw new ConfigError(SERVER_SETTINGS.backendHealthPath.env, 'a path of the backend, like /health', value);
+  return value;
 }
 
 /** A hop count, or a comma-separated list of addresses/subnets/names Express understands; never `true`. */

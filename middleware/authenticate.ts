@@ -59,7 +59,7 @@ export function identify(options: JwtOptions): RequestHandler {
   const { key, algorithms } = verificationKey(options);
   const cookieName = options.cookieName ?? 'access_token';
   const cacheSize = options.cacheSize ?? DEFAULT_TOKEN_CACHE_SIZE;
-  if (!Number.isSafeInteger(cacheSize) || cacheSize < 0) throw new TypeError(`jwt.cacheSize: expected an integer >= 0, got ${String(cacheSize)}`);
+  if (!Number.isSafeInteger(cacheSize) || cacheSize < 0) throw new TypeError(`jwt.cacheSize must be an integer of 0 or more, got ${String(cacheSize)}`);
   const cache = new TokenCache(cacheSize);
   const verifyOptions: jwt.VerifyOptions = {
     algorithms,
@@ -135,25 +135,35 @@ function rejection(err: unknown): HttpError {
   return new HttpError('invalid_token', `The token is not valid: ${reason}.`, 401, INVALID);
 }
 
-function verificationKey(options: JwtOptions): { key: KeyObject; algorithms: Algorithm[] } {
+/** The key tokens are checked with; a missing or unusable one is a `TypeError` naming the option to set, as the server names its variable. */
+function verificationKey(options: JwtOptions | undefined): { key: KeyObject; algorithms: Algorithm[] } {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError(`jwt must be set: { secret } (HS256) or { publicKey } (RS256, ES256), got ${String(options)}`);
+  }
   if ((options.secret === undefined) === (options.publicKey === undefined)) {
-    throw new TypeError('JWT verification needs exactly one of secret and publicKey');
+    const got = options.secret === undefined ? 'neither' : 'both';
+    throw new TypeError(`jwt.secret (HS256, at least ${MIN_SECRET_LENGTH} characters) or jwt.publicKey (PEM, RS256 or ES256) must be set, exactly one of them; got ${got}`);
   }
   if (options.secret !== undefined) {
     if (options.secret.length < MIN_SECRET_LENGTH) {
-      throw new TypeError(`The JWT secret must be at least ${MIN_SECRET_LENGTH} characters`);
+      throw new TypeError(`jwt.secret must be at least ${MIN_SECRET_LENGTH} characters, got ${options.secret.length}`);
     }
     // A KeyObject made once: given a string, jsonwebtoken tries createPublicKey on every
     // verify (and fails), which cost ~0.6 ms per request in the bench.
     return { key: createSecretKey(Buffer.from(options.secret, 'utf8')), algorithms: ['HS256'] };
   }
-  const key = createPublicKey(options.publicKey as string);
+  let key: KeyObject;
+  try {
+    key = createPublicKey(options.publicKey as string);
+  } catch (err) {
+    throw new TypeError(`jwt.publicKey must be a PEM public key (-----BEGIN PUBLIC KEY-----), got one Node cannot read: ${(err as Error).message}`);
+  }
   switch (key.asymmetricKeyType) {
     case 'rsa':
       return { key, algorithms: ['RS256'] };
     case 'ec':
       return { key, algorithms: ['ES256'] };
     default:
-      throw new TypeError(`JWT public key type ${String(key.asymmetricKeyType)} is not supported (use RSA or EC P-256)`);
+      throw new TypeError(`jwt.publicKey must be an RSA or EC P-256 key, got ${String(key.asymmetricKeyType)}`);
   }
 }

@@ -57,8 +57,12 @@ export function relayMetrics({ hub, stats, connections, multiplexer }: Sources, 
 
   gauge('sse_relay_open_streams', 'Client streams open now (shared streams, uploads, chat).', () => connections.snapshot().total);
   gauge('sse_relay_subscribers', 'Subscribers attached to shared topics now.', () => hub.streamCount);
-  gauge('sse_relay_topics', 'Shared topics held now (live, opening or lingering).', () => hub.topicCount);
-  gauge('sse_relay_upstream_connections', 'Upstream event streams open or being opened now.', () => hub.upstreamCount);
+  gauge('sse_relay_topics', "Shared topics held now (live, opening or lingering), read from the backend by this relay or, in a cluster, followed from another relay's.", () => hub.topicCount);
+  gauge(
+    'sse_relay_upstream_connections',
+    'Requests this relay holds open to backend event streams now (a cluster follower reads its topics from Redis and holds none).',
+    () => stats.upstreamsOpen,
+  );
   gauge(
     'sse_relay_upstream_budget_used',
     'Topics counted against MAX_UPSTREAMS now: each holds a backend stream or may open one (opening, live, ended and about to resume; in a cluster, followed topics too, which may take theirs over).',
@@ -76,7 +80,11 @@ export function relayMetrics({ hub, stats, connections, multiplexer }: Sources, 
   total('sse_relay_resyncs_total', 'Resuming subscribers whose id was older than the buffer (resync sent).', () => stats.resyncs);
   total('sse_relay_duplicates_dropped_total', 'Upstream events dropped because their id was already relayed.', () => stats.duplicatesDropped);
   total('sse_relay_events_dropped_total', 'Upstream events dropped because they could not be re-encoded (each one logged).', () => stats.eventsDropped);
-  total('sse_relay_upstream_connects_total', 'Upstream subscriptions opened (one per topic).', () => stats.upstreamConnects);
+  total(
+    'sse_relay_upstream_connects_total',
+    'Backend event streams this relay subscribed to (one per topic it reads itself; a cluster follower none until it takes a topic over).',
+    () => stats.upstreamConnects,
+  );
   total('sse_relay_upstream_reconnects_total', 'Upstream reconnects after a drop or a 5xx.', () => stats.upstreamReconnects);
   total('sse_relay_upstream_give_ups_total', 'Upstreams abandoned after the retry budget (relay_error sent).', () => stats.upstreamGiveUps);
   total('sse_relay_slow_clients_cut_total', 'Subscribers disconnected because their unsent bytes passed the cap.', () => stats.slowClientsCut);

@@ -12,7 +12,7 @@ import { limitConnections, limitRequests } from '../middleware/limits';
 import { requestLog } from '../middleware/request-log';
 import { type Cluster, createCluster } from './cluster/cluster';
 import { type ConnectionCounter, MemoryConnectionCounter } from './limits/connections';
-import { type RelayOptions, optionWarnings, resolveOptions } from './options';
+import { type RelayOptions, optionWarnings, originsOption, resolveOptions } from './options';
 import { type AuthorizeTopic, backendAuthorizer } from './relay/authorize';
 import { Hub } from './relay/hub';
 import { Multiplexer } from './relay/multiplex';
@@ -118,18 +118,20 @@ const STREAMING_POSTS = ['/documents/upload-sse', '/chat/stream'];
 /** Builds the relay as an Express router. */
 export function createRelay(options: CreateRelayOptions): Relay {
   const config = resolveOptions(options);
+  // Before anything opens a socket or a timer: a bad key must leave nothing behind it.
+  const identified = identify(options.jwt);
+  const redirectOrigins = originsOption('upstreamRedirectOrigins', options.upstreamRedirectOrigins);
   const logger = options.logger ?? pino({ level: 'silent' });
   for (const warning of optionWarnings(config)) logger.warn(warning);
   // Each open stream pins a connection: streams get their own pool so REST calls never queue behind them.
   const streamAgent = new Agent({ pipelining: 1, connections: null });
   const callAgent = new Agent({ pipelining: 1, connections: 64 });
   const stats = new RelayStats();
-  const local = new LocalOwnership(streamAgent, config);
+  const local = new LocalOwnership(streamAgent, config, stats);
   const trust = { signingSecret: options.redisSigningSecret, onForged: (kind: string) => stats.countForged(kind) };
   const cluster: Cluster | undefined = options.redisUrl === undefined ? undefined : createCluster(new URL(String(options.redisUrl)), config, local, logger, trust);
   const ownership = typeof options.ownership === 'function' ? options.ownership(local) : (options.ownership ?? cluster?.ownership ?? local);
   const hub = new Hub(config, ownership, stats, logger);
-  const redirectOrigins = new Set((options.upstreamRedirectOrigins ?? []).map((origin) => new URL(origin).origin));
   const streams = options.streams ?? SHARED_STREAMS;
   const resolveTopic = topicResolver(streams, config.backendUrl, redirectOrigins);
   const multiplexer = new Multiplexer(hub, config, resolveTopic);
@@ -180,7 +182,6 @@ export function createRelay(options: CreateRelayOptions): Relay {
   const own = ['/api', '/healthz', '/readyz', '/metrics'];
 
   const logged = requestLog(logger);
-  const identified = identify(options.jwt);
   const corsAllowed =
     options.corsOrigins !== undefined && options.corsOrigins.length > 0
       ? cors({

@@ -124,11 +124,29 @@ export type RelayConfig = Readonly<{ backendUrl: URL } & { [K in RelaySettingNam
 
 /** Drops `undefined`, applies defaults, validates, and freezes. Throws `TypeError` naming the bad field. */
 export function resolveOptions(options: RelayOptions): RelayConfig {
-  const backendUrl = new URL(String(options.backendUrl));
+  let backendUrl: URL;
+  try {
+    backendUrl = new URL(String(options.backendUrl));
+  } catch {
+    throw new TypeError(`backendUrl must be your backend's http(s) URL, got ${JSON.stringify(options.backendUrl)}`);
+  }
   if (backendUrl.protocol !== 'http:' && backendUrl.protocol !== 'https:') {
     throw new TypeError(`backendUrl must be http or https, got ${backendUrl.protocol}`);
   }
   return Object.freeze({ backendUrl, ...resolveSettings(RELAY_SETTINGS, optionSource(options)) });
+}
+
+/** The origins of `urls` (like `https://cdn.example.com`); one that is not a URL is a `TypeError` naming option `name`. */
+export function originsOption(name: string, urls: readonly string[] | undefined): ReadonlySet<string> {
+  return new Set(
+    (urls ?? []).map((url) => {
+      try {
+        return new URL(url).origin;
+      } catch {
+        throw new TypeError(`${name} must be origins like https://cdn.example.com, got ${JSON.stringify(url)}`);
+      }
+    }),
+  );
 }
 
 /**

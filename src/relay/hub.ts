@@ -67,13 +67,6 @@ export class Hub {
     return this.topics.size;
   }
 
-  /** Topics whose upstream is open or being opened (finished and lingering ones hold none). */
-  get upstreamCount(): number {
-    let open = 0;
-    for (const topic of this.topics.values()) if (topic.state === 'opening' || topic.state === 'live') open += 1;
-    return open;
-  }
-
   /**
    * Topics counted against `maxUpstreams`: every one that holds an upstream or opens one again
    * (opening, live, or ended and about to be resumed; in a cluster a followed topic too, which

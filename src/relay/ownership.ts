@@ -2,6 +2,7 @@ import type { Dispatcher } from 'undici';
 import type { RelayConfig } from '../options';
 import { HistoryBudget } from './history-budget';
 import { MemoryReplayBuffer, type ReplayBuffer } from './replay';
+import { RelayStats } from './stats';
 import { Upstream, type UpstreamInit, type UpstreamListener } from './upstream';
 
 /** A topic's source of events, started once and closed once. */
@@ -33,12 +34,15 @@ export class LocalOwnership implements TopicOwnership {
   constructor(
     private readonly dispatcher: Dispatcher,
     private readonly config: RelayConfig,
+    /** Where the upstreams it opens are counted: what this process holds, whoever owns the topics. */
+    private readonly stats: RelayStats = new RelayStats(),
   ) {
     this.budget = new HistoryBudget(config.replayTotalBytes);
   }
 
   feed(_key: string, init: UpstreamInit, listener: UpstreamListener): EventFeed {
-    return new Upstream(init, this.dispatcher, this.config, listener);
+    this.stats.upstreamConnects += 1;
+    return new Upstream(init, this.dispatcher, this.config, listener, this.stats);
   }
 
   history(_key: string): ReplayBuffer {

@@ -1,4 +1,4 @@
-/** Running totals of one relay, read by the metrics endpoint and by tests. */
+/** Running totals of one relay (and what it holds open), read by the metrics endpoint and by tests. */
 export class RelayStats {
   eventsRelayed = 0;
   /** Event deliveries: one per event per subscriber. */
@@ -9,7 +9,10 @@ export class RelayStats {
   eventsDropped = 0;
   replays = 0;
   resyncs = 0;
+  /** Backend event streams this relay subscribed to itself (a cluster follower reads Redis instead). */
   upstreamConnects = 0;
+  /** Requests to backend event streams open now: from sent until their answer is done with. */
+  upstreamsOpen = 0;
   upstreamReconnects = 0;
   upstreamGiveUps = 0;
   slowClientsCut = 0;

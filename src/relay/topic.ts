@@ -104,7 +104,6 @@ export class Topic {
         },
       },
     );
-    context.stats.upstreamConnects += 1;
     this.upstream.start();
   }
 

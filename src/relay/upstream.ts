@@ -2,6 +2,7 @@ import { type Dispatcher, errors as undiciErrors, request } from 'undici';
 import type { RelayConfig } from '../options';
 import type { SseEvent } from '../sse/encode';
 import { EventStreamReader } from '../sse/reader';
+import { RelayStats } from './stats';
 
 /** What the upstream tells its owner, in the order it happens. */
 export interface UpstreamListener {
@@ -104,6 +105,8 @@ export class Upstream {
     private readonly dispatcher: Dispatcher,
     private readonly config: RelayConfig,
     private readonly listener: UpstreamListener,
+    /** Where the connections it holds open are counted. */
+    private readonly stats: RelayStats = new RelayStats(),
   ) {
     this.lastId = init.lastEventId;
   }
@@ -141,8 +144,9 @@ export class Upstream {
       let cause: string;
       let delayMs: number | undefined;
       const connection = { startedAt: Date.now(), events: 0, opened: false };
+      this.stats.upstreamsOpen += 1;
       try {
-        const outcome = await this.connect(connection);
+        const outcome = await this.connect(connection).finally(() => (this.stats.upstreamsOpen -= 1));
         if (this.closed) return undefined;
         if (outcome.kind === 'finished') return () => this.listener.onFinish();
         if (outcome.kind === 'ended') return () => (this.init.final === true ? this.listener.onFinish() : this.listener.onEnd());

@@ -364,3 +364,28 @@ test('a multiplexed stream on one relay gets the events of a topic another relay
   expect(text).toContain('{"topic":"download:mux","id":"2","data":"e2"}');
   expect(backend.requests.filter((request) => request.path === path)).toHaveLength(1);
 }, 30_000);
+
+/** The value of an unlabelled sample in a relay's /metrics. */
+async function metric(relay: RelayProcess, name: string): Promise<number | undefined> {
+  const text = await (await fetch(`${relay.url}/metrics`)).text();
+  const line = text.split('\n').find((candidate) => candidate.startsWith(`${name} `));
+  return line === undefined ? undefined : Number(line.slice(name.length + 1));
+}
+
+test("each relay's upstream metrics count what it holds itself: the owner one upstream, a follower none until it takes the topic over", async () => {
+  const path = '/downloads/metered/events';
+  const { owner, follower, first } = await ownedTopic(path);
+  const second = subscriber(`/api${path}`, follower, []);
+  await until(() => second.opened(), 5000, "the follower's subscriber");
+  backend.emit(path, 'data: e1\n');
+  await until(() => first.ids.length === 1 && second.ids.length === 1, 5000, 'the event on both relays');
+  const upstreams = async (relay: RelayProcess): Promise<(number | undefined)[]> =>
+    Promise.all(['sse_relay_topics', 'sse_relay_upstream_connections', 'sse_relay_upstream_connects_total'].map((name) => metric(relay, name)));
+  expect(await upstreams(owner)).toEqual([1, 1, 1]);
+  expect(await upstreams(follower)).toEqual([1, 0, 0]);
+  expect(backend.listeners(path)).toBe(1);
+
+  await owner.kill();
+  await until(() => follower.lines('topic taken over').length === 1 && backend.listeners(path) === 1, 10_000, 'the follower to take the topic over');
+  expect(await upstreams(follower)).toEqual([1, 1, 1]);
+}, 30_000);

@@ -1,6 +1,6 @@
 import { loadConfig } from '../../config';
 import { ConfigError } from '../../config/env';
-import { SETTINGS } from '../../config';
+import { RELAY_OPTION_SOURCES, SETTINGS } from '../../config';
 import type { IntegerSetting } from '../../src/setting';
 
 const SECRET = 'x'.repeat(40);
@@ -61,6 +61,12 @@ test.each([
   ['BACKEND_URL', 'redis://x', /^BACKEND_URL: expected an http:\/\/ or https:\/\/ URL, got "redis:\/\/x"$/],
   ['MAX_CONNECTIONS', '0', /MAX_CONNECTIONS/],
   ['REDIS_SIGNING_SECRET', ` ${'s'.repeat(31)} `, /^REDIS_SIGNING_SECRET: expected at least 32 characters/],
+  ['UPSTREAM_REDIRECT_ORIGINS', 'cdn.example.com', /^UPSTREAM_REDIRECT_ORIGINS: expected comma-separated origins like https:\/\/app.example.com, got "cdn.example.com"$/],
+  ['UPSTREAM_REDIRECT_ORIGINS', 'https://cdn.example.com/files', /^UPSTREAM_REDIRECT_ORIGINS: expected comma-separated origins/],
+  ['BACKEND_HEALTH_PATH', 'health', /^BACKEND_HEALTH_PATH: expected a path of the backend, like \/health, got "health"$/],
+  ['BACKEND_HEALTH_PATH', '//other.example/health', /^BACKEND_HEALTH_PATH: expected a path of the backend/],
+  ['JWT_COOKIE_NAME', 'my cookie', /^JWT_COOKIE_NAME: expected a cookie name/],
+  ['JWT_CLOCK_TOLERANCE_SEC', '301', /^JWT_CLOCK_TOLERANCE_SEC: expected an integer from 0 to 300, got "301"$/],
 ])('%s=%s stops the start with a message naming it', (name, value, message) => {
   expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
   expect(() => loadConfig({ [name]: value })).toThrow(message);
@@ -142,7 +148,14 @@ test('every integer variable is read at its bounds', () => {
   for (const setting of integerSettings) {
     for (const value of [setting.min, setting.max]) {
       const config = loadConfig({ [setting.env]: String(value) });
-      const read = { port: config.port, shutdownTimeoutMs: config.shutdownTimeoutMs, drainWindowMs: config.drainWindowMs, ...config.relay, ...config.http };
+      const read = {
+        port: config.port,
+        shutdownTimeoutMs: config.shutdownTimeoutMs,
+        drainWindowMs: config.drainWindowMs,
+        jwtClockToleranceSec: config.jwt.clockToleranceSec,
+        ...config.relay,
+        ...config.http,
+      };
       expect(Object.values(read)).toContain(value);
     }
   }
@@ -182,4 +195,33 @@ describe('socket and stream caps', () => {
     const config = loadConfig({ MAX_CONNECTIONS: '500', MAX_SOCKETS: '500' }, () => 20_000);
     expect(config.warnings).toEqual([expect.stringMatching(/^MAX_CONNECTIONS \(500\) is not below MAX_SOCKETS \(500\)/)]);
   });
+});
+
+test('a drain window longer than the whole stop is warned about, since the stop cuts it short', () => {
+  expect(loadConfig({ DRAIN_WINDOW_MS: '40000', SHUTDOWN_TIMEOUT_MS: '1000' }, () => 20_000).warnings).toEqual([
+    'DRAIN_WINDOW_MS (40000) is over SHUTDOWN_TIMEOUT_MS (1000): a stop ends every stream within the latter, so their reconnects spread over 1000 ms only',
+  ]);
+  expect(loadConfig({ DRAIN_WINDOW_MS: '1000', SHUTDOWN_TIMEOUT_MS: '1000' }, () => 20_000).warnings).toEqual([]);
+  expect(loadConfig({ DRAIN_WINDOW_MS: '5000' }, () => 20_000).warnings).toEqual([]);
+});
+
+test('the createRelay options an operator may need have variables: redirect origins, health path, clock tolerance, cookie name', () => {
+  const config = loadConfig({
+    UPSTREAM_REDIRECT_ORIGINS: 'https://cdn.example.com, http://127.0.0.1:9000',
+    BACKEND_HEALTH_PATH: '/status/live',
+    JWT_CLOCK_TOLERANCE_SEC: '60',
+    JWT_COOKIE_NAME: '__Host-session',
+  });
+  expect(config.upstreamRedirectOrigins).toEqual(['https://cdn.example.com', 'http://127.0.0.1:9000']);
+  expect(config.backendHealthPath).toBe('/status/live');
+  expect(config.jwt).toMatchObject({ clockToleranceSec: 60, cookieName: '__Host-session' });
+  expect(loadConfig({})).toMatchObject({ upstreamRedirectOrigins: [], backendHealthPath: undefined, jwt: { clockToleranceSec: 5, cookieName: undefined } });
+});
+
+test('every createRelay option is set by a declared variable, or says why the server sets none', () => {
+  const declared = new Set(SETTINGS.map((setting) => setting.env));
+  for (const [option, source] of Object.entries(RELAY_OPTION_SOURCES)) {
+    if ('env' in source) expect([option, declared.has(source.env)]).toEqual([option, true]);
+    else expect([option, source.why]).toEqual([option, expect.stringMatching(/\w+ \w+/)]);
+  }
 });

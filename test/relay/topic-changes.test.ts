@@ -79,7 +79,7 @@ test('ten concurrent adds of 31 topics to a one-topic stream: one is applied, ni
   // Every upstream the backend was ever asked for: the stream's own, and nothing past the cap.
   expect(new Set(backend.requests.map((r) => r.path)).size).toBe(32);
   expect(backend.requests).toHaveLength(32);
-  expect(relay.relay.hub.upstreamCount).toBe(32);
+  expect(relay.relay.stats.upstreamsOpen).toBe(32);
 });
 
 test('a topic the backend refused still counts toward the cap: the cursor names it, and a resume with more topics than the cap would be refused', async () => {
