@@ -20,7 +20,10 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import express from 'express';
 import helmet from 'helmet';
+import { NodeInternals } from '../src/internals';
+import { resolveOptions } from '../src/options';
 import { Subscriber } from '../src/relay/subscriber';
+import { StreamPolicy } from '../src/stream-policy';
 import { allowedCpus } from './lab';
 
 /** An open stream: its response, and the relay's Subscriber that opened it. */
@@ -37,10 +40,12 @@ interface Variant {
 }
 
 const NO_HOOKS = { onClose: (): void => undefined };
+const POLICY = new StreamPolicy(resolveOptions({ backendUrl: 'http://127.0.0.1:1', clientMaxBufferedBytes: 1024 * 1024, clientDrainGraceMs: 5000, clientBufferCeilingFactor: 8 }));
+const INTERNALS = new NodeInternals({ enabled: true, warn: (line) => console.error(line) });
 
 /** Opens the stream the way the relay does: a Subscriber sends the status, headers and retry hint. */
 function openStream(res: ServerResponse, held: Held[]): void {
-  const subscriber = new Subscriber(res, { maxBufferedBytes: 1024 * 1024, drainGraceMs: 5000, ceilingFactor: 8 }, 0, NO_HOOKS);
+  const subscriber = new Subscriber(res, POLICY, NO_HOOKS, INTERNALS);
   subscriber.open(2000);
   held.push({ res, subscriber });
 }

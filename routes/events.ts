@@ -8,7 +8,6 @@ import type { Multiplexer, PlannedTopic } from '../src/relay/multiplex';
 import type { UserStreams } from '../src/relay/user-streams';
 import { tokenExpiryOf, userOf } from '../middleware/authenticate';
 import { loggedRequest } from '../middleware/request-log';
-import { shedRoutingState } from './held-request';
 import { STREAM_ID, type SharedStream, lastEventIdOf } from './streams';
 
 /** Longest topic name looked at: a kind, a colon and an id of at most 128 characters. */
@@ -105,7 +104,7 @@ export function multiplexRoutes(multiplexer: Multiplexer, routing: MultiplexRout
     res.locals.closeReason = () => stream.writer.closeReason;
     routing.logger.info({ req: loggedRequest(req, res), topics: planned.map((topic) => topic.ref.key), streamId: stream.id }, 'stream opened');
     // As for a shared stream: a held response keeps nothing of Express's routing for hours.
-    shedRoutingState(req, res);
+    stream.writer.shedRoutingState();
   });
 
   router.post('/events/:streamId/topics', express.json({ limit: '64kb' }), async (req, res) => {

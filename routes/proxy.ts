@@ -4,9 +4,10 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Request, RequestHandler, Response } from 'express';
 import { type Dispatcher, errors, request } from 'undici';
 import { HttpError, errorBody } from '../src/errors';
+import { ProxiedStream } from '../src/relay/proxied-stream';
 import type { UserStreams } from '../src/relay/user-streams';
 import { encodeEvent } from '../src/sse/encode';
-import { SseTail } from '../src/sse/tail';
+import type { StreamPolicy } from '../src/stream-policy';
 import { tokenExpiryOf, userOf } from '../middleware/authenticate';
 
 /**
@@ -60,12 +61,12 @@ export interface ProxyOptions {
   readonly maxBodyBytes: number;
   /** Largest `application/json` request body; past it: 413 and the upstream request is aborted. */
   readonly maxJsonBodyBytes: number;
-  /** An event stream with no byte either way this long is ended (0: never). */
-  readonly idleTimeoutMs: number;
-  /** An event stream ends after this, plus up to 10% jitter (0: never). */
-  readonly maxStreamLifetimeMs: number;
-  /** A client with more unsent bytes than this is cut off. */
-  readonly clientMaxBufferedBytes: number;
+  /**
+   * What an event stream goes by, as the relay's other streams: idle (by events; bytes of the
+   * request body count too), lifetime, heartbeat, slow client. Any other answer with more
+   * unsent bytes than its `maxBufferedBytes` is cut off.
+   */
+  readonly policy: StreamPolicy;
   /** Where an event stream is held, to end at its token's expiry or when the app ends the user's streams. */
   readonly userStreams: UserStreams;
   /** The `retry:` hint of an event stream ended at its token's expiry. */
@@ -80,6 +81,10 @@ const JSON_TYPE = /^application\/json\s*(;|$)/i;
  * made. A client that leaves aborts the upstream request.
  */
 export function proxy(options: ProxyOptions): RequestHandler {
+  const { policy } = options;
+  /** The event streams open now, under the policy's clock. */
+  const streams = new Set<ProxiedStream>();
+  policy.watch(streams);
   return async (req, res) => {
     const user = userOf(res);
     const url = upstreamUrl(req.url, options.backendUrl);
@@ -127,98 +132,53 @@ export function proxy(options: ProxyOptions): RequestHandler {
       res.socket?.setNoDelay(true);
     }
     res.flushHeaders();
-    // An event stream gets the shared streams' rules: it is as long-lived, and any route may answer with one.
-    const rules = streaming ? streamRules(options, limit, () => controller.abort()) : undefined;
-    const tail = new SseTail();
-    if (rules) {
+    // An event stream goes by the relay's stream policy: it is as long-lived, and any route may answer with one.
+    const stream = streaming ? new ProxiedStream(policy, res, () => controller.abort()) : undefined;
+    if (stream) {
+      streams.add(stream);
+      limit.stream = stream;
       const bodyArriving = (): boolean => hasBody && !limit.writableFinished;
       options.userStreams.track(user, res, tokenExpiryOf(res), options.retryHintMs, (reason, retryMs) => {
         // An upload whose body is still arriving runs on past its token's exp: cut, the bytes sent
         // are lost and the backend cancels it (an upload cannot resume). The app's end cuts it.
         if (reason === 'token_expired' && bodyArriving()) return;
-        rules.endWithRetry(retryMs);
+        stream.endWithRetry(reason, retryMs);
       });
     }
     try {
       // Not pipeline(): it would destroy `res` when the upstream is aborted for an oversized
       // body, and the client would get a reset instead of the error below.
       for await (const chunk of upstream.body as AsyncIterable<Buffer>) {
-        if (rules) {
-          rules.lastActivity = Date.now();
-          tail.see(chunk);
+        let flowing: boolean;
+        if (stream) flowing = stream.pass(chunk);
+        else {
+          flowing = res.write(chunk);
+          if (res.writableLength > policy.maxBufferedBytes) throw new Error('slow client');
         }
-        const flowing = res.write(chunk);
-        if (res.writableLength > options.clientMaxBufferedBytes) throw new Error('slow client');
+        // Also when the stream was ended or cut: the aborted signal ends the wait at once.
         if (!flowing) await once(res, 'drain', { signal: controller.signal });
       }
       res.end();
     } catch {
-      // Past the cap the client is told why; a stream ended by idle or lifetime ends cleanly (the
-      // client resumes) if its client has taken everything, and one ended for its user (token
-      // expiry, the app) with a retry hint when one can be added after what was sent; otherwise the
-      // client left (its close aborted the upstream), was too slow, or the backend broke mid-answer,
-      // and the answer is cut short.
-      const farewell = rules?.ended === true && res.writableLength === 0 && !res.destroyed ? (rules.retryMs === undefined ? NOTHING : tail.retry(rules.retryMs)) : undefined;
+      // Past the cap the client is told why; a stream the relay ended ends cleanly when it can (see
+      // `farewell`); otherwise the client left (its close aborted the upstream), was too slow, or the
+      // backend broke mid-answer, and the answer is cut short.
+      const farewell = stream?.farewell();
       if (limit.exceeded && !res.destroyed) endWithError(res, streaming);
       else if (farewell !== undefined) res.end(farewell);
       else res.destroy();
     } finally {
-      rules?.stop();
+      if (stream) streams.delete(stream);
+      limit.stream = undefined;
     }
   };
-}
-
-interface StreamRules {
-  /** When a byte last went either way. */
-  lastActivity: number;
-  /** Whether the relay ended the stream (idle, lifetime, or its user's end). */
-  readonly ended: boolean;
-  /** The retry hint its end tells the client, when its user's end (token expiry, the app) ended it. */
-  readonly retryMs: number | undefined;
-  /** Ends the stream for its user, telling the client to come back after `retryMs`. */
-  endWithRetry(retryMs: number): void;
-  stop(): void;
-}
-
-const NOTHING = Buffer.alloc(0);
-
-/** The idle and lifetime ends of one proxied event stream; `end` aborts it. Bytes of the request body count as activity. */
-function streamRules(options: ProxyOptions, body: BodyLimit, end: () => void): StreamRules {
-  const { idleTimeoutMs, maxStreamLifetimeMs } = options;
-  const timers: NodeJS.Timeout[] = [];
-  const rules: StreamRules & { ended: boolean; retryMs: number | undefined } = {
-    lastActivity: Date.now(),
-    ended: false,
-    retryMs: undefined,
-    endWithRetry: (retryMs) => {
-      if (rules.ended) return;
-      rules.retryMs = retryMs;
-      finish();
-    },
-    stop: () => timers.forEach(clearTimeout),
-  };
-  const finish = (): void => {
-    rules.ended = true;
-    end();
-  };
-  if (maxStreamLifetimeMs > 0) timers.push(setTimeout(finish, maxStreamLifetimeMs + Math.floor(Math.random() * maxStreamLifetimeMs * 0.1)));
-  if (idleTimeoutMs > 0) {
-    // One timer per stream, re-armed for what is left rather than reset on every chunk.
-    const check = (): void => {
-      const quietFor = Date.now() - Math.max(rules.lastActivity, body.lastChunkAt);
-      if (quietFor >= idleTimeoutMs) return finish();
-      timers[0] = setTimeout(check, idleTimeoutMs - quietFor);
-    };
-    timers.unshift(setTimeout(check, idleTimeoutMs));
-  }
-  return rules;
 }
 
 /** Counts request bytes on their way up and fails the upload past the cap. */
 class BodyLimit extends Transform {
   exceeded = false;
-  /** When the last chunk came from the client (0: none yet). */
-  lastChunkAt = 0;
+  /** The event stream answering this body, while it is open: a body still arriving keeps it from being idle. */
+  stream: ProxiedStream | undefined;
   private seen = 0;
 
   constructor(private readonly max: number) {
@@ -227,7 +187,7 @@ class BodyLimit extends Transform {
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.seen += chunk.length;
-    this.lastChunkAt = Date.now();
+    this.stream?.active();
     if (this.seen > this.max) {
       this.exceeded = true;
       return callback(new HttpError('payload_too_large'));

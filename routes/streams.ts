@@ -7,7 +7,6 @@ import type { Hub } from '../src/relay/hub';
 import type { UserStreams } from '../src/relay/user-streams';
 import { tokenExpiryOf, userOf } from '../middleware/authenticate';
 import { loggedRequest, redactTokens } from '../middleware/request-log';
-import { shedRoutingState } from './held-request';
 import { inSequence } from '../middleware/in-sequence';
 
 /** A shared stream family: how a path id maps to its topic key and backend URLs. */
@@ -131,7 +130,7 @@ function sharedStreamHandler(hub: Hub, routing: SharedStreamRouting, stream: Sha
     res.locals.closeReason = () =>
       subscriber.closeReason === 'rejected' && topic?.failure !== undefined ? `rejected: ${topic.failure}` : subscriber.closeReason;
     if (logger.isLevelEnabled('info')) logger.info({ req: loggedRequest(req, res), topic: key, lastEventId: lastEventId && redactTokens(lastEventId) }, 'stream opened');
-    shedRoutingState(req, res);
+    subscriber.shedRoutingState();
   };
 }
 

@@ -109,6 +109,14 @@ export const RELAY_SETTINGS = {
     doc: 'stream opens and POSTs per user (per IP for requests without a valid token) per minute (0: off)',
   },
   maxTopicsPerStream: { kind: 'count', env: 'MAX_TOPICS_PER_STREAM', default: 32, min: 1, max: 256, doc: 'topics on one multiplexed stream (`GET /api/events?topic=…`); over it: 400' },
+  nodeInternals: {
+    kind: 'count',
+    env: 'NODE_INTERNALS',
+    default: 1,
+    min: 0,
+    max: 1,
+    doc: "1: held streams save memory and CPU through Node's and Express's internals (each checked at start and per stream; the public API where one does not apply, with a warning); 0: the public API only",
+  },
 } as const satisfies Record<string, IntegerSetting>;
 
 export type RelaySettingName = keyof typeof RELAY_SETTINGS;

@@ -1,9 +1,11 @@
 import type { ServerResponse } from 'node:http';
 import { type Logger, pino } from 'pino';
+import { NodeInternals } from '../internals';
 import type { RelayConfig } from '../options';
+import { StreamPolicy } from '../stream-policy';
 import type { TopicOwnership } from './ownership';
 import type { RelayStats } from './stats';
-import { type CloseReason, type DrainPolicy, Subscriber } from './subscriber';
+import { type CloseReason, Subscriber } from './subscriber';
 import { Topic } from './topic';
 import { jitteredRetry } from './come-back';
 import { UpstreamBudget } from '../limits/upstream-budget';
@@ -28,15 +30,18 @@ export interface SubscribeRequest {
 }
 
 /**
- * The topics of one relay: opens a topic with its first subscriber, forgets it
- * when it closes, and runs the one timer that heartbeats and expires every stream.
+ * The topics of one relay: opens a topic with its first subscriber, forgets it when it
+ * closes, and holds the relay's stream policy, whose one timer heartbeats and expires every
+ * stream (its own, and those other parts put under it).
  */
 export class Hub {
   private readonly topics = new Map<string, Topic>();
   private readonly streams = new Set<Subscriber>();
-  private readonly ticker: NodeJS.Timeout;
-  private readonly drainPolicy: DrainPolicy;
   private readonly upstreamBudget: UpstreamBudget;
+  /** What every client stream of the relay goes by: idle, lifetime, heartbeat, slow client. */
+  readonly policy: StreamPolicy;
+  /** The tricks past Node's and Express's public API that held streams use, checked. */
+  readonly internals: NodeInternals;
 
   constructor(
     private readonly config: RelayConfig,
@@ -44,17 +49,9 @@ export class Hub {
     readonly stats: RelayStats,
     private readonly logger: Logger = pino({ level: 'silent' }),
   ) {
-    this.drainPolicy = {
-      maxBufferedBytes: config.clientMaxBufferedBytes,
-      drainGraceMs: config.clientDrainGraceMs,
-      ceilingFactor: config.clientBufferCeilingFactor,
-    };
-    // Half the heartbeat interval: a stream that went quiet just after one tick is heartbeated
-    // within heartbeatMs, not 2 × heartbeatMs, so a proxy's read timeout or a client's dead-stream
-    // check (2 × heartbeatMs of silence) can rely on it. The tick also judges clients past their
-    // buffer cap, whose stream may carry no more writes.
-    this.ticker = setInterval(() => this.tick(), Math.max(1, Math.min(Math.floor(config.heartbeatMs / 2), config.clientDrainGraceMs)));
-    this.ticker.unref();
+    this.policy = new StreamPolicy(config);
+    this.policy.watch(this.streams);
+    this.internals = new NodeInternals({ enabled: config.nodeInternals === 1, warn: (line) => logger.warn(line) });
     this.upstreamBudget = new UpstreamBudget(config.maxUpstreams, logger, () => stats.countRejection('upstreams'));
   }
 
@@ -135,18 +132,18 @@ export class Hub {
   }
 
   /**
-   * A client stream held by the hub: heartbeats, idle and lifetime ends, drain and close apply.
-   * `onClose` is called once when its response is gone. A multiplexed stream is one of these.
+   * A client stream held by the hub: the stream policy, drain and close apply. `onClose` is
+   * called once when its response is gone. A multiplexed stream is one of these.
    */
   stream(res: ServerResponse, onClose: (subscriber: Subscriber, reason: CloseReason) => void): Subscriber {
-    const subscriber = new Subscriber(res, this.drainPolicy, this.config.maxStreamLifetimeMs, {
+    const subscriber = new Subscriber(res, this.policy, {
       onClose: (closed, reason) => {
         this.streams.delete(closed);
         onClose(closed, reason);
         if (reason === 'slow_client') this.stats.slowClientsCut += 1;
         this.stats.countClose(reason);
       },
-    });
+    }, this.internals);
     this.streams.add(subscriber);
     this.stats.streamsOpened += 1;
     return subscriber;
@@ -155,7 +152,8 @@ export class Hub {
   /**
    * Ends every stream at a random moment within `windowMs` (0: at once), each told to come
    * back after `retryMs` plus jitter, so clients reconnect spread out, not all at once. Then
-   * closes the topics and their upstreams.
+   * closes the topics and their upstreams. The policy's clock runs on for the streams others
+   * put under it (uploads and chats left to finish), until `close`.
    */
   async drain(windowMs: number, retryMs: number): Promise<void> {
     const ends = [...this.streams].map(
@@ -168,28 +166,17 @@ export class Hub {
         }),
     );
     await Promise.all(ends);
-    this.close();
+    this.closeTopicsAndStreams();
   }
 
-  /** Closes every topic and stream and stops the timer. */
+  /** Closes every topic and stream and stops the policy's timer. */
   close(): void {
-    clearInterval(this.ticker);
+    this.policy.close();
+    this.closeTopicsAndStreams();
+  }
+
+  private closeTopicsAndStreams(): void {
     for (const topic of [...this.topics.values()]) topic.close();
     for (const subscriber of this.streams) subscriber.end('shutdown');
-  }
-
-  private tick(): void {
-    const now = Date.now();
-    const { idleTimeoutMs, heartbeatMs } = this.config;
-    for (const subscriber of this.streams) {
-      if (!subscriber.opened) continue;
-      subscriber.checkDrain(now);
-      const quietFor = now - subscriber.lastEventAt;
-      if (idleTimeoutMs > 0 && quietFor >= idleTimeoutMs) subscriber.end('idle_timeout');
-      else if (subscriber.deadline > 0 && now >= subscriber.deadline) subscriber.end('lifetime');
-      // A stream that carried an event within the last half interval needs no heartbeat: on busy
-      // relays this keeps the tick from writing to every one of thousands of clients at once.
-      else if (quietFor >= heartbeatMs / 2) subscriber.heartbeat(now);
-    }
   }
 }

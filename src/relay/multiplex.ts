@@ -21,9 +21,10 @@ import type { Topic } from './topic';
  *                                                      batch until the loop's check phase   events of every topic that came in
  *                                                      writer.sendParts(batch)              the same turn: one chunk, one write
  *
- * A multiplexed client is one `Subscriber` (the writer: headers, heartbeats, idle and lifetime
- * ends, the slow-client cap, one connection slot) and one small `Membership` per topic, which a
- * `Topic` holds among its members exactly like a single-topic subscriber.
+ * A multiplexed client is one `Subscriber` (the writer: headers, one connection slot, and the
+ * stream policy's heartbeats, idle and lifetime ends and slow-client cap, as for any stream) and
+ * one small `Membership` per topic, which a `Topic` holds among its members exactly like a
+ * single-topic subscriber.
  */
 
 /** What a multiplexed stream needs to (re)open a topic by its name. */

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
-const SUBSCRIBER = join(__dirname, '../../dist/src/relay/subscriber.js');
+const DIST = join(__dirname, '../../dist/src');
 
 /**
  * Opens one stream on a Subscriber in a fresh Node process (its heap small enough to snapshot
@@ -12,11 +12,16 @@ const SUBSCRIBER = join(__dirname, '../../dist/src/relay/subscriber.js');
 const SCRIPT = `
 const http = require('node:http');
 const v8 = require('node:v8');
-const { Subscriber } = require(process.argv[1]);
+const { Subscriber } = require(process.argv[1] + '/relay/subscriber.js');
+const { StreamPolicy } = require(process.argv[1] + '/stream-policy.js');
+const { NodeInternals } = require(process.argv[1] + '/internals.js');
+const { resolveOptions } = require(process.argv[1] + '/options.js');
+const policy = new StreamPolicy(resolveOptions({ backendUrl: 'http://127.0.0.1:1', clientMaxBufferedBytes: 65536 }));
+const internals = new NodeInternals({ enabled: process.argv[2] === '1', warn() {} });
 const held = [];
 const server = http.createServer((req, res) => {
   res.setHeader('X-Request-Id', 'req-' + Math.random().toString(36).slice(2));
-  const subscriber = new Subscriber(res, { maxBufferedBytes: 65536, drainGraceMs: 1000, ceilingFactor: 8 }, 0, { onClose() {} });
+  const subscriber = new Subscriber(res, policy, { onClose() {} }, internals);
   subscriber.open(2000);
   held.push(res);
 });
@@ -41,9 +46,19 @@ server.listen(0, '127.0.0.1', () => {
 });
 `;
 
+async function headerBlock(internals: '1' | '0'): Promise<{ length: number; flat: boolean }> {
+  const { stdout } = await promisify(execFile)(process.execPath, ['-e', SCRIPT, DIST, internals], { timeout: 30_000 });
+  return JSON.parse(stdout) as { length: number; flat: boolean };
+}
+
 test('an open stream holds its header block as one flat string, not the pieces Node joined it from', async () => {
-  const { stdout } = await promisify(execFile)(process.execPath, ['-e', SCRIPT, SUBSCRIBER], { timeout: 30_000 });
-  const result = JSON.parse(stdout) as { length: number; flat: boolean };
+  const result = await headerBlock('1');
   expect(result.length).toBeGreaterThan(100);
   expect(result.flat).toBe(true);
+});
+
+test('with nodeInternals 0 the header block is left as Node keeps it', async () => {
+  const result = await headerBlock('0');
+  expect(result.length).toBeGreaterThan(100);
+  expect(result.flat).toBe(false);
 });

@@ -2,7 +2,8 @@ import { once } from 'node:events';
 import { type Server, createServer } from 'node:http';
 import { type AddressInfo, type Socket, connect } from 'node:net';
 import { encodeEvent } from '../../src/sse/encode';
-import { type CloseReason, type DrainPolicy, Subscriber } from '../../src/relay/subscriber';
+import type { CloseReason, Subscriber } from '../../src/relay/subscriber';
+import { bareSubscriber, policyOf } from '../support/bare-stream';
 import { FixtureBackend } from '../support/fixture-backend';
 import { type RunningRelay, collect, eventSourceAs, startRelay, tokenFor } from '../support/relay-server';
 import { until } from '../support/until';
@@ -22,11 +23,11 @@ describe('a client that reads', () => {
    * Sends `bursts` bursts of three times the cap, each written in one go, to a raw socket
    * that reads as fast as it can; returns the bytes it got, the bytes sent, and how the stream closed.
    */
-  async function burstsToReader(policy: DrainPolicy, bursts: number): Promise<{ received: number; sent: number; closedWith: CloseReason | undefined }> {
+  async function burstsToReader(settings: { clientMaxBufferedBytes: number; clientDrainGraceMs: number; clientBufferCeilingFactor: number }, bursts: number): Promise<{ received: number; sent: number; closedWith: CloseReason | undefined }> {
     let subscriber: Subscriber | undefined;
     let closedWith: CloseReason | undefined;
     server = createServer((_req, res) => {
-      subscriber = new Subscriber(res, policy, 0, { onClose: (_s, reason) => (closedWith = reason) });
+      subscriber = bareSubscriber(res, policyOf(settings), (reason) => (closedWith = reason));
       subscriber.open(1000);
     });
     server.listen(0, '127.0.0.1');
@@ -42,7 +43,7 @@ describe('a client that reads', () => {
     await until(() => subscriber !== undefined && headerBytes > 0);
     const headers = received;
     let sent = 0;
-    const perBurst = (3 * policy.maxBufferedBytes) / (64 * 1024);
+    const perBurst = (3 * settings.clientMaxBufferedBytes) / (64 * 1024);
     for (let burst = 0; burst < bursts && closedWith === undefined; burst++) {
       for (let i = 0; i < perBurst; i++) {
         const frame = encodeEvent({ id: `${burst}-${i}`, data: 'x'.repeat(64 * 1024 - 32) });
@@ -60,7 +61,7 @@ describe('a client that reads', () => {
   test('gets every event of bursts three times the buffer cap, written in one go', async () => {
     // Loopback takes about 4 MiB into kernel buffers before anything stays unsent (measured):
     // with a 4 MiB cap, a 12 MiB burst leaves about 8 MiB unsent even for a client reading at once.
-    const result = await burstsToReader({ maxBufferedBytes: 4 * MIB, drainGraceMs: 1000, ceilingFactor: 8 }, 5);
+    const result = await burstsToReader({ clientMaxBufferedBytes: 4 * MIB, clientDrainGraceMs: 1000, clientBufferCeilingFactor: 8 }, 5);
     expect(result.closedWith).toBeUndefined();
     expect(result.received).toBeGreaterThanOrEqual(result.sent);
   });

@@ -3,7 +3,8 @@ import { type Server, type ServerResponse, createServer } from 'node:http';
 import { connect } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { encodeEvent } from '../../src/sse/encode';
-import { type CloseReason, Subscriber } from '../../src/relay/subscriber';
+import type { CloseReason, Subscriber } from '../../src/relay/subscriber';
+import { bareSubscriber, policyOf } from '../support/bare-stream';
 
 let server: Server;
 
@@ -17,7 +18,7 @@ afterEach(async () => {
 async function rawExchange(script: (subscriber: Subscriber) => void): Promise<string> {
   let closedWith: CloseReason | undefined;
   server = createServer((_req, res: ServerResponse) => {
-    const subscriber = new Subscriber(res, { maxBufferedBytes: 64 * 1024, drainGraceMs: 1000, ceilingFactor: 8 }, 0, { onClose: (_s, reason) => (closedWith = reason) });
+    const subscriber = bareSubscriber(res, policyOf({ clientMaxBufferedBytes: 64 * 1024, clientBufferCeilingFactor: 8 }), (reason) => (closedWith = reason));
     subscriber.open(1000);
     script(subscriber);
   });

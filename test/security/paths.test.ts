@@ -88,20 +88,22 @@ test('every proxied request holds a connection slot while it is open: an event s
   await until(() => relay?.relay.connections.snapshot().total === 0, 5000, 'every slot released');
 });
 
-test('a proxied event stream with no byte either way for IDLE_TIMEOUT_MS ends cleanly, and frees its upstream and slot', async () => {
-  await start({ idleTimeoutMs: 200, maxStreamLifetimeMs: 0 });
+test('a proxied event stream with no event for IDLE_TIMEOUT_MS ends cleanly, and frees its upstream and slot', async () => {
+  // Idle and lifetime are judged at every half heartbeat, as on every stream.
+  await start({ idleTimeoutMs: 200, heartbeatMs: 100, maxStreamLifetimeMs: 0 });
   const started = Date.now();
   const quiet = rawRequest('/api/feeds/quiet');
   await until(() => backend.listeners('/feeds/quiet') === 1, 5000, 'the proxied stream');
   backend.emit('/feeds/quiet', 'data: one\n');
   const answer = await quiet.answer;
   expect(Date.now() - started).toBeGreaterThanOrEqual(200);
-  expect(answer).toMatch(/^HTTP\/1\.1 200 [^]*content-type: text\/event-stream[^]*data: one\nid: 1\n\n\r\n0\r\n\r\n$/i);
+  // The relay's heartbeats, if any came after the event, then the end.
+  expect(answer).toMatch(/^HTTP\/1\.1 200 [^]*content-type: text\/event-stream[^]*data: one\nid: 1\n\n\r\n(6\r\n: hb\n\n\r\n)*0\r\n\r\n$/i);
   await until(() => backend.listeners('/feeds/quiet') === 0 && relay?.relay.connections.snapshot().total === 0, 5000, 'upstream and slot released');
 });
 
 test('a proxied event stream ends at MAX_STREAM_LIFETIME_MS however busy it is', async () => {
-  await start({ idleTimeoutMs: 0, maxStreamLifetimeMs: 300 });
+  await start({ idleTimeoutMs: 0, heartbeatMs: 100, maxStreamLifetimeMs: 300 });
   const started = Date.now();
   const busy = rawRequest('/api/feeds/busy');
   await until(() => backend.listeners('/feeds/busy') === 1, 5000, 'the proxied stream');
@@ -119,7 +121,7 @@ test('a proxied event stream ends at MAX_STREAM_LIFETIME_MS however busy it is',
 });
 
 test('a client that never reads a proxied event stream is cut alone, its upstream aborted and its slot freed', async () => {
-  await start({ idleTimeoutMs: 300, maxStreamLifetimeMs: 0 });
+  await start({ idleTimeoutMs: 300, heartbeatMs: 100, maxStreamLifetimeMs: 0 });
   const stalled = rawRequest('/api/feeds/big');
   const reader = rawRequest('/api/feeds/small');
   await until(() => backend.listeners('/feeds/big') === 1 && backend.listeners('/feeds/small') === 1, 5000, 'two proxied streams');

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import express from 'express';
 import { errorHandler } from '../../middleware/errors';
 import { HttpError } from '../../src/errors';
-import { Subscriber } from '../../src/relay/subscriber';
+import { bareSubscriber, policyOf } from '../support/bare-stream';
 
 let server: Server;
 
@@ -35,7 +35,7 @@ test('a stream the core refuses before its headers gets the same answer the erro
   const fromMiddleware = await answer();
   server.close();
 
-  server = createServer((_req, res) => new Subscriber(res, { maxBufferedBytes: 1024, drainGraceMs: 1000, ceilingFactor: 4 }, 0, { onClose: () => undefined }).reject(error()));
+  server = createServer((_req, res) => bareSubscriber(res, policyOf({ clientMaxBufferedBytes: 1024, clientBufferCeilingFactor: 4 })).reject(error()));
   const fromCore = await answer();
 
   expect(fromCore).toEqual(fromMiddleware);
