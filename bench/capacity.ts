@@ -77,7 +77,7 @@ async function runOne(lab: Lab, settings: CapacitySettings, name: SubjectName): 
   // over workers). Keep headroom for everything else.
   const target = Math.min(settings.max, lab.nofile - 300 - settings.codes);
   if (target < settings.max) {
-    const holder = name === 'relay' ? 'the relay' : name === 'nginx' ? 'the backend behind nginx' : 'the backend';
+    const holder = name === 'relay' || name === 'relay-plain' ? 'the relay' : name === 'nginx' ? 'the backend behind nginx' : 'the backend';
     notes.push(`stopped at ${target}, not ${settings.max}: open-file limit ${lab.nofile} per process (${holder} holds one per stream)`);
   }
   const perClient = lab.nofile - 300;

@@ -121,7 +121,12 @@ function causes(rows: readonly FanoutRow[]): string {
 
 const REFERENCES: readonly SubjectName[] = ['floor', 'nginx', 'direct'];
 
-/** `value (×a / ×b / ×c)` against the floor, nginx and direct of the same configuration and run. */
+/** The subjects every row is compared with: the references, and the relay without Node internals when it ran (the switch's cost). */
+function referencesOf(rows: readonly FanoutRow[]): readonly SubjectName[] {
+  return rows.some((r) => r.subject === 'relay-plain') ? [...REFERENCES, 'relay-plain'] : REFERENCES;
+}
+
+/** `value (×a / ×b / ×c)` against each reference of the same configuration and run. */
 function withRatios(value: number, digits: number, peers: readonly (FanoutRow | undefined)[], of: (row: FanoutRow) => number): string {
   const ratios = peers.map((peer) => (peer === undefined ? 'n/a' : `${fixed(value / of(peer), 2)}×`));
   return `${fixed(value, digits)} (${ratios.join(' / ')})`;
@@ -142,15 +147,16 @@ function slope(rows: readonly FanoutRow[], subject: SubjectName, run: number): n
  * largest size, so that a fixed overhead neither hides nor inflates the cost per client.
  */
 function ratioTable(rows: readonly FanoutRow[]): string {
+  const references = referencesOf(rows);
   const lines = [
-    `### Fan-out against the floor, nginx and direct of the same run (ratios: × ${REFERENCES.join(' / × ')})`,
+    `### Fan-out against the ${references.slice(0, -1).join(', ')} and ${references.at(-1) ?? ''} of the same run (ratios: × ${references.join(' / × ')})`,
     '',
     '| subscribers / codes | run | subject | p99 ms | CPU s / 100k deliveries | KiB / client (peak RSS growth over idle) |',
     '|---|---|---|---|---|---|',
   ];
   const done = rows.filter((r) => r.done !== undefined);
   for (const row of done) {
-    const peers = REFERENCES.map((name) => peerOf(done, row, name));
+    const peers = references.map((name) => peerOf(done, row, name));
     lines.push(
       `| ${sizeOf(row)} | ${row.run} | ${row.subject} | ${withRatios(p99(row), 1, peers, p99)} | ${withRatios(cpuPer100k(row), 3, peers, cpuPer100k)} | ${withRatios(kibPerClient(row), 1, peers, kibPerClient)} |`,
     );

@@ -13,8 +13,14 @@ import { Proc, waitHealthy } from './proc';
 import { freePort } from '../test/support/free-port';
 import { tempPaths } from '../test/support/nginx';
 
-export type SubjectName = 'direct' | 'floor' | 'relay' | 'nginx';
-export const ALL_SUBJECTS: readonly SubjectName[] = ['direct', 'floor', 'relay', 'nginx'];
+export type SubjectName = 'direct' | 'floor' | 'relay' | 'relay-plain' | 'nginx';
+/**
+ * Every subject `--subjects` may name. `relay-plain` is the relay with `NODE_INTERNALS=0` (no
+ * trick past Node's and Express's public API): run beside `relay` it shows what they save.
+ */
+export const ALL_SUBJECTS: readonly SubjectName[] = ['direct', 'floor', 'relay', 'relay-plain', 'nginx'];
+/** The subjects of a run that names none. */
+export const DEFAULT_SUBJECTS: readonly SubjectName[] = ['direct', 'floor', 'relay', 'nginx'];
 /** Subjects only the fan-out and capacity scenarios have: the floor relays nothing but the bench backend's streams. */
 export const FANOUT_ONLY: readonly SubjectName[] = ['floor'];
 
@@ -222,8 +228,8 @@ export class Lab {
     return { proc, url, cleanup: () => rmSync(uploadDir, { recursive: true, force: true }) };
   }
 
-  /** The relay in front of `backendUrl`; `extraEnv` adds settings (a cluster's `REDIS_URL`). */
-  async startRelay(backendUrl: string, core: number | undefined, maxStreams: number, extraEnv: NodeJS.ProcessEnv = {}): Promise<Subject> {
+  /** The relay in front of `backendUrl`; `extraEnv` adds settings (a cluster's `REDIS_URL`), `name` says which subject it is. */
+  async startRelay(backendUrl: string, core: number | undefined, maxStreams: number, extraEnv: NodeJS.ProcessEnv = {}, name: 'relay' | 'relay-plain' = 'relay'): Promise<Subject> {
     const port = await freePort();
     const big = String(10 * maxStreams + 1000);
     const env: NodeJS.ProcessEnv = {
@@ -244,7 +250,7 @@ export class Lab {
     const proc = this.spawn('relay', process.execPath, args, core, env);
     const baseUrl = `http://127.0.0.1:${port}`;
     await waitHealthy(`${baseUrl}/healthz`, proc, 20_000);
-    return { name: 'relay', baseUrl, prefix: '/api', auth: 'jwt', node: proc, pids: () => [proc.pid], stop: () => proc.stop() };
+    return { name, baseUrl, prefix: '/api', auth: 'jwt', node: proc, pids: () => [proc.pid], stop: () => proc.stop() };
   }
 
   /** The floor (bench/floor.ts): a bare node:http relay, one upstream per code, with the heap probe loaded. */
@@ -349,6 +355,8 @@ ${tempPaths(dir)}
         return this.startFloor(backend.url, core);
       case 'relay':
         return this.startRelay(backend.url, core, maxStreams);
+      case 'relay-plain':
+        return this.startRelay(backend.url, core, maxStreams, { NODE_INTERNALS: '0' }, 'relay-plain');
       case 'nginx':
         return this.startNginx(backend.url, core, maxStreams);
     }

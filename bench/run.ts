@@ -8,6 +8,7 @@
  *   npm run bench -- --size full                  10,000 fan-out subscribers, 20,000 idle ones
  *   npm run bench -- --scenario fanout --subscribers 1000,10000 --codes 10,100
  *   npm run bench -- --scenario big-events        40 topics x 400 events x 64 KiB through the relay: memory
+ *   npm run bench -- --scenario fanout,capacity --subjects relay,relay-plain   Node internals on against off
  *
  * See bench/README.md for every option.
  */
@@ -21,7 +22,7 @@ import { type ChatSettings, runChat } from './chat';
 import { fixed } from './common';
 import { type ScenarioOutcome, runFanout } from './fanout';
 import type { FanoutSettings } from './fanout-row';
-import { ALL_SUBJECTS, FANOUT_ONLY, Lab, ROOT, type SubjectName, ensureNginx, load1, machineLine } from './lab';
+import { ALL_SUBJECTS, DEFAULT_SUBJECTS, FANOUT_ONLY, Lab, ROOT, type SubjectName, ensureNginx, load1, machineLine } from './lab';
 import { type MultiplexSettings, runMultiplex } from './multiplex';
 import { type ClusterSettings, runCluster } from './cluster';
 import { portable, portableArg } from './portable-path';
@@ -69,11 +70,25 @@ function intList(name: string, raw: string): number[] {
   return raw.split(',').map((part) => positiveInt(name, part.trim(), 0));
 }
 
-function pick<T extends string>(name: string, raw: string | undefined, all: readonly T[]): T[] {
-  const list = (raw ?? all.join(',')).split(',').map((s) => s.trim());
+/** The names listed in `raw` (all of `all` may be named), or `defaults` when none is given. */
+function pick<T extends string>(name: string, raw: string | undefined, all: readonly T[], defaults: readonly T[] = all): T[] {
+  const list = (raw ?? defaults.join(',')).split(',').map((s) => s.trim());
   for (const item of list) if (!all.includes(item as T)) throw new Error(`--${name}: unknown "${item}" (expected ${all.join(', ')})`);
   return list as T[];
 }
+
+const USAGE = `npm run bench -- [options]   (every option: bench/README.md)
+
+  --scenario LIST     ${SCENARIOS.join(',')} (default: all)
+  --subjects LIST     ${ALL_SUBJECTS.join(',')} (default: ${DEFAULT_SUBJECTS.join(',')});
+                      relay-plain is the relay with NODE_INTERNALS=0, to set beside relay
+  --size small|full   small (default): fan-out ${SIZES.small.subscribers} once, capacity ${SIZES.small.capacityMax}
+  --subscribers LIST, --codes LIST, --runs N, --events N, --rate N, ...
+  --out FILE          report path (default bench/results/latest.md)
+  --no-pin            do not use taskset
+
+  npm run bench -- --scenario fanout,capacity --subjects relay,relay-plain   Node internals on against off
+`;
 
 function parseSettings(argv: string[]): Settings {
   const { values } = parseArgs({
@@ -114,9 +129,14 @@ function parseSettings(argv: string[]): Settings {
       out: { type: 'string' },
       nginx: { type: 'string' },
       'no-pin': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
     },
     strict: true,
   });
+  if (values.help === true) {
+    process.stdout.write(USAGE);
+    process.exit(0);
+  }
   const sizeName = values.size ?? 'small';
   if (sizeName !== 'small' && sizeName !== 'full') throw new Error(`--size: expected small or full, got "${sizeName}"`);
   const size = SIZES[sizeName];
@@ -135,7 +155,7 @@ function parseSettings(argv: string[]): Settings {
   const graceMs = positiveInt('grace-ms', values['grace-ms'], 10_000);
   return {
     scenarios: pick('scenario', values.scenario, SCENARIOS),
-    subjects: pick('subjects', values.subjects, ALL_SUBJECTS),
+    subjects: pick('subjects', values.subjects, ALL_SUBJECTS, DEFAULT_SUBJECTS),
     fanout: {
       configs,
       events,
