@@ -95,7 +95,8 @@ test('with ADMIN_API_KEY the admin API answers on its own loopback port only: th
   expect(await overview.json()).toMatchObject({ relay: { id: null }, streams: { shared: 0 }, ready: 'ready', cluster: null });
 
   for (const path of ['/admin/', '/admin/overview', '/admin/topics', '/admin/events', '/admin/users/alice']) {
-    for (const headers of [{}, { authorization: `Bearer ${KEY}` }, { authorization: `Bearer ${tokenFor('alice')}` }]) {
+    const attempts: Record<string, string>[] = [{}, { authorization: `Bearer ${KEY}` }, { authorization: `Bearer ${tokenFor('alice')}` }];
+    for (const headers of attempts) {
       const answer = await fetch(`${relay.url}${path}`, { headers });
       expect({ path, status: answer.status }).toEqual({ path, status: 404 });
       await answer.body?.cancel();
