@@ -38,12 +38,12 @@ figure[data-series="opens"] polyline { stroke: var(--opens); }
 table { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nums; }
 th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--line); white-space: nowrap; }
 th { color: var(--muted); font-weight: 600; font-size: 12px; }
-td.name { white-space: normal; word-break: break-all; font-family: ui-monospace, SFMono-Regular, Menlo, monospace; }
+td.name { white-space: normal; overflow-wrap: anywhere; font-family: ui-monospace, SFMono-Regular, Menlo, monospace; }
 td.empty { color: var(--muted); text-align: center; }
 td[data-upstream="reconnecting"], td[data-reason="slow_client"], td[data-reason="limit"] { color: var(--warn); font-weight: 600; }
 td[data-upstream="finished"] { color: var(--muted); }
 td[data-reason="ended_by_app"], td[data-reason="token_expired"] { color: var(--events); font-weight: 600; }
-.two { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 16px; }
+th.number, td.number { text-align: right; }
 `;
 
 const SCRIPT = `
@@ -88,11 +88,11 @@ const SCRIPT = `
     }
     body.replaceChildren.apply(body, rows);
   }
-  function chart(name, points, windowSeconds) {
+  function chart(name, points, spanSeconds) {
     var figure = document.querySelector('figure[data-series="' + name + '"]');
     var max = 1;
     for (var i = 0; i < points.length; i++) if (points[i] > max) max = points[i];
-    var step = WIDTH / Math.max(1, windowSeconds - 1);
+    var step = WIDTH / Math.max(1, spanSeconds - 1);
     var start = WIDTH - (points.length - 1) * step;
     var coords = points.map(function (point, index) {
       return (start + index * step).toFixed(1) + ',' + (HEIGHT - (point / max) * (HEIGHT - 2) - 1).toFixed(1);
@@ -120,12 +120,16 @@ const SCRIPT = `
     set('members', s.cluster === null ? 'alone' : s.cluster.members === null ? '?' : s.cluster.members.length);
     set('members-detail', s.cluster === null ? 'no REDIS_URL' : s.cluster.members === null ? 'Redis does not answer' : s.cluster.members.map(function (m) { return m.hostname + ':' + m.pid; }).join(' · '));
 
-    SERIES.forEach(function (name) { chart(name, s.rates[name], s.windowSeconds); });
-    set('window', Math.round(s.windowSeconds / 60) + ' minutes');
+    // The charts span what the relay has sampled so far, from a minute up to the whole window.
+    var span = Math.min(s.windowSeconds, Math.max(60, s.rates.events.length));
+    SERIES.forEach(function (name) { chart(name, s.rates[name], span); });
+    set('window', span < 120 ? span + ' seconds' : Math.round(span / 60) + ' minutes');
+    var start = '−' + (span < 120 ? span + ' s' : Math.round(span / 60) + ' min');
+    document.querySelectorAll('.span-start').forEach(function (label) { label.textContent = start; });
 
     fill('topics', s.busiest.map(function (t) {
       var tr = document.createElement('tr');
-      tr.append(cell(t.topic, 'name'), cell(t.subscribers), cell(t.upstream, '', 'upstream', t.upstream), cell(clock(t.lastEventAt)), cell(t.history.events + ' · ' + bytes(t.history.bytes)));
+      tr.append(cell(t.topic, 'name'), cell(t.subscribers, 'number'), cell(t.upstream, '', 'upstream', t.upstream), cell(clock(t.lastEventAt)), cell(t.history.events + ' events · ' + bytes(t.history.bytes)));
       return tr;
     }), 5, 'no topic open');
 
@@ -168,15 +172,13 @@ const BODY = `<header><h1>sse-relay</h1><span id="relay"></span><span id="status
 <section aria-label="Rates">
 <h2>Per second, last <span id="window">minutes</span> · updated <span id="updated">–</span></h2>
 <div class="charts">
-<figure data-series="events"><figcaption><span>events <b class="now">0</b></span><span class="max"></span></figcaption><svg viewBox="0 0 300 60" preserveAspectRatio="none" role="img" aria-label="events per second"><polyline points=""></polyline></svg><div class="axis"><span>earlier</span><span>now</span></div></figure>
-<figure data-series="deliveries"><figcaption><span>deliveries <b class="now">0</b></span><span class="max"></span></figcaption><svg viewBox="0 0 300 60" preserveAspectRatio="none" role="img" aria-label="deliveries per second"><polyline points=""></polyline></svg><div class="axis"><span>earlier</span><span>now</span></div></figure>
-<figure data-series="opens"><figcaption><span>stream opens <b class="now">0</b></span><span class="max"></span></figcaption><svg viewBox="0 0 300 60" preserveAspectRatio="none" role="img" aria-label="stream opens per second"><polyline points=""></polyline></svg><div class="axis"><span>earlier</span><span>now</span></div></figure>
+<figure data-series="events"><figcaption><span>events <b class="now">0</b></span><span class="max"></span></figcaption><svg viewBox="0 0 300 60" preserveAspectRatio="none" role="img" aria-label="events per second"><polyline points=""></polyline></svg><div class="axis"><span class="span-start">−1 min</span><span>now</span></div></figure>
+<figure data-series="deliveries"><figcaption><span>deliveries <b class="now">0</b></span><span class="max"></span></figcaption><svg viewBox="0 0 300 60" preserveAspectRatio="none" role="img" aria-label="deliveries per second"><polyline points=""></polyline></svg><div class="axis"><span class="span-start">−1 min</span><span>now</span></div></figure>
+<figure data-series="opens"><figcaption><span>stream opens <b class="now">0</b></span><span class="max"></span></figcaption><svg viewBox="0 0 300 60" preserveAspectRatio="none" role="img" aria-label="stream opens per second"><polyline points=""></polyline></svg><div class="axis"><span class="span-start">−1 min</span><span>now</span></div></figure>
 </div>
 </section>
-<div class="two">
-<section><h2>Busiest topics</h2><table id="topics"><thead><tr><th>topic</th><th>subscribers</th><th>upstream</th><th>last event</th><th>history</th></tr></thead><tbody></tbody></table></section>
-<section><h2>Last cuts</h2><table id="cuts"><thead><tr><th>when</th><th>reason</th><th>user</th><th></th></tr></thead><tbody></tbody></table></section>
-</div>
+<section><h2>Busiest topics</h2><table id="topics"><thead><tr><th>topic</th><th class="number">subscribers</th><th>upstream</th><th>last event</th><th>history</th></tr></thead><tbody></tbody></table></section>
+<section><h2>Last cuts: slow clients, limits, token expiries, users ended</h2><table id="cuts"><thead><tr><th>when</th><th>reason</th><th>user</th><th></th></tr></thead><tbody></tbody></table></section>
 </main>`;
 
 function sha256(text: string): string {
