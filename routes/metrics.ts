@@ -103,7 +103,7 @@ export function relayMetrics({ hub, stats, connections, multiplexer, readiness, 
   total('sse_relay_auth_failures_total', 'Requests refused for a missing or invalid token.', () => stats.authFailures);
   byLabel('sse_relay_streams_closed_total', 'Subscriber streams closed, by reason.', 'reason', () => stats.closeReasons);
   byLabel('sse_relay_rejections_total', 'Requests refused by a limit: total, perUser, perIp, rate, or upstreams (MAX_UPSTREAMS).', 'limit', () => stats.rejections);
-  byLabel('sse_relay_cluster_forged_total', 'Entries (a topic\'s shared history) and end_user messages read from Redis without a valid signature, dropped.', 'kind', () => stats.forged);
+  byLabel('sse_relay_cluster_forged_total', 'Entries (a topic\'s shared history), end_user messages and member descriptions read from Redis without a valid signature, dropped.', 'kind', () => stats.forged);
 
   const fanout = new Histogram({
     name: 'sse_relay_delivery_seconds',

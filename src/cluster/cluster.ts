@@ -83,7 +83,7 @@ export function createCluster(url: URL, config: RelayConfig, local: LocalOwnersh
   );
   const takeovers: number[] = [];
   const userEnds = new UserEnds(link, logger, signer, onForged);
-  const members = new ClusterMembers(link, config.clusterSlotTtlMs);
+  const members = new ClusterMembers(link, config.clusterSlotTtlMs, signer, onForged);
   const context = {
     link,
     store,

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
 import type { RedisLink } from './redis';
+import type { ClusterSigner, SignedKind } from './signer';
 
 /** One relay of a cluster, as it describes itself. */
 export interface Member {
@@ -58,6 +59,9 @@ export class ClusterMembers {
   constructor(
     private readonly link: RedisLink,
     private readonly ttlMs: number,
+    /** Signs this relay's description and checks the others'; undefined: Redis is trusted. */
+    private readonly signer?: ClusterSigner,
+    private readonly onForged: (kind: SignedKind, detail: Record<string, string>) => void = () => undefined,
   ) {
     this.self = { id: link.instanceId, hostname: hostname(), pid: process.pid, startedAt: new Date().toISOString() };
     const root = `{${link.prefix}:members}`;
@@ -76,8 +80,14 @@ export class ClusterMembers {
     const descriptions = await this.redis.memberList(...this.keys);
     const members: Member[] = [];
     for (const description of descriptions) {
-      const member = description === null ? undefined : parseMember(description);
-      if (member) members.push(member);
+      const parsed = description === null ? undefined : parseMember(description);
+      if (!parsed) continue;
+      const { member, sig } = parsed;
+      if (this.signer !== undefined && !this.signer.verify('member', partsOf(member), sig)) {
+        this.onForged('member', { id: member.id });
+        continue;
+      }
+      members.push(member);
     }
     return members.sort((a, b) => a.startedAt.localeCompare(b.startedAt) || a.id.localeCompare(b.id));
   }
@@ -91,16 +101,22 @@ export class ClusterMembers {
   private async beat(): Promise<void> {
     if (!this.link.ready) return;
     // A missed beat is the next one's to make up; the list says who is there meanwhile.
-    await this.redis.memberBeat(...this.keys, this.link.instanceId, String(this.ttlMs), JSON.stringify(this.self)).catch(() => undefined);
+    const description = JSON.stringify({ ...this.self, sig: this.signer?.sign('member', partsOf(this.self)) });
+    await this.redis.memberBeat(...this.keys, this.link.instanceId, String(this.ttlMs), description).catch(() => undefined);
   }
 }
 
-/** A description another relay wrote, or undefined when it is not one: Redis is shared, its contents not trusted. */
-function parseMember(text: string): Member | undefined {
+/** What a member's signature covers: every field of its description. */
+function partsOf(member: Member): string[] {
+  return [member.id, member.hostname, String(member.pid), member.startedAt];
+}
+
+/** A description a relay wrote, with its signature if any; undefined when it is not one: Redis is shared, its contents not trusted. */
+function parseMember(text: string): { member: Member; sig: string | undefined } | undefined {
   try {
-    const value = JSON.parse(text) as Partial<Member>;
+    const value = JSON.parse(text) as Partial<Member> & { sig?: unknown };
     if (typeof value.id === 'string' && typeof value.hostname === 'string' && typeof value.pid === 'number' && typeof value.startedAt === 'string') {
-      return { id: value.id, hostname: value.hostname, pid: value.pid, startedAt: value.startedAt };
+      return { member: { id: value.id, hostname: value.hostname, pid: value.pid, startedAt: value.startedAt }, sig: typeof value.sig === 'string' ? value.sig : undefined };
     }
   } catch {
     // not a description: skipped
