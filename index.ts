@@ -1,6 +1,7 @@
 export { type CreateRelayOptions, type Relay, createRelay } from './src/create-relay';
 export { RELAY_SETTINGS, type RelayOptions } from './src/options';
 export { HTTP_SERVER_SETTINGS, type HttpServerOptions, createHttpServer } from './src/http-server';
+export { type AdminOptions, createAdminServer } from './routes/admin';
 export type { IntegerSetting } from './src/setting';
 export type { AuthorizeTopic } from './src/relay/authorize';
 export type { JwtOptions } from './middleware/authenticate';

@@ -8,6 +8,7 @@ import { ConfigError } from './config/env';
 import { type ServerConfig, loadConfig } from './config';
 import { createHttpServer } from './src/http-server';
 import { createRelay } from './src/create-relay';
+import { createAdminServer } from './routes/admin';
 import { developmentRoutes } from './routes/development';
 import { DEV_SECRET_FILE, developmentSecret } from './config/dev-secret';
 import { logOutput } from './config/log-output';
@@ -98,9 +99,13 @@ async function main(config: ServerConfig): Promise<void> {
   app.use(notFound, errorHandler());
   const server = createHttpServer(app, config.http);
   const url = await listen(server, config.port, config.host, 'PORT');
+  // Its own listener, never the public one: loopback by default, and no slot of the relay's limits.
+  const admin = config.admin && { server: createAdminServer(relay, { apiKey: config.admin.apiKey, logger }), ...config.admin };
+  const adminUrl = admin && (await listen(admin.server, admin.port, admin.host, 'ADMIN_PORT'));
   logger.info(
     {
       url,
+      ...(adminUrl !== undefined && { admin: `${adminUrl}/admin/` }),
       backend: backendUrl.href,
       bundledBackend: bundled !== undefined,
       openFileLimit: config.openFileLimit ?? 'unknown',
@@ -138,6 +143,8 @@ async function main(config: ServerConfig): Promise<void> {
     // Still listening while streams drain: a load balancer sees /readyz answer 503 and moves on.
     await relay.drain(drainWindowMs);
     server.close();
+    admin?.server.close();
+    admin?.server.closeAllConnections();
     while (relay.connections.snapshot().total > 0 && Date.now() - started < config.shutdownTimeoutMs) {
       server.closeIdleConnections();
       await new Promise((resolve) => setTimeout(resolve, 100));

@@ -3,6 +3,7 @@ import { ConfigError, type Env, EnvReader } from './env';
 import { descriptorBudget, filesNeeded, openFileLimit } from './open-files';
 import { MIN_SECRET_LENGTH } from '../src/jwt';
 import { HTTP_SERVER_SETTINGS } from '../src/http-server';
+import { MIN_ADMIN_KEY_LENGTH } from '../middleware/admin-key';
 import { RELAY_SETTINGS, type RelaySettingName } from '../src/options';
 import { MINUTE, type Setting, resolveSettings } from '../src/setting';
 import type { CreateRelayOptions, JwtOptions } from '../index';
@@ -77,6 +78,14 @@ export const SERVER_SETTINGS = {
     doc: "comma-separated origins besides the backend's to which a stream's redirects are followed (without the identity header); a redirect elsewhere is answered 502",
   },
   backendHealthPath: { kind: 'text', env: 'BACKEND_HEALTH_PATH', defaultNote: '`/health`', doc: "the backend's path that `/readyz` checks: a 2xx within 2 s means ready" },
+  adminApiKey: {
+    kind: 'text',
+    env: 'ADMIN_API_KEY',
+    defaultNote: 'unset: no admin listener',
+    doc: 'set (at least 32 characters): the admin API and the ops page listen on `ADMIN_PORT`, and every request there must carry this key (see docs/operations.md)',
+  },
+  adminPort: { kind: 'port', env: 'ADMIN_PORT', default: 9091, min: 0, max: 65535, doc: "the admin listener's port, with `ADMIN_API_KEY`; never the same as `PORT`" },
+  adminHost: { kind: 'text', env: 'ADMIN_HOST', defaultNote: '`127.0.0.1`', doc: 'the address the admin listener binds, with `ADMIN_API_KEY`: loopback by default, reached through a tunnel or a private network' },
 } as const satisfies Record<string, Setting>;
 
 /**
@@ -159,6 +168,8 @@ export interface ServerConfig {
   readonly redisUrl: URL | undefined;
   /** The cluster's signing secret, if set. */
   readonly redisSigningSecret: string | undefined;
+  /** The admin listener, when `ADMIN_API_KEY` is set. */
+  readonly admin: { readonly apiKey: string; readonly port: number; readonly host: string } | undefined;
   /** Settings that work but probably not as meant; logged at start. */
   readonly warnings: readonly string[];
 }
@@ -214,6 +225,7 @@ export function loadConfig(env: Env = process.env, readFileLimit: () => number |
     logLevel: read.oneOf(SERVER_SETTINGS.logLevel.env, LOG_LEVELS, 'info'),
     redisUrl: readRedisUrl(read),
     redisSigningSecret: readRedisSigningSecret(read),
+    admin: readAdmin(read, port),
     warnings,
   };
 }
@@ -243,13 +255,29 @@ function readCaps(read: EnvReader, fileLimit: number | undefined): Pick<ServerCo
   return { relay, http, warnings };
 }
 
-function readHost(read: EnvReader): string | undefined {
-  const value = read.raw(SERVER_SETTINGS.host.env);
+function readHost(read: EnvReader, name: string = SERVER_SETTINGS.host.env): string | undefined {
+  const value = read.raw(name);
   if (value === undefined) return undefined;
   if (isIP(value) === 0 && !/^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$/.test(value)) {
-    throw new ConfigError(SERVER_SETTINGS.host.env, 'an IP address or a host name', value);
+    throw new ConfigError(name, 'an IP address or a host name', value);
   }
   return value;
+}
+
+/** The admin listener's key, port and address; undefined without a key. The key itself is never quoted in an error. */
+function readAdmin(read: EnvReader, publicPort: number): ServerConfig['admin'] {
+  // A bad ADMIN_PORT stops the start even without a key, as every other bad value does.
+  const { adminPort: port } = resolveSettings({ adminPort: SERVER_SETTINGS.adminPort }, read);
+  const apiKey = read.raw(SERVER_SETTINGS.adminApiKey.env);
+  if (apiKey === undefined) return undefined;
+  if (apiKey.length < MIN_ADMIN_KEY_LENGTH) {
+    throw new ConfigError(SERVER_SETTINGS.adminApiKey.env, `at least ${MIN_ADMIN_KEY_LENGTH} characters`, `(${apiKey.length} characters)`);
+  }
+  // Port 0 asks for a free port: it cannot be the public one.
+  if (port !== 0 && port === publicPort) {
+    throw new ConfigError(SERVER_SETTINGS.adminPort.env, 'a port other than PORT (the admin API never shares the public port)', String(port));
+  }
+  return { apiKey, port, host: readHost(read, SERVER_SETTINGS.adminHost.env) ?? '127.0.0.1' };
 }
 
 function readBackendUrl(read: EnvReader, production: boolean): URL | 'bundled' {

@@ -31,7 +31,7 @@ const DEFAULT_TOKEN_CACHE_SIZE = 10_000;
 
 // The user travels to the backend as X-User-Id, which must carry it unchanged: undici refuses control
 // characters and anything past U+00FF, and HTTP drops a leading or trailing space (" alice" arrives as "alice").
-const USER = /^(?! )[\x20-\x7e\xa0-\xff]{1,256}(?<! )$/;
+export const USER = /^(?! )[\x20-\x7e\xa0-\xff]{1,256}(?<! )$/;
 
 const CHALLENGE = { 'WWW-Authenticate': 'Bearer' };
 const INVALID = { 'WWW-Authenticate': 'Bearer error="invalid_token"' };

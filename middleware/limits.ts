@@ -38,12 +38,12 @@ function releaseSlot(this: Response): void {
  * user whose streams fill the per-user cap can still make REST calls (the total and
  * per-IP caps count both).
  */
-export function limitConnections(counter: ConnectionCounter, onRefused?: (limit: LimitName) => void, pool: SlotPool = 'streams'): RequestHandler {
+export function limitConnections(counter: ConnectionCounter, onRefused?: (limit: LimitName, user: string) => void, pool: SlotPool = 'streams'): RequestHandler {
   return async (req, res, next) => {
     const user = userOf(res);
     const admission = await counter.acquire(user, clientIp(req), pool);
     if (!admission.ok) {
-      onRefused?.(admission.limit);
+      onRefused?.(admission.limit, user);
       const code = admission.limit === 'total' ? 'over_capacity' : 'too_many_connections';
       throw new HttpError(code, undefined, undefined, { 'Retry-After': retryAfter(admission.limit) });
     }
@@ -62,7 +62,7 @@ export function limitConnections(counter: ConnectionCounter, onRefused?: (limit:
  * `store` is given (the Redis store shares them between relays); a store that fails lets the
  * request through rather than refusing everyone.
  */
-export function limitRequests(perMinute: number, onRefused?: () => void, store?: Store): RequestHandler {
+export function limitRequests(perMinute: number, onRefused?: (user: string | undefined) => void, store?: Store): RequestHandler {
   if (perMinute === 0) return (_req, _res, next) => next();
   return rateLimit({
     windowMs: 60_000,
@@ -72,8 +72,8 @@ export function limitRequests(perMinute: number, onRefused?: () => void, store?:
     identifier: 'requests',
     ...(store ? { store, passOnStoreError: true } : {}),
     keyGenerator: (req, res) => (typeof res.locals.user === 'string' ? `user:${res.locals.user}` : `ip:${clientIp(req)}`),
-    handler: (_req, _res, next) => {
-      onRefused?.();
+    handler: (_req, res, next) => {
+      onRefused?.(typeof res.locals.user === 'string' ? res.locals.user : undefined);
       next(new HttpError('rate_limited'));
     },
   });

@@ -100,7 +100,8 @@ export function multiplexRoutes(multiplexer: Multiplexer, routing: MultiplexRout
     await authorizeAll(user, planned.map((topic) => topic.ref));
     const stream = multiplexer.open(res, user, planned, tombstones);
     if (!stream) return;
-    routing.userStreams.track(user, res, tokenExpiryOf(res), routing.retryHintMs, (reason, retryMs) => stream.writer.endWithRetry(reason, retryMs));
+    // The writer itself, not a closure: it also says why it closed (a slow client's cut is listed by the admin API).
+    routing.userStreams.track(user, res, tokenExpiryOf(res), routing.retryHintMs, stream.writer);
     res.locals.closeReason = () => stream.writer.closeReason;
     routing.logger.info({ req: loggedRequest(req, res), topics: planned.map((topic) => topic.ref.key), streamId: stream.id }, 'stream opened');
     // As for a shared stream: a held response keeps nothing of Express's routing for hours.

@@ -1,5 +1,6 @@
 import type { RequestHandler } from 'express';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Readiness } from '../src/admin/ops';
 import type { ConnectionCounter } from '../src/limits/connections';
 import type { Hub } from '../src/relay/hub';
 import type { Multiplexer } from '../src/relay/multiplex';
@@ -10,6 +11,12 @@ interface Sources {
   readonly stats: RelayStats;
   readonly connections: ConnectionCounter;
   readonly multiplexer?: Multiplexer;
+  /** What `/readyz` would answer now. */
+  readonly readiness?: () => Promise<Readiness>;
+  /** The cap on open streams in all. */
+  readonly maxConnections?: number;
+  /** In a cluster: whether Redis answers and holds this relay's slots. */
+  readonly redisUp?: (() => boolean) | undefined;
 }
 
 /**
@@ -17,17 +24,17 @@ interface Sources {
  * `RelayStats`; the counters here read them at scrape time, so a delivery costs an
  * addition, not a metric update per subscriber.
  */
-export function relayMetrics({ hub, stats, connections, multiplexer }: Sources, defaultMetrics = true): { registry: Registry; handler: RequestHandler } {
+export function relayMetrics({ hub, stats, connections, multiplexer, readiness, maxConnections, redisUp }: Sources, defaultMetrics = true): { registry: Registry; handler: RequestHandler } {
   const registry = new Registry();
   if (defaultMetrics) collectDefaultMetrics({ register: registry });
 
-  const gauge = (name: string, help: string, read: () => number): void => {
+  const gauge = (name: string, help: string, read: () => number | Promise<number>): void => {
     new Gauge({
       name,
       help,
       registers: [registry],
-      collect() {
-        this.set(read());
+      async collect() {
+        this.set(await read());
       },
     });
   };
@@ -69,6 +76,10 @@ export function relayMetrics({ hub, stats, connections, multiplexer }: Sources, 
     () => hub.budgetedUpstreams,
   );
   gauge('sse_relay_upstream_budget', 'MAX_UPSTREAMS: past it a stream open or topic add that needs a new upstream gets 503.', () => hub.maxUpstreams);
+  if (maxConnections !== undefined) gauge('sse_relay_max_connections', 'The cap on open streams in all (MAX_CONNECTIONS); sse_relay_open_streams counts against it.', () => maxConnections);
+  // The backend's health is checked at most once a second, whatever the scrape rate.
+  if (readiness) gauge('sse_relay_ready', '1 while /readyz answers 200 (backend healthy, Redis up in a cluster, not stopping), else 0.', async () => ((await readiness()) === 'ready' ? 1 : 0));
+  if (redisUp) gauge('sse_relay_redis_up', 'Cluster mode: 1 while Redis answers and holds this relay\'s connection slots, else 0.', () => (redisUp() ? 1 : 0));
   if (multiplexer) {
     gauge('sse_relay_multiplexed_streams', 'Multiplexed streams (GET /api/events) open now; each is one of sse_relay_subscribers.', () => multiplexer.streamCount);
     gauge('sse_relay_multiplexed_topics', 'Topic memberships of multiplexed streams now, summed over the streams.', () => multiplexer.membershipCount);
@@ -92,7 +103,7 @@ export function relayMetrics({ hub, stats, connections, multiplexer }: Sources, 
   total('sse_relay_auth_failures_total', 'Requests refused for a missing or invalid token.', () => stats.authFailures);
   byLabel('sse_relay_streams_closed_total', 'Subscriber streams closed, by reason.', 'reason', () => stats.closeReasons);
   byLabel('sse_relay_rejections_total', 'Requests refused by a limit: total, perUser, perIp, rate, or upstreams (MAX_UPSTREAMS).', 'limit', () => stats.rejections);
-  byLabel('sse_relay_cluster_forged_total', 'Entries (a topic\'s shared history) and end_user messages read from Redis without a valid signature, dropped.', 'kind', () => stats.forged);
+  byLabel('sse_relay_cluster_forged_total', 'Entries (a topic\'s shared history), end_user messages and member descriptions read from Redis without a valid signature, dropped.', 'kind', () => stats.forged);
 
   const fanout = new Histogram({
     name: 'sse_relay_delivery_seconds',

@@ -20,6 +20,8 @@ import { LocalOwnership, type TopicOwnership } from './relay/ownership';
 import { RelayStats } from './relay/stats';
 import { comeBackLater, jitteredRetry } from './relay/come-back';
 import { UserStreams } from './relay/user-streams';
+import { RecentCuts } from './admin/cuts';
+import type { Readiness, RelayOps } from './admin/ops';
 import { diagnosticTicks } from '../routes/diagnostics';
 import { clientScript } from '../routes/client-script';
 import { multiplexRoutes, topicResolver } from '../routes/events';
@@ -90,6 +92,8 @@ export interface Relay {
   readonly cluster: Cluster | undefined;
   /** The Prometheus registry behind `/metrics`, to add your own metrics or merge. */
   readonly registry: Registry | undefined;
+  /** What the admin API reads besides the above: open streams by user, the last cuts, readiness. */
+  readonly ops: RelayOps;
   /**
    * Starts a graceful stop: `/readyz` answers 503, new event-stream requests get a 200 that
    * only says when to come back (`retry:`), the streaming POSTs 503, and open streams end at
@@ -137,7 +141,8 @@ export function createRelay(options: CreateRelayOptions): Relay {
   const multiplexer = new Multiplexer(hub, config, resolveTopic);
   const cachingAuthorizer = options.authorize === undefined ? backendAuthorizer(callAgent, config.authorizationCacheMs, config.upstreamHeadersTimeoutMs) : undefined;
   const authorize = options.authorize ?? (cachingAuthorizer as AuthorizeTopic);
-  const userStreams = new UserStreams();
+  const cuts = new RecentCuts();
+  const userStreams = new UserStreams((user, reason) => cuts.add(reason, user));
   const endLocally = (user: string): number => {
     cachingAuthorizer?.forget(user);
     return userStreams.endUser(user, jitteredRetry(config.retryHintMs));
@@ -151,9 +156,13 @@ export function createRelay(options: CreateRelayOptions): Relay {
       perUser: config.maxConnectionsPerUser,
       perIp: config.maxConnectionsPerIp,
     });
-  const holdSlot = limitConnections(connections, (limit) => stats.countRejection(limit));
-  const holdCallSlot = limitConnections(connections, (limit) => stats.countRejection(limit), 'calls');
-  const rateLimited = limitRequests(config.rateLimitPerMinute, () => stats.countRejection('rate'), cluster?.rateLimitStore);
+  const refused = (limit: string, user: string | undefined): void => {
+    stats.countRejection(limit);
+    cuts.add('limit', user, limit);
+  };
+  const holdSlot = limitConnections(connections, refused);
+  const holdCallSlot = limitConnections(connections, refused, 'calls');
+  const rateLimited = limitRequests(config.rateLimitPerMinute, (user) => refused('rate', user), cluster?.rateLimitStore);
   // A request without a valid token is counted (by IP) before it is refused; with one,
   // only stream opens and POSTs count, by user.
   const countRequest: RequestHandler = (req, res, next) => {
@@ -161,9 +170,15 @@ export function createRelay(options: CreateRelayOptions): Relay {
     else next();
   };
 
-  const metrics = options.metrics === false ? undefined : relayMetrics({ hub, stats, connections, multiplexer });
   const backendReady = cachedCheck(new URL(options.healthPath ?? '/health', config.backendUrl), callAgent);
   let draining = false;
+  const readiness = async (): Promise<Readiness> =>
+    draining ? 'shutting_down' : cluster && !cluster.ready ? 'redis_unavailable' : (await backendReady()) ? 'ready' : 'backend_unavailable';
+  const ops: RelayOps = { userStreams, cuts, startedAt: Date.now(), maxConnections: config.maxConnections, readiness };
+  const metrics =
+    options.metrics === false
+      ? undefined
+      : relayMetrics({ hub, stats, connections, multiplexer, readiness, maxConnections: config.maxConnections, redisUp: cluster && (() => cluster.ready) });
   const refuseWhileDraining: RequestHandler = (_req, _res, next) => {
     next(draining ? new HttpError('shutting_down', undefined, undefined, { 'Retry-After': '1' }) : undefined);
   };
@@ -230,7 +245,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
     res.json({ status: 'ok' });
   });
   router.get('/readyz', async (_req, res) => {
-    const status = draining ? 'shutting_down' : cluster && !cluster.ready ? 'redis_unavailable' : (await backendReady()) ? 'ready' : 'backend_unavailable';
+    const status = await readiness();
     res.status(status === 'ready' ? 200 : 503).set('Cache-Control', 'no-store').json({ status });
   });
   if (metrics) router.get('/metrics', metrics.handler);
@@ -276,6 +291,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
     connections,
     cluster,
     registry: metrics?.registry,
+    ops,
     async drain(windowMs, retryMs = config.drainRetryMs) {
       draining = true;
       await hub.drain(windowMs, retryMs);

@@ -10,6 +10,7 @@ export const ERROR_CODES = {
   unauthorized: { status: 401, message: 'Send a token: Authorization: Bearer <jwt>, or the access_token cookie.' },
   invalid_token: { status: 401, message: 'The token is not valid.' },
   token_expired: { status: 401, message: 'The token has expired; get a new one.' },
+  admin_unauthorized: { status: 401, message: 'Send the admin key: Authorization: Bearer <ADMIN_API_KEY>, or as the password of HTTP Basic auth (any user name).' },
   forbidden: { status: 403, message: 'This user may not do that.' },
   not_found: { status: 404, message: 'No such resource for this user.' },
   payload_too_large: { status: 413, message: 'The request body is too large.' },
@@ -22,6 +23,7 @@ export const ERROR_CODES = {
   upstream_unavailable: { status: 502, message: 'The backend stream could not be reached; retry later.' },
   over_capacity: { status: 503, message: 'The relay is at capacity; retry later.' },
   shutting_down: { status: 503, message: 'The relay is shutting down; retry.' },
+  redis_unavailable: { status: 503, message: "This relay ended the user's streams, but Redis did not take the message for the other relays; retry once Redis is back." },
   gateway_timeout: { status: 504, message: 'The backend did not answer in time; retry later.' },
   internal: { status: 500, message: 'Something went wrong in the relay.' },
 } as const satisfies Record<string, { status: number; message: string }>;

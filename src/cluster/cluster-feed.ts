@@ -102,6 +102,10 @@ export class ClusterFeed implements EventFeed {
     this.stop();
   }
 
+  get following(): boolean {
+    return this.role === 'follower';
+  }
+
   /** Loads the shared history into the topic, then owns or follows. */
   private async join(): Promise<void> {
     const history = await this.context.store.load(this.key);

@@ -7,6 +7,7 @@ import type { ReplayBuffer } from '../relay/replay';
 import type { UpstreamInit, UpstreamListener } from '../relay/upstream';
 import { ClusterFeed } from './cluster-feed';
 import { RedisConnectionCounter } from './connection-counter';
+import { ClusterMembers, type Member } from './members';
 import { redisRateLimitStore } from './rate-limit-store';
 import { RedisLink } from './redis';
 import { SharedTopicStore } from './shared-topic';
@@ -27,6 +28,10 @@ export interface Cluster {
   endUser(user: string): Promise<void>;
   /** What this relay does when another one ends a user's streams. */
   onUserEnded(end: (user: string) => void): void;
+  /** This relay, as the others see it. */
+  readonly self: Member;
+  /** The relays on this Redis now (this one too); rejects when Redis does not answer. */
+  members(): Promise<Member[]>;
   close(): Promise<void>;
 }
 
@@ -78,6 +83,7 @@ export function createCluster(url: URL, config: RelayConfig, local: LocalOwnersh
   );
   const takeovers: number[] = [];
   const userEnds = new UserEnds(link, logger, signer, onForged);
+  const members = new ClusterMembers(link, config.clusterSlotTtlMs, signer, onForged);
   const context = {
     link,
     store,
@@ -111,9 +117,11 @@ export function createCluster(url: URL, config: RelayConfig, local: LocalOwnersh
     takeovers,
     endUser: (user) => userEnds.publish(user),
     onUserEnded: (end) => userEnds.listen(end),
+    self: members.self,
+    members: () => members.list(),
     async close() {
       reader.close();
-      await connections.close();
+      await Promise.all([connections.close(), members.close()]);
       link.close();
     },
   };

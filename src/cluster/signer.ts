@@ -1,8 +1,8 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { MIN_SECRET_LENGTH } from '../jwt';
 
-/** What a signature vouches for: one entry of a topic's shared history, or one ended-user message. */
-export type SignedKind = 'entry' | 'end_user';
+/** What a signature vouches for: one entry of a topic's shared history, one ended-user message, or one relay's membership. */
+export type SignedKind = 'entry' | 'end_user' | 'member';
 
 /**
  * HMAC-SHA256 with a secret every relay of a cluster shares, over what one relay writes to Redis

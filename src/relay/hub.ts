@@ -64,6 +64,11 @@ export class Hub {
     return this.topics.size;
   }
 
+  /** Every topic held now (for the admin API). */
+  allTopics(): IterableIterator<Topic> {
+    return this.topics.values();
+  }
+
   /**
    * Topics counted against `maxUpstreams`: every one that holds an upstream or opens one again
    * (opening, live, or ended and about to be resumed; in a cluster a followed topic too, which

@@ -446,6 +446,11 @@ export class Multiplexer {
     return stream;
   }
 
+  /** The open streams of `user` (for the admin API: a scan of every stream). */
+  streamsOf(user: string): MultiplexStream[] {
+    return [...this.streams.values()].filter((stream) => stream.user === user && !stream.isClosed);
+  }
+
   /** The open stream `id` of `user`; another user's is not found either. */
   find(id: string, user: string): MultiplexStream | undefined {
     const stream = this.streams.get(id);

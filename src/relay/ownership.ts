@@ -12,6 +12,8 @@ export interface EventFeed {
   resume(): void;
   /** Stops at once; no listener method is called after this. */
   close(): void;
+  /** Another process reads the upstream and this feed follows its events (a cluster). */
+  readonly following?: boolean;
 }
 
 /**

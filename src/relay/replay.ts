@@ -20,6 +20,10 @@ export interface ReplayBuffer {
   all(): StoredEvent[];
   /** Whether any event was ever evicted (the history no longer starts at the beginning). */
   readonly truncated: boolean;
+  /** Events held now, for the admin API. */
+  readonly length?: number;
+  /** Bytes of the frames held now, for the admin API. */
+  readonly bytes?: number;
   /**
    * Says whether the topic has no reader (lingering or finished): an idle history is the
    * first to give up its events when the process holds too much.

@@ -15,6 +15,14 @@ import type { TopicMember } from './member';
  */
 export type TopicState = 'opening' | 'live' | 'ended' | 'finished' | 'closed';
 
+/**
+ * A topic's upstream as an operator sees it: `open` (being opened, or relaying), `reconnecting`
+ * (an attempt failed and another is due, or the backend ended the stream cleanly and the relay
+ * asks again), `following` (another relay of the cluster reads it), `finished` (the backend said
+ * it is over).
+ */
+export type UpstreamState = 'open' | 'reconnecting' | 'following' | 'finished';
+
 export interface TopicInit {
   readonly key: string;
   /** Full URL of the backend stream. */
@@ -71,6 +79,10 @@ export class Topic {
   private resumeId: string | undefined;
   /** Why the topic failed, for the log line of a subscriber that was refused. */
   failure: string | undefined;
+  /** When the last event was relayed (epoch ms), if any. */
+  lastEventAt: number | undefined;
+  /** An upstream attempt failed and no connection opened since. */
+  private retrying = false;
 
   constructor(
     private readonly init: TopicInit,
@@ -99,6 +111,7 @@ export class Topic {
           this.sharedTruncated = truncated;
         },
         onRetry: (attempt, delayMs, cause) => {
+          this.retrying = true;
           context.stats.upstreamReconnects += 1;
           context.logger.warn({ topic: init.key, attempt, delayMs, cause }, 'upstream attempt failed; retrying');
         },
@@ -114,6 +127,22 @@ export class Topic {
   /** Subscribers attached or waiting for the upstream's answer. */
   get size(): number {
     return this.subscribers.size + this.waiting.length;
+  }
+
+  /** Whether `member` is attached to this topic or waiting for it. */
+  has(member: TopicMember): boolean {
+    return this.subscribers.has(member) || this.waiting.some((w) => w.subscriber === member);
+  }
+
+  get upstreamState(): UpstreamState {
+    if (this.state === 'finished') return 'finished';
+    if (this.upstream.following === true) return 'following';
+    return this.retrying || this.state === 'ended' ? 'reconnecting' : 'open';
+  }
+
+  /** What the replay history holds now. */
+  get historySize(): { events: number; bytes: number } {
+    return { events: this.replay.length ?? 0, bytes: this.replay.bytes ?? 0 };
   }
 
   /** Adds a subscriber that resumes after `lastEventId` (or from the start). */
@@ -205,12 +234,14 @@ export class Topic {
     stats.deliveries += this.subscribers.size;
     stats.bytesRelayed += frame.length * this.subscribers.size;
     const now = Date.now();
+    this.lastEventAt = now;
     for (const subscriber of this.subscribers) subscriber.relay(stored, now);
     stats.onDelivered((performance.now() - started) / 1000);
   }
 
   private onOpen(resumedFrom: string | undefined): void {
     this.state = 'live';
+    this.retrying = false;
     // Only events relayed before this connection can be resent by it (repeated ids on a live
     // connection are the backend's to send, and delivered).
     this.overlap = resumedFrom !== undefined && this.relayedAny;

@@ -4,11 +4,17 @@ import { MAX_TIMER_MS } from '../setting';
 /** Why the relay ends a stream on the user's behalf. */
 type UserEndReason = 'token_expired' | 'ended_by_app';
 
+/** Why the relay cut a user's stream short: on the user's behalf, or because the client did not read. */
+export type UserCutReason = UserEndReason | 'slow_client';
+
 /**
  * Ends one open stream, telling its client to come back after `retryMs`: a function, or an
- * object that does it in `endWithRetry` (a `Subscriber`, held as it is, with no closure around it).
+ * object that does it in `endWithRetry` (a `Subscriber`, held as it is, with no closure around it),
+ * which may say why it ended once it has.
  */
-export type EndStream = ((reason: UserEndReason, retryMs: number) => void) | { endWithRetry(reason: UserEndReason, retryMs: number): void };
+export type EndStream =
+  | ((reason: UserEndReason, retryMs: number) => void)
+  | { endWithRetry(reason: UserEndReason, retryMs: number): void; readonly closeReason?: string };
 
 /** One tracked stream: fields, so that a held stream costs one small object and no closure of its own. */
 class HeldStream {
@@ -17,7 +23,7 @@ class HeldStream {
     /** Epoch ms at which the token runs out; undefined when no timer can wait that long (or no `exp`). */
     readonly expiresAt: number | undefined,
     readonly retryMs: number,
-    private readonly ender: EndStream,
+    readonly ender: EndStream,
   ) {}
 
   end(reason: UserEndReason, retryMs: number): void {
@@ -47,7 +53,8 @@ export class UserStreams {
   /** Every tracked response's `close` listener: the same function for all, called with the response as `this`. */
   private readonly onClose: (this: ServerResponse) => void;
 
-  constructor() {
+  /** `onCut` hears of every stream cut short, with its user: ended here, or cut as a slow client. */
+  constructor(private readonly onCut: (user: string, reason: UserCutReason) => void = () => undefined) {
     const leave = (res: ServerResponse): void => this.leave(res);
     this.onClose = function (this: ServerResponse) {
       leave(this);
@@ -81,13 +88,21 @@ export class UserStreams {
     const streams = this.byUser.get(user);
     if (!streams) return 0;
     const ends = [...streams];
-    for (const held of ends) held.end('ended_by_app', retryMs);
+    for (const held of ends) {
+      held.end('ended_by_app', retryMs);
+      this.onCut(user, 'ended_by_app');
+    }
     return ends.length;
   }
 
   /** Users with at least one open stream. */
   get userCount(): number {
     return this.byUser.size;
+  }
+
+  /** Calls `visit` with every open stream: its user, response and ender (for the admin API: a scan, not for hot paths). */
+  forEachStream(visit: (user: string, res: ServerResponse, ender: EndStream) => void): void {
+    for (const [res, held] of this.byResponse) visit(held.user, res, held.ender);
   }
 
   private expireAt(held: HeldStream, at: number): void {
@@ -123,7 +138,10 @@ export class UserStreams {
     for (const at of instants) {
       const group = this.expiring.get(at);
       this.expiring.delete(at);
-      for (const held of group ?? []) held.end('token_expired', held.retryMs);
+      for (const held of group ?? []) {
+        held.end('token_expired', held.retryMs);
+        this.onCut(held.user, 'token_expired');
+      }
     }
   }
 
@@ -131,6 +149,7 @@ export class UserStreams {
     const held = this.byResponse.get(res);
     if (!held) return;
     this.byResponse.delete(res);
+    if (typeof held.ender !== 'function' && held.ender.closeReason === 'slow_client') this.onCut(held.user, 'slow_client');
     const streams = this.byUser.get(held.user);
     if (streams?.delete(held) === true && streams.size === 0) this.byUser.delete(held.user);
     if (held.expiresAt === undefined) return;

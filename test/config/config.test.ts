@@ -132,6 +132,34 @@ test('HOST takes an address or a host name', () => {
   expect(() => loadConfig({ HOST: 'http://x' })).toThrow(/^HOST: expected an IP address or a host name/);
 });
 
+describe('the admin listener', () => {
+  const key = 'k'.repeat(32);
+
+  test('is off without ADMIN_API_KEY, and on with one: 127.0.0.1:9091 unless ADMIN_HOST and ADMIN_PORT say otherwise', () => {
+    expect(loadConfig({ ADMIN_PORT: '9999' }).admin).toBeUndefined();
+    expect(loadConfig({ ADMIN_API_KEY: key }).admin).toEqual({ apiKey: key, port: 9091, host: '127.0.0.1' });
+    expect(loadConfig({ ADMIN_API_KEY: key, ADMIN_PORT: '0', ADMIN_HOST: '10.0.0.5' }).admin).toEqual({ apiKey: key, port: 0, host: '10.0.0.5' });
+  });
+
+  test('a key shorter than 32 characters stops the start, naming its length and never the key', () => {
+    let error: unknown;
+    try {
+      loadConfig({ ADMIN_API_KEY: 'short-admin-key' });
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as Error).message).toBe('ADMIN_API_KEY: expected at least 32 characters, got "(15 characters)"');
+  });
+
+  test('ADMIN_PORT may not be PORT, and ADMIN_HOST must be an address or a host name', () => {
+    expect(() => loadConfig({ ADMIN_API_KEY: key, PORT: '8080', ADMIN_PORT: '8080' })).toThrow(
+      'ADMIN_PORT: expected a port other than PORT (the admin API never shares the public port), got "8080"',
+    );
+    expect(() => loadConfig({ ADMIN_API_KEY: key, ADMIN_HOST: 'http://x' })).toThrow(/^ADMIN_HOST: expected an IP address or a host name/);
+  });
+});
+
 const integerSettings = SETTINGS.filter((setting): setting is IntegerSetting => setting.kind !== 'text');
 
 test.each(integerSettings.flatMap((s) => [
@@ -147,12 +175,13 @@ test.each(integerSettings.flatMap((s) => [
 test('every integer variable is read at its bounds', () => {
   for (const setting of integerSettings) {
     for (const value of [setting.min, setting.max]) {
-      const config = loadConfig({ [setting.env]: String(value) });
+      const config = loadConfig({ ADMIN_API_KEY: 'k'.repeat(32), [setting.env]: String(value) });
       const read = {
         port: config.port,
         shutdownTimeoutMs: config.shutdownTimeoutMs,
         drainWindowMs: config.drainWindowMs,
         jwtClockToleranceSec: config.jwt.clockToleranceSec,
+        adminPort: config.admin?.port,
         ...config.relay,
         ...config.http,
       };

@@ -206,8 +206,12 @@ const CASES: readonly Case[] = [
   },
 ];
 
-/** Codes the relay never answers by itself: `forbidden` is the backend's, passed on; `internal` is a bug. */
-const NOT_THE_RELAYS: readonly ErrorCode[] = ['forbidden', 'internal'];
+/**
+ * Codes the relay's router never answers by itself: `forbidden` is the backend's, passed on;
+ * `internal` is a bug; the admin listener's own are checked in test/ops/admin-api.test.ts and
+ * test/cluster/admin-cluster.test.ts.
+ */
+const NOT_THE_RELAYS: readonly ErrorCode[] = ['forbidden', 'internal', 'admin_unauthorized', 'redis_unavailable'];
 
 test.each(CASES.map((c) => [c.code, c.did, c] as const))('%s: a client that %s gets the registered status and a JSON error', async (code, _did, c) => {
   running = relayApp(c.backendUrl ? await c.backendUrl() : backend.url, c.options);

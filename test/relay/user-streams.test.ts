@@ -92,3 +92,33 @@ test('a stream is ended through its own endWithRetry when given as an object, wi
   expect(streams.endUser('alice', 40)).toBe(1);
   expect(calls.at(-1)).toEqual(['ended_by_app', 40]);
 });
+
+test('onCut hears each stream ended at its expiry or by the app, and each one that closed after a slow-client cut, with its user', () => {
+  const cuts: string[] = [];
+  const streams = new UserStreams((user, reason) => cuts.push(`${reason} ${user}`));
+  streams.track('alice', response(), 1_001_000, 100, () => undefined);
+  streams.track('bob', response(), undefined, 100, () => undefined);
+  streams.track('bob', response(), undefined, 100, () => undefined);
+  const slow = response();
+  streams.track('carol', slow, undefined, 100, { endWithRetry: () => undefined, closeReason: 'slow_client' });
+  const left = response();
+  streams.track('dave', left, undefined, 100, { endWithRetry: () => undefined, closeReason: 'client_closed' });
+  jest.advanceTimersByTime(1000);
+  streams.endUser('bob', 100);
+  slow.emit('close');
+  left.emit('close');
+  expect(cuts).toEqual(['token_expired alice', 'ended_by_app bob', 'ended_by_app bob', 'slow_client carol']);
+});
+
+test('forEachStream visits every open stream with its user and ender, and no closed one', () => {
+  const streams = new UserStreams();
+  const ender = (): void => undefined;
+  const open = response();
+  const closed = response();
+  streams.track('alice', open, undefined, 100, ender);
+  streams.track('bob', closed, undefined, 100, ender);
+  closed.emit('close');
+  const seen: unknown[] = [];
+  streams.forEachStream((user, res, end) => seen.push([user, res === open, end === ender]));
+  expect(seen).toEqual([['alice', true, true]]);
+});
