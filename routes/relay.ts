@@ -18,6 +18,7 @@ import { Hub } from '../src/relay/hub';
 import { Multiplexer } from '../src/relay/multiplex';
 import { LocalOwnership, type TopicOwnership } from '../src/relay/ownership';
 import { RelayStats } from '../src/relay/stats';
+import { createStreamAgent } from '../src/relay/stream-agent';
 import { comeBackLater, jitteredRetry } from '../src/relay/come-back';
 import { UserStreams } from '../src/relay/user-streams';
 import { diagnosticTicks } from './diagnostics';
@@ -123,8 +124,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
   const redirectOrigins = originsOption('upstreamRedirectOrigins', options.upstreamRedirectOrigins);
   const logger = options.logger ?? pino({ level: 'silent' });
   for (const warning of optionWarnings(config)) logger.warn(warning);
-  // Each open stream pins a connection: streams get their own pool so REST calls never queue behind them.
-  const streamAgent = new Agent({ pipelining: 1, connections: null });
+  const streamAgent = createStreamAgent();
   const callAgent = new Agent({ pipelining: 1, connections: 64 });
   const stats = new RelayStats();
   const local = new LocalOwnership(streamAgent, config, stats);
