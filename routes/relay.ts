@@ -233,6 +233,8 @@ export function createRelay(options: CreateRelayOptions): Relay {
   if (options.clientScript !== false) router.get('/client.js', clientScript());
   if (corsAllowed !== undefined) router.use('/api', corsAllowed);
   router.use('/api', ...authenticated);
+  // Ahead of the GET, which Express would run for a HEAD too: checked alike, but neither limited nor opened.
+  router.head('/api/diagnostics/ticks', diagnosticTicks({ heartbeatMs: config.heartbeatMs, userStreams, retryHintMs: config.retryHintMs }));
   router.get(
     '/api/diagnostics/ticks',
     comeBackWhileDraining(true),

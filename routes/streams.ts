@@ -9,6 +9,7 @@ import { tokenExpiryOf, userOf } from '../middleware/authenticate';
 import { loggedRequest, redactTokens } from '../middleware/request-log';
 import { shedRoutingState } from './held-request';
 import { inSequence } from './in-sequence';
+import { answerHead } from './stream-head';
 
 /** A shared stream family: how a path id maps to its topic key and backend URLs. */
 export interface SharedStream {
@@ -94,12 +95,14 @@ export function sharedStreamRoutes(hub: Hub, routing: SharedStreamRouting): Requ
   const routes = routing.streams.map((stream) => ({
     matches: match<Params>(`${routing.prefix}${stream.path}`, { sensitive: false, end: true, trailing: true, decode: false }),
     handle: inSequence([...routing.before, ...routing.guards, sharedStreamHandler(hub, routing, stream)]),
+    // Checked as the GET is, but neither limited nor attached: nothing is opened for it.
+    head: inSequence([...routing.before, headHandler]),
   }));
   return (req, res, next) => {
     const route = req.method === 'GET' || req.method === 'HEAD' ? matching(routes, req.path) : undefined;
     if (route === undefined) return next();
     req.params = route.params;
-    route.handle(req, res, next);
+    (req.method === 'HEAD' ? route.head : route.handle)(req, res, next);
   };
 }
 
@@ -142,11 +145,23 @@ function sharedStreamHandler(hub: Hub, routing: SharedStreamRouting, stream: Sha
   };
 }
 
+const headHandler: RequestHandler = (req, res) => {
+  idOf(typeof req.params.id === 'string' ? req.params.id : undefined);
+  lastEventIdOf(req);
+  answerHead(res);
+};
+
+interface Route {
+  matches: MatchFunction<Params>;
+  handle: RequestHandler;
+  head: RequestHandler;
+}
+
 /** The route whose path matches, with the path's parameters. */
-function matching(routes: readonly { matches: MatchFunction<Params>; handle: RequestHandler }[], path: string): { params: Params; handle: RequestHandler } | undefined {
+function matching(routes: readonly Route[], path: string): { params: Params; handle: RequestHandler; head: RequestHandler } | undefined {
   for (const route of routes) {
     const found = route.matches(path);
-    if (found !== false) return { params: found.params, handle: route.handle };
+    if (found !== false) return { params: found.params, handle: route.handle, head: route.head };
   }
   return undefined;
 }
