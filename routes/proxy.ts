@@ -1,13 +1,14 @@
 import { once } from 'node:events';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Request, RequestHandler, Response } from 'express';
+import type { Request, RequestHandler } from 'express';
 import { type Dispatcher, errors, request } from 'undici';
-import { HttpError, errorBody } from '../src/errors';
+import { HttpError } from '../src/errors';
 import type { UserStreams } from '../src/relay/user-streams';
 import { encodeEvent } from '../src/sse/encode';
 import { SseTail } from '../src/sse/tail';
 import { tokenExpiryOf, userOf } from '../middleware/authenticate';
+import { endAfterHeaders } from '../middleware/errors';
 
 /**
  * Request headers never passed on: those that describe one hop (RFC 9110 §7.6.1), the client's
@@ -73,6 +74,8 @@ export interface ProxyOptions {
 }
 
 const JSON_TYPE = /^application\/json\s*(;|$)/i;
+/** How an event stream that the backend answered before the upload passed the cap says why it ends. */
+const TOO_LARGE_EVENT = encodeEvent({ event: 'relay_error', data: JSON.stringify({ reason: 'payload_too_large' }) });
 
 /**
  * Streams a request to the backend (`/api/x` → `/x`) and its answer back, both ways
@@ -159,7 +162,7 @@ export function proxy(options: ProxyOptions): RequestHandler {
       // client left (its close aborted the upstream), was too slow, or the backend broke mid-answer,
       // and the answer is cut short.
       const farewell = rules?.ended === true && res.writableLength === 0 && !res.destroyed ? (rules.retryMs === undefined ? NOTHING : tail.retry(rules.retryMs)) : undefined;
-      if (limit.exceeded && !res.destroyed) endWithError(res, streaming);
+      if (limit.exceeded && !res.destroyed) endAfterHeaders(res, streaming && tail.atEventEnd() ? TOO_LARGE_EVENT : undefined);
       else if (farewell !== undefined) res.end(farewell);
       else res.destroy();
     } finally {
@@ -305,12 +308,4 @@ function forwardedHeaders(req: Request, user: string): Record<string, string> {
 function upstreamError(err: unknown): HttpError {
   if (err instanceof errors.HeadersTimeoutError || err instanceof errors.ConnectTimeoutError) return new HttpError('gateway_timeout');
   return new HttpError('bad_gateway');
-}
-
-function endWithError(res: Response, streaming: boolean): void {
-  if (streaming) {
-    res.end(encodeEvent({ event: 'relay_error', data: JSON.stringify({ reason: 'payload_too_large' }) }));
-    return;
-  }
-  res.end(JSON.stringify(errorBody('payload_too_large', 'The body is too large.')));
 }

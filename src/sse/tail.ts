@@ -72,8 +72,11 @@ export class SseTail {
     this.line = line.length <= MAX_RETRY_LINE ? line : undefined;
   }
 
-  /** Nothing written yet, or the last line end closed an empty line (CR, LF and CRLF alike). */
-  private atEventEnd(): boolean {
+  /**
+   * Nothing written yet, or the last line end closed an empty line (CR, LF and CRLF alike):
+   * what comes next starts a new block, so a whole comment (or event) may go here.
+   */
+  atEventEnd(): boolean {
     const two = this.last.slice(-2);
     return this.last === '' || two === '\n\n' || two === '\r\r' || two === '\n\r' || this.last === '\n\r\n' || this.last === '\r\r\n';
   }
