@@ -159,6 +159,16 @@ describe('the header timeout, with other traffic around', () => {
     expectClosedAtTimeout(Date.now() - answered);
   });
 
+  test('a socket the app takes over for an upgrade is no longer timed', async () => {
+    const port = await startBusy({ headersTimeoutMs: TIMEOUT });
+    server?.on('upgrade', (_req, socket: Socket) => socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n'));
+    const client = open(port);
+    client.socket.write('GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n');
+    await until(() => client.text().startsWith('HTTP/1.1 101 '), 2000, 'the upgrade');
+    await new Promise((resolve) => setTimeout(resolve, 3 * TIMEOUT));
+    expect(client.socket.destroyed).toBe(false);
+  });
+
   test('a stream pipelined behind a short request outlives the timeout', async () => {
     const port = await startBusy({ headersTimeoutMs: TIMEOUT });
     const client = open(port);
