@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { ERROR_HEADERS, HttpError, errorBody } from '../src/errors';
 
@@ -15,16 +16,27 @@ export function errorHandler(log?: (err: unknown) => void): ErrorRequestHandler 
   return (err: unknown, _req, res, _next) => {
     const error = asHttpError(err);
     if (error.code === 'internal') log?.(err);
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
+    if (res.headersSent) return endAfterHeaders(res);
     if (error.status >= 500) {
       // The request's log line carries this error.
       (res as unknown as { err?: unknown }).err = err;
     }
     res.status(error.status).set(error.headers).set(ERROR_HEADERS).json(errorBody(error.code, error.message));
   };
+}
+
+/**
+ * Ends a response on an error after its headers went out. Its status can no longer say so, and
+ * its body must not grow past what the headers declared (a length, an encoding, a type that is not
+ * the relay's), so the connection is closed and the client sees the answer cut short. `last`, when
+ * given, is bytes that extend the body within its own format (an event after an event stream's
+ * last whole event): they end it instead, when no length or encoding was declared.
+ */
+export function endAfterHeaders(res: ServerResponse, last?: Buffer): void {
+  const encoding = res.getHeader('content-encoding');
+  const open = res.getHeader('content-length') === undefined && (encoding === undefined || String(encoding).toLowerCase() === 'identity');
+  if (last !== undefined && open && !res.destroyed) res.end(last);
+  else res.destroy();
 }
 
 function asHttpError(err: unknown): HttpError {

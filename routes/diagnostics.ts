@@ -3,6 +3,7 @@ import { tokenExpiryOf, userOf } from '../middleware/authenticate';
 import { HttpError } from '../src/errors';
 import type { UserStreams } from '../src/relay/user-streams';
 import { SSE_HEADERS, encodeComment, encodeEvent, encodeRetry } from '../src/sse/encode';
+import { answerHead } from './stream-head';
 
 /** The bounds of `GET /api/diagnostics/ticks`: a check is short, so it cannot hold a slot for long. */
 const TICKS_LIMITS = {
@@ -35,6 +36,7 @@ export function diagnosticTicks(options: TicksOptions): RequestHandler {
     if (interval * count + quiet > TICKS_LIMITS.totalMs) {
       throw new HttpError('bad_request', `interval × count + quiet must be at most ${TICKS_LIMITS.totalMs} ms.`);
     }
+    if (req.method === 'HEAD') return answerHead(res);
     const user = userOf(res);
     res.writeHead(200, SSE_HEADERS);
     res.socket?.setNoDelay(true);

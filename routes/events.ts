@@ -1,4 +1,4 @@
-import express, { Router, type Request, type RequestHandler } from 'express';
+import express, { Router, type Request, type RequestHandler, type Response } from 'express';
 import type { Logger } from 'pino';
 import { HttpError } from '../src/errors';
 import { type AuthorizeTopic, refusalOf } from '../src/relay/authorize';
@@ -9,6 +9,7 @@ import type { UserStreams } from '../src/relay/user-streams';
 import { tokenExpiryOf, userOf } from '../middleware/authenticate';
 import { loggedRequest } from '../middleware/request-log';
 import { STREAM_ID, type SharedStream, lastEventIdOf } from './streams';
+import { answerHead } from './stream-head';
 
 /** Longest topic name looked at: a kind, a colon and an id of at most 128 characters. */
 const MAX_TOPIC_LENGTH = 160;
@@ -86,17 +87,30 @@ export function multiplexRoutes(multiplexer: Multiplexer, routing: MultiplexRout
       return topic;
     });
 
-  router.get('/events', ...routing.guards, async (req, res) => {
-    const user = userOf(res);
+  /** The topics a stream request starts with; a 4xx when the request names them wrong. */
+  const requested = (req: Request): { planned: Planned[]; tombstones: string[] } => {
     const asked = resolveAll(queryTopics(req, routing.maxTopics));
     const cursor = lastEventIdOf(req, 'invalid_cursor');
     // A URL topic and its tombstone, or a topic added live: twice the topics at most.
     const entries = cursor === undefined ? [] : decodeCursor(cursor, maxCursor, 2 * routing.maxTopics);
     if (entries === undefined) throw new HttpError('invalid_cursor');
-    const { planned, tombstones } = plan(asked, entries, resolve);
-    if (planned.length > routing.maxTopics) throw new HttpError('too_many_topics');
-    // Every topic the cursor had is removed or ended: 204 tells EventSource to stop reconnecting.
-    if (planned.length === 0) return void res.status(204).set('Cache-Control', 'no-store').end();
+    const result = plan(asked, entries, resolve);
+    if (result.planned.length > routing.maxTopics) throw new HttpError('too_many_topics');
+    return result;
+  };
+  // Every topic the cursor had is removed or ended: 204 tells EventSource to stop reconnecting.
+  const nothingLeft = (res: Response): void => void res.status(204).set('Cache-Control', 'no-store').end();
+
+  // Ahead of the GET, which Express would run for a HEAD too: checked alike, but neither limited nor opened.
+  router.head('/events', (req, res) => {
+    if (requested(req).planned.length === 0) return nothingLeft(res);
+    answerHead(res);
+  });
+
+  router.get('/events', ...routing.guards, async (req, res) => {
+    const user = userOf(res);
+    const { planned, tombstones } = requested(req);
+    if (planned.length === 0) return nothingLeft(res);
     await authorizeAll(user, planned.map((topic) => topic.ref));
     const stream = multiplexer.open(res, user, planned, tombstones);
     if (!stream) return;

@@ -1,14 +1,15 @@
 import { once } from 'node:events';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Request, RequestHandler, Response } from 'express';
+import type { Request, RequestHandler } from 'express';
 import { type Dispatcher, errors, request } from 'undici';
-import { HttpError, errorBody } from '../src/errors';
+import { HttpError } from '../src/errors';
 import { ProxiedStream } from '../src/relay/proxied-stream';
 import type { UserStreams } from '../src/relay/user-streams';
 import { encodeEvent } from '../src/sse/encode';
 import type { StreamPolicy } from '../src/stream-policy';
 import { tokenExpiryOf, userOf } from '../middleware/authenticate';
+import { endAfterHeaders } from '../middleware/errors';
 
 /**
  * Request headers never passed on: those that describe one hop (RFC 9110 §7.6.1), the client's
@@ -74,6 +75,8 @@ export interface ProxyOptions {
 }
 
 const JSON_TYPE = /^application\/json\s*(;|$)/i;
+/** How an event stream that the backend answered before the upload passed the cap says why it ends. */
+const TOO_LARGE_EVENT = encodeEvent({ event: 'relay_error', data: JSON.stringify({ reason: 'payload_too_large' }) });
 
 /**
  * Streams a request to the backend (`/api/x` → `/x`) and its answer back, both ways
@@ -164,7 +167,7 @@ export function proxy(options: ProxyOptions): RequestHandler {
       // `farewell`); otherwise the client left (its close aborted the upstream), was too slow, or the
       // backend broke mid-answer, and the answer is cut short.
       const farewell = stream?.farewell();
-      if (limit.exceeded && !res.destroyed) endWithError(res, streaming);
+      if (limit.exceeded && !res.destroyed) endAfterHeaders(res, stream?.atEventEnd() === true ? TOO_LARGE_EVENT : undefined);
       else if (farewell !== undefined) res.end(farewell);
       else res.destroy();
     } finally {
@@ -265,12 +268,4 @@ function forwardedHeaders(req: Request, user: string): Record<string, string> {
 function upstreamError(err: unknown): HttpError {
   if (err instanceof errors.HeadersTimeoutError || err instanceof errors.ConnectTimeoutError) return new HttpError('gateway_timeout');
   return new HttpError('bad_gateway');
-}
-
-function endWithError(res: Response, streaming: boolean): void {
-  if (streaming) {
-    res.end(encodeEvent({ event: 'relay_error', data: JSON.stringify({ reason: 'payload_too_large' }) }));
-    return;
-  }
-  res.end(JSON.stringify(errorBody('payload_too_large', 'The body is too large.')));
 }

@@ -8,6 +8,7 @@ import type { UserStreams } from '../src/relay/user-streams';
 import { tokenExpiryOf, userOf } from '../middleware/authenticate';
 import { loggedRequest, redactTokens } from '../middleware/request-log';
 import { inSequence } from '../middleware/in-sequence';
+import { answerHead } from './stream-head';
 
 /** A shared stream family: how a path id maps to its topic key and backend URLs. */
 export interface SharedStream {
@@ -65,11 +66,13 @@ export interface SharedStreamRouting {
   readonly authorizeNewTopics: boolean;
   /**
    * Where the streams' paths start within the router (`/api`): they are matched before the
-   * router's generic chain, so everything that chain would run for them is in `opening`.
+   * router's generic chain, so everything that chain would run for them is in `checks` and `guards`.
    */
   readonly prefix: string;
-  /** Handlers run first on every stream request, in order: request log, CORS, path check, authentication, limits. */
-  readonly opening: readonly RequestHandler[];
+  /** Handlers run first on every stream request, GET or HEAD, in order: request log, CORS, path check, authentication. */
+  readonly checks: readonly RequestHandler[];
+  /** Handlers run after `checks` on a GET only: draining, rate limit, connection slot. */
+  readonly guards: readonly RequestHandler[];
   readonly streams: readonly SharedStream[];
   /** Where `stream opened` goes. */
   readonly logger: Logger;
@@ -80,7 +83,7 @@ export interface SharedStreamRouting {
 }
 
 /**
- * Serves each shared stream's GET (and HEAD) at `prefix` + its path: `opening` first, then validate, authorize, and attach to the hub's topic, all as one handler (see
+ * Serves each shared stream's GET (and HEAD) at `prefix` + its path: `checks` and `guards` first, then validate, authorize, and attach to the hub's topic, all as one handler (see
  * `inSequence`). Other methods pass by untouched: a route would answer an OPTIONS itself,
  * before CORS could.
  */
@@ -90,13 +93,15 @@ export function sharedStreamRoutes(hub: Hub, routing: SharedStreamRouting): Requ
   // dispatch would be one more level of closures and matching on every stream open.
   const routes = routing.streams.map((stream) => ({
     matches: match<Params>(`${routing.prefix}${stream.path}`, { sensitive: false, end: true, trailing: true, decode: false }),
-    handle: inSequence([...routing.opening, sharedStreamHandler(hub, routing, stream)]),
+    handle: inSequence([...routing.checks, ...routing.guards, sharedStreamHandler(hub, routing, stream)]),
+    // Checked as the GET is, but neither limited nor attached: nothing is opened for it.
+    head: inSequence([...routing.checks, headHandler]),
   }));
   return (req, res, next) => {
     const route = req.method === 'GET' || req.method === 'HEAD' ? matching(routes, req.path) : undefined;
     if (route === undefined) return next();
     req.params = route.params;
-    route.handle(req, res, next);
+    (req.method === 'HEAD' ? route.head : route.handle)(req, res, next);
   };
 }
 
@@ -134,11 +139,23 @@ function sharedStreamHandler(hub: Hub, routing: SharedStreamRouting, stream: Sha
   };
 }
 
+const headHandler: RequestHandler = (req, res) => {
+  idOf(typeof req.params.id === 'string' ? req.params.id : undefined);
+  checkedLastEventId(lastEventIdOf(req, 'invalid_last_event_id'));
+  answerHead(res);
+};
+
+interface Route {
+  matches: MatchFunction<Params>;
+  handle: RequestHandler;
+  head: RequestHandler;
+}
+
 /** The route whose path matches, with the path's parameters. */
-function matching(routes: readonly { matches: MatchFunction<Params>; handle: RequestHandler }[], path: string): { params: Params; handle: RequestHandler } | undefined {
+function matching(routes: readonly Route[], path: string): { params: Params; handle: RequestHandler; head: RequestHandler } | undefined {
   for (const route of routes) {
     const found = route.matches(path);
-    if (found !== false) return { params: found.params, handle: route.handle };
+    if (found !== false) return { params: found.params, handle: route.handle, head: route.head };
   }
   return undefined;
 }

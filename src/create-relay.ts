@@ -18,6 +18,7 @@ import { Hub } from './relay/hub';
 import { Multiplexer } from './relay/multiplex';
 import { LocalOwnership, type TopicOwnership } from './relay/ownership';
 import { RelayStats } from './relay/stats';
+import { createStreamAgent } from './relay/stream-agent';
 import { comeBackLater, jitteredRetry } from './relay/come-back';
 import { UserStreams } from './relay/user-streams';
 import { RecentCuts } from './admin/cuts';
@@ -127,8 +128,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
   const redirectOrigins = originsOption('upstreamRedirectOrigins', options.upstreamRedirectOrigins);
   const logger = options.logger ?? pino({ level: 'silent' });
   for (const warning of optionWarnings(config)) logger.warn(warning);
-  // Each open stream pins a connection: streams get their own pool so REST calls never queue behind them.
-  const streamAgent = new Agent({ pipelining: 1, connections: null });
+  const streamAgent = createStreamAgent();
   const callAgent = new Agent({ pipelining: 1, connections: 64 });
   const stats = new RelayStats();
   const local = new LocalOwnership(streamAgent, config, stats);
@@ -232,7 +232,8 @@ export function createRelay(options: CreateRelayOptions): Relay {
       authorizeNewTopics: options.authorize !== undefined || cluster !== undefined,
       prefix: '/api',
       // helmet aside: an event stream carries its own few headers (see `helmetBesideStreams`).
-      opening: [...entry, ...api, ...streamGuards],
+      checks: [...entry, ...api],
+      guards: streamGuards,
       streams,
       logger,
       userStreams,
@@ -251,6 +252,8 @@ export function createRelay(options: CreateRelayOptions): Relay {
   if (metrics) router.get('/metrics', metrics.handler);
   if (options.clientScript !== false) router.get('/client.js', clientScript());
   router.use('/api', ...api, comeBackWhileDraining(false));
+  // Ahead of the GET, which Express would run for a HEAD too: checked alike, but neither limited nor opened.
+  router.head('/api/diagnostics/ticks', diagnosticTicks({ heartbeatMs: config.heartbeatMs, userStreams, retryHintMs: config.retryHintMs }));
   router.get('/api/diagnostics/ticks', ...streamGuards, diagnosticTicks({ heartbeatMs: config.heartbeatMs, userStreams, retryHintMs: config.retryHintMs }));
   router.use(
     '/api',

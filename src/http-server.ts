@@ -1,4 +1,5 @@
 import { createServer, type RequestListener, type Server } from 'node:http';
+import { enforceHeadDeadline } from './head-deadline';
 import { type IntegerSetting, MINUTE, optionSource, resolveSettings } from './setting';
 
 /**
@@ -50,5 +51,6 @@ export function createHttpServer(listener: RequestListener, options: HttpServerO
     listener,
   );
   server.maxConnections = maxSockets;
+  enforceHeadDeadline(server, headersTimeoutMs);
   return server;
 }

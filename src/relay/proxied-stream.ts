@@ -52,6 +52,11 @@ export class ProxiedStream extends PolicedStream {
     );
   }
 
+  /** Whether what was passed on ends with a whole event, so more could follow without breaking one. */
+  atEventEnd(): boolean {
+    return this.tail.atEventEnd();
+  }
+
   /** Whether the relay ended or cut the stream. */
   get isEnded(): boolean {
     return this.ended;
