@@ -29,6 +29,12 @@ export const SERVER_SETTINGS = {
   jwtPublicKey: { kind: 'text', env: 'JWT_PUBLIC_KEY', defaultNote: 'unset', doc: 'PEM public key: RSA → RS256, EC P-256 → ES256 (`\\n` escapes accepted)' },
   jwtIssuer: { kind: 'text', env: 'JWT_ISSUER', defaultNote: 'unset', doc: "the tokens' `iss`, checked when set" },
   jwtAudience: { kind: 'text', env: 'JWT_AUDIENCE', defaultNote: 'unset', doc: "the tokens' `aud`, checked when set" },
+  jwtTopicsClaim: {
+    kind: 'text',
+    env: 'JWT_TOPICS_CLAIM',
+    defaultNote: 'unset',
+    doc: 'a claim (say `topics`) listing the topics (`download:abc`) and prefixes (`download:*`) a token admits its user to without asking the backend\'s status route; at most 100 patterns of 160 characters, else ignored (see docs/security.md)',
+  },
   corsOrigins: { kind: 'text', env: 'CORS_ORIGINS', defaultNote: 'none', doc: 'comma-separated exact origins allowed to call the relay from a browser' },
   trustProxy: { kind: 'text', env: 'TRUST_PROXY', defaultNote: 'unset', doc: 'hop count or subnets for `X-Forwarded-For`; `true` is refused' },
   shutdownTimeoutMs: {
@@ -73,6 +79,8 @@ export interface ServerConfig {
     readonly publicKey: string | undefined;
     readonly issuer: string | undefined;
     readonly audience: string | undefined;
+    /** The claim whose topics a token admits its user to without asking the backend. */
+    readonly topicsClaim: string | undefined;
     /** True when no key was configured (outside production): the server then uses `developmentSecret()`, kept in a file. */
     readonly generated: boolean;
   };
@@ -174,6 +182,10 @@ function readJwt(read: EnvReader, production: boolean): ServerConfig['jwt'] {
   const publicKey = read.raw(SERVER_SETTINGS.jwtPublicKey.env)?.replace(/\\n/g, '\n');
   const issuer = read.raw(SERVER_SETTINGS.jwtIssuer.env);
   const audience = read.raw(SERVER_SETTINGS.jwtAudience.env);
+  const topicsClaim = read.raw(SERVER_SETTINGS.jwtTopicsClaim.env);
+  if (topicsClaim !== undefined && !/^[\x21-\x7e]{1,256}$/.test(topicsClaim)) {
+    throw new ConfigError(SERVER_SETTINGS.jwtTopicsClaim.env, 'a claim name of 1-256 printable ASCII characters, without spaces', topicsClaim);
+  }
   if (secret !== undefined && publicKey !== undefined) {
     throw new ConfigError(SERVER_SETTINGS.jwtSecret.env, 'to be unset when JWT_PUBLIC_KEY is set (choose one)', '(set)');
   }
@@ -185,7 +197,7 @@ function readJwt(read: EnvReader, production: boolean): ServerConfig['jwt'] {
   }
   const generated = secret === undefined && publicKey === undefined;
   if (generated && production) throw new ConfigError(SERVER_SETTINGS.jwtSecret.env, 'a secret (or JWT_PUBLIC_KEY) in production', '');
-  return { secret, publicKey, issuer, audience, generated };
+  return { secret, publicKey, issuer, audience, topicsClaim, generated };
 }
 
 function readOrigins(read: EnvReader): string[] {

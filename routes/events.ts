@@ -6,7 +6,8 @@ import { type CursorEntry, type CursorId, decodeCursor, maxCursorLength, topicHa
 import type { TopicRef } from '../src/relay/hub';
 import type { Multiplexer, PlannedTopic } from '../src/relay/multiplex';
 import type { UserStreams } from '../src/relay/user-streams';
-import { tokenExpiryOf, userOf } from '../middleware/authenticate';
+import { grantsOf, tokenExpiryOf, userOf } from '../middleware/authenticate';
+import type { TopicGrants } from '../src/relay/grants';
 import { loggedRequest } from '../middleware/request-log';
 import { shedRoutingState } from './held-request';
 import type { SharedStream } from './streams';
@@ -71,9 +72,13 @@ export function multiplexRoutes(multiplexer: Multiplexer, routing: MultiplexRout
   const { resolve } = routing;
   const maxCursor = maxCursorLength(routing.maxTopics, MAX_TOPIC_LENGTH);
 
-  /** Every topic admitted for `user`, or the request fails without saying which one was refused. */
-  const authorizeAll = async (user: string, topics: readonly ResolvedTopic[]): Promise<void> => {
-    const statuses = await Promise.all(topics.map((topic) => routing.authorize(user, topic.statusUrl).catch(() => 502)));
+  /**
+   * Every topic admitted for `user`, or the request fails without saying which one was refused.
+   * The topics its token grants are admitted without asking.
+   */
+  const authorizeAll = async (user: string, grants: TopicGrants | undefined, topics: readonly ResolvedTopic[]): Promise<void> => {
+    const asked = grants === undefined ? topics : topics.filter((topic) => !grants.admits(topic.key));
+    const statuses = await Promise.all(asked.map((topic) => routing.authorize(user, topic.statusUrl).catch(() => 502)));
     if (statuses.some((status) => status === 401 || status === 403 || status === 404)) throw new HttpError('not_found');
     if (statuses.some((status) => status < 200 || status >= 300)) throw new HttpError('bad_gateway');
   };
@@ -96,7 +101,7 @@ export function multiplexRoutes(multiplexer: Multiplexer, routing: MultiplexRout
     if (planned.length > routing.maxTopics) throw new HttpError('too_many_topics');
     // Every topic the cursor had is removed or ended: 204 tells EventSource to stop reconnecting.
     if (planned.length === 0) return void res.status(204).set('Cache-Control', 'no-store').end();
-    await authorizeAll(user, planned.map((topic) => topic.ref));
+    await authorizeAll(user, grantsOf(res), planned.map((topic) => topic.ref));
     const stream = multiplexer.open(res, user, planned, tombstones);
     if (!stream) return;
     routing.userStreams.track(user, res, tokenExpiryOf(res), routing.retryHintMs, (reason, retryMs) => stream.writer.endWithRetry(reason, retryMs));
@@ -118,7 +123,7 @@ export function multiplexRoutes(multiplexer: Multiplexer, routing: MultiplexRout
       const added = stream.joining(remove, add);
       // Refused before the backend is asked; `update` checks again where the topics attach.
       stream.checkTopicCount(remove, added, routing.maxTopics);
-      await authorizeAll(user, added);
+      await authorizeAll(user, grantsOf(res), added);
       // The stream may have closed while the backend was asked.
       if (stream.isClosed) throw new HttpError('not_found');
       return stream.update(remove, added, routing.maxTopics);

@@ -171,7 +171,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
   const own = ['/api', '/healthz', '/readyz', '/metrics'];
 
   const logged = requestLog(logger);
-  const identified = identify(options.jwt);
+  const identified = identify(options.jwt, logger);
   const corsAllowed =
     options.corsOrigins !== undefined && options.corsOrigins.length > 0
       ? cors({

@@ -5,7 +5,7 @@ import { HttpError } from '../src/errors';
 import type { AuthorizeTopic } from '../src/relay/authorize';
 import type { Hub } from '../src/relay/hub';
 import type { UserStreams } from '../src/relay/user-streams';
-import { tokenExpiryOf, userOf } from '../middleware/authenticate';
+import { grantsOf, tokenExpiryOf, userOf } from '../middleware/authenticate';
 import { loggedRequest, redactTokens } from '../middleware/request-log';
 import { shedRoutingState } from './held-request';
 import { inSequence } from './in-sequence';
@@ -112,7 +112,8 @@ function sharedStreamHandler(hub: Hub, routing: SharedStreamRouting, stream: Sha
     const key = stream.key(id);
     // A topic that is already open was authorized for someone else: ask about this user first.
     // A new topic is authorized by the backend answering its first request, unless the policy is not the backend's.
-    if (authorizeNewTopics || hub.topic(key)) {
+    // A topic the token grants is admitted as it is: its issuer said so.
+    if ((authorizeNewTopics || hub.topic(key)) && grantsOf(res)?.admits(key) !== true) {
       let cause: unknown;
       const status = await authorize(user, new URL(stream.statusPath(id), backendUrl)).catch((err: unknown) => {
         cause = err;
