@@ -61,6 +61,7 @@ export function topicResolver(
       url: new URL(stream.streamPath(id), backendUrl),
       final: stream.final,
       redirectOrigins,
+      replays: stream.replays,
       statusUrl: new URL(stream.statusPath(id), backendUrl),
     };
   };
