@@ -8,7 +8,8 @@
  * of its code. On `{"cmd":"report","exitedAt","listeningAt","lastSeqBefore":{code: seq}}` (a stdin
  * line) it says `done` with, per stream, when it resumed after the restart: its first 200 after
  * the old relay exited, or the arrival of the last event its code published before the new relay
- * listened, whichever came later; and what it lost, got twice, and the resyncs it was sent.
+ * listened, whichever came later; and what it lost (skipped: a later event came first), got twice, had
+ * not received yet at the end, and the resyncs it was sent.
  * Usage: node dist/bench/restart-client.js '<RestartClientConfig as JSON>'   (BENCH_JWT_SECRET in the environment)
  */
 import { type Socket, connect } from 'node:net';
@@ -29,8 +30,8 @@ interface Stream {
   resyncs: number;
   /** When each seq first arrived (0: never). */
   readonly arrivals: Float64Array;
-  /** Times its connections were answered 200 after the stop began. */
-  readonly opens: number[];
+  /** After the stop began: when each connection attempt started, and when it was answered 200 (NaN: it was not). */
+  readonly attempts: { at: number; opened: number }[];
   retryMs: number;
   timer: NodeJS.Timeout | undefined;
   socket: Socket | undefined;
@@ -68,7 +69,7 @@ function makeStream(index: number): Stream {
     repeated: 0,
     resyncs: 0,
     arrivals: new Float64Array(config.eventsPerCode),
-    opens: [],
+    attempts: [],
     retryMs: DEFAULT_RETRY_MS,
     timer: undefined,
     socket: undefined,
@@ -100,7 +101,11 @@ function onEvent(stream: Stream, name: string | undefined, data: string): void {
 /** Connects `stream` once; `settled` (first connects only) is called when it streams or failed. */
 function open(stream: Stream, settled?: () => void): void {
   if (finished) return;
-  if (stopping) attempts += 1;
+  const attempt = { at: nowMs(), opened: NaN };
+  if (stopping) {
+    attempts += 1;
+    stream.attempts.push(attempt);
+  }
   const { url } = stream;
   const head = [
     `GET ${url.pathname} HTTP/1.1`,
@@ -129,7 +134,7 @@ function open(stream: Stream, settled?: () => void): void {
         return;
       }
       streaming = true;
-      if (stopping) stream.opens.push(nowMs());
+      attempt.opened = nowMs();
       settle();
     },
     onEvent: (name, data) => onEvent(stream, name, data),
@@ -170,27 +175,38 @@ function finish(command: { exitedAt: number; listeningAt: number; lastSeqBefore:
     stream.socket?.destroy();
   }
   let delivered = 0;
+  let lost = 0;
+  let pending = 0;
   let repeated = 0;
   let resyncs = 0;
+  const reopenedMs: number[] = [];
+  const answerMs: number[] = [];
   const resumedMs = streams.map((stream) => {
     delivered += stream.distinct;
+    lost += stream.lastSeq + 1 - stream.distinct;
+    pending += config.eventsPerCode - 1 - stream.lastSeq;
     repeated += stream.repeated;
     resyncs += stream.resyncs;
-    const reopened = stream.opens.find((at) => at > command.exitedAt);
-    if (reopened === undefined) return NaN;
+    const attempt = stream.attempts.find((a) => a.opened > command.exitedAt);
+    if (attempt === undefined) return NaN;
+    reopenedMs.push(attempt.opened - command.listeningAt);
+    answerMs.push(attempt.opened - attempt.at);
     const needed = command.lastSeqBefore[stream.code] ?? -1;
     const caughtUp = needed < 0 ? 0 : (stream.arrivals[needed] ?? 0);
     if (needed >= 0 && caughtUp === 0) return NaN;
-    return Math.max(reopened, caughtUp) - command.listeningAt;
+    return Math.max(attempt.opened, caughtUp) - command.listeningAt;
   });
   const expected = streams.length * config.eventsPerCode;
   const cpu = process.cpuUsage();
   const message: RestartDoneReport = {
     type: 'done',
     resumedMs,
+    reopenedMs,
+    answerMs,
     expected,
     delivered,
-    lost: expected - delivered,
+    lost,
+    pending,
     repeated,
     resyncs,
     attempts,

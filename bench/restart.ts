@@ -32,12 +32,18 @@ export interface RestartClientConfig {
 /** What the restart client says at the end. */
 export interface RestartDoneReport extends ChildMessage {
   readonly type: 'done';
-  /** Per stream, resumed at (ms after the new relay listened); NaN for a stream that did not resume. */
+  /** Per stream, resumed at (ms after the new relay listened); NaN (null in JSON) for a stream that did not resume. */
   readonly resumedMs: number[];
+  /** Of the streams that reconnected: when, ms after the new relay listened; and how long that attempt waited for its 200. */
+  readonly reopenedMs: number[];
+  readonly answerMs: number[];
   readonly expected: number;
   /** Distinct events received, over all streams. */
   readonly delivered: number;
+  /** Events a client skipped: a later one of its topic came first. */
   readonly lost: number;
+  /** Events of its topic a client had not received when the run ended (late, not lost). */
+  readonly pending: number;
   readonly repeated: number;
   readonly resyncs: number;
   /** Connection attempts after the stop, and how the ones that did not stream ended. */
@@ -88,8 +94,11 @@ interface RestartRow {
   /** SIGTERM to exit, exit to listening (first /healthz 200, polled every 50 ms). */
   stopMs: number;
   startMs: number;
-  /** Resumed: ms after listening, sorted; NaN for clients that did not. */
+  /** Resumed: ms after listening, per client of the restarted relay; NaN for one that did not. */
   resumedMs: number[];
+  /** Reconnected (200), ms after listening; and the wait of that attempt for its 200 (the relay's answer time under the storm). */
+  reopened: ReturnType<typeof summary>;
+  answer: ReturnType<typeof summary>;
   done: RestartDoneReport;
   backend: BackendStats;
   /** The restarted relay's counters, from its start. */
@@ -235,8 +244,10 @@ async function runOne(lab: Lab, settings: RestartSettings, run: number): Promise
       stopMs: exitedAt - stoppingAt,
       startMs: listeningAt - exitedAt,
       resumedMs: restarted,
+      reopened: summary(done.reopenedMs),
+      answer: summary(done.answerMs),
       // One figure per client: kept in `resumedMs` for the table and chart, out of the JSON.
-      done: { ...done, resumedMs: [] },
+      done: { ...done, resumedMs: [], reopenedMs: [], answerMs: [] },
       backend: { opened: after.opened - before.opened, resumed: after.resumed - before.resumed, statusRequests: after.statusRequests - before.statusRequests },
       relay: {
         catchUps: metric(metrics, 'sse_relay_catch_ups_total'),
@@ -283,13 +294,13 @@ export async function runRestart(lab: Lab, settings: RestartSettings): Promise<S
       rows.push(row);
       const sorted = row.resumedMs.filter(Number.isFinite).sort((a, b) => a - b);
       console.error(
-        `bench: restart run ${run}: 50 % resumed ${fixed(quantile(sorted, 0.5) / 1000, 2)} s, 100 % ${fixed((sorted[sorted.length - 1] ?? NaN) / 1000, 2)} s after listening; lost ${row.done.lost}, repeated ${row.done.repeated}, status requests ${row.backend.statusRequests}`,
+        `bench: restart run ${run}: 50 % resumed ${fixed(quantile(sorted, 0.5) / 1000, 2)} s, 100 % ${fixed((sorted[sorted.length - 1] ?? NaN) / 1000, 2)} s after listening; lost ${row.done.lost}, repeated ${row.done.repeated}, not received by the end ${row.done.pending}, status requests ${row.backend.statusRequests}`,
       );
     } catch (err) {
       failures.push(`run ${run}: FAILED: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
     }
   }
-  const failed = failures.length > 0 || rows.some((row) => row.done.lost > 0 || row.done.repeated > 0 || row.resumedMs.some((ms) => !Number.isFinite(ms)));
+  const failed = failures.length > 0 || rows.some((row) => row.done.lost + row.done.repeated + row.done.pending > 0 || row.resumedMs.some((ms) => !Number.isFinite(ms)));
   const data = { settings, rows: rows.map(({ resumedMs, ...row }) => ({ ...row, resumed: summary(resumedMs) })), failures };
   return { markdown: table(settings, rows, failures), data, svg: chart(rows), svgAlt: 'clients resumed against seconds since the new relay listened', failed };
 }
@@ -303,14 +314,14 @@ function table(settings: RestartSettings, rows: readonly RestartRow[], failures:
   const lines = [
     `### Restart: ${settings.clients} clients on ${settings.topics} topics, ${settings.relays > 1 ? `${settings.relays} relays on one Redis (clients spread evenly; the first relay opened, and owns, every topic), the first restarted` : 'one relay'}, each client its own user${settings.grants ? ' with a token granting its topic' : ', no grants'}; ${settings.events} events per topic at ${settings.rate}/s; DRAIN_WINDOW_MS=${settings.drainWindowMs}`,
     '',
-    `| run | stop s (SIGTERM → exit) | start s (exit → listening) | ${settings.relays > 1 ? 'its clients ' : ''}resumed after listening: 50 % / 99 % / 100 % s | lost | repeated | resync events | catch-ups (fell back) | backend stream opens (per topic, catch-ups aside) | status requests | relay CPU s: to 100 % / whole run | backend CPU s to 100 % | load avg start → end |`,
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    `| run | stop s (SIGTERM → exit) | start s (exit → listening) | ${settings.relays > 1 ? 'its clients ' : ''}resumed after listening: 50 % / 99 % / 100 % s | reconnected (200) after listening: 50 % / 100 % s | reconnect answered in: p50 / p99 ms | lost | repeated | not received by the end | resync events | catch-ups (fell back) | backend stream opens (per topic, catch-ups aside) | status requests | relay CPU s: to 100 % / whole run | backend CPU s to 100 % | load avg start → end |`,
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const row of rows) {
     const s = summary(row.resumedMs);
     const all = s.notResumed > 0 ? `not all (${s.notResumed} missing)` : fixed(s.max / 1000, 2);
     lines.push(
-      `| ${row.run} | ${fixed(row.stopMs / 1000, 2)} | ${fixed(row.startMs / 1000, 2)} | ${fixed(s.p50 / 1000, 2)} / ${fixed(s.p99 / 1000, 2)} / ${all} | ${row.done.lost} | ${row.done.repeated} | ${row.done.resyncs} | ${row.relay.catchUps} (${row.relay.catchUpFallbacks}) | ${row.backend.opened} (${fixed((row.backend.opened - row.relay.catchUps) / row.topics, 2)}) | ${row.backend.statusRequests} | ${fixed(row.cpuToAllS, 2)} / ${fixed(row.cpuTotalS, 2)} | ${fixed(row.backendCpuToAllS, 2)} | ${fixed(row.loadStart, 1)} → ${fixed(row.loadEnd, 1)} |`,
+      `| ${row.run} | ${fixed(row.stopMs / 1000, 2)} | ${fixed(row.startMs / 1000, 2)} | ${fixed(s.p50 / 1000, 2)} / ${fixed(s.p99 / 1000, 2)} / ${all} | ${fixed(row.reopened.p50 / 1000, 2)} / ${fixed(row.reopened.max / 1000, 2)} | ${fixed(row.answer.p50, 0)} / ${fixed(row.answer.p99, 0)} | ${row.done.lost} | ${row.done.repeated} | ${row.done.pending} | ${row.done.resyncs} | ${row.relay.catchUps} (${row.relay.catchUpFallbacks}) | ${row.backend.opened} (${fixed((row.backend.opened - row.relay.catchUps) / row.topics, 2)}) | ${row.backend.statusRequests} | ${fixed(row.cpuToAllS, 2)} / ${fixed(row.cpuTotalS, 2)} | ${fixed(row.backendCpuToAllS, 2)} | ${fixed(row.loadStart, 1)} → ${fixed(row.loadEnd, 1)} |`,
     );
   }
   lines.push('');
@@ -320,7 +331,7 @@ function table(settings: RestartSettings, rows: readonly RestartRow[], failures:
     '',
     'Each client is a raw-socket `EventSource`: when its stream ends or a connection fails it waits the last `retry:` it was told (the drain says `DRAIN_RETRY_MS`, 3 s, plus up to 50 %) and reconnects with `Last-Event-ID`. ' +
       'A client has *resumed* once its first connection after the old relay exited was answered 200 and it has the last event its topic published before the new relay listened (listening: the first `/healthz` 200, polled every 50 ms). ' +
-      'Lost and repeated: per client (all of them), events of its topic never received, and received twice. Backend figures count from just before the SIGTERM to the end; the relay\'s (catch-ups) from its new start. ' +
+      'Lost, repeated, not received: per client (all of them), events of its topic skipped (a later one came first), received twice, and not received when the run ended (late: the run waits until every client has every event, or `--grace-ms` past the last one). Backend figures count from just before the SIGTERM to the end; the relay\'s (catch-ups) from its new start. ' +
       'The relay and the backend share the subject CPU; the clients have the other.',
   );
   return `${lines.join('\n')}\n`;
