@@ -18,12 +18,12 @@ import { pino } from 'pino';
 const DEV_USER = 'dev-user';
 
 /**
- * Connections the kernel queues while the process is busy (Linux caps it at `net.core.somaxconn`,
- * 4096 by default). After a restart every client comes back within a few seconds: past Node's
- * default of 511, the others' SYNs are dropped, and they come back after TCP's retransmits (1, 3,
- * 7, 15, 31 s).
+ * Connections the kernel queues while the process is busy; Linux lowers it to `net.core.somaxconn`
+ * (4096 by default), so raising that is all it takes for more. After a restart every client comes
+ * back within a few seconds: past Node's default of 511, the others' SYNs are dropped, and they
+ * come back after TCP's retransmits (1, 3, 7, 15, 31 s).
  */
-const LISTEN_BACKLOG = 4096;
+const LISTEN_BACKLOG = 65_535;
 
 /** Listens on `port`; a port that is taken (or not allowed) is a `ConfigError` naming `variable`. */
 async function listen(server: Server, port: number, host: string | undefined, variable: string): Promise<string> {
