@@ -18,6 +18,14 @@ import { pino } from 'pino';
 /** The user of the printed development token. */
 const DEV_USER = 'dev-user';
 
+/**
+ * Connections the kernel queues while the process is busy; Linux lowers it to `net.core.somaxconn`
+ * (4096 by default), so raising that is all it takes for more. After a restart every client comes
+ * back within a few seconds: past Node's default of 511, the others' SYNs are dropped, and they
+ * come back after TCP's retransmits (1, 3, 7, 15, 31 s).
+ */
+const LISTEN_BACKLOG = 65_535;
+
 /** Listens on `port`; a port that is taken (or not allowed) is a `ConfigError` naming `variable`. */
 async function listen(server: Server, port: number, host: string | undefined, variable: string): Promise<string> {
   await new Promise<void>((resolve, reject) => {
@@ -26,7 +34,7 @@ async function listen(server: Server, port: number, host: string | undefined, va
       reject(why === undefined ? err : new ConfigError(variable, `${why} (${err.code ?? ''} on ${host ?? 'all interfaces'})`, String(port)));
     };
     server.once('error', refused);
-    server.listen(port, host, () => {
+    server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
       // Only a failure to listen rejects; a later server error must not vanish into a settled promise.
       server.off('error', refused);
       resolve();

@@ -4,17 +4,18 @@
  * delay from the backend's write to its own parse.
  *
  *   GET  /downloads/:code/events  SSE (contract headers, `id:` on every event, Last-Event-ID honored)
- *   GET  /downloads/:code/status  200 JSON (the relay's authorization check)
+ *   GET  /downloads/:code/status  200 JSON (the relay's authorization check), counted
  *   GET  /health                  200 {"status":"ok"}
  *   GET  /clock                   {"now": epoch ms}, for estimating the clock offset between processes
- *   GET  /stats                   {"connections","peakConnections","opened","maxPerCode"} (event streams only)
+ *   GET  /stats                   {"connections","peakConnections","opened","resumed","maxPerCode","statusRequests"}: event streams
+ *                                 (opened: every one; resumed: those with Last-Event-ID) and status requests
  *   POST /start                   {"codes":[...],"events":n,"rate":r,"leadMs":ms,"endAfterMs":ms}: publish, then end every
  *                                 stream endAfterMs after the very last event (all codes together, so that no
  *                                 teardown overlaps a measured event); endAfterMs < 0 keeps them open.
  *                                 Optional "padBytes" makes each event that much bigger (a "pad" field; such
  *                                 events are not kept for Last-Event-ID), "burst" writes that many events of a
  *                                 code at once, `rate` bursts per second; "together": true publishes every code in
- *                                 the same instant instead of staggered
+ *                                 the same instant instead of staggered. Answers {"lastEventInMs","startAt"}
  *
  * Each event is `data: {"t":<epoch ms>,"seq":n}` and `id: n+1`, serialized once
  * and written to every open response of its code. Codes publish staggered over
@@ -55,7 +56,9 @@ const channels = new Map<string, Channel>();
 let connections = 0;
 let peakConnections = 0;
 let opened = 0;
+let resumed = 0;
 let maxPerCode = 0;
+let statusRequests = 0;
 let publishing = false;
 
 function channelOf(code: string): Channel {
@@ -92,6 +95,7 @@ function openStream(req: IncomingMessage, res: ServerResponse, code: string): vo
   channel.streams.add(res);
   connections += 1;
   opened += 1;
+  if (after > 0) resumed += 1;
   peakConnections = Math.max(peakConnections, connections);
   maxPerCode = Math.max(maxPerCode, channel.streams.size);
   res.once('close', () => {
@@ -122,10 +126,12 @@ function finish(codes: readonly string[]): void {
 }
 
 /**
- * Publishes `events` per code at `rate` per second, each code offset by a share
- * of the period. Returns the time until the last event is written.
+ * Publishes `events` per code at `rate` per second, each code offset by a share of the period
+ * (code i of n by i/n of it, unless `together`). Returns the time until the last event is
+ * written, and when (epoch ms) the first code's first event is due, from which every event's
+ * time follows.
  */
-function start(request: StartRequest): number {
+function start(request: StartRequest): { lastEventInMs: number; startAt: number } {
   const period = 1000 / request.rate;
   const startAt = nowMs() + request.leadMs;
   const schedule: { at: number; code: string; seq: number }[] = [];
@@ -159,7 +165,7 @@ function start(request: StartRequest): number {
   };
   setTimeout(tick, request.leadMs);
   const last = schedule[schedule.length - 1];
-  return last === undefined ? 0 : last.at - nowMs();
+  return { lastEventInMs: last === undefined ? 0 : last.at - nowMs(), startAt };
 }
 
 function parseStart(body: string): StartRequest | string {
@@ -187,12 +193,13 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
     const code = decodeURIComponent(route[1] ?? '');
     if (!CODE.test(code)) return json(res, 400, { error: { code: 'invalid_code', message: 'Bad code.' } });
     if (route[2] === 'events') return openStream(req, res, code);
+    statusRequests += 1;
     const channel = channels.get(code);
     return json(res, 200, { code, status: channel?.finished === true ? 'COMPLETED' : 'IN_PROGRESS' });
   }
   if (req.method === 'GET' && url.pathname === '/health') return json(res, 200, { status: 'ok' });
   if (req.method === 'GET' && url.pathname === '/clock') return json(res, 200, { now: nowMs() });
-  if (req.method === 'GET' && url.pathname === '/stats') return json(res, 200, { connections, peakConnections, opened, maxPerCode, publishing });
+  if (req.method === 'GET' && url.pathname === '/stats') return json(res, 200, { connections, peakConnections, opened, resumed, maxPerCode, statusRequests, publishing });
   if (req.method === 'POST' && url.pathname === '/start') {
     let body = '';
     req.setEncoding('utf8');
@@ -204,7 +211,7 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
       if (publishing) return json(res, 409, { error: { code: 'busy', message: 'Already publishing.' } });
       const request = parseStart(body);
       if (typeof request === 'string') return json(res, 400, { error: { code: 'bad_request', message: request } });
-      json(res, 202, { lastEventInMs: start(request) });
+      json(res, 202, start(request));
     });
     return;
   }

@@ -68,7 +68,7 @@ interface TakeoverRow {
 }
 
 /** A redis-server without persistence on a free loopback port, on `core`. */
-async function startRedis(lab: Lab, core: number | undefined): Promise<{ proc: Proc; url: string; client: Redis }> {
+export async function startRedis(lab: Lab, core: number | undefined): Promise<{ proc: Proc; url: string; client: Redis }> {
   const port = await freePort();
   const proc = lab.spawn('redis', REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], core);
   const url = `redis://127.0.0.1:${port}`;

@@ -202,6 +202,8 @@ export interface ScenarioOutcome {
   readonly data: unknown;
   /** An SVG chart, when the scenario has one. */
   readonly svg?: string;
+  /** What the chart shows, for its alt text. Defaults to the fan-out's "delay against subscribers". */
+  readonly svgAlt?: string;
   /** Subjects or steps that failed. */
   readonly failed: boolean;
 }

@@ -228,9 +228,9 @@ export class Lab {
     return { proc, url, cleanup: () => rmSync(uploadDir, { recursive: true, force: true }) };
   }
 
-  /** The relay in front of `backendUrl`; `extraEnv` adds settings (a cluster's `REDIS_URL`), `name` says which subject it is. */
+  /** The relay in front of `backendUrl`; `extraEnv` adds settings (a cluster's `REDIS_URL`, a `PORT` to start again on), `name` says which subject it is. */
   async startRelay(backendUrl: string, core: number | undefined, maxStreams: number, extraEnv: NodeJS.ProcessEnv = {}, name: 'relay' | 'relay-plain' = 'relay'): Promise<Subject> {
-    const port = await freePort();
+    const port = extraEnv.PORT === undefined ? await freePort() : Number(extraEnv.PORT);
     const big = String(10 * maxStreams + 1000);
     const env: NodeJS.ProcessEnv = {
       ...process.env,

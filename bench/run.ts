@@ -9,6 +9,7 @@
  *   npm run bench -- --scenario fanout --subscribers 1000,10000 --codes 10,100
  *   npm run bench -- --scenario big-events        40 topics x 400 events x 64 KiB through the relay: memory
  *   npm run bench -- --scenario fanout,capacity --subjects relay,relay-plain   Node internals on against off
+ *   npm run bench -- --scenario restart           clients with granted tokens across a relay restart (--size full: 10,000 on 100 topics)
  *
  * See bench/README.md for every option.
  */
@@ -25,11 +26,12 @@ import type { FanoutSettings } from './fanout-row';
 import { ALL_SUBJECTS, DEFAULT_SUBJECTS, FANOUT_ONLY, Lab, ROOT, type SubjectName, ensureNginx, load1, machineLine } from './lab';
 import { type MultiplexSettings, runMultiplex } from './multiplex';
 import { type ClusterSettings, runCluster } from './cluster';
+import { type RestartSettings, runRestart } from './restart';
 import { portable, portableArg } from './portable-path';
 import { type SubscribeSettings, runSubscribe } from './subscribe';
 import { type UploadSettings, runUpload } from './upload';
 
-const SCENARIOS = ['fanout', 'capacity', 'subscribe', 'upload', 'chat', 'big-events', 'multiplex', 'cluster'] as const;
+const SCENARIOS = ['fanout', 'capacity', 'subscribe', 'upload', 'chat', 'big-events', 'multiplex', 'cluster', 'restart'] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
 
 interface Settings {
@@ -43,6 +45,7 @@ interface Settings {
   bigEvents: BigEventsSettings;
   multiplex: MultiplexSettings;
   cluster: ClusterSettings;
+  restart: RestartSettings;
   out: string;
   nginx: string;
   pin: boolean;
@@ -55,8 +58,8 @@ interface Settings {
  * 2,000 and 10,000, the sizes the targets name, with 1,000 and 5,000 between.
  */
 const SIZES = {
-  small: { subscribers: '1000,3000', capacityMax: 5000, capacityStep: 1000, runs: 1 },
-  full: { subscribers: '1000,2000,5000,10000', capacityMax: 20_000, capacityStep: 2500, runs: 5 },
+  small: { subscribers: '1000,3000', capacityMax: 5000, capacityStep: 1000, runs: 1, restartClients: 300, restartTopics: 10 },
+  full: { subscribers: '1000,2000,5000,10000', capacityMax: 20_000, capacityStep: 2500, runs: 5, restartClients: 10_000, restartTopics: 100 },
 } as const;
 
 function positiveInt(name: string, raw: string | undefined, fallback: number): number {
@@ -124,6 +127,14 @@ function parseSettings(argv: string[]): Settings {
       'cluster-codes': { type: 'string' },
       'cluster-takeovers': { type: 'string' },
       'cluster-lease-ms': { type: 'string' },
+      'restart-clients': { type: 'string' },
+      'restart-topics': { type: 'string' },
+      'restart-events': { type: 'string' },
+      'restart-rate': { type: 'string' },
+      'restart-drain-window-ms': { type: 'string' },
+      'restart-stop-after-ms': { type: 'string' },
+      'restart-no-grants': { type: 'boolean' },
+      'restart-relays': { type: 'string' },
       runs: { type: 'string' },
       together: { type: 'boolean' },
       out: { type: 'string' },
@@ -205,6 +216,20 @@ function parseSettings(argv: string[]): Settings {
       graceMs,
       takeovers: positiveInt('cluster-takeovers', values['cluster-takeovers'], 3),
       leaseMs: positiveInt('cluster-lease-ms', values['cluster-lease-ms'], 5000),
+    },
+    restart: {
+      clients: positiveInt('restart-clients', values['restart-clients'], size.restartClients),
+      topics: positiveInt('restart-topics', values['restart-topics'], size.restartTopics),
+      events: positiveInt('restart-events', values['restart-events'], 40),
+      rate: positiveInt('restart-rate', values['restart-rate'], 2),
+      concurrency,
+      graceMs,
+      grants: values['restart-no-grants'] !== true,
+      drainWindowMs: positiveInt('restart-drain-window-ms', values['restart-drain-window-ms'], 1000),
+      stopAfterMs: positiveInt('restart-stop-after-ms', values['restart-stop-after-ms'], 3000),
+      // One run unless asked: each is a fresh backend, relay and clients.
+      runs: positiveInt('runs', values.runs, 1),
+      relays: positiveInt('restart-relays', values['restart-relays'], 1),
     },
     out: resolve(values.out ?? join(ROOT, 'bench/results/latest.md')),
     nginx: values.nginx ?? process.env.NGINX_BIN ?? '/usr/sbin/nginx',
@@ -291,6 +316,9 @@ async function main(): Promise<void> {
       case 'cluster':
         outcome = await runCluster(lab, settings.cluster);
         break;
+      case 'restart':
+        outcome = await runRestart(lab, settings.restart);
+        break;
     }
     failed ||= outcome.failed;
     data[scenario] = outcome.data;
@@ -299,7 +327,7 @@ async function main(): Promise<void> {
       svgName = `${basename(settings.out, '.md')}-${scenario}.svg`;
       mkdirSync(dirname(settings.out), { recursive: true });
       writeFileSync(join(dirname(settings.out), svgName), outcome.svg);
-      markdown += `\n![${scenario} delay against subscribers](${svgName})\n`;
+      markdown += `\n![${scenario} ${outcome.svgAlt ?? 'delay against subscribers'}](${svgName})\n`;
     }
     sections.push(markdown);
   }

@@ -1,7 +1,8 @@
 /**
  * The load client's reader of one SSE response off a raw socket: the status line, HTTP/1.1
  * chunked framing (or a body that runs to the socket's close), and of the event stream only
- * what a delay needs: each event's name and data. Ids, `retry:` and comments are skipped.
+ * what a delay needs: each event's name and data, and `retry:` for a client that reconnects.
+ * Ids and comments are skipped.
  *
  * Not a general SSE parser (the relay's own path uses eventsource-parser): it exists so that
  * the process measuring 10,000 streams costs much less than the process measured. Through
@@ -20,6 +21,8 @@ export interface SseWireHandler {
   onHead(status: number): void;
   /** One event: its `event:` name (undefined when none) and its data lines joined with LF. */
   onEvent(name: string | undefined, data: string): void;
+  /** A `retry:` field's value, in milliseconds. */
+  onRetry?(ms: number): void;
   /** The last chunk of a chunked body: the server ended the stream. */
   onEnd(): void;
   /** Bytes that are not an HTTP response. */
@@ -167,17 +170,19 @@ export class SseWire {
     const [kind, valueFrom] = field;
     const value = bytes.toString('utf8', valueFrom, end);
     if (kind === 'data') this.data = this.data === undefined ? value : `${this.data}\n${value}`;
-    else this.name = value;
+    else if (kind === 'event') this.name = value;
+    else if (/^\d+$/.test(value)) this.handler.onRetry?.(Number(value));
   }
 }
 
 const FIELDS = [
   ['data', Buffer.from('data:')],
   ['event', Buffer.from('event:')],
+  ['retry', Buffer.from('retry:')],
 ] as const;
 
-/** `data` or `event` and where its value starts (after the colon and one optional space); undefined for any other line. */
-function fieldOf(bytes: Buffer, from: number, end: number): ['data' | 'event', number] | undefined {
+/** `data`, `event` or `retry` and where its value starts (after the colon and one optional space); undefined for any other line. */
+function fieldOf(bytes: Buffer, from: number, end: number): ['data' | 'event' | 'retry', number] | undefined {
   for (const [kind, prefix] of FIELDS) {
     if (end - from >= prefix.length && bytes.compare(prefix, 0, prefix.length, from, from + prefix.length) === 0) {
       const valueFrom = from + prefix.length;

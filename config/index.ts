@@ -45,6 +45,12 @@ export const SERVER_SETTINGS = {
     doc: "seconds of clock difference allowed on a token's `exp` and `nbf` (between the relay and whoever issues tokens)",
   },
   jwtCookieName: { kind: 'text', env: 'JWT_COOKIE_NAME', defaultNote: '`access_token`', doc: 'the cookie a token is read from when a request has no `Authorization` header' },
+  jwtTopicsClaim: {
+    kind: 'text',
+    env: 'JWT_TOPICS_CLAIM',
+    defaultNote: 'unset',
+    doc: 'a claim (say `topics`) listing the topics (`download:abc`) and prefixes (`download:*`) a token admits its user to without asking the backend\'s status route; at most 100 patterns of 160 characters, else ignored (see docs/security.md)',
+  },
   corsOrigins: { kind: 'text', env: 'CORS_ORIGINS', defaultNote: 'none', doc: 'comma-separated exact origins allowed to call the relay from a browser' },
   trustProxy: { kind: 'text', env: 'TRUST_PROXY', defaultNote: 'unset', doc: 'hop count or subnets for `X-Forwarded-For`; `true` is refused' },
   shutdownTimeoutMs: {
@@ -101,6 +107,7 @@ export const RELAY_OPTION_SOURCES = {
   'jwt.audience': { env: 'JWT_AUDIENCE' },
   'jwt.clockToleranceSec': { env: 'JWT_CLOCK_TOLERANCE_SEC' },
   'jwt.cookieName': { env: 'JWT_COOKIE_NAME' },
+  'jwt.topicsClaim': { env: 'JWT_TOPICS_CLAIM' },
   'jwt.cacheSize': { why: 'a speed-up bounded by its default (10,000 verified tokens): a token not in it is verified again, never refused' },
   authorize: { why: "a policy is code; the server asks the backend's status routes, as the contract says" },
   streams: { why: "the server relays the contract's routes; streams of another shape are what the library is for" },
@@ -147,6 +154,8 @@ export interface ServerConfig {
     readonly audience: string | undefined;
     readonly clockToleranceSec: number;
     readonly cookieName: string | undefined;
+    /** The claim whose topics a token admits its user to without asking the backend. */
+    readonly topicsClaim: string | undefined;
     /** True when no key was configured (outside production): the server then uses `developmentSecret()`, kept in a file. */
     readonly generated: boolean;
   };
@@ -300,6 +309,10 @@ function readJwt(read: EnvReader, production: boolean): ServerConfig['jwt'] {
     const blank = read.blank(setting.env);
     if (blank !== undefined) throw new ConfigError(setting.env, `a key, or no ${setting.env} at all for the development secret`, blank);
   }
+  const topicsClaim = read.raw(SERVER_SETTINGS.jwtTopicsClaim.env);
+  if (topicsClaim !== undefined && !/^[\x21-\x7e]{1,256}$/.test(topicsClaim)) {
+    throw new ConfigError(SERVER_SETTINGS.jwtTopicsClaim.env, 'a claim name of 1-256 printable ASCII characters, without spaces', topicsClaim);
+  }
   if (secret !== undefined && publicKey !== undefined) {
     throw new ConfigError(SERVER_SETTINGS.jwtSecret.env, 'to be unset when JWT_PUBLIC_KEY is set (choose one)', '(set)');
   }
@@ -317,7 +330,7 @@ function readJwt(read: EnvReader, production: boolean): ServerConfig['jwt'] {
   if (cookieName !== undefined && !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(cookieName)) {
     throw new ConfigError(SERVER_SETTINGS.jwtCookieName.env, 'a cookie name (letters, digits and !#$%&\'*+-.^_`|~)', cookieName);
   }
-  return { secret, publicKey, issuer, audience, clockToleranceSec, cookieName, generated };
+  return { secret, publicKey, issuer, audience, clockToleranceSec, cookieName, topicsClaim, generated };
 }
 
 function readOrigins(read: EnvReader, name: string): string[] {

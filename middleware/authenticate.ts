@@ -2,8 +2,10 @@ import { createPublicKey, createSecretKey, type KeyObject } from 'node:crypto';
 import type { Request, RequestHandler, Response } from 'express';
 import { parse as parseCookie } from 'cookie';
 import jwt, { type Algorithm } from 'jsonwebtoken';
+import { type Logger, pino } from 'pino';
 import { HttpError } from '../src/errors';
 import { MIN_SECRET_LENGTH } from '../src/jwt';
+import { TopicGrants } from '../src/relay/grants';
 import { TokenCache } from './token-cache';
 
 /** How tokens are verified. Exactly one of `secret` and `publicKey`. */
@@ -25,6 +27,13 @@ export interface JwtOptions {
    * again; 0 turns this off. Defaults to 10000.
    */
   cacheSize?: number | undefined;
+  /**
+   * A claim listing topics (`download:abc`) and prefixes (`download:*`) the token admits its user
+   * to without asking the backend (see docs/security.md, "Topics granted in the token"). A claim
+   * that is not an array of at most 100 valid patterns grants nothing and is logged. Defaults to
+   * none: every topic is checked with the backend.
+   */
+  topicsClaim?: string | undefined;
 }
 
 const DEFAULT_TOKEN_CACHE_SIZE = 10_000;
@@ -32,6 +41,11 @@ const DEFAULT_TOKEN_CACHE_SIZE = 10_000;
 // The user travels to the backend as X-User-Id, which must carry it unchanged: undici refuses control
 // characters and anything past U+00FF, and HTTP drops a leading or trailing space (" alice" arrives as "alice").
 export const USER = /^(?! )[\x20-\x7e\xa0-\xff]{1,256}(?<! )$/;
+
+// A claim name: printable ASCII, as in a URI (RFC 7519 §4.2 allows collision-resistant names like `https://example.com/topics`).
+const CLAIM_NAME = /^[\x21-\x7e]{1,256}$/;
+/** The shortest gap between two log lines about malformed grants: with a bug in the issuer, every token has one. */
+const GRANT_WARNING_EVERY_MS = 10_000;
 
 const CHALLENGE = { 'WWW-Authenticate': 'Bearer' };
 const INVALID = { 'WWW-Authenticate': 'Bearer error="invalid_token"' };
@@ -49,17 +63,28 @@ export function tokenExpiryOf(res: Response): number | undefined {
   return typeof expiresAt === 'number' ? expiresAt : undefined;
 }
 
+/** The topics the request's token grants (`JwtOptions.topicsClaim`), if it grants any. */
+export function grantsOf(res: Response): TopicGrants | undefined {
+  const grants: unknown = res.locals.grants;
+  return grants instanceof TopicGrants ? grants : undefined;
+}
+
 /**
  * Verifies the JWT of every request: its `sub` goes to `res.locals.user` (and its expiry, with
- * the clock tolerance, to `res.locals.tokenExpiresAt`), or the reason
- * it was refused to `res.locals.authError`. Never answers; `requireUser` does, so a rate
- * limit can sit in between and count refused requests by IP.
+ * the clock tolerance, to `res.locals.tokenExpiresAt`, its topic grants to `res.locals.grants`),
+ * or the reason it was refused to `res.locals.authError`. Never answers; `requireUser` does, so a
+ * rate limit can sit in between and count refused requests by IP. `logger` hears of malformed grants.
  */
-export function identify(options: JwtOptions): RequestHandler {
+export function identify(options: JwtOptions, logger: Logger = pino({ level: 'silent' })): RequestHandler {
   const { key, algorithms } = verificationKey(options);
   const cookieName = options.cookieName ?? 'access_token';
   const cacheSize = options.cacheSize ?? DEFAULT_TOKEN_CACHE_SIZE;
   if (!Number.isSafeInteger(cacheSize) || cacheSize < 0) throw new TypeError(`jwt.cacheSize must be an integer of 0 or more, got ${String(cacheSize)}`);
+  const { topicsClaim } = options;
+  if (topicsClaim !== undefined && !CLAIM_NAME.test(topicsClaim)) {
+    throw new TypeError(`jwt.topicsClaim: expected a claim name of 1-256 printable ASCII characters, got ${JSON.stringify(topicsClaim)}`);
+  }
+  const grantsIn = topicsClaim === undefined ? () => undefined : grantReader(topicsClaim, logger);
   const cache = new TokenCache(cacheSize);
   const verifyOptions: jwt.VerifyOptions = {
     algorithms,
@@ -69,10 +94,10 @@ export function identify(options: JwtOptions): RequestHandler {
   };
 
   const toleranceMs = (options.clockToleranceSec ?? 5) * 1000;
-  const verify = (token: string | undefined): { user: string; expiresAt: number } | HttpError => {
+  const verify = (token: string | undefined): { user: string; expiresAt: number; grants: TopicGrants | undefined } | HttpError => {
     if (token === undefined) return new HttpError('unauthorized', undefined, 401, CHALLENGE);
     const known = cache.get(token);
-    if (known !== undefined) return { user: known.user, expiresAt: known.expiresAtMs + toleranceMs };
+    if (known !== undefined) return { user: known.user, expiresAt: known.expiresAtMs + toleranceMs, grants: known.grants };
     let verified: jwt.Jwt;
     try {
       verified = jwt.verify(token, key, { ...verifyOptions, complete: true });
@@ -92,9 +117,10 @@ export function identify(options: JwtOptions): RequestHandler {
       const rule = '1-256 characters, no control characters, none past U+00FF, no leading or trailing space';
       return new HttpError('invalid_token', `The token must carry a sub claim naming the user (${rule}).`, 401, INVALID);
     }
+    const grants = grantsIn(payload as Record<string, unknown>, payload.sub);
     // Kept until `exp` itself, not `exp` plus the clock tolerance: past it, the token is verified again.
-    cache.set(token, { user: payload.sub, expiresAtMs: payload.exp * 1000 });
-    return { user: payload.sub, expiresAt: payload.exp * 1000 + toleranceMs };
+    cache.set(token, { user: payload.sub, expiresAtMs: payload.exp * 1000, grants });
+    return { user: payload.sub, expiresAt: payload.exp * 1000 + toleranceMs, grants };
   };
 
   return (req, res, next) => {
@@ -103,8 +129,35 @@ export function identify(options: JwtOptions): RequestHandler {
     else {
       res.locals.user = outcome.user;
       res.locals.tokenExpiresAt = outcome.expiresAt;
+      if (outcome.grants !== undefined) res.locals.grants = outcome.grants;
     }
     next();
+  };
+}
+
+/**
+ * Reads `claim` of a verified payload as topic grants. A token without the claim grants nothing,
+ * silently; one whose claim is malformed grants nothing either, and says so in a warning (at
+ * most one per `GRANT_WARNING_EVERY_MS`, with how many tokens since): the user is then checked
+ * with the backend as if the claim were absent, so a bug in the issuer costs status requests,
+ * never access.
+ */
+function grantReader(claim: string, logger: Logger): (payload: Record<string, unknown>, user: string) => TopicGrants | undefined {
+  let warnedAt = Number.NEGATIVE_INFINITY;
+  let unreported = 0;
+  return (payload, user) => {
+    const value = payload[claim];
+    if (value === undefined) return undefined;
+    const grants = TopicGrants.parse(value);
+    if (grants instanceof TopicGrants) return grants;
+    unreported += 1;
+    const now = Date.now();
+    if (now - warnedAt >= GRANT_WARNING_EVERY_MS) {
+      logger.warn({ claim, user, reason: grants, tokens: unreported }, 'topics claim ignored: the token grants no topic, its topics are checked with the backend');
+      warnedAt = now;
+      unreported = 0;
+    }
+    return undefined;
   };
 }
 

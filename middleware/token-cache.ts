@@ -1,8 +1,11 @@
-/** What a verified token said that the relay uses: the user, and when the token stops being valid. */
+import type { TopicGrants } from '../src/relay/grants';
+
+/** What a verified token said that the relay uses: the user, when the token stops being valid, and the topics it grants. */
 export interface VerifiedToken {
   readonly user: string;
   /** The token's `exp`, in epoch milliseconds. */
   readonly expiresAtMs: number;
+  readonly grants?: TopicGrants | undefined;
 }
 
 /**

@@ -6,7 +6,8 @@ import { type CursorEntry, type CursorId, decodeCursor, maxCursorLength, topicHa
 import type { TopicRef } from '../src/relay/hub';
 import type { Multiplexer, PlannedTopic } from '../src/relay/multiplex';
 import type { UserStreams } from '../src/relay/user-streams';
-import { tokenExpiryOf, userOf } from '../middleware/authenticate';
+import { grantsOf, tokenExpiryOf, userOf } from '../middleware/authenticate';
+import type { TopicGrants } from '../src/relay/grants';
 import { loggedRequest } from '../middleware/request-log';
 import { STREAM_ID, type SharedStream, lastEventIdOf } from './streams';
 import { answerHead } from './stream-head';
@@ -59,6 +60,7 @@ export function topicResolver(
       url: new URL(stream.streamPath(id), backendUrl),
       final: stream.final,
       redirectOrigins,
+      replays: stream.replays,
       statusUrl: new URL(stream.statusPath(id), backendUrl),
     };
   };
@@ -70,10 +72,14 @@ export function multiplexRoutes(multiplexer: Multiplexer, routing: MultiplexRout
   const { resolve } = routing;
   const maxCursor = maxCursorLength(routing.maxTopics, MAX_TOPIC_LENGTH);
 
-  /** Every topic admitted for `user`, or the request fails without saying which one was refused. */
-  const authorizeAll = async (user: string, topics: readonly ResolvedTopic[]): Promise<void> => {
+  /**
+   * Every topic admitted for `user`, or the request fails without saying which one was refused.
+   * The topics its token grants are admitted without asking.
+   */
+  const authorizeAll = async (user: string, grants: TopicGrants | undefined, topics: readonly ResolvedTopic[]): Promise<void> => {
+    const asked = grants === undefined ? topics : topics.filter((topic) => !grants.admits(topic.key));
     const verdicts = await Promise.all(
-      topics.map((topic) => routing.authorize(user, topic.statusUrl).then((status) => refusalOf(status), (err: unknown) => refusalOf(502, err))),
+      asked.map((topic) => routing.authorize(user, topic.statusUrl).then((status) => refusalOf(status), (err: unknown) => refusalOf(502, err))),
     );
     const refusals = verdicts.filter((refusal) => refusal !== undefined);
     const refusal = refusals.find((one) => one.code === 'not_found') ?? refusals[0];
@@ -111,7 +117,7 @@ export function multiplexRoutes(multiplexer: Multiplexer, routing: MultiplexRout
     const user = userOf(res);
     const { planned, tombstones } = requested(req);
     if (planned.length === 0) return nothingLeft(res);
-    await authorizeAll(user, planned.map((topic) => topic.ref));
+    await authorizeAll(user, grantsOf(res), planned.map((topic) => topic.ref));
     const stream = multiplexer.open(res, user, planned, tombstones);
     if (!stream) return;
     // The writer itself, not a closure: it also says why it closed (a slow client's cut is listed by the admin API).
@@ -134,7 +140,7 @@ export function multiplexRoutes(multiplexer: Multiplexer, routing: MultiplexRout
       const added = stream.joining(remove, add);
       // Refused before the backend is asked; `update` checks again where the topics attach.
       stream.checkTopicCount(remove, added, routing.maxTopics);
-      await authorizeAll(user, added);
+      await authorizeAll(user, grantsOf(res), added);
       // The stream may have closed while the backend was asked.
       if (stream.isClosed) throw new HttpError('not_found');
       return stream.update(remove, added, routing.maxTopics);

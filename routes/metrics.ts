@@ -89,6 +89,8 @@ export function relayMetrics({ hub, stats, connections, multiplexer, readiness, 
   total('sse_relay_bytes_total', 'Bytes of events written to subscribers.', () => stats.bytesRelayed);
   total('sse_relay_replays_total', 'Resuming subscribers served from the replay buffer.', () => stats.replays);
   total('sse_relay_resyncs_total', 'Resuming subscribers whose id was older than the buffer (resync sent).', () => stats.resyncs);
+  total('sse_relay_catch_ups_total', 'Resuming subscribers whose id was older than the buffer, caught up from the backend (one request each).', () => stats.catchUps);
+  total('sse_relay_catch_up_fallbacks_total', 'Catch-ups that did not reach the buffer (the backend refused, broke off or did not replay); resync sent if events were missing.', () => stats.catchUpFallbacks);
   total('sse_relay_duplicates_dropped_total', 'Upstream events dropped because their id was already relayed.', () => stats.duplicatesDropped);
   total('sse_relay_events_dropped_total', 'Upstream events dropped because they could not be re-encoded (each one logged).', () => stats.eventsDropped);
   total(

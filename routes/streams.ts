@@ -5,7 +5,7 @@ import { HttpError } from '../src/errors';
 import { type AuthorizeTopic, refusalOf } from '../src/relay/authorize';
 import type { Hub } from '../src/relay/hub';
 import type { UserStreams } from '../src/relay/user-streams';
-import { tokenExpiryOf, userOf } from '../middleware/authenticate';
+import { grantsOf, tokenExpiryOf, userOf } from '../middleware/authenticate';
 import { loggedRequest, redactTokens } from '../middleware/request-log';
 import { inSequence } from '../middleware/in-sequence';
 import { answerHead } from './stream-head';
@@ -26,6 +26,14 @@ export interface SharedStream {
    * spec client, the relay asks again with `Last-Event-ID` and the stream is over on a 204.
    */
   readonly final?: boolean;
+  /**
+   * The backend resends what came after any id it sent on this stream (`Last-Event-ID`), as the
+   * contract's backend does: a client resuming from an id older than the relay's history is then
+   * caught up from the backend (one request for that client) instead of told `resync`. A backend
+   * that no longer holds an id should refuse it (any error status), not start over. Defaults to
+   * false: such a client gets `resync`, then the history.
+   */
+  readonly replays?: boolean;
 }
 
 /** The contract's two shared streams. */
@@ -35,12 +43,14 @@ export const SHARED_STREAMS: readonly SharedStream[] = [
     key: (id) => `download:${id}`,
     streamPath: (id) => `/downloads/${id}/events`,
     statusPath: (id) => `/downloads/${id}/status`,
+    replays: true,
   },
   {
     path: '/documents/upload-sse/reconnect/:id',
     key: (id) => `session:${id}`,
     streamPath: (id) => `/documents/upload-sse/reconnect/${id}`,
     statusPath: (id) => `/sessions/${id}`,
+    replays: true,
   },
 ];
 
@@ -114,7 +124,8 @@ function sharedStreamHandler(hub: Hub, routing: SharedStreamRouting, stream: Sha
     const key = stream.key(id);
     // A topic that is already open was authorized for someone else: ask about this user first.
     // A new topic is authorized by the backend answering its first request, unless the policy is not the backend's.
-    if (authorizeNewTopics || hub.topic(key)) {
+    // A topic the token grants is admitted as it is: its issuer said so.
+    if ((authorizeNewTopics || hub.topic(key)) && grantsOf(res)?.admits(key) !== true) {
       let cause: unknown;
       const status = await authorize(user, new URL(stream.statusPath(id), backendUrl)).catch((err: unknown) => {
         cause = err;
@@ -124,7 +135,7 @@ function sharedStreamHandler(hub: Hub, routing: SharedStreamRouting, stream: Sha
       if (refusal !== undefined) throw refusal;
     }
     const url = new URL(stream.streamPath(id), backendUrl);
-    const subscriber = hub.subscribe(res, { key, url, final: stream.final, redirectOrigins }, {
+    const subscriber = hub.subscribe(res, { key, url, final: stream.final, redirectOrigins, replays: stream.replays }, {
       headers: { 'x-user-id': user, 'x-forwarded-prefix': `${req.baseUrl}${prefix}` },
       lastEventId,
     });

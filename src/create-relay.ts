@@ -124,9 +124,9 @@ const STREAMING_POSTS = ['/documents/upload-sse', '/chat/stream'];
 export function createRelay(options: CreateRelayOptions): Relay {
   const config = resolveOptions(options);
   // Before anything opens a socket or a timer: a bad key must leave nothing behind it.
-  const identified = identify(options.jwt);
-  const redirectOrigins = originsOption('upstreamRedirectOrigins', options.upstreamRedirectOrigins);
   const logger = options.logger ?? pino({ level: 'silent' });
+  const identified = identify(options.jwt, logger);
+  const redirectOrigins = originsOption('upstreamRedirectOrigins', options.upstreamRedirectOrigins);
   for (const warning of optionWarnings(config)) logger.warn(warning);
   const streamAgent = createStreamAgent();
   const callAgent = new Agent({ pipelining: 1, connections: 64 });

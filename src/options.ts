@@ -79,7 +79,7 @@ export const RELAY_SETTINGS = {
     default: 20_000,
     min: 1,
     max: 10_000_000,
-    doc: 'topic upstreams (backend event streams, one per topic however many clients follow it) held at once; a stream open or topic add that needs one more: 503',
+    doc: 'topic upstreams (backend event streams: one per topic however many clients follow it, and one per client being caught up from before the history) held at once; a stream open or topic add that needs one more: 503, a catch-up that would pass it: `resync` instead',
     defaultNote: 'from the open-file limit (see below); 20000 for `createRelay`',
   },
   maxConnectionsPerUser: { kind: 'count', env: 'MAX_CONNECTIONS_PER_USER', default: 20, min: 1, max: 10_000_000, doc: 'open streams per user; over it: 429' },

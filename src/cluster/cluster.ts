@@ -105,6 +105,7 @@ export function createCluster(url: URL, config: RelayConfig, local: LocalOwnersh
   const ownership: TopicOwnership = {
     feed: (key: string, init: UpstreamInit, listener: UpstreamListener): EventFeed => new ClusterFeed(key, init, listener, context),
     history: (key: string): ReplayBuffer => local.history(key),
+    catchUp: (init: UpstreamInit, listener: UpstreamListener): EventFeed => local.catchUp(init, listener),
   };
   return {
     ownership,

@@ -3,7 +3,8 @@ import { type Logger, pino } from 'pino';
 import { NodeInternals } from '../internals';
 import type { RelayConfig } from '../options';
 import { StreamPolicy } from '../stream-policy';
-import type { TopicOwnership } from './ownership';
+import type { EventFeed, TopicOwnership } from './ownership';
+import type { UpstreamInit, UpstreamListener } from './upstream';
 import type { RelayStats } from './stats';
 import { type CloseReason, Subscriber } from './subscriber';
 import { Topic } from './topic';
@@ -20,10 +21,12 @@ export interface TopicRef {
   readonly final?: boolean | undefined;
   /** Origins besides the backend's that its redirects may lead to. */
   readonly redirectOrigins?: ReadonlySet<string> | undefined;
+  /** The backend resends what came after any id it sent: a resume from before the history is caught up from it. */
+  readonly replays?: boolean | undefined;
 }
 
 export interface SubscribeRequest {
-  /** Headers for the upstream request if this subscriber opens the topic (identity). */
+  /** Headers for the upstream request if this subscriber opens the topic, or for its catch-up (identity). */
   readonly headers: Record<string, string>;
   /** The client's `Last-Event-ID`, if it resumes. */
   readonly lastEventId: string | undefined;
@@ -42,6 +45,8 @@ export class Hub {
   readonly policy: StreamPolicy;
   /** The tricks past Node's and Express's public API that held streams use, checked. */
   readonly internals: NodeInternals;
+  /** Catch-up reads of the backend open now: each is a backend stream, counted against `maxUpstreams`. */
+  private catchUps = 0;
 
   constructor(
     private readonly config: RelayConfig,
@@ -75,7 +80,7 @@ export class Hub {
    * may take its upstream over). A finished topic only serves its history.
    */
   get budgetedUpstreams(): number {
-    let held = 0;
+    let held = this.catchUps;
     for (const topic of this.topics.values()) if (topic.state !== 'finished' && topic.state !== 'closed') held += 1;
     return held;
   }
@@ -93,7 +98,7 @@ export class Hub {
     let needed = 0;
     for (const key of keys) if (!this.topics.has(key)) needed += 1;
     // Counting the held ones walks every topic: only when the relay may be near its budget.
-    if (needed === 0 || this.topics.size + needed <= this.upstreamBudget.max) return;
+    if (needed === 0 || this.topics.size + this.catchUps + needed <= this.upstreamBudget.max) return;
     this.upstreamBudget.admit(this.budgetedUpstreams, needed);
   }
 
@@ -111,7 +116,7 @@ export class Hub {
     this.admitTopics([ref.key]);
     const topic = this.topicFor(ref, request);
     const subscriber = this.stream(res, (closed) => topic.detach(closed));
-    topic.attach(subscriber, request.lastEventId);
+    topic.attach(subscriber, request.lastEventId, request.headers);
     return subscriber;
   }
 
@@ -120,7 +125,15 @@ export class Hub {
     let topic = this.topics.get(ref.key);
     if (!topic) {
       topic = new Topic(
-        { key: ref.key, url: ref.url, headers: request.headers, originId: request.lastEventId, final: ref.final, redirectOrigins: ref.redirectOrigins },
+        {
+          key: ref.key,
+          url: ref.url,
+          headers: request.headers,
+          originId: request.lastEventId,
+          final: ref.final,
+          redirectOrigins: ref.redirectOrigins,
+          replays: ref.replays,
+        },
         {
           config: this.config,
           logger: this.logger,
@@ -129,11 +142,35 @@ export class Hub {
           onClosed: (closed) => {
             if (this.topics.get(closed.key) === closed) this.topics.delete(closed.key);
           },
+          catchUp: (init, listener) => this.openCatchUp(init, listener),
         },
       );
       this.topics.set(ref.key, topic);
     }
     return topic;
+  }
+
+  /**
+   * A catch-up read of the backend, if the ownership can make one and it fits `maxUpstreams`
+   * beside the topics' upstreams; a client that cannot be caught up gets `resync` instead, not a
+   * 503: it is already streaming.
+   */
+  private openCatchUp(init: UpstreamInit, listener: UpstreamListener): EventFeed | undefined {
+    if (this.ownership.catchUp === undefined) return undefined;
+    if (this.topics.size + this.catchUps >= this.upstreamBudget.max && this.budgetedUpstreams >= this.upstreamBudget.max) return undefined;
+    const feed = this.ownership.catchUp(init, listener);
+    this.catchUps += 1;
+    let released = false;
+    return {
+      start: () => feed.start(),
+      resume: () => feed.resume(),
+      close: () => {
+        feed.close();
+        if (released) return;
+        released = true;
+        this.catchUps -= 1;
+      },
+    };
   }
 
   /**

@@ -110,6 +110,10 @@ class Membership implements TopicMember {
     this.stream.catchUp(this, events);
   }
 
+  drained(): Promise<void> | undefined {
+    return this.stream.writer.drained();
+  }
+
   relay(event: StoredEvent, now: number): void {
     this.stream.relay(this, event, now);
   }
@@ -367,12 +371,10 @@ export class MultiplexStream {
 
   private join(member: Membership, ref: TopicRef): void {
     const lastId = member.lastId;
-    const topic = this.hub.topicFor(ref, {
-      headers: { 'x-user-id': this.user },
-      lastEventId: typeof lastId === 'string' ? lastId : undefined,
-    });
+    const headers = { 'x-user-id': this.user };
+    const topic = this.hub.topicFor(ref, { headers, lastEventId: typeof lastId === 'string' ? lastId : undefined });
     member.topic = topic;
-    topic.attach(member, lastId === null ? UNKNOWN_ID : lastId);
+    topic.attach(member, lastId === null ? UNKNOWN_ID : lastId, headers);
   }
 
   /** Takes a topic off the stream for good: detached now, so none of its events follow. */

@@ -26,12 +26,19 @@ export interface TopicOwnership {
   feed(key: string, init: UpstreamInit, listener: UpstreamListener): EventFeed;
   /** The replay history of a topic. */
   history(key: string): ReplayBuffer;
+  /**
+   * One read of the backend's stream for one client, never shared and never retried: a resume
+   * from before the topic's history is caught up this way (see `Topic`). Without it, such a
+   * resume gets `resync`.
+   */
+  catchUp?(init: UpstreamInit, listener: UpstreamListener): EventFeed;
 }
 
 /** One process, no sharing: each topic reads its own upstream and keeps its history in memory. */
 export class LocalOwnership implements TopicOwnership {
   /** What the histories of all this process's topics hold, against `replayTotalBytes`. */
   readonly budget: HistoryBudget;
+  private readonly catchUpConfig: RelayConfig;
 
   constructor(
     private readonly dispatcher: Dispatcher,
@@ -40,6 +47,7 @@ export class LocalOwnership implements TopicOwnership {
     private readonly stats: RelayStats = new RelayStats(),
   ) {
     this.budget = new HistoryBudget(config.replayTotalBytes);
+    this.catchUpConfig = Object.freeze({ ...config, reconnectMaxAttempts: 0 });
   }
 
   feed(_key: string, init: UpstreamInit, listener: UpstreamListener): EventFeed {
@@ -49,5 +57,11 @@ export class LocalOwnership implements TopicOwnership {
 
   history(_key: string): ReplayBuffer {
     return new MemoryReplayBuffer(this.config.replayBufferSize, this.config.replayBufferBytes, this.budget);
+  }
+
+  catchUp(init: UpstreamInit, listener: UpstreamListener): EventFeed {
+    // One attempt: a catch-up that fails hands its client back to the topic (and `resync`) at
+    // once, rather than keeping it waiting through a backoff.
+    return new Upstream(init, this.dispatcher, this.catchUpConfig, listener);
   }
 }

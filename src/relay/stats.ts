@@ -9,6 +9,10 @@ export class RelayStats {
   eventsDropped = 0;
   replays = 0;
   resyncs = 0;
+  /** Resumes from before a topic's history caught up from the backend (one request each). */
+  catchUps = 0;
+  /** Catch-ups that could not reach the history (the backend refused, broke off or did not replay): `resync` if needed. */
+  catchUpFallbacks = 0;
   /** Backend event streams this relay subscribed to itself (a cluster follower reads Redis instead). */
   upstreamConnects = 0;
   /** Requests to backend event streams open now: from sent until their answer is done with. */

@@ -133,9 +133,13 @@ export class Subscriber extends PolicedStream implements TopicMember {
     this.res.end(JSON.stringify(errorBody(error.code, error.message)));
   }
 
-  /** 204: tells `EventSource` there is nothing more and it should stop reconnecting. */
+  /**
+   * 204: tells `EventSource` there is nothing more and it should stop reconnecting. A stream
+   * already open (it was caught up from the backend first) just ends.
+   */
   noContent(): void {
-    if (this.opened || !this.stop('upstream_ended')) return;
+    if (this.opened) return this.end('upstream_ended');
+    if (!this.stop('upstream_ended')) return;
     this.res.writeHead(204, { 'Cache-Control': 'no-store' });
     this.res.end();
   }
@@ -151,6 +155,20 @@ export class Subscriber extends PolicedStream implements TopicMember {
 
   catchUp(events: readonly StoredEvent[]): void {
     this.replay(events.map((event) => event.frame));
+  }
+
+  drained(): Promise<void> | undefined {
+    if (this.isClosed || this.unsent() <= this.policy.maxBufferedBytes) return undefined;
+    const target = this.socket ?? this.res;
+    return new Promise((resolve) => {
+      const done = (): void => {
+        target.off('drain', done);
+        this.res.off('close', done);
+        resolve();
+      };
+      target.once('drain', done);
+      this.res.once('close', done);
+    });
   }
 
   relay(event: StoredEvent, now: number): void {

@@ -3,10 +3,12 @@ import { HttpError } from '../errors';
 import { type SseEvent, dispatches, encodeEvent, encodeRetry } from '../sse/encode';
 import type { RelayConfig } from '../options';
 import type { EventFeed, TopicOwnership } from './ownership';
-import type { UpstreamRefusal } from './upstream';
+import type { UpstreamInit, UpstreamListener, UpstreamRefusal } from './upstream';
+import { CatchUp, type CatchUpOutcome } from './catch-up';
 import type { ReplayBuffer, StoredEvent } from './replay';
 import type { RelayStats } from './stats';
 import type { TopicMember } from './member';
+import type { CloseReason } from './subscriber';
 
 /**
  * `opening`: waiting for the backend's answer; `live`: relaying; `ended`: the backend ended the
@@ -35,6 +37,8 @@ export interface TopicInit {
   readonly final?: boolean | undefined;
   /** Origins besides the backend's that its redirects may lead to. */
   readonly redirectOrigins?: ReadonlySet<string> | undefined;
+  /** The backend resends what came after any id it sent: a resume from before the history is caught up from it. */
+  readonly replays?: boolean | undefined;
 }
 
 export interface TopicContext {
@@ -44,12 +48,22 @@ export interface TopicContext {
   readonly logger: Logger;
   /** Called once when the topic is gone, so the hub forgets it. */
   onClosed(topic: Topic): void;
+  /**
+   * Opens a catch-up read of the backend for one client, if the relay may hold one more backend
+   * stream now (they count against `maxUpstreams`); undefined when it may not.
+   */
+  catchUp?(init: UpstreamInit, listener: UpstreamListener): EventFeed | undefined;
 }
 
 interface Waiting {
   readonly subscriber: TopicMember;
   readonly lastEventId: string | undefined;
+  /** The member's identity headers, for a catch-up request; undefined once it was caught up (or tried). */
+  readonly identity: Record<string, string> | undefined;
 }
+
+// The id goes to the backend as `Last-Event-ID`: one a header cannot carry cannot be caught up.
+const HEADER_SAFE = /^[\t\x20-\x7e\x80-\xff]+$/;
 
 /**
  * One upstream stream shared by every subscriber of a key: serializes each event
@@ -83,6 +97,8 @@ export class Topic {
   lastEventAt: number | undefined;
   /** An upstream attempt failed and no connection opened since. */
   private retrying = false;
+  /** Members being caught up from the backend: not yet among `subscribers`, which get the live events. */
+  private readonly catchingUp = new Map<TopicMember, CatchUp>();
 
   constructor(
     private readonly init: TopicInit,
@@ -124,9 +140,9 @@ export class Topic {
     return this.init.key;
   }
 
-  /** Subscribers attached or waiting for the upstream's answer. */
+  /** Subscribers attached, waiting for the upstream's answer, or being caught up. */
   get size(): number {
-    return this.subscribers.size + this.waiting.length;
+    return this.subscribers.size + this.waiting.length + this.catchingUp.size;
   }
 
   /** Whether `member` is attached to this topic or waiting for it. */
@@ -145,25 +161,43 @@ export class Topic {
     return { events: this.replay.length ?? 0, bytes: this.replay.bytes ?? 0 };
   }
 
-  /** Adds a subscriber that resumes after `lastEventId` (or from the start). */
-  attach(subscriber: TopicMember, lastEventId: string | undefined): void {
+  /** Members being caught up from the backend now. */
+  get catchUps(): number {
+    return this.catchingUp.size;
+  }
+
+  /**
+   * Adds a subscriber that resumes after `lastEventId` (or from the start). `identity` (the
+   * headers that say who it is to the backend) lets the topic catch it up from the backend when
+   * its id is older than the history; without it, such a resume gets `resync`.
+   */
+  attach(subscriber: TopicMember, lastEventId: string | undefined, identity?: Record<string, string>): void {
     clearTimeout(this.lingerTimer);
     this.lingerTimer = undefined;
     if (subscriber.isClosed) return this.linger();
+    this.join(subscriber, lastEventId, identity);
+  }
+
+  detach(subscriber: TopicMember): void {
+    this.subscribers.delete(subscriber);
+    const catchUp = this.catchingUp.get(subscriber);
+    if (catchUp) {
+      catchUp.abort();
+      this.catchingUp.delete(subscriber);
+    }
+    if (this.waiting.length > 0) this.waiting = this.waiting.filter((w) => w.subscriber !== subscriber);
+    if (this.size === 0) this.linger();
+  }
+
+  private join(subscriber: TopicMember, lastEventId: string | undefined, identity: Record<string, string> | undefined): void {
     if (this.state !== 'finished') this.replay.setIdle(false);
     if (this.state === 'ended') {
       // [spec] what a client reconnecting to the backend would do: ask again with Last-Event-ID.
       this.state = 'opening';
       this.upstream.resume();
     }
-    if (this.state === 'opening') this.waiting.push({ subscriber, lastEventId });
-    else this.deliver(subscriber, lastEventId);
-  }
-
-  detach(subscriber: TopicMember): void {
-    this.subscribers.delete(subscriber);
-    if (this.waiting.length > 0) this.waiting = this.waiting.filter((w) => w.subscriber !== subscriber);
-    if (this.size === 0) this.linger();
+    if (this.state === 'opening') this.waiting.push({ subscriber, lastEventId, identity });
+    else this.deliver(subscriber, lastEventId, identity);
   }
 
   /** Ends every subscriber and the upstream now. */
@@ -175,14 +209,16 @@ export class Topic {
     this.replay.release();
     for (const { subscriber } of this.waiting) subscriber.reject(new HttpError('shutting_down'));
     this.waiting = [];
+    this.endCatchingUp('shutdown');
     for (const subscriber of this.subscribers) subscriber.end('shutdown');
     this.subscribers.clear();
     this.context.onClosed(this);
   }
 
-  private deliver(subscriber: TopicMember, lastEventId: string | undefined): void {
+  private deliver(subscriber: TopicMember, lastEventId: string | undefined, identity: Record<string, string> | undefined): void {
     if (subscriber.isClosed) return;
     const { events, gap } = this.history(lastEventId);
+    if (gap && identity !== undefined && lastEventId !== undefined && this.startCatchUp(subscriber, lastEventId, identity)) return;
     // Nothing left that a client would dispatch: 204, or a client that skips id-only frames would
     // resume from before them, be sent them again, and reconnect for as long as the topic is kept.
     if (this.state === 'finished' && !gap && !events.some(hasData)) return subscriber.noContent();
@@ -195,6 +231,80 @@ export class Topic {
     subscriber.catchUp(events);
     if (this.state === 'finished') subscriber.end('upstream_ended');
     else if (!subscriber.isClosed) this.subscribers.add(subscriber);
+  }
+
+  /**
+   * Catches `member` up from the backend, from `lastEventId` to where the history starts, if the
+   * backend replays and the relay may open one more backend stream; false when it cannot.
+   */
+  private startCatchUp(member: TopicMember, lastEventId: string, identity: Record<string, string>): boolean {
+    const open = this.context.catchUp;
+    if (open === undefined || this.init.replays !== true || !HEADER_SAFE.test(lastEventId)) return false;
+    const catchUp = new CatchUp(
+      member,
+      lastEventId,
+      { reaches: (id) => this.continuesAfter(id), follows: (from, id) => this.follows(from, id) },
+      (done, lastId, outcome, why) => this.caughtUp(done, member, lastId, outcome, why),
+      (event, err) => {
+        this.context.stats.eventsDropped += 1;
+        this.context.logger.warn({ topic: this.key, id: event.id, err }, 'catch-up event dropped: it cannot be re-encoded');
+      },
+    );
+    // Its stream opens now: the client sees the 200 at once, and what it missed as it comes.
+    member.open(this.retryMs ?? this.context.config.retryHintMs);
+    if (member.isClosed) return true;
+    this.catchingUp.set(member, catchUp);
+    const started = catchUp.start((listener) =>
+      open({ url: this.init.url, headers: identity, lastEventId, final: true, redirectOrigins: this.init.redirectOrigins }, listener),
+    );
+    if (!started) {
+      this.catchingUp.delete(member);
+      return false;
+    }
+    this.context.stats.catchUps += 1;
+    return true;
+  }
+
+  /** A catch-up ended: its member joins the topic after the last id it got (`resync` then, if part of what it missed is not held). */
+  private caughtUp(catchUp: CatchUp, member: TopicMember, lastId: string, outcome: CatchUpOutcome, why: string): void {
+    if (this.catchingUp.get(member) !== catchUp) return;
+    this.catchingUp.delete(member);
+    if (outcome === 'fell_back') this.context.stats.catchUpFallbacks += 1;
+    this.context.logger.debug({ topic: this.key, from: catchUp.from, to: lastId, outcome, why }, 'catch-up done');
+    if (member.isClosed) {
+      if (this.size === 0) this.linger();
+      return;
+    }
+    if (this.state === 'closed') return member.end('shutdown');
+    this.join(member, lastId, undefined);
+  }
+
+  /** Whether a client whose last id is `id` can go on from this topic's history without a gap. */
+  private continuesAfter(id: string): boolean {
+    return this.replay.has(id) || (id === this.originId && !this.replay.truncated && !this.sharedTruncated);
+  }
+
+  /**
+   * Whether the history holds `id` right after `from`. When `id` is the first event held, only a
+   * history that lost older events leaves room for `from` before it.
+   */
+  private follows(from: string, id: string): boolean {
+    const held = this.replay.all();
+    const at = held.findIndex((event) => event.id === id);
+    if (at < 0) return true;
+    if (at === 0) return this.replay.truncated || this.sharedTruncated;
+    return held[at - 1]?.id === from;
+  }
+
+  /** Ends the members being caught up, as the topic ends its subscribers. */
+  private endCatchingUp(reason: CloseReason, event?: { event: string; data: unknown }): void {
+    if (this.catchingUp.size === 0) return;
+    const members = [...this.catchingUp];
+    this.catchingUp.clear();
+    for (const [member, catchUp] of members) {
+      catchUp.abort();
+      member.end(reason, event);
+    }
   }
 
   /** What a subscriber resuming after `lastEventId` missed, and whether some of it is gone. */
@@ -237,6 +347,11 @@ export class Topic {
     this.lastEventAt = now;
     for (const subscriber of this.subscribers) subscriber.relay(stored, now);
     stats.onDelivered((performance.now() - started) / 1000);
+    // A client caught up past where the topic's upstream was (the upstream was still sending its
+    // own backlog) goes on from the history as soon as it holds the client's last id.
+    if (this.catchingUp.size > 0 && effectiveId !== undefined) {
+      for (const catchUp of [...this.catchingUp.values()]) if (catchUp.position === effectiveId) catchUp.reached();
+    }
   }
 
   private onOpen(resumedFrom: string | undefined): void {
@@ -303,6 +418,7 @@ export class Topic {
     const answered = kind === 'not_event_stream' ? 502 : status;
     for (const { subscriber } of this.waiting) subscriber.reject(new HttpError(error.code, error.message, answered));
     this.waiting = [];
+    this.endCatchingUp('relay_error', { event: 'relay_error', data: { reason: `upstream_status_${status}` } });
     for (const subscriber of this.subscribers) subscriber.end('relay_error', { event: 'relay_error', data: { reason: `upstream_status_${status}` } });
     this.subscribers.clear();
     this.fail();
@@ -316,6 +432,7 @@ export class Topic {
       subscriber.reject(new HttpError('upstream_unavailable'));
     }
     this.waiting = [];
+    this.endCatchingUp('relay_error', { event: 'relay_error', data: { reason } });
     for (const subscriber of this.subscribers) subscriber.end('relay_error', { event: 'relay_error', data: { reason } });
     this.subscribers.clear();
     this.fail();
@@ -325,6 +442,7 @@ export class Topic {
     if (this.state === 'closed') return;
     this.state = 'closed';
     clearTimeout(this.lingerTimer);
+    this.endCatchingUp('upstream_ended');
     this.upstream.close();
     this.replay.release();
     this.context.onClosed(this);
@@ -333,7 +451,7 @@ export class Topic {
   private flushWaiting(): void {
     const waiting = this.waiting;
     this.waiting = [];
-    for (const { subscriber, lastEventId } of waiting) this.deliver(subscriber, lastEventId);
+    for (const { subscriber, lastEventId, identity } of waiting) this.deliver(subscriber, lastEventId, identity);
   }
 
   /** Keeps an empty or finished topic a little, so quick reconnects reuse it, then closes it. */

@@ -19,6 +19,11 @@ export interface UpstreamListener {
   /** The backend's `retry:` hint, in milliseconds, as sent. */
   onReconnectTime?(ms: number): void;
   /**
+   * A chunk of the body was read and its events reported. A promise makes the upstream wait for
+   * it before reading on: a consumer that writes to one client keeps that client's pace.
+   */
+  onChunkRead?(): Promise<void> | undefined;
+  /**
    * The stream ended cleanly, and may go on: the upstream waits for `resume()`, which
    * reconnects with `Last-Event-ID` as a spec client would.
    */
@@ -277,6 +282,12 @@ export class Upstream {
         watchdog.refresh();
         reader.feed(decoder.decode(chunk, { stream: true }));
         if (broken) throw broken;
+        const paced = this.listener.onChunkRead?.();
+        if (paced !== undefined) {
+          await paced;
+          // Waiting on the consumer is not the backend's silence.
+          watchdog.refresh();
+        }
       }
       // A half-received last event is dropped with the reader ([spec] "incomplete event discarded").
     } finally {

@@ -30,11 +30,12 @@ test('good values are read and typed', () => {
     RATE_LIMIT_PER_MINUTE: '0',
     REDIS_URL: 'redis://127.0.0.1:6379',
     LOG_LEVEL: 'warn',
+    JWT_TOPICS_CLAIM: 'https://app.example/topics',
   });
   expect(config.port).toBe(9000);
   expect(config.host).toBe('127.0.0.1');
   expect(config.backendUrl).toEqual(new URL('http://127.0.0.1:8081/'));
-  expect(config.jwt).toMatchObject({ secret: SECRET, generated: false });
+  expect(config.jwt).toMatchObject({ secret: SECRET, generated: false, topicsClaim: 'https://app.example/topics' });
   expect(config.corsOrigins).toEqual(['https://a.example', 'http://localhost:3000']);
   expect(config.trustProxy).toBe(1);
   expect(config.relay.heartbeatMs).toBe(500);
@@ -67,6 +68,7 @@ test.each([
   ['BACKEND_HEALTH_PATH', '//other.example/health', /^BACKEND_HEALTH_PATH: expected a path of the backend/],
   ['JWT_COOKIE_NAME', 'my cookie', /^JWT_COOKIE_NAME: expected a cookie name/],
   ['JWT_CLOCK_TOLERANCE_SEC', '301', /^JWT_CLOCK_TOLERANCE_SEC: expected an integer from 0 to 300, got "301"$/],
+  ['JWT_TOPICS_CLAIM', 'my topics', /^JWT_TOPICS_CLAIM: expected a claim name of 1-256 printable ASCII characters, without spaces, got "my topics"$/],
 ])('%s=%s stops the start with a message naming it', (name, value, message) => {
   expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
   expect(() => loadConfig({ [name]: value })).toThrow(message);

@@ -1,6 +1,6 @@
 import { request } from 'undici';
 import { FixtureBackend } from '../support/fixture-backend';
-import { type RunningRelay, authHeader, startRelay } from '../support/relay-server';
+import { type RunningRelay, STREAMS_WITHOUT_REPLAY, authHeader, startRelay } from '../support/relay-server';
 import { until } from '../support/until';
 
 let backend: FixtureBackend;
@@ -40,8 +40,9 @@ function labels(text: string): string[] {
 const count = (text: string): number => labels(text).length;
 
 test('a topic keeps only its byte budget of history: a client resuming from before it gets resync, then what is held', async () => {
-  // Room for three 1 KiB events, though the count limit would keep a thousand.
-  relay = await startRelay(backend.url, { replayBufferSize: 1000, replayBufferBytes: 3 * 1024 + 512 });
+  // Room for three 1 KiB events, though the count limit would keep a thousand. The backend is
+  // taken as one that cannot replay, so what the relay evicted shows as a resync.
+  relay = await startRelay(backend.url, { replayBufferSize: 1000, replayBufferBytes: 3 * 1024 + 512, streams: STREAMS_WITHOUT_REPLAY });
   const path = '/downloads/big/events';
   const reader = readStream(path, undefined, (text) => count(text) === 10);
   await until(() => backend.listeners(path) === 1);
@@ -56,7 +57,7 @@ test('a topic keeps only its byte budget of history: a client resuming from befo
 });
 
 test("over the process's budget, a lingering topic's history goes before a live topic's, even when the live one is older", async () => {
-  relay = await startRelay(backend.url, { replayBufferBytes: 1024 ** 2, replayTotalBytes: 6 * 1024 + 512, topicLingerMs: 60_000, heartbeatMs: 100 });
+  relay = await startRelay(backend.url, { replayBufferBytes: 1024 ** 2, replayTotalBytes: 6 * 1024 + 512, topicLingerMs: 60_000, heartbeatMs: 100, streams: STREAMS_WITHOUT_REPLAY });
   const live = '/downloads/live/events';
   const lingering = '/downloads/lingering/events';
   const readers = (key: string): number | undefined => relay.relay.hub.topic(`download:${key}`)?.size;

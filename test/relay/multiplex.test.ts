@@ -5,7 +5,7 @@ import { request } from 'undici';
 import { topicHash } from '../../src/relay/cursor';
 import { TestBackend } from '../backend/harness';
 import { FixtureBackend } from '../support/fixture-backend';
-import { type RunningRelay, authHeader, eventSourceAs, startRelay, tokenFor } from '../support/relay-server';
+import { type RunningRelay, STREAMS_WITHOUT_REPLAY, authHeader, eventSourceAs, startRelay, tokenFor } from '../support/relay-server';
 import { until } from '../support/until';
 import type { CreateRelayOptions } from '../../src/create-relay';
 
@@ -204,8 +204,8 @@ test('a dropped connection resumed with the cursor gets exactly what each topic 
   expect(backend.requests.filter((r) => r.path === A)).toHaveLength(1);
 });
 
-test('a topic whose missed events are no longer held gets its own resync, the others resume exactly', async () => {
-  await restart({ replayBufferSize: 2 });
+test('with a backend that cannot replay, a topic whose missed events are no longer held gets its own resync, the others resume exactly', async () => {
+  await restart({ replayBufferSize: 2, streams: STREAMS_WITHOUT_REPLAY });
   const keepers = [A, B].map((path) => eventSourceAs(`${relay.url}/api${path}`, 'alice'));
   cleanups.push(() => keepers.forEach((es) => es.close()));
   await until(() => backend.listeners(A) === 1 && backend.listeners(B) === 1);

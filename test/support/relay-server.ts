@@ -6,6 +6,7 @@ import jwt from 'jsonwebtoken';
 import { EventSource } from 'eventsource';
 
 import { type CreateRelayOptions, type Relay, createRelay } from '../../src/create-relay';
+import { SHARED_STREAMS, type SharedStream } from '../../routes/streams';
 
 export const TEST_SECRET = 'test-secret-that-is-long-enough-for-hs256!';
 
@@ -20,6 +21,9 @@ export interface RunningRelay {
   readonly server: Server;
   close(): Promise<void>;
 }
+
+/** The contract's streams, declared for a backend that cannot replay: a resume from before the relay's history gets `resync`. */
+export const STREAMS_WITHOUT_REPLAY: readonly SharedStream[] = SHARED_STREAMS.map((stream) => ({ ...stream, replays: false }));
 
 /** Limits out of the way of tests that open many streams as few users; the limit tests set their own. */
 export const NO_LIMITS: Partial<CreateRelayOptions> = { maxConnectionsPerUser: 100_000, maxConnectionsPerIp: 100_000, rateLimitPerMinute: 0 };

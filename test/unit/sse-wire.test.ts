@@ -30,13 +30,15 @@ interface Seen {
   events: [string | undefined, string][];
   ended: boolean;
   errors: string[];
+  retries?: number[];
 }
 
-function read(bytes: Buffer, cuts: readonly number[]): Seen {
-  const seen: Seen = { events: [], ended: false, errors: [] };
+function read(bytes: Buffer, cuts: readonly number[], retries?: number[]): Seen {
+  const seen: Seen = { events: [], ended: false, errors: [], ...(retries && { retries }) };
   const wire = new SseWire({
     onHead: (status) => (seen.status = status),
     onEvent: (name, data) => seen.events.push([name, data]),
+    ...(retries && { onRetry: (ms: number) => retries.push(ms) }),
     onEnd: () => (seen.ended = true),
     onError: (message) => seen.errors.push(message),
   });
@@ -75,6 +77,13 @@ describe('the load client reads SSE off a raw socket', () => {
     // Every byte its own read: chunk sizes, CRLFs and lines all split.
     const everyByte = Array.from({ length: bytes.length - 1 }, (_, i) => i + 1);
     expect(read(bytes, everyByte)).toEqual({ status: 200, events: EXPECTED, ended: true, errors: [] });
+  });
+
+  it('reports retry: fields to a client that reconnects, whole or cut at any byte', async () => {
+    const bytes = await rawResponse(200, [...FRAMES, 'retry: 3500\n\n', 'retry: soon\n\n']);
+    for (let cut = 1; cut < bytes.length; cut += 7) {
+      expect(read(bytes, [cut], []).retries).toEqual([2000, 3500]);
+    }
   });
 
   it('reports a refused stream by its status', async () => {
