@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { HttpError } from '../errors';
 import { type SseEvent, dispatches, encodeEvent, encodeRetry } from '../sse/encode';
 import type { RelayConfig } from '../options';
-import type { EventFeed, TopicOwnership } from './ownership';
+import type { EventFeed, FeedSource, TopicOwnership } from './ownership';
 import type { UpstreamRefusal } from './upstream';
 import type { ReplayBuffer, StoredEvent } from './replay';
 import type { RelayStats } from './stats';
@@ -27,6 +27,12 @@ export interface TopicInit {
   readonly final?: boolean | undefined;
   /** Origins besides the backend's that its redirects may lead to. */
   readonly redirectOrigins?: ReadonlySet<string> | undefined;
+  /** The topic's own feed instead of the backend stream at `url` (a POST's answer). */
+  readonly source?: FeedSource | undefined;
+  /** Its feed is another relay's to read: follow it only (see `FeedInit.followOnly`). */
+  readonly followOnly?: boolean | undefined;
+  /** How long it is kept with no subscriber before it finishes; defaults to `topicLingerMs`. */
+  readonly unfinishedLingerMs?: number | undefined;
 }
 
 export interface TopicContext {
@@ -81,7 +87,15 @@ export class Topic {
     this.resumeId = init.originId;
     this.upstream = context.ownership.feed(
       init.key,
-      { url: init.url, headers: init.headers, lastEventId: init.originId, final: init.final, redirectOrigins: init.redirectOrigins },
+      {
+        url: init.url,
+        headers: init.headers,
+        lastEventId: init.originId,
+        final: init.final,
+        redirectOrigins: init.redirectOrigins,
+        source: init.source,
+        followOnly: init.followOnly,
+      },
       {
         onOpen: (resumedFrom) => this.onOpen(resumedFrom),
         onEvent: (event, id) => {
@@ -310,9 +324,13 @@ export class Topic {
     if (this.state === 'closed' || this.size > 0) return;
     this.replay.setIdle(true);
     clearTimeout(this.lingerTimer);
-    this.lingerTimer = setTimeout(() => {
-      if (this.size === 0) this.fail();
-    }, this.context.config.topicLingerMs);
+    const { topicLingerMs } = this.context.config;
+    this.lingerTimer = setTimeout(
+      () => {
+        if (this.size === 0) this.fail();
+      },
+      this.state === 'finished' ? topicLingerMs : (this.init.unfinishedLingerMs ?? topicLingerMs),
+    );
     this.lingerTimer.unref();
   }
 }
