@@ -24,11 +24,6 @@ export type FeedSource = (listener: UpstreamListener) => EventFeed;
 export interface FeedInit extends UpstreamInit {
   /** The topic's own feed (a POST's answer); the URL is then only where it came from. */
   readonly source?: FeedSource | undefined;
-  /**
-   * Another relay reads this topic's feed and only it may (a POST's answer received there): follow
-   * its shared history, never open an upstream; when that relay is gone, the topic gives up.
-   */
-  readonly followOnly?: boolean | undefined;
 }
 
 /**

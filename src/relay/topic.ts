@@ -29,8 +29,6 @@ export interface TopicInit {
   readonly redirectOrigins?: ReadonlySet<string> | undefined;
   /** The topic's own feed instead of the backend stream at `url` (a POST's answer). */
   readonly source?: FeedSource | undefined;
-  /** Its feed is another relay's to read: follow it only (see `FeedInit.followOnly`). */
-  readonly followOnly?: boolean | undefined;
   /** How long it is kept with no subscriber before it finishes; defaults to `topicLingerMs`. */
   readonly unfinishedLingerMs?: number | undefined;
 }
@@ -94,7 +92,6 @@ export class Topic {
         final: init.final,
         redirectOrigins: init.redirectOrigins,
         source: init.source,
-        followOnly: init.followOnly,
       },
       {
         onOpen: (resumedFrom) => this.onOpen(resumedFrom),
