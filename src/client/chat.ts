@@ -17,7 +17,7 @@ export interface ChatHandlers {
 
 /** An answer being streamed. */
 export interface ChatReply {
-  /** Stops the answer: the request is aborted and `done` resolves with the text so far. */
+  /** Stops the answer: the request is aborted, the relay told to cancel it, and `done` resolves with the text so far. */
   abort(): void;
   /** The whole answer, once `message_stop` came (or the text so far after `abort()`). */
   readonly done: Promise<string>;
@@ -27,6 +27,8 @@ export interface ChatReply {
 export function streamChat(transport: Transport, body: ChatRequest, handlers: ChatHandlers): ChatReply {
   const abort = new AbortController();
   let text = '';
+  /** The relay's name for the answer (`X-Stream-Id`): it keeps an answer whose client left, for a resume. */
+  let streamId: string | null = null;
   const done = (async () => {
     try {
       const response = await transport.request('/api/chat/stream', {
@@ -36,6 +38,7 @@ export function streamChat(transport: Transport, body: ChatRequest, handlers: Ch
         signal: abort.signal,
       });
       if (!response.ok || response.body === null) throw await RelayError.from(response);
+      streamId = response.headers.get('x-stream-id');
       let stopped = false;
       await readEventStream(response.body, (event) => {
         if (event.event === 'message_stop') stopped = true;
@@ -52,7 +55,14 @@ export function streamChat(transport: Transport, body: ChatRequest, handlers: Ch
     }
     return text;
   })();
-  return { abort: () => abort.abort(), done };
+  return {
+    abort: () => {
+      abort.abort();
+      // A dropped connection is not a cancel to the relay: say it.
+      if (streamId !== null) void transport.request(`/api/streams/${encodeURIComponent(streamId)}`, { method: 'DELETE' }).catch(() => undefined);
+    },
+    done,
+  };
 }
 
 /** One message of a conversation's history. */

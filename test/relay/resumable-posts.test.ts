@@ -5,6 +5,8 @@ import { AnswerBackend } from '../support/answer-backend';
 import { type RunningRelay, authHeader, startRelay } from '../support/relay-server';
 import { delay, until } from '../support/until';
 import type { LocalOwnership } from '../../src/relay/ownership';
+import { streamChat } from '../../src/client/chat';
+import { Transport } from '../../src/client/transport';
 
 let relay: RunningRelay | undefined;
 let fixture: AnswerBackend | undefined;
@@ -259,3 +261,18 @@ test('a thousand abandoned answers within their grace period stay within the his
   expect(fixture.answers.every((a) => a.abortedAt === 0)).toBe(true);
   console.log(`pending answers: ${COUNT}; history held ${local!.budget.bytes} bytes; heap per pending answer (relay, backend and client together): ${Math.round(perAnswer / 1024)} KiB`);
 }, 60_000);
+
+test("the browser client's chat abort cancels the kept answer at once: the backend sees the abort within the grace period", async () => {
+  fixture = await new AnswerBackend().start();
+  relay = await startRelay(fixture.url, { postResumeGraceMs: 60_000 });
+  const tokens: string[] = [];
+  const reply = streamChat(new Transport({ baseUrl: relay.url, token: authHeader().authorization!.slice('Bearer '.length) }), { chatbotId: 'b', message: 'hi' }, {
+    onToken: (token) => tokens.push(token),
+  });
+  const answer = await fixture.answer(0);
+  answer.send(JSON.stringify({ delta: { text: 'a' } }), 'content_block_delta');
+  await until(() => tokens.length === 1, 5000, 'the first token');
+  reply.abort();
+  expect(await reply.done).toBe('a');
+  await until(() => answer.abortedAt > 0, 2000, 'the backend sees the abort');
+});
