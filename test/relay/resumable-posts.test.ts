@@ -5,6 +5,7 @@ import { AnswerBackend } from '../support/answer-backend';
 import { type RunningRelay, authHeader, startRelay } from '../support/relay-server';
 import { delay, until } from '../support/until';
 import type { LocalOwnership } from '../../src/relay/ownership';
+import { resolveReconnect } from '../../src/client/backoff';
 import { streamChat } from '../../src/client/chat';
 import { Transport } from '../../src/client/transport';
 
@@ -266,7 +267,8 @@ test("the browser client's chat abort cancels the kept answer at once: the backe
   fixture = await new AnswerBackend().start();
   relay = await startRelay(fixture.url, { postResumeGraceMs: 60_000 });
   const tokens: string[] = [];
-  const reply = streamChat(new Transport({ baseUrl: relay.url, token: authHeader().authorization!.slice('Bearer '.length) }), { chatbotId: 'b', message: 'hi' }, {
+  const transport = new Transport({ baseUrl: relay.url, token: authHeader().authorization!.slice('Bearer '.length) });
+  const reply = streamChat(transport, resolveReconnect(), { chatbotId: 'b', message: 'hi' }, {
     onToken: (token) => tokens.push(token),
   });
   const answer = await fixture.answer(0);
