@@ -278,3 +278,87 @@ test("the browser client's chat abort cancels the kept answer at once: the backe
   expect(await reply.done).toBe('a');
   await until(() => answer.abortedAt > 0, 2000, 'the backend sees the abort');
 });
+
+describe('the browser client resumes a dropped chat answer, or says why it cannot', () => {
+  const QUICK = resolveReconnect({ initialDelayMs: 50, maxDelayMs: 200, attempts: 3 });
+
+  /**
+   * A client whose first chat POST loses its connection once `count` token events came through
+   * (the fetch is aborted, as a network drop would end it); every other request goes as it is.
+   */
+  function droppingTransport(count: number): { transport: Transport; dropped: Promise<void> } {
+    let drop: () => void = () => undefined;
+    const dropped = new Promise<void>((resolve) => (drop = resolve));
+    let first = true;
+    const transport = new Transport({
+      baseUrl: relay!.url,
+      token: authHeader().authorization!.slice('Bearer '.length),
+      fetch: async (input, init) => {
+        if (!first || init?.method !== 'POST') return fetch(input, init);
+        first = false;
+        const cut = new AbortController();
+        init.signal?.addEventListener('abort', () => cut.abort());
+        const response = await fetch(input, { ...init, signal: cut.signal });
+        let seen = 0;
+        const counting = new TransformStream<Uint8Array, Uint8Array>({
+          transform(chunk, controller) {
+            controller.enqueue(chunk);
+            seen += (Buffer.from(chunk).toString().match(/^event: content_block_delta$/gm) ?? []).length;
+            if (seen >= count) {
+              cut.abort();
+              drop();
+            }
+          },
+        });
+        return new Response(response.body!.pipeThrough(counting), { status: response.status, headers: response.headers });
+      },
+    });
+    return { transport, dropped };
+  }
+
+  const delta = (text: string): string => JSON.stringify({ delta: { text } });
+
+  test('after a drop it resumes with the last id: every token once, in order, with reconnecting then open', async () => {
+    fixture = await new AnswerBackend().start();
+    relay = await startRelay(fixture.url, { postResumeGraceMs: 5000 });
+    const { transport, dropped } = droppingTransport(2);
+    const tokens: string[] = [];
+    const statuses: string[] = [];
+    const reply = streamChat(transport, QUICK, { chatbotId: 'b', message: 'hi' }, { onToken: (t) => tokens.push(t), onStatus: (s) => statuses.push(s) });
+    const answer = await fixture.answer(0);
+    for (const token of ['a', 'b']) answer.send(delta(token), 'content_block_delta');
+    await dropped;
+    for (const token of ['c', 'd']) answer.send(delta(token), 'content_block_delta');
+    answer.send('{}', 'message_stop');
+    answer.end();
+    expect(await reply.done).toBe('abcd');
+    expect(tokens).toEqual(['a', 'b', 'c', 'd']);
+    expect(statuses).toEqual(['reconnecting', 'open']);
+    expect(answer.abortedAt).toBe(0);
+  });
+
+  test('an answer that lost tokens while the client was away (resync) is an error, not a text with a hole', async () => {
+    fixture = await new AnswerBackend().start();
+    relay = await startRelay(fixture.url, { postResumeGraceMs: 5000, replayBufferSize: 2 });
+    const { transport, dropped } = droppingTransport(1);
+    const reply = streamChat(transport, resolveReconnect({ ...QUICK, initialDelayMs: 300, maxDelayMs: 300 }), { chatbotId: 'b', message: 'hi' }, {});
+    const answer = await fixture.answer(0);
+    answer.send(delta('a'), 'content_block_delta');
+    await dropped;
+    for (const token of ['b', 'c', 'd', 'e']) answer.send(delta(token), 'content_block_delta');
+    // Given up at once, not retried until the attempts ran out.
+    await expect(reply.done).rejects.toThrow(/^part of the answer was lost/);
+  });
+
+  test('an answer the relay no longer has (its grace period passed) rejects with stream_not_found, at once', async () => {
+    fixture = await new AnswerBackend().start();
+    relay = await startRelay(fixture.url, { postResumeGraceMs: 50 });
+    const { transport, dropped } = droppingTransport(1);
+    const reply = streamChat(transport, resolveReconnect({ ...QUICK, initialDelayMs: 400, maxDelayMs: 400 }), { chatbotId: 'b', message: 'hi' }, {});
+    const answer = await fixture.answer(0);
+    answer.send(delta('a'), 'content_block_delta');
+    await dropped;
+    await until(() => answer.abortedAt > 0, 2000, 'the grace period to pass');
+    await expect(reply.done).rejects.toMatchObject({ name: 'RelayError', status: 404, code: 'stream_not_found' });
+  });
+});
