@@ -8,7 +8,7 @@ const CHATBOT = 'demo';
 const client = createClient({ baseUrl: '', ...(window.demoClientOptions ?? {}) });
 
 // What the page saw, for anyone inspecting it (the end-to-end tests read it).
-const seen = { statuses: [], progress: {}, ended: [], resyncs: [], errors: [] };
+const seen = { statuses: [], chatStatuses: [], progress: {}, ended: [], resyncs: [], errors: [] };
 window.demo = seen;
 
 let logged = 0;
@@ -52,17 +52,29 @@ $('login').addEventListener('submit', async (event) => {
 
 // ---- downloads over one multiplexed stream ------------------------------------
 
+/**
+ * The connection badge: the multiplexed stream's state, or, while a chat answer is being resumed,
+ * the answer's. `suffix` says which connection it is.
+ */
+function showStatus(status, info, suffix = '') {
+  // Closed with no HTTP status is the client with nothing to watch (before the first download, after
+  // the last): idle, not a failure. Closed by a refusal says so.
+  const idle = status === 'closed' && !info.httpStatus;
+  const shown = idle ? 'idle' : status === 'closed' ? `closed: HTTP ${info.httpStatus}` : status;
+  $('status').textContent = idle ? shown : shown + (info.delayMs ? ` (next try in ${(info.delayMs / 1000).toFixed(1)} s)` : '') + suffix;
+  $('status').dataset.state = idle ? 'idle' : status;
+}
+
+// The multiplexed stream's last state, shown again once a resumed chat answer is done.
+let streamState = { status: 'closed', info: {}, suffix: '' };
+
 const rows = new Map();
 const subscription = client.subscribe([], {
   onStatus(status, info) {
     seen.statuses.push({ status, at: performance.now(), ...info });
     const tab = info.tab === 'holder' ? ' · this tab holds it' : info.tab === 'follower' ? ' · shared by another tab' : '';
-    // Closed with no HTTP status is the client with nothing to watch (before the first download, after
-    // the last): idle, not a failure. Closed by a refusal says so.
-    const idle = status === 'closed' && !info.httpStatus;
-    const shown = idle ? 'idle' : status === 'closed' ? `closed: HTTP ${info.httpStatus}` : status;
-    $('status').textContent = idle ? shown : shown + (info.delayMs ? ` (next try in ${(info.delayMs / 1000).toFixed(1)} s)` : '') + tab;
-    $('status').dataset.state = idle ? 'idle' : status;
+    streamState = { status, info, suffix: tab };
+    showStatus(status, info, tab);
     log(`stream ${status}${info.reason ? `: ${info.reason}` : ''}${info.httpStatus ? ` [HTTP ${info.httpStatus}]` : ''}`);
   },
   onEvent({ topic, event, data }) {
@@ -252,10 +264,18 @@ $('ask').addEventListener('submit', async (event) => {
   const answer = message('assistant', '');
   $('messages').append(answer);
   $('stop').disabled = false;
+  let resumed = false;
   reply = client.chat({ chatbotId: CHATBOT, message: text }, {
     onToken(_token, sofar) {
       answer.textContent = sofar;
       $('messages').scrollTop = $('messages').scrollHeight;
+    },
+    // The answer's connection dropped: the client resumes it where it broke, and the badge shows it.
+    onStatus(status, info) {
+      resumed = true;
+      seen.chatStatuses.push({ status, at: performance.now(), ...info });
+      showStatus(status, info, ' · chat answer');
+      log(`chat answer ${status === 'open' ? 'resumed' : status}${info.reason ? `: ${info.reason}` : ''}`);
     },
   });
   try {
@@ -267,6 +287,7 @@ $('ask').addEventListener('submit', async (event) => {
   } finally {
     reply = undefined;
     $('stop').disabled = true;
+    if (resumed) showStatus(streamState.status, streamState.info, streamState.suffix);
   }
 });
 

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Request, RequestHandler } from 'express';
+import type { Request, RequestHandler, Response } from 'express';
 import { type Dispatcher, errors, request } from 'undici';
 import { HttpError } from '../src/errors';
 import { ProxiedStream } from '../src/relay/proxied-stream';
@@ -72,6 +72,29 @@ export interface ProxyOptions {
   readonly userStreams: UserStreams;
   /** The `retry:` hint of an event stream ended at its token's expiry. */
   readonly retryHintMs: number;
+  /**
+   * Offered every 200 event-stream answer before anything of it is sent; returns true when it took
+   * the answer over (a resumable streaming POST, see `resumablePosts`). Defaults to none: every
+   * answer passes through.
+   */
+  readonly takeOver?: ((answer: ProxiedAnswer) => boolean) | undefined;
+}
+
+/** An event-stream answer offered to `takeOver`: the backend's headers are already set on `res`. */
+export interface ProxiedAnswer {
+  readonly req: Request;
+  readonly res: Response;
+  readonly user: string;
+  readonly url: URL;
+  readonly upstream: Dispatcher.ResponseData;
+  /** Aborts the upstream request. */
+  abort(): void;
+  /** Whether the request body is still being sent. */
+  bodyArriving(): boolean;
+  /** Why the answer broke, once it has: `payload_too_large` past the body cap, else `upstream_unavailable`. */
+  failure(): string;
+  /** Where the request body's arrival is reported as activity (an upload keeps its stream from being idle). */
+  onBodyActivity(active: () => void): void;
 }
 
 const JSON_TYPE = /^application\/json\s*(;|$)/i;
@@ -99,8 +122,10 @@ export function proxy(options: ProxyOptions): RequestHandler {
     if (declared > maxBytes) throw new HttpError('payload_too_large', `The body is larger than ${maxBytes} bytes.`);
 
     const controller = new AbortController();
+    // An answer taken over is aborted by whoever took it, not by its first client leaving.
+    let taken = false;
     res.once('close', () => {
-      if (!res.writableFinished) controller.abort();
+      if (!res.writableFinished && !taken) controller.abort();
     });
     // Past the cap its error aborts the upstream request (undici ends a request whose body fails).
     const limit = new BodyLimit(maxBytes);
@@ -129,6 +154,23 @@ export function proxy(options: ProxyOptions): RequestHandler {
       if (value !== undefined && !DROPPED_RESPONSE_HEADERS.has(name) && !hopByHop.has(name)) res.setHeader(name, value);
     }
     const streaming = String(upstream.headers['content-type'] ?? '').startsWith('text/event-stream');
+    taken =
+      streaming &&
+      upstream.statusCode === 200 &&
+      options.takeOver?.({
+        req,
+        res,
+        user,
+        url,
+        upstream,
+        abort: () => controller.abort(),
+        bodyArriving: () => hasBody && !limit.writableFinished,
+        failure: () => (limit.exceeded ? 'payload_too_large' : 'upstream_unavailable'),
+        onBodyActivity: (active) => {
+          limit.stream = { active };
+        },
+      }) === true;
+    if (taken) return;
     if (streaming) {
       res.setHeader('Cache-Control', 'no-cache, no-transform');
       res.setHeader('X-Accel-Buffering', 'no');
@@ -181,7 +223,7 @@ export function proxy(options: ProxyOptions): RequestHandler {
 class BodyLimit extends Transform {
   exceeded = false;
   /** The event stream answering this body, while it is open: a body still arriving keeps it from being idle. */
-  stream: ProxiedStream | undefined;
+  stream: { active(): void } | undefined;
   private seen = 0;
 
   constructor(private readonly max: number) {

@@ -198,7 +198,7 @@ export function lastEventIdOf(req: Request, refusal: 'invalid_last_event_id' | '
 }
 
 /** A shared stream's last event id, which goes upstream as a header as it is. */
-function checkedLastEventId(value: string | undefined): string | undefined {
+export function checkedLastEventId(value: string | undefined): string | undefined {
   if (value !== undefined && (value.length > LAST_EVENT_ID_MAX || NOT_IN_A_HEADER.test(value))) throw new HttpError('invalid_last_event_id');
   return value;
 }

@@ -28,6 +28,8 @@ import { clientScript } from '../routes/client-script';
 import { multiplexRoutes, topicResolver } from '../routes/events';
 import { relayMetrics } from '../routes/metrics';
 import { proxy } from '../routes/proxy';
+import { resumablePosts } from '../routes/post-streams';
+import { PostAnswers } from './relay/post-answer';
 import { SHARED_STREAMS, type SharedStream, sharedStreamRoutes } from '../routes/streams';
 
 /** Options of `createRelay`: the core's, plus how clients authenticate and what they may use. */
@@ -136,6 +138,9 @@ export function createRelay(options: CreateRelayOptions): Relay {
   const cluster: Cluster | undefined = options.redisUrl === undefined ? undefined : createCluster(new URL(String(options.redisUrl)), config, local, logger, trust);
   const ownership = typeof options.ownership === 'function' ? options.ownership(local) : (options.ownership ?? cluster?.ownership ?? local);
   const hub = new Hub(config, ownership, stats, logger);
+  // A POST's answer is read and kept by the relay that received it, in its own memory (a resume
+  // must come back to it), whatever the topics' ownership.
+  const answers = new PostAnswers({ config, ownership: local, stats, logger, policy: hub.policy, internals: hub.internals });
   const streams = options.streams ?? SHARED_STREAMS;
   const resolveTopic = topicResolver(streams, config.backendUrl, redirectOrigins);
   const multiplexer = new Multiplexer(hub, config, resolveTopic);
@@ -203,7 +208,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
           origin: [...options.corsOrigins],
           credentials: true,
           maxAge: 600,
-          exposedHeaders: ['Retry-After', 'RateLimit', 'RateLimit-Policy'],
+          exposedHeaders: ['Retry-After', 'RateLimit', 'RateLimit-Policy', 'X-Stream-Id'],
         })
       : undefined;
   const refuseAnonymous: RequestHandler = (req, res, next) => {
@@ -268,6 +273,8 @@ export function createRelay(options: CreateRelayOptions): Relay {
     }),
   );
   router.post(STREAMING_POSTS.map((path) => `/api${path}`), refuseWhileDraining, holdSlot);
+  const resumable = resumablePosts(answers, { paths: STREAMING_POSTS, guards: streamGuards, userStreams, retryHintMs: config.retryHintMs, logger });
+  router.use('/api', resumable.router);
   // Every other proxied request holds a slot while it is open too (any backend route may answer
   // with a stream), counted per user apart from the streams, so a user at the stream cap can still call.
   router.use('/api', (req, res, next) => (res.locals.slotHeld === true ? next() : holdCallSlot(req, res, next)));
@@ -282,6 +289,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
       policy: hub.policy,
       userStreams,
       retryHintMs: config.retryHintMs,
+      takeOver: resumable.takeOver,
     }),
   );
   router.use(errorHandler());
@@ -307,6 +315,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
     async close() {
       draining = true;
       hub.close();
+      answers.close();
       await Promise.all([streamAgent.destroy(), callAgent.destroy(), cluster?.close()]);
     },
   };
@@ -322,7 +331,7 @@ function helmetBesideStreams(own: string[], streams: readonly SharedStream[]): R
   const router = express.Router();
   // `use`, not `get`: a route would also answer OPTIONS on these paths, before CORS could.
   router.use(
-    [...streams.map((stream) => `/api${stream.path}`), '/api/events'],
+    [...streams.map((stream) => `/api${stream.path}`), '/api/events', '/api/streams/:streamId'],
     (req, _res, next) => next(req.method === 'GET' || req.method === 'HEAD' ? 'router' : undefined),
   );
   router.use(own, helmet());

@@ -13,6 +13,7 @@ export const ERROR_CODES = {
   admin_unauthorized: { status: 401, message: 'Send the admin key: Authorization: Bearer <ADMIN_API_KEY>, or as the password of HTTP Basic auth (any user name).' },
   forbidden: { status: 403, message: 'This user may not do that.' },
   not_found: { status: 404, message: 'No such resource for this user.' },
+  stream_not_found: { status: 404, message: 'No such answer for this user: its id is unknown, it ended longer ago than the linger period, or it was cancelled.' },
   payload_too_large: { status: 413, message: 'The request body is too large.' },
   headers_too_large: { status: 431, message: 'The request carries too many headers, or too large ones; send fewer.' },
   too_many_connections: { status: 429, message: 'Too many open streams; close one or retry later.' },

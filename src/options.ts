@@ -17,6 +17,14 @@ export const RELAY_SETTINGS = {
     doc: "bytes of history kept by the whole process; idle topics' history goes first, then the oldest events",
   },
   topicLingerMs: { kind: 'ms', env: 'TOPIC_LINGER_MS', default: 30_000, min: 0, max: HOUR, doc: 'how long a topic with no subscribers (or a finished one) is kept before its upstream closes' },
+  postResumeGraceMs: {
+    kind: 'ms',
+    env: 'POST_RESUME_GRACE_MS',
+    default: 15_000,
+    min: 0,
+    max: HOUR,
+    doc: "how long the relay keeps reading a streaming POST's answer after its last client left, for a resume (`GET /api/streams/:id`), before it aborts the backend request (0: at once)",
+  },
   heartbeatMs: { kind: 'ms', env: 'HEARTBEAT_MS', default: 15_000, min: 1, max: 10 * MINUTE, doc: 'longest silence on a stream: one quiet for half of it gets a `: hb` comment at every half interval, when idle and lifetime are checked too' },
   clientMaxBufferedBytes: {
     kind: 'bytes',

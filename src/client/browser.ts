@@ -21,6 +21,7 @@ interface BrowserGlobals {
   BroadcastChannel?: new (name: string) => Channel;
   location?: { href: string };
   addEventListener?: (type: string, listener: (event: { persisted?: boolean }) => void) => void;
+  removeEventListener?: (type: string, listener: (event: { persisted?: boolean }) => void) => void;
 }
 
 /** What this global scope offers; every field may be missing (Node, a worker, an old browser). */

@@ -1,5 +1,8 @@
-import { parseJsonData, readEventStream } from './sse-body';
+import { type AnswerStatus, AnswerStream } from './answer-stream';
+import type { ReconnectOptions } from './backoff';
+import { parseJsonData } from './sse-body';
 import { RelayError, type Transport } from './transport';
+import type { StatusInfo } from './types';
 
 /** The request of a chat answer. */
 export interface ChatRequest {
@@ -13,20 +16,37 @@ export interface ChatHandlers {
   onToken?(token: string, text: string): void;
   /** A chunk that could not be read was skipped. */
   onError?(error: Error): void;
+  /** The answer's connection broke and is being resumed (`reconnecting`, with the wait), or is open again (`open`). */
+  onStatus?(status: AnswerStatus, info: StatusInfo): void;
 }
 
 /** An answer being streamed. */
 export interface ChatReply {
-  /** Stops the answer: the request is aborted and `done` resolves with the text so far. */
+  /** Stops the answer: the request is aborted, the relay told to cancel it, and `done` resolves with the text so far. */
   abort(): void;
-  /** The whole answer, once `message_stop` came (or the text so far after `abort()`). */
+  /**
+   * The whole answer, once `message_stop` came (or the text so far after `abort()`). A dropped
+   * connection is resumed where it broke; `done` rejects only when the answer cannot be had whole.
+   */
   readonly done: Promise<string>;
 }
 
-/** Streams `POST /api/chat/stream`, token by token. */
-export function streamChat(transport: Transport, body: ChatRequest, handlers: ChatHandlers): ChatReply {
+/** Streams `POST /api/chat/stream`, token by token, resuming the answer the relay keeps when the connection drops. */
+export function streamChat(transport: Transport, reconnect: Readonly<ReconnectOptions>, body: ChatRequest, handlers: ChatHandlers): ChatReply {
   const abort = new AbortController();
   let text = '';
+  let stopped = false;
+  const answer = new AnswerStream(transport, { reconnect, signal: abort.signal, ...(handlers.onStatus ? { onStatus: handlers.onStatus } : {}) }, (event) => {
+    if (event.event === 'message_stop') stopped = true;
+    // A resume after an id the relay no longer holds: tokens are missing, the text cannot be whole.
+    if (event.event === 'resync') throw new Error('part of the answer was lost while the connection was down');
+    if (event.event !== 'content_block_delta') return;
+    const data = parseJsonData(event, (_bad, error) => handlers.onError?.(new Error(`skipped a bad chat chunk: ${error.message}`)));
+    const token = (data as { delta?: { text?: unknown } } | undefined)?.delta?.text;
+    if (typeof token !== 'string') return;
+    text += token;
+    handlers.onToken?.(token, text);
+  });
   const done = (async () => {
     try {
       const response = await transport.request('/api/chat/stream', {
@@ -36,23 +56,22 @@ export function streamChat(transport: Transport, body: ChatRequest, handlers: Ch
         signal: abort.signal,
       });
       if (!response.ok || response.body === null) throw await RelayError.from(response);
-      let stopped = false;
-      await readEventStream(response.body, (event) => {
-        if (event.event === 'message_stop') stopped = true;
-        if (event.event !== 'content_block_delta') return;
-        const data = parseJsonData(event, (_bad, error) => handlers.onError?.(new Error(`skipped a bad chat chunk: ${error.message}`)));
-        const token = (data as { delta?: { text?: unknown } } | undefined)?.delta?.text;
-        if (typeof token !== 'string') return;
-        text += token;
-        handlers.onToken?.(token, text);
-      });
+      await answer.follow(response, () => stopped);
       if (!stopped && !abort.signal.aborted) throw new Error('the answer ended before message_stop');
     } catch (err) {
       if (!abort.signal.aborted) throw err;
     }
     return text;
   })();
-  return { abort: () => abort.abort(), done };
+  return {
+    abort: () => {
+      abort.abort();
+      // A dropped connection is not a cancel to the relay: say it.
+      const streamId = answer.streamId;
+      if (streamId !== undefined) void transport.request(`/api/streams/${encodeURIComponent(streamId)}`, { method: 'DELETE' }).catch(() => undefined);
+    },
+    done,
+  };
 }
 
 /** One message of a conversation's history. */

@@ -77,7 +77,7 @@ export function createClient(options: ClientOptions = {}): Client {
       return startUpload(transport, { reconnect, concurrency: uploadConcurrency }, files, fields, handlers);
     },
     chat(body, handlers = {}) {
-      return streamChat(transport, body, handlers);
+      return streamChat(transport, reconnect, body, handlers);
     },
     history(chatbotId) {
       return chatHistory(transport, chatbotId, historyPageSize);

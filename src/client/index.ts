@@ -4,6 +4,7 @@
  * fallback; helpers for the streaming upload and chat POSTs.
  */
 export { type Client, type ClientOptions, createClient } from './client';
+export type { AnswerStatus } from './answer-stream';
 export type { ReconnectOptions } from './backoff';
 export type { ChatHandlers, ChatMessage, ChatReply, ChatRequest, HistoryPage, HistoryPager } from './chat';
 export type { StatusInfo, StreamStatus, SubscribeHandlers, Subscription, TopicEvent } from './types';

@@ -1,3 +1,4 @@
+import { AnswerStream } from './answer-stream';
 import { type ReconnectOptions, backoffDelay, retryAfterMs } from './backoff';
 import { type StreamEvent, parseJsonData, readEventStream } from './sse-body';
 import { RelayError, type Transport } from './transport';
@@ -93,6 +94,7 @@ export function startUpload(transport: Transport, timing: UploadTiming, files: r
 class FileUpload implements UploadedFile {
   readonly progress: FileProgress;
   private readonly abort = new AbortController();
+  /** The last id read from the session's reconnect route. */
   private lastId: string | undefined;
   private cancelRequested = false;
   private cancelSent = false;
@@ -135,7 +137,13 @@ class FileUpload implements UploadedFile {
         signal: this.abort.signal,
       });
       if (!response.ok || response.body === null) throw await RelayError.from(response);
-      await readEventStream(response.body, (event) => this.received(event));
+      // Once the body is sent the relay keeps the answer: a break is resumed through it first.
+      const answer = new AnswerStream(
+        this.transport,
+        { reconnect: this.timing.reconnect, signal: this.abort.signal, onStatus: (status) => { if (status === 'open') this.progress.reconnects += 1; } },
+        (event) => this.received(event, false),
+      );
+      await answer.follow(response, () => this.progress.done);
     } catch (err) {
       if (this.abort.signal.aborted) return this.finish('cancelled');
       if (this.progress.sessionId === undefined) return this.finish('error', errorText(err));
@@ -143,7 +151,10 @@ class FileUpload implements UploadedFile {
     await this.resume();
   }
 
-  /** Follows the session's stream again after a break, from the last event seen, until a final event. */
+  /**
+   * Follows the session's stream again, from the last event seen on it, until a final event: for
+   * an answer the relay did not keep or no longer has (its grace period passed).
+   */
   private async resume(): Promise<void> {
     let failures = 0;
     while (!this.progress.done) {
@@ -167,7 +178,7 @@ class FileUpload implements UploadedFile {
           let got = 0;
           await readEventStream(response.body, (event) => {
             got += 1;
-            this.received(event);
+            this.received(event, true);
           });
           // A stream that carried events resumes at once; one that ended empty is a failure, with
           // backoff and the attempt cap (else a relay that keeps ending it would be asked in a tight loop).
@@ -186,8 +197,9 @@ class FileUpload implements UploadedFile {
     }
   }
 
-  private received(event: StreamEvent): void {
-    if (event.id !== undefined) this.lastId = event.id;
+  /** `fromSession`: read from the session's reconnect route, whose ids are the backend's (the POST's answer may carry the relay's). */
+  private received(event: StreamEvent, fromSession: boolean): void {
+    if (fromSession && event.id !== undefined) this.lastId = event.id;
     const data = parseJsonData(event, (_bad, error) => this.handlers.onError?.(new Error(`skipped a bad upload event: ${error.message}`), this));
     if (typeof data !== 'object' || data === null) return;
     const record = data as Record<string, unknown>;

@@ -17,13 +17,25 @@ export interface EventFeed {
 }
 
 /**
+ * A feed a topic brings with it instead of a backend stream to subscribe to: a streaming POST's
+ * answer, which only the relay that received the POST can read, and which is never reopened.
+ */
+export type FeedSource = (listener: UpstreamListener) => EventFeed;
+
+/** How a topic's feed is opened: the backend stream to subscribe to, or the feed it brings. */
+export interface FeedInit extends UpstreamInit {
+  /** The topic's own feed (a POST's answer); the URL is then only where it came from. */
+  readonly source?: FeedSource | undefined;
+}
+
+/**
  * Who reads a topic's upstream and keeps its history. The in-memory implementation
  * makes every process the owner of its own topics; a shared one (e.g. Redis) lets
  * one process read the backend and the others follow its events.
  */
 export interface TopicOwnership {
   /** The feed of a topic's events, reported to `listener` as an upstream would. */
-  feed(key: string, init: UpstreamInit, listener: UpstreamListener): EventFeed;
+  feed(key: string, init: FeedInit, listener: UpstreamListener): EventFeed;
   /** The replay history of a topic. */
   history(key: string): ReplayBuffer;
   /**
@@ -50,7 +62,8 @@ export class LocalOwnership implements TopicOwnership {
     this.catchUpConfig = Object.freeze({ ...config, reconnectMaxAttempts: 0 });
   }
 
-  feed(_key: string, init: UpstreamInit, listener: UpstreamListener): EventFeed {
+  feed(_key: string, init: FeedInit, listener: UpstreamListener): EventFeed {
+    if (init.source !== undefined) return init.source(listener);
     this.stats.upstreamConnects += 1;
     return new Upstream(init, this.dispatcher, this.config, listener, this.stats);
   }

@@ -42,6 +42,8 @@ export class Subscriber extends PolicedStream implements TopicMember {
    */
   private socket: Socket | undefined;
   private chunked = false;
+  /** Whether the stream opens with the relay's `retry:` hint (not a POST's answer: its client gets the backend's only). */
+  hintsRetry = true;
 
   constructor(
     private readonly res: ServerResponse,
@@ -71,8 +73,10 @@ export class Subscriber extends PolicedStream implements TopicMember {
     this.res.socket?.setNoDelay(true);
     // A client that asked for `Connection: close` gets it: the socket goes when the stream ends.
     this.res.writeHead(200, this.res.req.headers.connection?.toLowerCase() === 'close' ? SSE_HEADERS_CLOSE : SSE_HEADERS);
-    this.retryMs = retryValue(retryHintMs);
-    this.res.write(encodeRetry(retryHintMs));
+    if (this.hintsRetry) {
+      this.retryMs = retryValue(retryHintMs);
+      this.res.write(encodeRetry(retryHintMs));
+    } else this.res.flushHeaders();
     this.internals.settleHeaders(this.res);
     this.socket = this.internals.directSocket(this.res);
     this.chunked = this.socket !== undefined && this.internals.chunkedBody(this.res);

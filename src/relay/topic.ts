@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { HttpError } from '../errors';
 import { type SseEvent, dispatches, encodeEvent, encodeRetry } from '../sse/encode';
 import type { RelayConfig } from '../options';
-import type { EventFeed, TopicOwnership } from './ownership';
+import type { EventFeed, FeedSource, TopicOwnership } from './ownership';
 import type { UpstreamInit, UpstreamListener, UpstreamRefusal } from './upstream';
 import { CatchUp, type CatchUpOutcome } from './catch-up';
 import type { ReplayBuffer, StoredEvent } from './replay';
@@ -39,6 +39,10 @@ export interface TopicInit {
   readonly redirectOrigins?: ReadonlySet<string> | undefined;
   /** The backend resends what came after any id it sent: a resume from before the history is caught up from it. */
   readonly replays?: boolean | undefined;
+  /** The topic's own feed instead of the backend stream at `url` (a POST's answer). */
+  readonly source?: FeedSource | undefined;
+  /** How long it is kept with no subscriber before it finishes; defaults to `topicLingerMs`. */
+  readonly unfinishedLingerMs?: number | undefined;
 }
 
 export interface TopicContext {
@@ -109,7 +113,14 @@ export class Topic {
     this.resumeId = init.originId;
     this.upstream = context.ownership.feed(
       init.key,
-      { url: init.url, headers: init.headers, lastEventId: init.originId, final: init.final, redirectOrigins: init.redirectOrigins },
+      {
+        url: init.url,
+        headers: init.headers,
+        lastEventId: init.originId,
+        final: init.final,
+        redirectOrigins: init.redirectOrigins,
+        source: init.source,
+      },
       {
         onOpen: (resumedFrom) => this.onOpen(resumedFrom),
         onEvent: (event, id) => {
@@ -459,9 +470,13 @@ export class Topic {
     if (this.state === 'closed' || this.size > 0) return;
     this.replay.setIdle(true);
     clearTimeout(this.lingerTimer);
-    this.lingerTimer = setTimeout(() => {
-      if (this.size === 0) this.fail();
-    }, this.context.config.topicLingerMs);
+    const { topicLingerMs } = this.context.config;
+    this.lingerTimer = setTimeout(
+      () => {
+        if (this.size === 0) this.fail();
+      },
+      this.state === 'finished' ? topicLingerMs : (this.init.unfinishedLingerMs ?? topicLingerMs),
+    );
     this.lingerTimer.unref();
   }
 }

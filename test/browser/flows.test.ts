@@ -113,6 +113,42 @@ test('a chat answer types itself token by token, and history pages back 20 at a 
   expect(await page.locator('#messages li').first().textContent()).toBe('How does the relay resume a stream?');
 });
 
+test('a chat answer keeps typing across a network drop, and the badge shows it resumed', async () => {
+  // Tokens slow enough that the answer is still typing when the network drops.
+  await stack.close();
+  stack = await new DemoStack({}, { tokenMs: 40 }).start();
+  page = await openDemo(browser, stack.url);
+  await page.fill('#question', 'Does the answer survive a network drop?');
+  await page.click('#send');
+  const answer = page.locator('#messages li.assistant').last();
+  await answer.and(page.locator(':not([data-done])')).filter({ hasText: /\S{3}/ }).waitFor();
+  const before = (await answer.textContent())!;
+  // Chromium's offline mode fails new requests but leaves a streaming response open: the relay side cuts it.
+  await page.context().setOffline(true);
+  expect(stack.cutAnswers('/api/chat/stream')).toBe(1);
+  await page.locator('#status[data-state="reconnecting"]', { hasText: 'chat answer' }).waitFor();
+  await screenshot(page, 'chat-reconnecting');
+  await page.waitForTimeout(300);
+  await page.context().setOffline(false);
+  await page.locator('#status[data-state="open"]', { hasText: 'chat answer' }).waitFor({ timeout: 10_000 });
+  await answer.and(page.locator('[data-done="true"]')).waitFor({ timeout: 20_000 });
+  const text = (await answer.textContent())!;
+  expect(text.startsWith(before)).toBe(true);
+  // What the backend generated, whole, for a client it never saw leave: no token lost or repeated.
+  const history = await fetch(`${stack.url}/api/chat/history`, {
+    method: 'POST',
+    headers: { ...authHeader('alice'), 'content-type': 'application/json' },
+    body: JSON.stringify({ chatbotId: 'demo', page: 1, pageSize: 1 }),
+  });
+  expect(((await history.json()) as { messages: unknown[] }).messages.at(-1)).toMatchObject({ role: 'assistant', status: 'complete', text });
+  const statuses = (await page.evaluate('window.demo.chatStatuses.map((s) => s.status)')) as string[];
+  expect(statuses[0]).toBe('reconnecting');
+  expect(statuses.at(-1)).toBe('open');
+  // The answer done, the badge is the multiplexed stream's again (idle: no download was started).
+  await page.locator('#status[data-state="idle"]').waitFor();
+  await screenshot(page, 'chat-resumed');
+});
+
 test('the path check panel shows ticks reaching the page one by one', async () => {
   page = await openDemo(browser, stack.url);
   await page.click('#check-quick');

@@ -1,6 +1,6 @@
 import { accessSync, constants, mkdirSync } from 'node:fs';
 import { type Server, createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
 import express from 'express';
 import { type Browser, type BrowserContext, type Page, chromium } from 'playwright-core';
@@ -41,6 +41,8 @@ export class DemoStack {
   readonly backendErrors: unknown[] = [];
   /** Holds each topic change of a multiplexed stream (`POST /api/events/:id/topics`) this long before the relay sees it, as a slow network would. */
   topicChangeDelayMs = 0;
+  /** The sockets of the streaming POSTs in flight by path (`/api/chat/stream`), for a test to cut as a dropped network would. */
+  private readonly answerSockets = new Map<string, Set<Socket>>();
 
   constructor(
     private readonly relayOptions: Partial<CreateRelayOptions> = {},
@@ -73,6 +75,15 @@ export class DemoStack {
     );
   }
 
+  /** Cuts the connection of every streaming POST to `path` in flight, as a phone changing networks would; returns how many. */
+  cutAnswers(path: '/api/chat/stream' | '/api/documents/upload-sse'): number {
+    const sockets = this.answerSockets.get(path) ?? new Set();
+    const count = sockets.size;
+    for (const socket of sockets) socket.destroy();
+    sockets.clear();
+    return count;
+  }
+
   async close(): Promise<void> {
     await this.stopRelay();
     this.backendServer.closeAllConnections();
@@ -90,7 +101,14 @@ export class DemoStack {
       ...this.relayOptions,
     });
     const app = express();
-    app.use((req, _res, next) => {
+    app.use((req, res, next) => {
+      if (req.method === 'POST' && (req.path === '/api/chat/stream' || req.path === '/api/documents/upload-sse')) {
+        const sockets = this.answerSockets.get(req.path) ?? new Set();
+        this.answerSockets.set(req.path, sockets);
+        const socket = req.socket;
+        sockets.add(socket);
+        res.on('close', () => sockets.delete(socket));
+      }
       if (this.topicChangeDelayMs > 0 && req.method === 'POST' && /^\/api\/events\/[^/]+\/topics$/.test(req.path)) setTimeout(next, this.topicChangeDelayMs);
       else next();
     });

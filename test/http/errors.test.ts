@@ -111,6 +111,11 @@ const CASES: readonly Case[] = [
     send: (app) => request(app).get(STREAM).set('Authorization', ALICE),
   },
   {
+    code: 'stream_not_found',
+    did: 'resumes a streaming POST answer by an id the relay never made',
+    send: (app) => request(app).get('/api/streams/AAAAAAAAAAAAAAAAAAAAAAAA').set('Authorization', ALICE).set('Last-Event-ID', '3'),
+  },
+  {
     code: 'payload_too_large',
     did: 'posts a JSON body declared over maxJsonBodyBytes',
     options: { maxJsonBodyBytes: 1000 },

@@ -140,7 +140,8 @@ describe('with the reference backend', () => {
     await relay.close();
     await backend.close();
     backend = await TestBackend.start({ tokenMs: 15 });
-    relay = await startRelay(backend.url);
+    // No grace for a resume: a client that leaves is a cancel, as before resumable answers.
+    relay = await startRelay(backend.url, { postResumeGraceMs: 0 });
     const chat = await postStream('/chat/stream', JSON.stringify({ chatbotId: 'bot1', message: 'tell me about streams' }), { 'content-type': 'application/json' });
     expect(chat.status).toBe(200);
     await chat.waitFor((e) => e.event === 'content_block_delta');
@@ -240,7 +241,8 @@ describe('with the reference backend', () => {
 describe('with a backend whose reconnect grace is short', () => {
   beforeEach(async () => {
     backend = await TestBackend.start({ chunkMs: 5, reconnectGraceMs: 50 });
-    relay = await startRelay(backend.url);
+    // No grace for a resume of the POST's answer: a client that leaves is a cancel.
+    relay = await startRelay(backend.url, { postResumeGraceMs: 0 });
   });
 
   test('a client that leaves mid-processing aborts the upstream at once, and the session ends cancelled', async () => {

@@ -40,12 +40,16 @@ function eventSource(path: string, token: string) {
 }
 
 /** A streaming request to the relay; resolves with its status once headers came, and its whole text once it ends. */
-async function stream(path: string, token: string, init: { method?: 'GET' | 'POST'; body?: Readable | string; contentType?: string } = {}) {
+async function stream(path: string, token: string, init: { method?: 'GET' | 'POST'; body?: Readable | string; contentType?: string; lastEventId?: string } = {}) {
   const controller = new AbortController();
   aborts.push(controller);
   const res = await request(`${relay.url}/api${path}`, {
     method: init.method ?? 'GET',
-    headers: { authorization: `Bearer ${token}`, ...(init.contentType === undefined ? {} : { 'content-type': init.contentType }) },
+    headers: {
+      authorization: `Bearer ${token}`,
+      ...(init.contentType === undefined ? {} : { 'content-type': init.contentType }),
+      ...(init.lastEventId === undefined ? {} : { 'last-event-id': init.lastEventId }),
+    },
     body: init.body ?? null,
     signal: controller.signal,
   });
@@ -54,7 +58,7 @@ async function stream(path: string, token: string, init: { method?: 'GET' | 'POS
     for await (const chunk of res.body) text += String(chunk);
     return text;
   })().catch(() => `${text}[cut]`);
-  return { status: res.statusCode, text: () => text, ended };
+  return { status: res.statusCode, streamId: res.headers['x-stream-id'] as string | undefined, text: () => text, ended };
 }
 
 /** A backend upload route that answers an event per body chunk as it arrives and `complete` once the body is whole. */
@@ -111,21 +115,24 @@ test("a proxied event stream ends at its token's exp with the retry hint; EventS
   expect(log.got).toEqual(['n1']);
 }, 15_000);
 
-test("a streaming POST's answer (a chat) ends at its token's exp with a retry field after the last whole event, its upstream aborted", async () => {
+test("a streaming POST's answer (a chat) ends at its token's exp with a retry field after the last whole event; the answer is kept for a resume with a fresh token", async () => {
   const { token, expiresAt } = shortToken('alice');
   const chat = await stream('/chat/stream', token, { method: 'POST', body: '{"chatbotId":"b","message":"hi"}', contentType: 'application/json' });
   expect(chat.status).toBe(200);
   await until(() => backend.listeners('/chat/stream') === 1, 5000, 'the chat upstream');
   backend.emit('/chat/stream', 'data: token1\n');
-  // Half an event when the token expires: it must not be completed into a dispatched event.
+  // Half an event when the token expires: it is sent once whole, never completed on the client.
   backend.writeRaw('/chat/stream', 'data: tok');
-  await until(() => chat.text().includes('data: tok'), 5000, 'the half event');
-  backend.writeRaw('/chat/stream', 'en2\n');
-  await until(() => chat.text().endsWith('en2\n'), 5000, 'the half event’s line');
   const text = await chat.ended;
   expect(Date.now()).toBeGreaterThanOrEqual(expiresAt - 5);
-  expect(text).toBe(`data: token1\nid: 1\n\ndata: token2\nretry: ${RETRY_MS}\n`);
-  await until(() => backend.listeners('/chat/stream') === 0, 2000, 'the upstream request aborted');
+  expect(text).toBe(`data: token1\nid: 1\n\nretry: ${RETRY_MS}\n\n`);
+  // A drop, not a cancel: the backend goes on for the resume.
+  expect(backend.listeners('/chat/stream')).toBe(1);
+  backend.writeRaw('/chat/stream', 'en2\n\n');
+  const rest = await stream(`/streams/${chat.streamId}`, tokenFor('alice'), { lastEventId: '1' });
+  expect(rest.status).toBe(200);
+  backend.end('/chat/stream');
+  expect(await rest.ended).toBe(`retry: ${RETRY_MS}\n\ndata: token2\nid: 2\n\n`);
 }, 15_000);
 
 test('relay.endUserStreams(user) ends that user’s proxied event streams with the retry hint and aborts their upstream requests; other users’ go on', async () => {
@@ -158,7 +165,8 @@ test("an upload whose body is still arriving at its token's exp is not cut: ever
   const text = await answer.ended;
   expect(Date.now()).toBeGreaterThan(expiresAt + 500);
   expect(upload).toEqual({ bytes: body.sent(), complete: true, aborted: false });
-  expect(text).toMatch(/event: complete\ndata: stored\n\n$/);
+  // The relay numbers the events of an id-less answer, so that each can be resumed after.
+  expect(text).toMatch(/event: complete\ndata: stored\nid: \d+\n\n$/);
 }, 15_000);
 
 test('an upload mid-body is cut by relay.endUserStreams: the backend sees the request aborted before the body is whole', async () => {

@@ -1,0 +1,251 @@
+import { randomBytes } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import { HttpError } from '../errors';
+import type { NodeInternals } from '../internals';
+import type { RelayConfig } from '../options';
+import { EventStreamReader } from '../sse/reader';
+import type { StreamPolicy } from '../stream-policy';
+import type { CloseReason } from './close-reason';
+import type { EventFeed, TopicOwnership } from './ownership';
+import type { RelayStats } from './stats';
+import { Subscriber } from './subscriber';
+import { Topic } from './topic';
+import type { UpstreamListener } from './upstream';
+
+/** 144 random bits, base64url: 24 characters that pass the stream id pattern of the routes. */
+const STREAM_ID_BYTES = 18;
+
+/** The topic key of a streaming POST's answer. */
+function postKey(streamId: string): string {
+  return `post:${streamId}`;
+}
+
+/** The backend's answer to a streaming POST, taken over to be kept and resumed. */
+export interface PostAnswerInit {
+  /** Who made the POST: the only user who may resume or cancel it. */
+  readonly user: string;
+  /** Where the POST went, for logs and the topic's record. */
+  readonly url: URL;
+  /** The answer's body, as the backend sends it. */
+  readonly body: AsyncIterable<Buffer>;
+  /** Aborts the upstream request (the backend sees the client leave). */
+  abort(): void;
+  /** Whether the request body is still being sent: a client that leaves then cancels at once. */
+  bodyArriving(): boolean;
+  /** The `relay_error` reason when the answer breaks (`payload_too_large` past the body cap). */
+  failure(): string;
+}
+
+/** An opened answer: its id (`X-Stream-Id`) and the POST's own response as one of its streams. */
+export interface OpenedAnswer {
+  readonly streamId: string;
+  readonly subscriber: Subscriber;
+}
+
+/** What the answers need of their relay. */
+export interface PostAnswersContext {
+  readonly config: RelayConfig;
+  readonly ownership: TopicOwnership;
+  readonly stats: RelayStats;
+  readonly logger: Logger;
+  /** The relay's one stream policy: the answers' streams go by it too. */
+  readonly policy: StreamPolicy;
+  readonly internals: NodeInternals;
+}
+
+/**
+ * The streaming POSTs' answers of this relay, each a topic keyed `post:<id>` whose feed is the
+ * backend's answer instead of a GET upstream: the history, its budgets, the linger after the
+ * end, replay after `Last-Event-ID`, resync and the 204 on a finished answer's last id all come
+ * from the topic. A drop is not a cancel: with no client left the topic is kept for
+ * `postResumeGraceMs` before it closes, and its close aborts the upstream request.
+ *
+ * They are kept apart from the hub's topics: a drain leaves uploads and chats in flight to
+ * finish, and a POST took no upstream of `maxUpstreams`.
+ */
+export class PostAnswers {
+  /** Who made each answer this relay reads, while its topic lives. */
+  private readonly owners = new Map<string, string>();
+  private readonly topics = new Map<string, Topic>();
+  private readonly streams = new Set<Subscriber>();
+
+  constructor(private readonly context: PostAnswersContext) {
+    context.policy.watch(this.streams);
+  }
+
+  /**
+   * Makes the answer a topic and the POST's response `res` its first stream, with `X-Stream-Id`.
+   * `res` keeps the headers already set on it (the backend's).
+   */
+  open(res: ServerResponse, init: PostAnswerInit): OpenedAnswer {
+    const streamId = randomBytes(STREAM_ID_BYTES).toString('base64url');
+    res.setHeader('X-Stream-Id', streamId);
+    this.owners.set(streamId, init.user);
+    const topic = this.topic(streamId, init);
+    const subscriber = this.stream(res, (closed, reason) => {
+      // Nothing whole to resume: an upload whose body was still on its way.
+      if (reason === 'client_closed' && init.bodyArriving()) topic.close();
+      else topic.detach(closed);
+    });
+    // The client made a POST, not an EventSource: it gets the backend's `retry:` only.
+    subscriber.hintsRetry = false;
+    topic.attach(subscriber, undefined);
+    return { streamId, subscriber };
+  }
+
+  /** The topic of an answer `user` made and this relay holds; undefined when it has none. */
+  held(streamId: string, user: string): Topic | undefined {
+    if (this.owners.get(streamId) !== user) return undefined;
+    return this.topics.get(streamId);
+  }
+
+  /**
+   * Attaches `res` to the answer after `lastEventId`; 404 `stream_not_found` unless `user` made
+   * it and it is held. Undefined when the client has already gone.
+   */
+  resume(res: ServerResponse, streamId: string, user: string, lastEventId: string | undefined): Subscriber | undefined {
+    const topic = this.held(streamId, user);
+    if (topic === undefined) throw new HttpError('stream_not_found');
+    return this.attach(topic, res, lastEventId);
+  }
+
+  /** Cancels an answer `user` made, aborting its upstream request; false when this relay holds none. */
+  cancel(streamId: string, user: string): boolean {
+    const topic = this.held(streamId, user);
+    if (topic === undefined) return false;
+    topic.close();
+    return true;
+  }
+
+  /** Ends every answer and its streams, aborting the upstream requests. */
+  close(): void {
+    for (const topic of [...this.topics.values()]) topic.close();
+    for (const subscriber of this.streams) subscriber.end('shutdown');
+  }
+
+  private attach(topic: Topic, res: ServerResponse, lastEventId: string | undefined): Subscriber | undefined {
+    if (res.destroyed || !res.socket || res.socket.destroyed) return undefined;
+    const subscriber = this.stream(res, (closed) => topic.detach(closed));
+    topic.attach(subscriber, lastEventId);
+    return subscriber;
+  }
+
+  private topic(streamId: string, init: PostAnswerInit): Topic {
+    const { config, ownership, stats, logger } = this.context;
+    const topic = new Topic(
+      {
+        key: postKey(streamId),
+        url: init.url,
+        headers: { 'x-user-id': init.user },
+        originId: undefined,
+        final: true,
+        unfinishedLingerMs: config.postResumeGraceMs,
+        source: (listener) => new AnswerFeed(init, config.maxEventBytes, listener),
+      },
+      {
+        config,
+        ownership,
+        stats,
+        logger,
+        onClosed: () => {
+          this.topics.delete(streamId);
+          this.owners.delete(streamId);
+        },
+      },
+    );
+    this.topics.set(streamId, topic);
+    return topic;
+  }
+
+  private stream(res: ServerResponse, onClose: (subscriber: Subscriber, reason: CloseReason) => void): Subscriber {
+    const { policy, internals, stats } = this.context;
+    const subscriber = new Subscriber(
+      res,
+      policy,
+      {
+        onClose: (closed, reason) => {
+          this.streams.delete(closed);
+          onClose(closed, reason);
+          if (reason === 'slow_client') stats.slowClientsCut += 1;
+          stats.countClose(reason);
+        },
+      },
+      internals,
+    );
+    this.streams.add(subscriber);
+    stats.streamsOpened += 1;
+    return subscriber;
+  }
+}
+
+/**
+ * A POST answer's events as a topic's feed: opened at once (the backend already answered 200),
+ * finished when the body ends, given up when it breaks. Each event gets an id: its own, else
+ * the relay's count of the events so far, so that every event can be resumed after.
+ */
+class AnswerFeed implements EventFeed {
+  private closed = false;
+  private count = 0;
+
+  constructor(
+    private readonly init: PostAnswerInit,
+    private readonly maxEventBytes: number,
+    private readonly listener: UpstreamListener,
+  ) {}
+
+  start(): void {
+    this.listener.onOpen(undefined);
+    void this.read();
+  }
+
+  /** An answer never ends but for good: there is nothing to ask again. */
+  resume(): void {}
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.init.abort();
+  }
+
+  private async read(): Promise<void> {
+    let overflow = false;
+    const reader = new EventStreamReader(
+      {
+        onFrame: (frame) => {
+          if (this.closed || overflow) return;
+          this.count += 1;
+          const id = frame.id ?? String(this.count);
+          this.listener.onEvent({ ...frame, id }, id);
+        },
+        onRetry: (ms) => {
+          if (!this.closed) this.listener.onReconnectTime?.(ms);
+        },
+        onOverflow: () => {
+          overflow = true;
+        },
+      },
+      this.maxEventBytes,
+      undefined,
+    );
+    // TextDecoder strips a leading BOM and joins characters split across chunks.
+    const decoder = new TextDecoder();
+    let cause: string | undefined;
+    try {
+      for await (const chunk of this.init.body) {
+        if (this.closed) return;
+        reader.feed(decoder.decode(chunk, { stream: true }));
+        if (overflow) {
+          cause = `an event larger than ${this.maxEventBytes} characters`;
+          break;
+        }
+      }
+    } catch (err) {
+      cause = (err as { message?: string }).message ?? String(err);
+    }
+    if (this.closed) return;
+    if (cause === undefined) return this.listener.onFinish();
+    this.init.abort();
+    this.listener.onGiveUp(this.init.failure(), cause);
+  }
+}

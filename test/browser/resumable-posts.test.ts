@@ -1,0 +1,145 @@
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { authHeader } from '../support/relay-server';
+import { until } from '../support/until';
+import { DemoStack, QUICK_CLIENT, launchChromium, loggedInContext } from './harness';
+
+// A real browser on a 2-core machine shared with other work.
+jest.setTimeout(60_000);
+
+let browser: Browser;
+let stack: DemoStack | undefined;
+let context: BrowserContext | undefined;
+
+beforeAll(async () => {
+  browser = await launchChromium();
+}, 30_000);
+
+afterEach(async () => {
+  await context?.close();
+  await stack?.close();
+  context = undefined;
+  stack = undefined;
+});
+
+afterAll(async () => {
+  await browser?.close();
+});
+
+/** What the page's `chat()` saw: each token, each status with its `Date.now()`, and how it ended. */
+interface ChatSeen {
+  tokens: string[];
+  statuses: { status: string; at: number; reason?: string }[];
+  result?: string;
+  error?: string;
+}
+
+/** A tab of the relay's origin that asks one question through the client's `chat()`, recording into `window.chatSeen`. */
+async function askInTab(url: string, question: string): Promise<Page> {
+  context = await loggedInContext(browser, url);
+  const page = await context.newPage();
+  await page.goto(`${url}/healthz`);
+  await page.evaluate(`(async (options, question) => {
+    const { createClient } = await import('/client.js');
+    const seen = { tokens: [], statuses: [] };
+    window.chatSeen = seen;
+    const reply = createClient(options).chat({ chatbotId: 'resume', message: question }, {
+      onToken(token) { seen.tokens.push(token); },
+      onStatus(status, info) { seen.statuses.push({ status, at: Date.now(), ...info }); },
+    });
+    window.chatReply = reply;
+    reply.done.then((text) => (seen.result = text), (err) => (seen.error = String(err && err.message)));
+  })(${JSON.stringify(QUICK_CLIENT)}, ${JSON.stringify(question)})`);
+  return page;
+}
+
+function chatSeen(page: Page): Promise<ChatSeen> {
+  return page.evaluate('window.chatSeen') as Promise<ChatSeen>;
+}
+
+/** The newest message of alice's conversation as the reference backend stored it. */
+async function storedAnswer(url: string): Promise<{ text: string; status: string }> {
+  const response = await fetch(`${url}/api/chat/history`, {
+    method: 'POST',
+    headers: { ...authHeader('alice'), 'content-type': 'application/json' },
+    body: JSON.stringify({ chatbotId: 'resume', page: 1, pageSize: 1 }),
+  });
+  const page = (await response.json()) as { messages: { text: string; status: string }[] };
+  return page.messages.at(-1)!;
+}
+
+test('chat() resumes a dropped answer by itself, across an offline spell: every token once and in order, and the backend never saw the client leave', async () => {
+  stack = await new DemoStack({}, { tokenMs: 40 }).start();
+  const page = await askInTab(stack.url, 'How does the relay keep an answer across a network drop?');
+  const resumes: string[] = [];
+  page.on('request', (request) => {
+    if (request.method() === 'GET' && new URL(request.url()).pathname.startsWith('/api/streams/')) resumes.push(request.headers()['last-event-id'] ?? '');
+  });
+  await page.waitForFunction('window.chatSeen.tokens.length >= 5');
+  // Chromium's offline mode fails new requests but leaves a streaming response open: the relay cuts it.
+  await context!.setOffline(true);
+  const offlineAt = Date.now();
+  expect(stack.cutAnswers('/api/chat/stream')).toBe(1);
+  await page.waitForTimeout(400);
+  await context!.setOffline(false);
+  await page.waitForFunction('window.chatSeen.result !== undefined || window.chatSeen.error !== undefined', undefined, { timeout: 30_000 });
+  const seen = await chatSeen(page);
+  expect(seen.error).toBeUndefined();
+  const stored = await storedAnswer(stack.url);
+  // The backend generated the whole answer for a client that stayed: it was never aborted.
+  expect(stored.status).toBe('complete');
+  expect(seen.result).toBe(stored.text);
+  expect(seen.tokens.join('')).toBe(stored.text);
+  // The break was seen and resumed, not replayed from the start.
+  const broke = seen.statuses.findIndex((s) => s.status === 'reconnecting');
+  expect(broke).toBeGreaterThanOrEqual(0);
+  expect(seen.statuses.slice(broke).some((s) => s.status === 'open')).toBe(true);
+  expect(resumes.length).toBeGreaterThanOrEqual(1);
+  expect(Number(resumes.at(-1))).toBeGreaterThanOrEqual(5);
+  const reopened = seen.statuses.find((s) => s.status === 'open')!;
+  console.log(`chat resume: offline at +0, open again at +${reopened.at - offlineAt} ms (offline for 400 ms); ${seen.tokens.length} tokens, ${resumes.length} resume request(s)`);
+});
+
+test("chat()'s abort stops the backend at once, not after the relay's grace period", async () => {
+  stack = await new DemoStack({ postResumeGraceMs: 60_000 }, { tokenMs: 40 }).start();
+  const page = await askInTab(stack.url, 'A question whose answer is cut short');
+  await page.waitForFunction('window.chatSeen.tokens.length >= 3');
+  await page.evaluate('window.chatReply.abort()');
+  const abortedAt = Date.now();
+  await until(async () => (await storedAnswer(stack!.url)).status === 'stopped', 2000, 'the backend sees the abort');
+  expect(Date.now() - abortedAt).toBeLessThan(2000);
+  await page.waitForFunction('window.chatSeen.result !== undefined');
+  const seen = await chatSeen(page);
+  expect(seen.result).toBe(seen.tokens.join(''));
+  expect((await storedAnswer(stack.url)).text.startsWith(seen.result!)).toBe(true);
+});
+
+test('upload() resumes a dropped processing stream through the kept answer: the file completes with every chunk counted, and its session was never cancelled', async () => {
+  stack = await new DemoStack({}, { chunkMs: 40 }).start();
+  context = await loggedInContext(browser, stack.url);
+  const page = await context.newPage();
+  const routes: string[] = [];
+  page.on('request', (request) => {
+    const path = new URL(request.url()).pathname;
+    if (request.method() === 'GET' && path.startsWith('/api/')) routes.push(path.replace(/[^/]+$/, ':id'));
+  });
+  await page.goto(`${stack.url}/healthz`);
+  await page.evaluate(`(async (options) => {
+    const { createClient } = await import('/client.js');
+    const file = new File(['line of text\\n'.repeat(1500)], 'report.txt', { type: 'text/plain' });
+    const upload = createClient(options).upload([file], { chunk_size: 1000 });
+    window.uploaded = upload.files[0];
+    upload.done.then((all) => (window.uploadDone = all[0]));
+  })(${JSON.stringify(QUICK_CLIENT)})`);
+  // Processing: the body has been sent and the backend named its session.
+  await page.waitForFunction('window.uploaded.progress.processed.ocr >= 1');
+  expect(stack.cutAnswers('/api/documents/upload-sse')).toBe(1);
+  await page.waitForFunction('window.uploadDone !== undefined', undefined, { timeout: 30_000 });
+  const done = (await page.evaluate('window.uploadDone')) as { outcome: string; reconnects: number; sessionId: string; totalChunks: number; processed: Record<string, number> };
+  expect(done.outcome).toBe('complete');
+  expect(done.reconnects).toBeGreaterThanOrEqual(1);
+  expect(Object.values(done.processed)).toEqual([done.totalChunks, done.totalChunks, done.totalChunks]);
+  expect(routes).toContain('/api/streams/:id');
+  expect(routes.filter((route) => route.startsWith('/api/documents/'))).toEqual([]);
+  const session = await fetch(`${stack.url}/api/sessions/${done.sessionId}`, { headers: authHeader('alice') });
+  expect(await session.json()).toMatchObject({ stage: 'complete', cancelled: false, done: true });
+});
