@@ -2,12 +2,14 @@
  * Capacity scenario: idle subscribers (no events, over a fixed set of codes) are
  * added step by step until the target, the memory budget, or the open-file limit;
  * after each step the subject's RSS (and, for Node subjects, its heap after a full
- * GC) is read. Reports memory per subscriber and the time to connect them all.
+ * GC) is read. Reports memory per subscriber and the time to connect them all, and with
+ * several runs (every subject once per run, in turn) the pairs of each run (pairs.ts).
  */
 import { fixed, sampleProcs } from './common';
 import type { CapacityClientConfig } from './capacity-client';
 import { type ScenarioOutcome, codeNames, describe } from './fanout';
 import { type Lab, eachSubject, type Subject, type SubjectName, load1 } from './lab';
+import { pairTable } from './pairs';
 import type { Proc } from './proc';
 
 export interface CapacitySettings {
@@ -18,9 +20,11 @@ export interface CapacitySettings {
   /** Stop adding when the subject's RSS passes this. */
   budgetMb: number;
   concurrency: number;
+  /** How often every subject runs, in turn. */
+  runs: number;
 }
 
-interface Step {
+export interface Step {
   subscribers: number;
   rssKb: number;
   heapUsed: number | undefined;
@@ -28,8 +32,9 @@ interface Step {
   ms: number;
 }
 
-interface CapacityRow {
+export interface CapacityRow {
   subject: SubjectName;
+  run: number;
   target: number;
   steps: Step[];
   clients: number;
@@ -68,7 +73,7 @@ function slope(points: readonly (readonly [number, number])[]): number {
   return den === 0 ? NaN : num / den;
 }
 
-async function runOne(lab: Lab, settings: CapacitySettings, name: SubjectName): Promise<CapacityRow> {
+async function runOne(lab: Lab, settings: CapacitySettings, name: SubjectName, run: number): Promise<CapacityRow> {
   const startLoad = load1();
   const notes: string[] = [];
   const codes = codeNames(settings.codes);
@@ -77,7 +82,7 @@ async function runOne(lab: Lab, settings: CapacitySettings, name: SubjectName): 
   // over workers). Keep headroom for everything else.
   const target = Math.min(settings.max, lab.nofile - 300 - settings.codes);
   if (target < settings.max) {
-    const holder = name === 'relay' || name === 'relay-plain' ? 'the relay' : name === 'nginx' ? 'the backend behind nginx' : 'the backend';
+    const holder = name.startsWith('relay') ? 'the relay' : name === 'nginx' ? 'the backend behind nginx' : 'the backend';
     notes.push(`stopped at ${target}, not ${settings.max}: open-file limit ${lab.nofile} per process (${holder} holds one per stream)`);
   }
   const perClient = lab.nofile - 300;
@@ -141,7 +146,7 @@ async function runOne(lab: Lab, settings: CapacitySettings, name: SubjectName): 
     const diagnostics = subject.diagnostics?.();
     if (diagnostics !== undefined) notes.push(diagnostics);
     if (name === 'nginx' && lab.nginxWorkers > 1) notes.push(`${lab.nginxWorkers} nginx workers (open-file limit)`);
-    return { subject: name, target, steps, clients: clientCount, failed, closed, stoppedBecause, load1: startLoad, notes };
+    return { subject: name, run, target, steps, clients: clientCount, failed, closed, stoppedBecause, load1: startLoad, notes };
   } finally {
     await Promise.all(clients.map((client) => client.stop('SIGTERM', 2000)));
     await subject?.stop();
@@ -149,35 +154,59 @@ async function runOne(lab: Lab, settings: CapacitySettings, name: SubjectName): 
   }
 }
 
+/** Memory per subscriber and connect time of one row; undefined when it opened none. */
+function figures(row: CapacityRow): { n: number; rssWhole: number; rssMarginal: number; heapWhole: number; heapMarginal: number; connectS: number; first: Step; last: Step } | undefined {
+  const first = row.steps[0];
+  const last = row.steps[row.steps.length - 1];
+  if (!first || !last || last.subscribers === 0) return undefined;
+  const n = last.subscribers;
+  const measured = row.steps.slice(1);
+  return {
+    n,
+    first,
+    last,
+    rssWhole: (last.rssKb - first.rssKb) / n,
+    rssMarginal: slope(measured.map((s) => [s.subscribers, s.rssKb])),
+    heapWhole: last.heapUsed !== undefined && first.heapUsed !== undefined ? (last.heapUsed - first.heapUsed) / 1024 / n : NaN,
+    heapMarginal: slope(measured.filter((s) => s.heapUsed !== undefined).map((s) => [s.subscribers, (s.heapUsed ?? 0) / 1024])),
+    connectS: row.steps.reduce((sum, s) => sum + s.ms, 0) / 1000,
+  };
+}
+
 export async function runCapacity(lab: Lab, settings: CapacitySettings, subjects: readonly SubjectName[]): Promise<ScenarioOutcome> {
-  const { rows, failures } = await eachSubject(
-    (name) => `capacity: ${name} (up to ${settings.max} idle subscribers over ${settings.codes} codes)`,
-    subjects,
-    (name) => runOne(lab, settings, name),
-  );
+  const rows: CapacityRow[] = [];
+  const failures: string[] = [];
+  // Every subject once per run, in turn, so that a busy minute on the machine falls on all of them.
+  for (let run = 1; run <= settings.runs; run++) {
+    const ran = await eachSubject(
+      (name) => `capacity: ${name} (up to ${settings.max} idle subscribers over ${settings.codes} codes${settings.runs > 1 ? `, run ${run}/${settings.runs}` : ''})`,
+      subjects,
+      (name) => runOne(lab, settings, name, run),
+    );
+    rows.push(...ran.rows);
+    failures.push(...ran.failures);
+  }
+  return { markdown: capacityReport(settings, rows, failures), data: { settings, rows, failures }, failed: failures.length > 0 };
+}
+
+/** The capacity scenario's Markdown: every row, its notes, and with several runs the pairs of each run. */
+export function capacityReport(settings: CapacitySettings, rows: readonly CapacityRow[], failures: readonly string[]): string {
+  const several = settings.runs > 1;
   const lines = [
-    `### Capacity: idle subscribers over ${settings.codes} codes, added ${settings.step} at a time`,
+    `### Capacity: idle subscribers over ${settings.codes} codes, added ${settings.step} at a time${several ? `, ${settings.runs} runs` : ''}`,
     '',
-    '| subject | subscribers held | stopped because | time to connect all (s) | RSS MiB (before / after) | RSS KiB / subscriber (whole / marginal) | heap KiB / subscriber (whole / marginal) | load avg |',
-    '|---|---|---|---|---|---|---|---|',
+    `| subject |${several ? ' run |' : ''} subscribers held | stopped because | time to connect all (s) | RSS MiB (before / after) | RSS KiB / subscriber (whole / marginal) | heap KiB / subscriber (whole / marginal) | load avg |`,
+    `|---|${several ? '---|' : ''}---|---|---|---|---|---|---|`,
   ];
   for (const row of rows) {
-    const first = row.steps[0];
-    const last = row.steps[row.steps.length - 1];
-    if (!first || !last || last.subscribers === 0) continue;
-    const n = last.subscribers;
-    const measured = row.steps.slice(1);
-    const rssWhole = (last.rssKb - first.rssKb) / n;
-    const rssMarginal = slope(measured.map((s) => [s.subscribers, s.rssKb]));
-    const heapWhole = last.heapUsed !== undefined && first.heapUsed !== undefined ? (last.heapUsed - first.heapUsed) / 1024 / n : NaN;
-    const heapMarginal = slope(measured.filter((s) => s.heapUsed !== undefined).map((s) => [s.subscribers, (s.heapUsed ?? 0) / 1024]));
-    const connectS = row.steps.reduce((sum, s) => sum + s.ms, 0) / 1000;
+    const f = figures(row);
+    if (f === undefined) continue;
     lines.push(
-      `| ${row.subject} | ${n} | ${row.stoppedBecause} | ${fixed(connectS, 2)} | ${fixed(first.rssKb / 1024, 0)} / ${fixed(last.rssKb / 1024, 0)} | ${fixed(rssWhole, 1)} / ${fixed(rssMarginal, 1)} | ${row.subject === 'nginx' ? 'n/a' : `${fixed(heapWhole, 1)} / ${fixed(heapMarginal, 1)}`} | ${fixed(row.load1, 1)} |`,
+      `| ${row.subject} |${several ? ` ${row.run} |` : ''} ${f.n} | ${row.stoppedBecause} | ${fixed(f.connectS, 2)} | ${fixed(f.first.rssKb / 1024, 0)} / ${fixed(f.last.rssKb / 1024, 0)} | ${fixed(f.rssWhole, 1)} / ${fixed(f.rssMarginal, 1)} | ${row.subject === 'nginx' ? 'n/a' : `${fixed(f.heapWhole, 1)} / ${fixed(f.heapMarginal, 1)}`} | ${fixed(row.load1, 1)} |`,
     );
   }
   lines.push('');
-  for (const row of rows) if (row.notes.length > 0) lines.push(`- ${row.subject}: ${row.notes.join('; ')}`);
+  for (const row of rows) if (row.notes.length > 0) lines.push(`- ${row.subject}${several ? `, run ${row.run}` : ''}: ${row.notes.join('; ')}`);
   for (const line of failures) lines.push(`- ${line}`);
   lines.push(
     '',
@@ -185,5 +214,15 @@ export async function runCapacity(lab: Lab, settings: CapacitySettings, subjects
       '"whole" = (RSS after − RSS before the first stream) / subscribers, so it includes code compiled on the way; "marginal" = least-squares slope over the steps. ' +
       'Heap: heapUsed after `gc()` (heap probe preloaded with --expose-gc). Connect time: the sum of the steps, each opened with bounded concurrency, JWT per subscriber for the relay.',
   );
-  return { markdown: `${lines.join('\n')}\n`, data: { settings, rows, failures }, failed: failures.length > 0 };
+  // Pairs compare like with like: rows that held the same number of streams.
+  const paired = rows.filter((row) => figures(row) !== undefined);
+  const pairs = pairTable('Capacity pairs of the same run', paired, { name: 'subscribers held', of: (row) => String(figures(row)?.n ?? 0) }, [
+    { name: 'RSS KiB / subscriber, whole', of: (row) => figures(row)?.rssWhole ?? NaN },
+    { name: 'RSS, marginal', of: (row) => figures(row)?.rssMarginal ?? NaN },
+    { name: 'heap KiB / subscriber, whole', of: (row) => figures(row)?.heapWhole ?? NaN },
+    { name: 'heap, marginal', of: (row) => figures(row)?.heapMarginal ?? NaN },
+    { name: 'time to connect all', of: (row) => figures(row)?.connectS ?? NaN },
+  ]);
+  if (pairs !== '') lines.push('', pairs);
+  return `${lines.join('\n')}\n`;
 }

@@ -112,7 +112,7 @@ export function lineChart(spec: ChartSpec): string {
   return `${out.join('\n')}\n`;
 }
 
-const COLORS: Record<SubjectName, string> = { direct: '#555555', floor: '#ff7f0e', relay: '#1f77b4', 'relay-plain': '#9467bd', nginx: '#2ca02c' };
+const COLORS: Record<SubjectName, string> = { direct: '#555555', floor: '#ff7f0e', relay: '#1f77b4', 'relay-plain': '#9467bd', 'relay-before': '#8c564b', nginx: '#2ca02c' };
 
 function median(values: readonly number[]): number {
   const sorted = values.filter(Number.isFinite).sort((a, b) => a - b);
@@ -145,7 +145,7 @@ function p99Series(rows: readonly FanoutRow[], subjects: readonly SubjectName[],
 /** The fan-out chart: p99 against subscribers per subject (median line, min-max band over runs); `before` drawn dashed and pale. */
 export function fanoutChart(rows: readonly FanoutRow[], before: readonly FanoutRow[] = [], only?: readonly SubjectName[]): string | undefined {
   if (rows.length === 0) return undefined;
-  const order: readonly SubjectName[] = ['floor', 'relay', 'relay-plain', 'nginx', 'direct'];
+  const order: readonly SubjectName[] = ['floor', 'relay-before', 'relay', 'relay-plain', 'nginx', 'direct'];
   const subjects = order.filter((s) => (only ?? order).includes(s));
   const series = [...p99Series(rows, subjects, before.length > 0 ? ' after' : '', false, 1), ...p99Series(before, subjects, ' before', true, 0.55)];
   const title = before.length > 0 ? 'Fan-out p99 delay, before (dashed) and after' : 'Fan-out p99 delay (line: median of runs, band: min to max)';

@@ -1,11 +1,13 @@
 /**
  * The fan-out scenario's Markdown report: every run's figures; where each run's delay may have
- * come from; each subject against the floor, nginx and direct of the same run; and with several
- * runs, the spread (min / median / max) and, for the relay, in how many runs each target held.
+ * come from; each subject against the floor, nginx and direct of the same run; the pairs (relay
+ * against relay-before or relay-plain, each against the floor) run by run; and with several runs,
+ * the spread (min / median / max) and, for the relay, in how many runs each target held.
  */
 import { fixed } from './common';
 import { CORE_FULL_PCT, type FanoutRow, type FanoutSettings, LOAD_BUSY_PCT, clientLate } from './fanout-row';
 import { CLK_TCK, type SubjectName } from './lab';
+import { pairTable } from './pairs';
 
 /** Peak RSS growth during the run over the idle RSS before any client connected, per client, in KiB. */
 export function kibPerClient(row: FanoutRow): number {
@@ -52,7 +54,14 @@ function peerOf(rows: readonly FanoutRow[], row: FanoutRow, subject: SubjectName
 }
 
 export function fanoutReport(settings: FanoutSettings, rows: readonly FanoutRow[], failures: readonly string[]): string {
-  const parts = [table(settings, rows, failures), causes(rows), ratioTable(rows)];
+  const done = rows.filter((r) => r.done !== undefined);
+  const pairs = pairTable('Fan-out pairs of the same run', done, { name: 'subscribers / codes', of: sizeOf }, [
+    { name: 'p99', of: p99 },
+    { name: 'p99 after warm-up', of: (r) => r.done?.steadyDelay.p99 ?? NaN },
+    { name: 'CPU / delivery', of: cpuPer100k },
+    { name: 'KiB / client', of: kibPerClient },
+  ]);
+  const parts = [table(settings, rows, failures), causes(rows), ratioTable(rows), ...(pairs === '' ? [] : [pairs])];
   if (settings.runs > 1) parts.push(spreadTable(settings, rows));
   if (rows.some((r) => r.subject === 'relay') && rows.some((r) => r.subject === 'floor')) parts.push(targets(settings, rows));
   return parts.join('\n');

@@ -5,7 +5,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, chmodSync, constants, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, chmodSync, constants, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { childPids } from './common';
@@ -13,12 +13,16 @@ import { Proc, waitHealthy } from './proc';
 import { freePort } from '../test/support/free-port';
 import { tempPaths } from '../test/support/nginx';
 
-export type SubjectName = 'direct' | 'floor' | 'relay' | 'relay-plain' | 'nginx';
+export type SubjectName = 'direct' | 'floor' | 'relay' | 'relay-plain' | 'relay-before' | 'nginx';
+/** The subjects that are a relay's `server.js`, run the same way. */
+type RelayName = Extract<SubjectName, 'relay' | 'relay-plain' | 'relay-before'>;
 /**
  * Every subject `--subjects` may name. `relay-plain` is the relay with `NODE_INTERNALS=0` (no
  * trick past Node's and Express's public API): run beside `relay` it shows what they save.
+ * `relay-before` is the relay as built in another checkout (`--before`): run beside `relay`
+ * it shows what a change did, both measured in the same minutes of the same machine.
  */
-export const ALL_SUBJECTS: readonly SubjectName[] = ['direct', 'floor', 'relay', 'relay-plain', 'nginx'];
+export const ALL_SUBJECTS: readonly SubjectName[] = ['direct', 'floor', 'relay', 'relay-plain', 'relay-before', 'nginx'];
 /** The subjects of a run that names none. */
 export const DEFAULT_SUBJECTS: readonly SubjectName[] = ['direct', 'floor', 'relay', 'nginx'];
 /** Subjects only the fan-out and capacity scenarios have: the floor relays nothing but the bench backend's streams. */
@@ -51,6 +55,8 @@ export interface Subject {
 export interface LabOptions {
   readonly pin: boolean;
   readonly nginx: string;
+  /** The `dist/` directory of the `relay-before` subject (see `beforeDist`). */
+  readonly before?: string;
 }
 
 const HERE = __dirname;
@@ -64,6 +70,30 @@ function clockTicks(): number {
     return value > 0 ? value : 100;
   } catch {
     return 100;
+  }
+}
+
+/**
+ * The `dist/` directory holding `server.js` for `--before <dir>`: `dir` may be the checkout (whose
+ * `npm run build` wrote `dir/dist`) or its `dist/` itself. Throws when neither has a `server.js`.
+ */
+export function beforeDist(dir: string): string {
+  const root = resolve(dir);
+  for (const candidate of [join(root, 'dist'), root]) if (existsSync(join(candidate, 'server.js'))) return candidate;
+  throw new Error(`--before ${dir}: no dist/server.js there (run npm run build in that checkout first)`);
+}
+
+/**
+ * The commit a directory's checkout is at, short, with ` (modified)` when tracked files differ
+ * from it; undefined when it is not in a git checkout.
+ */
+export function commitOf(dir: string): string | undefined {
+  try {
+    const git = (...args: string[]): string => execFileSync('git', ['-C', dir, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const commit = git('rev-parse', '--short', 'HEAD');
+    return git('status', '--porcelain', '--untracked-files=no') === '' ? commit : `${commit} (modified)`;
+  } catch {
+    return undefined;
   }
 }
 
@@ -228,8 +258,13 @@ export class Lab {
     return { proc, url, cleanup: () => rmSync(uploadDir, { recursive: true, force: true }) };
   }
 
-  /** The relay in front of `backendUrl`; `extraEnv` adds settings (a cluster's `REDIS_URL`, a `PORT` to start again on), `name` says which subject it is. */
-  async startRelay(backendUrl: string, core: number | undefined, maxStreams: number, extraEnv: NodeJS.ProcessEnv = {}, name: 'relay' | 'relay-plain' = 'relay'): Promise<Subject> {
+  /**
+   * The relay in front of `backendUrl`; `extraEnv` adds settings (a cluster's `REDIS_URL`, a `PORT` to start again on), `name`
+   * says which subject it is: `relay-before` runs the `server.js` of `--before`, the others this build's.
+   */
+  async startRelay(backendUrl: string, core: number | undefined, maxStreams: number, extraEnv: NodeJS.ProcessEnv = {}, name: RelayName = 'relay'): Promise<Subject> {
+    const dist = name === 'relay-before' ? this.options.before : DIST;
+    if (dist === undefined) throw new Error('relay-before needs --before <dir> (a checkout built with npm run build)');
     const port = extraEnv.PORT === undefined ? await freePort() : Number(extraEnv.PORT);
     const big = String(10 * maxStreams + 1000);
     const env: NodeJS.ProcessEnv = {
@@ -246,8 +281,8 @@ export class Lab {
       MAX_UPLOAD_BYTES: String(64 * 1024 ** 3),
       ...extraEnv,
     };
-    const args = ['--expose-gc', '-r', join(HERE, 'heap-probe.js'), ...this.nodeArgs('relay'), join(DIST, 'server.js')];
-    const proc = this.spawn('relay', process.execPath, args, core, env);
+    const args = ['--expose-gc', '-r', join(HERE, 'heap-probe.js'), ...this.nodeArgs('relay'), join(dist, 'server.js')];
+    const proc = this.spawn(name, process.execPath, args, core, env);
     const baseUrl = `http://127.0.0.1:${port}`;
     await waitHealthy(`${baseUrl}/healthz`, proc, 20_000);
     return { name, baseUrl, prefix: '/api', auth: 'jwt', node: proc, pids: () => [proc.pid], stop: () => proc.stop() };
@@ -357,6 +392,8 @@ ${tempPaths(dir)}
         return this.startRelay(backend.url, core, maxStreams);
       case 'relay-plain':
         return this.startRelay(backend.url, core, maxStreams, { NODE_INTERNALS: '0' }, 'relay-plain');
+      case 'relay-before':
+        return this.startRelay(backend.url, core, maxStreams, {}, 'relay-before');
       case 'nginx':
         return this.startNginx(backend.url, core, maxStreams);
     }

@@ -10,6 +10,7 @@
  *   npm run bench -- --scenario big-events        40 topics x 400 events x 64 KiB through the relay: memory
  *   npm run bench -- --scenario fanout,capacity --subjects relay,relay-plain   Node internals on against off
  *   npm run bench -- --scenario restart           clients with granted tokens across a relay restart (--size full: 10,000 on 100 topics)
+ *   npm run bench -- --scenario fanout,capacity --subjects floor,relay-before,relay --before <checkout>   a change, before against after
  *
  * See bench/README.md for every option.
  */
@@ -23,11 +24,11 @@ import { type ChatSettings, runChat } from './chat';
 import { fixed } from './common';
 import { type ScenarioOutcome, runFanout } from './fanout';
 import type { FanoutSettings } from './fanout-row';
-import { ALL_SUBJECTS, DEFAULT_SUBJECTS, FANOUT_ONLY, Lab, ROOT, type SubjectName, ensureNginx, load1, machineLine } from './lab';
+import { ALL_SUBJECTS, DEFAULT_SUBJECTS, FANOUT_ONLY, Lab, ROOT, type SubjectName, beforeDist, commitOf, ensureNginx, load1, machineLine } from './lab';
 import { type MultiplexSettings, runMultiplex } from './multiplex';
 import { type ClusterSettings, runCluster } from './cluster';
 import { type RestartSettings, runRestart } from './restart';
-import { portable, portableArg } from './portable-path';
+import { portable, portableArgs } from './portable-path';
 import { type SubscribeSettings, runSubscribe } from './subscribe';
 import { type UploadSettings, runUpload } from './upload';
 
@@ -49,6 +50,8 @@ interface Settings {
   out: string;
   nginx: string;
   pin: boolean;
+  /** The `dist/` of the relay-before subject, when it runs. */
+  before: string | undefined;
 }
 
 /**
@@ -84,13 +87,18 @@ const USAGE = `npm run bench -- [options]   (every option: bench/README.md)
 
   --scenario LIST     ${SCENARIOS.join(',')} (default: all)
   --subjects LIST     ${ALL_SUBJECTS.join(',')} (default: ${DEFAULT_SUBJECTS.join(',')});
-                      relay-plain is the relay with NODE_INTERNALS=0, to set beside relay
+                      relay-plain is the relay with NODE_INTERNALS=0, to set beside relay;
+                      relay-before is the relay built in the checkout --before names
+  --before DIR        a checkout built with npm run build (or its dist/), for relay-before;
+                      default: BENCH_BEFORE
   --size small|full   small (default): fan-out ${SIZES.small.subscribers} once, capacity ${SIZES.small.capacityMax}
   --subscribers LIST, --codes LIST, --runs N, --events N, --rate N, ...
+  --capacity-runs N   repeat the capacity scenario, every subject once per run (default 1)
   --out FILE          report path (default bench/results/latest.md)
   --no-pin            do not use taskset
 
   npm run bench -- --scenario fanout,capacity --subjects relay,relay-plain   Node internals on against off
+  npm run bench -- --scenario fanout,capacity --subjects floor,relay-before,relay --before ../old --runs 3 --capacity-runs 3
 `;
 
 function parseSettings(argv: string[]): Settings {
@@ -109,6 +117,7 @@ function parseSettings(argv: string[]): Settings {
       'capacity-max': { type: 'string' },
       'capacity-step': { type: 'string' },
       'capacity-codes': { type: 'string' },
+      'capacity-runs': { type: 'string' },
       'memory-budget-mb': { type: 'string' },
       'subscribe-rates': { type: 'string' },
       'subscribe-step-ms': { type: 'string' },
@@ -139,6 +148,7 @@ function parseSettings(argv: string[]): Settings {
       together: { type: 'boolean' },
       out: { type: 'string' },
       nginx: { type: 'string' },
+      before: { type: 'string' },
       'no-pin': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -164,9 +174,13 @@ function parseSettings(argv: string[]): Settings {
   const events = positiveInt('events', values.events, 20);
   const concurrency = positiveInt('concurrency', values.concurrency, 100);
   const graceMs = positiveInt('grace-ms', values['grace-ms'], 10_000);
+  const subjects = pick('subjects', values.subjects, ALL_SUBJECTS, DEFAULT_SUBJECTS);
+  const beforeDir = values.before ?? process.env.BENCH_BEFORE;
+  if (subjects.includes('relay-before') && beforeDir === undefined) throw new Error('--subjects relay-before: give --before <dir> (a checkout built with npm run build), or BENCH_BEFORE');
+  if (values.before !== undefined && !subjects.includes('relay-before')) throw new Error('--before is for the relay-before subject: name it in --subjects');
   return {
     scenarios: pick('scenario', values.scenario, SCENARIOS),
-    subjects: pick('subjects', values.subjects, ALL_SUBJECTS, DEFAULT_SUBJECTS),
+    subjects,
     fanout: {
       configs,
       events,
@@ -182,6 +196,7 @@ function parseSettings(argv: string[]): Settings {
       codes: positiveInt('capacity-codes', values['capacity-codes'], 100),
       budgetMb: positiveInt('memory-budget-mb', values['memory-budget-mb'], 2048),
       concurrency,
+      runs: positiveInt('capacity-runs', values['capacity-runs'], 1),
     },
     subscribe: {
       rates: intList('subscribe-rates', values['subscribe-rates'] ?? '250,500,1000,1500,2000,2500,3000,4000,5000,6000,8000'),
@@ -234,6 +249,7 @@ function parseSettings(argv: string[]): Settings {
     out: resolve(values.out ?? join(ROOT, 'bench/results/latest.md')),
     nginx: values.nginx ?? process.env.NGINX_BIN ?? '/usr/sbin/nginx',
     pin: values['no-pin'] !== true,
+    before: subjects.includes('relay-before') && beforeDir !== undefined ? beforeDist(beforeDir) : undefined,
   };
 }
 
@@ -280,7 +296,18 @@ async function main(): Promise<void> {
     }
   }
   recordGcPauses();
-  const lab = new Lab({ pin: settings.pin, nginx: settings.nginx });
+  const lab = new Lab({ pin: settings.pin, nginx: settings.nginx, before: settings.before });
+  // Which code each relay subject ran, so a before/after report says what it compared.
+  const beforeCommit = settings.before === undefined ? undefined : commitOf(settings.before);
+  const beforeName = `<a build of ${beforeCommit ?? 'another checkout'}>`;
+  if (settings.before !== undefined) {
+    const thisCommit = commitOf(ROOT);
+    notes.push(
+      `relay-before: \`dist/server.js\` of ${beforeCommit === undefined ? 'a checkout outside git' : `a build of commit ${beforeCommit}`}; ` +
+        `relay${subjects.includes('relay-plain') ? ' and relay-plain' : ''}: this checkout's build${thisCommit === undefined ? '' : `, commit ${thisCommit}`}. ` +
+        'Both run with the same environment, the bench code and probes of this checkout.',
+    );
+  }
   const others = subjects.filter((s) => !FANOUT_ONLY.includes(s));
   const startedAt = new Date();
   const loadAtStart = load1();
@@ -334,7 +361,7 @@ async function main(): Promise<void> {
   const header = [
     '## Benchmark results',
     '',
-    `Machine: ${machineLine()}. Command: \`${commandLine(argv.map((arg) => portableArg(arg, ROOT)))}\`. ${lab.pinning}; open-file limit ${lab.nofile} per process. ` +
+    `Machine: ${machineLine()}. Command: \`${commandLine(portableArgs(argv, ROOT, { '--before': beforeName }))}\`. ${lab.pinning}; open-file limit ${lab.nofile} per process. ` +
       `Run ${startedAt.toISOString()} to ${new Date().toISOString()}; 1-minute load average ${fixed(loadAtStart, 1)} at the start, ${fixed(load1(), 1)} at the end ` +
       '(this machine is shared: above ~2 on 2 CPUs means others were running too, and timings are noisy).',
     ...notes.map((n) => `\n${n}`),
@@ -344,7 +371,7 @@ async function main(): Promise<void> {
   process.stdout.write(`\n${markdown}`);
   mkdirSync(dirname(settings.out), { recursive: true });
   writeFileSync(settings.out, markdown);
-  writeFileSync(settings.out.replace(/\.md$/, '') + '.json', `${JSON.stringify({ settings: { ...settings, out: portable(settings.out, ROOT), nginx: portable(settings.nginx, ROOT) }, machine: machineLine(), startedAt, ...data }, null, 2)}\n`);
+  writeFileSync(settings.out.replace(/\.md$/, '') + '.json', `${JSON.stringify({ settings: { ...settings, out: portable(settings.out, ROOT), nginx: portable(settings.nginx, ROOT), before: settings.before === undefined ? undefined : beforeName }, machine: machineLine(), startedAt, ...data }, null, 2)}\n`);
   console.error(`bench: wrote ${relative(process.cwd(), settings.out)}${svgName === undefined ? '' : ` and ${svgName}`}`);
   process.exit(failed ? 1 : 0);
 }

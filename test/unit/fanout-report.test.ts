@@ -118,3 +118,30 @@ describe('the fan-out report over several runs', () => {
     expect(Math.max(...ys) - Math.min(...ys)).toBeGreaterThan(0);
   });
 });
+
+describe('the fan-out pairs of the same run', () => {
+  // relay-before and relay-plain beside the relay of each run: the relay's p99 is 0.9×, 1.1× and
+  // 1.0× of relay-before's, relay-plain's CPU 1.5× the relay's in every run.
+  const PAIRED: FanoutRow[] = [1, 2, 3].flatMap((run) => {
+    const relay = ROWS.find((r) => r.subject === 'relay' && r.run === run) as FanoutRow;
+    const p99 = relay.done?.delay.p99 ?? NaN;
+    return [
+      row('relay-before', run, { p99: p99 / [0.9, 1.1, 1][run - 1]!, cpuS: relay.subjectCpuS, peakKb: relay.rssPeakKb }),
+      row('relay-plain', run, { p99, cpuS: relay.subjectCpuS * 1.5, peakKb: relay.rssPeakKb }),
+    ];
+  });
+
+  it('shows relay ÷ relay-before and relay-plain ÷ relay run by run, with their median, before each subject ÷ the floor', () => {
+    const markdown = fanoutReport(SETTINGS, [...ROWS, ...PAIRED], []);
+    const section = markdown.slice(markdown.indexOf('### Fan-out pairs of the same run'));
+    const pairs = tableRows(section.slice(0, section.indexOf('\n### ')), '');
+    expect(pairs.map((line) => line.split(' | ')[1])).toEqual(['relay ÷ relay-before', 'relay-plain ÷ relay', 'relay ÷ floor', 'relay-before ÷ floor', 'relay-plain ÷ floor']);
+    expect(pairs[0]).toMatch(/^\| 1000 \/ 10 \| relay ÷ relay-before \| \*\*1\.00\*\* \(0\.90, 1\.10, 1\.00\) \|/);
+    expect(pairs[1]).toMatch(/^\| 1000 \/ 10 \| relay-plain ÷ relay \| \*\*1\.00\*\* \(1\.00, 1\.00, 1\.00\) \| \*\*1\.00\*\* \(1\.00, 1\.00, 1\.00\) \| \*\*1\.50\*\* \(1\.50, 1\.50, 1\.50\) \|/);
+    expect(pairs[2]).toMatch(/^\| 1000 \/ 10 \| relay ÷ floor \| \*\*1\.00\*\* \(0\.90, 1\.20, 1\.00\) \|/);
+  });
+
+  it('has no pairs section without a second subject', () => {
+    expect(fanoutReport(SETTINGS, ROWS.filter((r) => r.subject === 'relay'), [])).not.toContain('pairs of the same run');
+  });
+});

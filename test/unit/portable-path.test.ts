@@ -1,4 +1,4 @@
-import { portable, portableArg } from '../../bench/portable-path';
+import { portable, portableArg, portableArgs } from '../../bench/portable-path';
 
 const ROOT = '/home/someone/src/sse-relay';
 
@@ -11,4 +11,10 @@ test('a bench report records paths inside the repository relative to it, and oth
 test("a bench report's command line shows no absolute path, whether given as its own argument or after =", () => {
   const argv = ['--nginx', '/opt/nginx/sbin/nginx', `--out=${ROOT}/bench/results/a.md`, '--subscribers', '1000'];
   expect(argv.map((arg) => portableArg(arg, ROOT))).toEqual(['--nginx', 'nginx', '--out=bench/results/a.md', '--subscribers', '1000']);
+});
+
+test("a bench report's command line shows the --before checkout as what it holds, never its path", () => {
+  const shownAs = { '--before': '<a build of abc1234>' };
+  expect(portableArgs(['--before', '/tmp/old-checkout', '--runs', '3'], ROOT, shownAs)).toEqual(['--before', '<a build of abc1234>', '--runs', '3']);
+  expect(portableArgs(['--before=../old', `--out=${ROOT}/x.md`], ROOT, shownAs)).toEqual(['--before=<a build of abc1234>', '--out=x.md']);
 });
