@@ -161,12 +161,19 @@ describe('the header timeout, with other traffic around', () => {
 
   test('a socket the app takes over for an upgrade is no longer timed', async () => {
     const port = await startBusy({ headersTimeoutMs: TIMEOUT });
-    server?.on('upgrade', (_req, socket: Socket) => socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n'));
+    let upgraded: Socket | undefined;
+    server?.on('upgrade', (_req, socket: Socket) => {
+      upgraded = socket;
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n');
+    });
     const client = open(port);
     client.socket.write('GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n');
     await until(() => client.text().startsWith('HTTP/1.1 101 '), 2000, 'the upgrade');
     await new Promise((resolve) => setTimeout(resolve, 3 * TIMEOUT));
     expect(client.socket.destroyed).toBe(false);
+    // An upgraded socket is the app's, not the server's: closeAllConnections() leaves it open.
+    upgraded?.destroy();
+    client.socket.destroy();
   });
 
   test('a stream pipelined behind a short request outlives the timeout', async () => {
