@@ -65,7 +65,7 @@ async function main(config: ServerConfig): Promise<void> {
   const jwtOptions = config.jwt.generated ? { ...config.jwt, secret: developmentSecret() } : config.jwt;
   const bundled = config.backendUrl === 'bundled' ? await startBundledBackend() : undefined;
   const backendUrl = bundled?.url ?? (config.backendUrl as URL);
-  const relay = createRelay({ ...config.relay, backendUrl, logger, jwt: jwtOptions, corsOrigins: config.corsOrigins, redisUrl: config.redisUrl });
+  const relay = createRelay({ ...config.relay, backendUrl, logger, jwt: jwtOptions, corsOrigins: config.corsOrigins, redisUrl: config.redisUrl, redisClusterNodes: config.redisClusterNodes });
 
   const app = express();
   app.disable('x-powered-by');

@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { ConfigError, type Env, EnvReader } from './env';
 import { descriptorBudget, filesNeeded, openFileLimit } from './open-files';
+import { parseClusterSeeds } from '../src/cluster/redis';
 import { MIN_SECRET_LENGTH } from '../src/jwt';
 import { HTTP_SERVER_SETTINGS } from '../routes/http-server';
 import { RELAY_SETTINGS, type RelaySettingName } from '../src/options';
@@ -49,6 +50,12 @@ export const SERVER_SETTINGS = {
   },
   logLevel: { kind: 'text', env: 'LOG_LEVEL', defaultNote: 'info', doc: 'pino level' },
   redisUrl: { kind: 'text', env: 'REDIS_URL', defaultNote: 'unset', doc: 'set: several relays share one upstream per topic, the replay history, the connection limits and the rate limit through this Redis (see "Running several relays")' },
+  redisClusterNodes: {
+    kind: 'text',
+    env: 'REDIS_CLUSTER_NODES',
+    defaultNote: 'unset',
+    doc: 'instead of `REDIS_URL`: comma-separated `host:port` seed nodes of a Redis Cluster (Redis 7+); the same cluster mode, each topic on the shard of its hash tag (see "Running several relays")',
+  },
 } as const satisfies Record<string, Setting>;
 
 /** Every setting of the standalone server, by who takes it as an option, in the order docs/configuration.md lists them. */
@@ -88,6 +95,8 @@ export interface ServerConfig {
   readonly drainWindowMs: number;
   readonly logLevel: string;
   readonly redisUrl: URL | undefined;
+  /** `REDIS_CLUSTER_NODES` as given (validated `host:port` entries); undefined when unset. */
+  readonly redisClusterNodes: readonly string[] | undefined;
   /** Settings that work but probably not as meant; logged at start. */
   readonly warnings: readonly string[];
 }
@@ -121,7 +130,7 @@ export function loadConfig(env: Env = process.env, readFileLimit: () => number |
     shutdownTimeoutMs,
     drainWindowMs,
     logLevel: read.oneOf(SERVER_SETTINGS.logLevel.env, LOG_LEVELS, 'info'),
-    redisUrl: readRedisUrl(read),
+    ...readRedis(read),
     warnings,
   };
 }
@@ -211,6 +220,18 @@ function readTrustProxy(read: EnvReader): number | string | false {
   return value;
 }
 
-function readRedisUrl(read: EnvReader): URL | undefined {
-  return read.url(SERVER_SETTINGS.redisUrl.env, ['redis:', 'rediss:'], 'a redis:// or rediss:// URL');
+/** One Redis (`REDIS_URL`) or a Redis Cluster's seed nodes (`REDIS_CLUSTER_NODES`), not both. */
+function readRedis(read: EnvReader): Pick<ServerConfig, 'redisUrl' | 'redisClusterNodes'> {
+  const redisUrl = read.url(SERVER_SETTINGS.redisUrl.env, ['redis:', 'rediss:'], 'a redis:// or rediss:// URL');
+  const name = SERVER_SETTINGS.redisClusterNodes.env;
+  const raw = read.raw(name);
+  if (raw === undefined) return { redisUrl, redisClusterNodes: undefined };
+  if (redisUrl !== undefined) throw new ConfigError(name, `to be unset when ${SERVER_SETTINGS.redisUrl.env} is set (one Redis or one Redis Cluster)`, raw);
+  const nodes = read.list(name);
+  try {
+    parseClusterSeeds(nodes);
+  } catch {
+    throw new ConfigError(name, 'comma-separated host:port seed nodes of a Redis Cluster, like 10.0.0.1:7000,10.0.0.2:7000', raw);
+  }
+  return { redisUrl, redisClusterNodes: nodes };
 }

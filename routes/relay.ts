@@ -10,7 +10,7 @@ import { errorHandler } from '../middleware/errors';
 import { HttpError } from '../src/errors';
 import { limitConnections, limitRequests } from '../middleware/limits';
 import { requestLog } from '../middleware/request-log';
-import { type Cluster, createCluster } from '../src/cluster/cluster';
+import { type Cluster, createCluster, redisTarget } from '../src/cluster/cluster';
 import { type ConnectionCounter, MemoryConnectionCounter } from '../src/limits/connections';
 import { type RelayOptions, optionWarnings, resolveOptions } from '../src/options';
 import { type AuthorizeTopic, backendAuthorizer } from '../src/relay/authorize';
@@ -55,6 +55,11 @@ export interface CreateRelayOptions extends RelayOptions {
    * Defaults to none: this process alone, in memory.
    */
   redisUrl?: string | URL;
+  /**
+   * Instead of `redisUrl`: `host:port` seed nodes of a Redis Cluster (Redis 7 or later); the same
+   * cluster mode, each topic's keys on the shard of its hash tag (see docs/cluster.md). Defaults to none.
+   */
+  redisClusterNodes?: readonly string[];
   /** Origins allowed to call the relay from a browser, with credentials (the cookie). Defaults to none: same-origin only. */
   corsOrigins?: readonly string[];
   /** Security headers (helmet); set false if your app already sets them. Defaults to true. */
@@ -117,7 +122,8 @@ export function createRelay(options: CreateRelayOptions): Relay {
   const callAgent = new Agent({ pipelining: 1, connections: 64 });
   const stats = new RelayStats();
   const local = new LocalOwnership(streamAgent, config);
-  const cluster: Cluster | undefined = options.redisUrl === undefined ? undefined : createCluster(new URL(String(options.redisUrl)), config, local, logger);
+  const target = redisTarget(options.redisUrl, options.redisClusterNodes);
+  const cluster: Cluster | undefined = target === undefined ? undefined : createCluster(target, config, local, logger);
   const ownership = typeof options.ownership === 'function' ? options.ownership(local) : (options.ownership ?? cluster?.ownership ?? local);
   const hub = new Hub(config, ownership, stats, logger);
   const redirectOrigins = new Set((options.upstreamRedirectOrigins ?? []).map((origin) => new URL(origin).origin));

@@ -5,15 +5,15 @@ import type { ConnectionCounter } from '../limits/connections';
 import type { EventFeed, LocalOwnership, TopicOwnership } from '../relay/ownership';
 import type { ReplayBuffer } from '../relay/replay';
 import type { UpstreamInit, UpstreamListener } from '../relay/upstream';
+import { AppendWatch } from './append-watch';
 import { ClusterFeed } from './cluster-feed';
 import { RedisConnectionCounter } from './connection-counter';
 import { redisRateLimitStore } from './rate-limit-store';
-import { RedisLink } from './redis';
+import { RedisLink, type RedisTarget, parseClusterSeeds } from './redis';
 import { SharedTopicStore } from './shared-topic';
-import { StreamReader } from './stream-reader';
 import { UserEnds } from './user-ends';
 
-/** Several relays sharing upstreams, history and limits through one Redis. */
+/** Several relays sharing upstreams, history and limits through one Redis or a Redis Cluster. */
 export interface Cluster {
   readonly ownership: TopicOwnership;
   readonly connections: ConnectionCounter;
@@ -29,16 +29,31 @@ export interface Cluster {
   close(): Promise<void>;
 }
 
+/**
+ * Where the relays meet, from `createRelay`'s `redisUrl` or `redisClusterNodes` (one of them at
+ * most); undefined: this process alone. Throws a TypeError naming the option that is wrong.
+ */
+export function redisTarget(redisUrl: string | URL | undefined, redisClusterNodes: readonly string[] | undefined): RedisTarget | undefined {
+  if (redisUrl !== undefined && redisClusterNodes !== undefined) throw new TypeError('redisUrl and redisClusterNodes: set one of them, not both');
+  if (redisUrl !== undefined) return { url: new URL(String(redisUrl)) };
+  if (redisClusterNodes === undefined) return undefined;
+  try {
+    return { clusterNodes: parseClusterSeeds(redisClusterNodes) };
+  } catch (err) {
+    throw new TypeError(`redisClusterNodes: ${(err as Error).message}`);
+  }
+}
+
 /** Keys in Redis all start with this. */
 const PREFIX = 'sse-relay';
 
 /**
- * Builds the cluster parts on one Redis: the topic feeds (lease, shared history, one stream
- * reader), the shared connection counter and the rate-limit store. `local` reads upstreams
- * and keeps each topic's in-memory history (which mirrors the shared one).
+ * Builds the cluster parts on one Redis or a Redis Cluster: the topic feeds (lease, shared
+ * history, the append watch), the shared connection counter and the rate-limit store. `local`
+ * reads upstreams and keeps each topic's in-memory history (which mirrors the shared one).
  */
-export function createCluster(url: URL, config: RelayConfig, local: LocalOwnership, logger: Logger): Cluster {
-  const link = new RedisLink(url, PREFIX, logger);
+export function createCluster(target: RedisTarget, config: RelayConfig, local: LocalOwnership, logger: Logger): Cluster {
+  const link = new RedisLink(target, PREFIX, logger);
   const store = new SharedTopicStore(
     link,
     { maxEntries: config.replayBufferSize, maxBytes: config.replayBufferBytes },
@@ -46,7 +61,7 @@ export function createCluster(url: URL, config: RelayConfig, local: LocalOwnersh
     // The history outlives the last write or renewal by the linger period, plus a lease or two for a takeover.
     config.topicLingerMs + 3 * config.clusterLeaseMs,
   );
-  const reader = new StreamReader(link);
+  const watch = new AppendWatch(link, store);
   const connections = new RedisConnectionCounter(
     link,
     { total: config.maxConnections, perUser: config.maxConnectionsPerUser, perIp: config.maxConnectionsPerIp },
@@ -57,7 +72,7 @@ export function createCluster(url: URL, config: RelayConfig, local: LocalOwnersh
   const context = {
     link,
     store,
-    reader,
+    watch,
     local,
     logger,
     finishedKeepMs: config.topicLingerMs,
@@ -86,7 +101,7 @@ export function createCluster(url: URL, config: RelayConfig, local: LocalOwnersh
     endUser: (user) => userEnds.publish(user),
     onUserEnded: (end) => userEnds.listen(end),
     async close() {
-      reader.close();
+      watch.close();
       await connections.close();
       link.close();
     },

@@ -121,7 +121,7 @@ export class RedisConnectionCounter implements ConnectionCounter, SlotOwner {
     this.timer = setInterval(() => void this.heartbeat(), Math.max(50, Math.floor(slotTtlMs / 3)));
     this.timer.unref();
     // Counts go to Redis as soon as it answers, not a third of the TTL later: until then slots are counted here alone.
-    link.commands.on('ready', () => void this.heartbeat());
+    link.onReady(() => void this.heartbeat());
     void this.heartbeat();
   }
 
