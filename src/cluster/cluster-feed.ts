@@ -24,6 +24,9 @@ export interface ClusterFeedContext {
 
 type Role = 'starting' | 'owner' | 'follower' | 'local' | 'closed';
 
+/** How soon a failed append is tried again. */
+const APPEND_RETRY_MS = 200;
+
 /** An entry waiting for the owner's next append; `finish` ends the topic. */
 interface Outgoing extends NewEntry {
   readonly fields: string[];
@@ -77,6 +80,12 @@ export class ClusterFeed implements EventFeed {
   private outgoing: Outgoing[] = [];
   /** An append is in flight, or one is due at the end of this turn. */
   private appending = false;
+  /** When the first of the appends failing now failed. */
+  private failingSince: number | undefined;
+  /** A batch whose append failed, tried again before anything newer, under the same token. */
+  private retrying: { readonly batch: Outgoing[]; readonly token: string } | undefined;
+  /** Batches this feed sent: with the holder, each batch's token. */
+  private batches = 0;
 
   constructor(
     private readonly key: string,
@@ -200,27 +209,41 @@ export class ClusterFeed implements EventFeed {
   /** Appends what is queued (up to a finish) in one script call, then the next batch when it answered. */
   private appendBatch(): void {
     const holder = this.holder;
-    if (holder === undefined || this.role !== 'owner' || this.outgoing.length === 0) {
+    if (holder === undefined || this.role !== 'owner' || (this.outgoing.length === 0 && !this.retrying)) {
       this.appending = false;
       return;
     }
-    const end = this.outgoing.findIndex((entry) => entry.finish);
-    const batch = this.outgoing.splice(0, end < 0 ? this.outgoing.length : end + 1);
+    let { batch, token } = this.retrying ?? { batch: [] as Outgoing[], token: '' };
+    this.retrying = undefined;
+    if (batch.length === 0) {
+      const end = this.outgoing.findIndex((entry) => entry.finish);
+      batch = this.outgoing.splice(0, end < 0 ? this.outgoing.length : end + 1);
+      token = `${holder}#${++this.batches}`;
+    }
     const finish = batch[batch.length - 1]?.finish === true ? { keepMs: this.context.finishedKeepMs } : undefined;
-    this.context.store.append(this.key, holder, batch, finish).then(
+    this.context.store.append(this.key, holder, this.cursor, token, batch, finish).then(
       (streamIds) => {
         if (this.role !== 'owner' || this.holder !== holder) return;
         if (streamIds === undefined) return this.demote('append refused: the lease is another relay\'s');
+        this.failingSince = undefined;
         batch.forEach((entry, i) => this.apply(toEntry([streamIds[i] ?? this.cursor, entry.fields]), true));
         this.appendBatch();
       },
       (err: unknown) => {
         if (this.role !== 'owner' || this.holder !== holder) return;
-        // Redis is away: the subscribers here still get the events (going on locally); the shared
-        // history misses them, and relays that follow lost their watch and ended their streams.
         this.logLost(err);
-        for (const entry of batch) this.apply(toEntry([this.cursor, entry.fields]), true);
-        this.appendBatch();
+        this.failingSince ??= Date.now();
+        if (Date.now() - this.failingSince >= this.context.store.leaseMs) {
+          // Past the lease another relay may own the topic: this one lets go of it, and its clients
+          // reconnect (to their own upstream while Redis is away), as followers' did.
+          this.stop();
+          return this.listener.onGiveUp('redis_unavailable', 'the shared history took no append for a lease');
+        }
+        // An event relayed without its append would be a hole in the shared history, which relays
+        // that follow it could not see: the batch waits (and the events after it) while the owner
+        // still holds the lease, through a failover of the topic's shard or a reconnect.
+        this.retrying = { batch, token };
+        setTimeout(() => this.appendBatch(), APPEND_RETRY_MS).unref();
       },
     );
   }
@@ -238,6 +261,8 @@ export class ClusterFeed implements EventFeed {
     clearTimeout(this.reopenTimer);
     // Whatever the upstream gave that was not appended is the new owner's to read again from the backend.
     this.outgoing = [];
+    this.retrying = undefined;
+    this.failingSince = undefined;
     this.appending = false;
     this.upstream?.close();
     this.upstream = undefined;
@@ -366,6 +391,6 @@ export class ClusterFeed implements EventFeed {
   private logLost(err: unknown): void {
     if (Date.now() - this.lostAt < 5000) return;
     this.lostAt = Date.now();
-    this.context.logger.error({ topic: this.key, err: String(err) }, 'shared history append failed; relaying locally');
+    this.context.logger.error({ topic: this.key, err: String(err) }, 'shared history append failed; retrying while the lease lasts');
   }
 }

@@ -7,8 +7,7 @@ import type { RedisLink } from './redis';
 //   fence   the token counter (INCR): every claim gets a larger one
 //   events  a stream of the topic's history, one entry per relayed event or marker
 //   meta    epoch (new whenever the history starts afresh), origin (the upstream id the
-//           history starts after), bytes held, last (the newest entry's id), truncated (an
-//           entry was evicted), finished
+//           history starts after), bytes held, truncated (an entry was evicted), finished
 //   appends the channel each append is announced on (PUBLISH, or SPUBLISH on a Redis Cluster)
 // Appends check the lease in the same script, so a relay that lost it (paused past its
 // lease, partitioned) writes nothing, however late its events arrive.
@@ -44,37 +43,50 @@ return 1`;
 
 /**
  * KEYS: lease, fence, events, meta, appends channel. ARGV: holder, max entries, max bytes,
- * retention ms, finish (0/1), publish command, inline limit (bytes), entry count, then per
- * entry its size, its field count and its field/value pairs. Refused (nil) unless `holder`
- * holds the lease; else the entries' stream ids, in order.
+ * retention ms, finish (0/1), publish command, inline limit (bytes), the id appended before
+ * (announced as such), entry count, batch token, then per entry its size, its field count and
+ * its field/value pairs. Refused (nil) unless `holder` holds the lease; else the entries'
+ * stream ids, in order. The batch's last entry carries its token (field b): a batch sent again
+ * after a reply was lost finds it on the newest entry and gets the same ids, not a second copy.
  *
  * The announcement is JSON: [previous id, last id, [id, [field, value, …]], …]; when the
  * entries' fields pass the inline limit, only [previous id, last id] (readers fetch them).
  */
 const APPEND = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
-local meta = redis.call('HMGET', KEYS[4], 'bytes', 'last')
-local bytes = tonumber(meta[1]) or 0
-local message = {meta[2] or '0-0', ''}
+local count = tonumber(ARGV[9])
+local newest = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)[1]
+if newest and newest[2][3] == 'b' and newest[2][4] == ARGV[10] then
+  local done = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', count)
+  local ids = {}
+  for j = #done, 1, -1 do ids[#ids + 1] = done[j][1] end
+  return ids
+end
+local message = {ARGV[8], ''}
 local ids = {}
-local inline = 0
-local at = 9
-for n = 1, tonumber(ARGV[8]) do
+local added, inline = 0, 0
+local at = 11
+for n = 1, count do
   local fields = {}
   for j = at + 2, at + 1 + tonumber(ARGV[at + 1]) do
     fields[#fields + 1] = ARGV[j]
     inline = inline + #ARGV[j]
   end
-  local id = redis.call('XADD', KEYS[3], '*', 's', ARGV[at], unpack(fields))
+  local id
+  if n == count then
+    id = redis.call('XADD', KEYS[3], '*', 's', ARGV[at], 'b', ARGV[10], unpack(fields))
+  else
+    id = redis.call('XADD', KEYS[3], '*', 's', ARGV[at], unpack(fields))
+  end
   ids[n] = id
   message[#message + 1] = {id, fields}
-  bytes = bytes + tonumber(ARGV[at])
+  added = added + tonumber(ARGV[at])
   at = at + 2 + tonumber(ARGV[at + 1])
 end
 local last = ids[#ids]
 message[2] = last
+local bytes = redis.call('HINCRBY', KEYS[4], 'bytes', added)
 local length = redis.call('XLEN', KEYS[3])
-local update = {'bytes', 0, 'last', last}
 local max_entries, max_bytes = tonumber(ARGV[2]), tonumber(ARGV[3])
 if length > max_entries or bytes > max_bytes then
   -- The oldest entries go, never the newest: read as many as the count bound drops, more while the bytes are over.
@@ -95,17 +107,11 @@ if length > max_entries or bytes > max_bytes then
   end
   if dropped > 0 and kept then
     redis.call('XTRIM', KEYS[3], 'MINID', kept)
-    update[#update + 1] = 'truncated'
-    update[#update + 1] = 1
+    redis.call('HSET', KEYS[4], 'bytes', bytes, 'truncated', 1)
   end
 end
-update[2] = bytes
 if ARGV[5] == '1' then
-  update[#update + 1] = 'finished'
-  update[#update + 1] = 1
-end
-redis.call('HSET', KEYS[4], unpack(update))
-if ARGV[5] == '1' then
+  redis.call('HSET', KEYS[4], 'finished', 1)
   for i = 2, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
 elseif length <= #ids then
   -- A stream XADD just made has no TTL yet; after that, the owner's renewals push every key's on.
@@ -201,10 +207,13 @@ export class SharedTopicStore {
 
   /**
    * Appends `entries` in one script if `holder` still holds the lease, and announces them to the
-   * followers; resolves with their stream ids in order, or undefined when refused (another relay
-   * owns the topic now). `finish` marks the topic finished and keeps its keys for `keepMs` only.
+   * followers as coming after `previous` (the last id this holder appended, or found in the history
+   * when it took the lease: it is the only writer); resolves with their stream ids in order, or
+   * undefined when refused (another relay owns the topic now). `token` names the batch: sent
+   * again with the same token (its reply was lost), it is not appended twice. `finish` marks the
+   * topic finished and keeps its keys for `keepMs` only.
    */
-  async append(topic: string, holder: string, entries: readonly NewEntry[], finish?: { keepMs: number }): Promise<string[] | undefined> {
+  async append(topic: string, holder: string, previous: string, token: string, entries: readonly NewEntry[], finish?: { keepMs: number }): Promise<string[] | undefined> {
     const keepMs = finish ? finish.keepMs : this.retentionMs;
     const args = [
       ...this.keys(topic),
@@ -216,7 +225,9 @@ export class SharedTopicStore {
       finish ? '1' : '0',
       this.link.sharded ? 'SPUBLISH' : 'PUBLISH',
       String(INLINE_LIMIT),
+      previous,
       String(entries.length),
+      token,
     ];
     for (const entry of entries) args.push(String(entry.size), String(entry.fields.length), ...entry.fields);
     const ids = await this.redis.topicAppend(...args);

@@ -114,6 +114,14 @@ export class RedisCluster {
     const [code] = (await once(create, 'exit')) as [number | null];
     if (code !== 0) throw new Error(`redis-cli --cluster create exited with ${code}:\n${output}`);
     await this.untilState((info) => info.includes('cluster_state:ok'), 15_000, 'cluster_state:ok on every node');
+    // A replica that never synced with its master will not take its place (its data counts as too old).
+    const deadline = Date.now() + 15_000;
+    for (const node of this.nodes) {
+      while (/role:slave/.test(String(await this.command(node.port, 'INFO', 'replication'))) && !/master_link_status:up/.test(String(await this.command(node.port, 'INFO', 'replication')))) {
+        if (Date.now() > deadline) throw new Error(`the replica on port ${node.port} did not sync with its master within 15 s`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
     return this;
   }
 
@@ -229,6 +237,7 @@ export class RedisCluster {
         '--cluster-config-file', join(dir, `nodes-${node.port}.conf`),
         '--cluster-node-timeout', String(this.nodeTimeoutMs),
         '--dir', dir,
+        '--dbfilename', `dump-${node.port}.rdb`,
         '--save', '',
         '--appendonly', 'no',
         '--loglevel', 'warning',
