@@ -21,7 +21,7 @@ import { type ChatSettings, runChat } from './chat';
 import { type FanoutSettings, type ScenarioOutcome, fixed, runFanout } from './fanout';
 import { ALL_SUBJECTS, FANOUT_ONLY, Lab, ROOT, type SubjectName, ensureNginx, load1, machineLine } from './lab';
 import { type MultiplexSettings, runMultiplex } from './multiplex';
-import { type ClusterSettings, runCluster } from './cluster';
+import { CLUSTER_PARTS, COST_SETUP_NAMES, type ClusterSettings, runCluster } from './cluster';
 import { portable, portableArg } from './portable-path';
 import { type SubscribeSettings, runSubscribe } from './subscribe';
 import { type UploadSettings, runUpload } from './upload';
@@ -107,6 +107,13 @@ function parseSettings(argv: string[]): Settings {
       'cluster-codes': { type: 'string' },
       'cluster-takeovers': { type: 'string' },
       'cluster-lease-ms': { type: 'string' },
+      'cluster-parts': { type: 'string' },
+      'cluster-rates': { type: 'string' },
+      'cluster-cost-codes': { type: 'string' },
+      'cluster-cost-subscribers': { type: 'string' },
+      'cluster-cost-seconds': { type: 'string' },
+      'cluster-burst': { type: 'string' },
+      'cluster-setups': { type: 'string' },
       runs: { type: 'string' },
       together: { type: 'boolean' },
       out: { type: 'string' },
@@ -175,6 +182,7 @@ function parseSettings(argv: string[]): Settings {
       graceMs,
     },
     cluster: {
+      parts: pick('cluster-parts', values['cluster-parts'], CLUSTER_PARTS),
       subscribers: positiveInt('cluster-subscribers', values['cluster-subscribers'], 1000),
       codes: positiveInt('cluster-codes', values['cluster-codes'], 10),
       events,
@@ -183,6 +191,12 @@ function parseSettings(argv: string[]): Settings {
       graceMs,
       takeovers: positiveInt('cluster-takeovers', values['cluster-takeovers'], 3),
       leaseMs: positiveInt('cluster-lease-ms', values['cluster-lease-ms'], 5000),
+      costRates: intList('cluster-rates', values['cluster-rates'] ?? '10,100,1000'),
+      costCodes: positiveInt('cluster-cost-codes', values['cluster-cost-codes'], 10),
+      costSubscribers: positiveInt('cluster-cost-subscribers', values['cluster-cost-subscribers'], 30),
+      costSeconds: positiveInt('cluster-cost-seconds', values['cluster-cost-seconds'], 4),
+      costBurst: positiveInt('cluster-burst', values['cluster-burst'], 1),
+      costSetups: pick('cluster-setups', values['cluster-setups'], COST_SETUP_NAMES),
     },
     out: resolve(values.out ?? join(ROOT, 'bench/results/latest.md')),
     nginx: values.nginx ?? process.env.NGINX_BIN ?? '/usr/sbin/nginx',

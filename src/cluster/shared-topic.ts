@@ -7,7 +7,8 @@ import type { RedisLink } from './redis';
 //   fence   the token counter (INCR): every claim gets a larger one
 //   events  a stream of the topic's history, one entry per relayed event or marker
 //   meta    epoch (new whenever the history starts afresh), origin (the upstream id the
-//           history starts after), bytes held, truncated (an entry was evicted), finished
+//           history starts after), bytes held, batch (the token of the last append),
+//           truncated (an entry was evicted), finished
 //   appends the channel each append is announced on (PUBLISH, or SPUBLISH on a Redis Cluster)
 // Appends check the lease in the same script, so a relay that lost it (paused past its
 // lease, partitioned) writes nothing, however late its events arrive.
@@ -46,8 +47,8 @@ return 1`;
  * retention ms, finish (0/1), publish command, inline limit (bytes), the id appended before
  * (announced as such), entry count, batch token, then per entry its size, its field count and
  * its field/value pairs. Refused (nil) unless `holder` holds the lease; else the entries'
- * stream ids, in order. The batch's last entry carries its token (field b): a batch sent again
- * after a reply was lost finds it on the newest entry and gets the same ids, not a second copy.
+ * stream ids, in order. The meta keeps the last batch's token: a batch sent again after its
+ * reply was lost finds it there and gets the same ids back, not a second copy.
  *
  * The announcement is JSON: [previous id, last id, [id, [field, value, …]], …]; when the
  * entries' fields pass the inline limit, only [previous id, last id] (readers fetch them).
@@ -55,16 +56,17 @@ return 1`;
 const APPEND = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
 local count = tonumber(ARGV[9])
-local newest = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)[1]
-if newest and newest[2][3] == 'b' and newest[2][4] == ARGV[10] then
+local meta = redis.call('HMGET', KEYS[4], 'batch', 'bytes')
+if meta[1] == ARGV[10] then
   local done = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', count)
   local ids = {}
   for j = #done, 1, -1 do ids[#ids + 1] = done[j][1] end
   return ids
 end
+local bytes = tonumber(meta[2]) or 0
 local message = {ARGV[8], ''}
 local ids = {}
-local added, inline = 0, 0
+local inline = 0
 local at = 11
 for n = 1, count do
   local fields = {}
@@ -72,27 +74,24 @@ for n = 1, count do
     fields[#fields + 1] = ARGV[j]
     inline = inline + #ARGV[j]
   end
-  local id
-  if n == count then
-    id = redis.call('XADD', KEYS[3], '*', 's', ARGV[at], 'b', ARGV[10], unpack(fields))
-  else
-    id = redis.call('XADD', KEYS[3], '*', 's', ARGV[at], unpack(fields))
-  end
+  local id = redis.call('XADD', KEYS[3], '*', 's', ARGV[at], unpack(fields))
   ids[n] = id
   message[#message + 1] = {id, fields}
-  added = added + tonumber(ARGV[at])
+  bytes = bytes + tonumber(ARGV[at])
   at = at + 2 + tonumber(ARGV[at + 1])
 end
 local last = ids[#ids]
 message[2] = last
-local bytes = redis.call('HINCRBY', KEYS[4], 'bytes', added)
 local length = redis.call('XLEN', KEYS[3])
+local update = {'bytes', 0, 'batch', ARGV[10]}
 local max_entries, max_bytes = tonumber(ARGV[2]), tonumber(ARGV[3])
 if length > max_entries or bytes > max_bytes then
-  -- The oldest entries go, never the newest: read as many as the count bound drops, more while the bytes are over.
+  -- The oldest entries go, never the newest: read those the count bound drops and the first one kept,
+  -- then more, a few at a time, while the bytes are over.
   local dropped, kept, start = 0, nil, '-'
   while kept == nil do
-    local oldest = redis.call('XRANGE', KEYS[3], start, '+', 'COUNT', math.max(length - max_entries - dropped, 0) + 8)
+    local want = math.max(length - max_entries - dropped, 0) + (start == '-' and 1 or 16)
+    local oldest = redis.call('XRANGE', KEYS[3], start, '+', 'COUNT', want)
     if #oldest == 0 then break end
     for _, entry in ipairs(oldest) do
       if length - dropped > 1 and (length - dropped > max_entries or bytes > max_bytes) then
@@ -107,11 +106,17 @@ if length > max_entries or bytes > max_bytes then
   end
   if dropped > 0 and kept then
     redis.call('XTRIM', KEYS[3], 'MINID', kept)
-    redis.call('HSET', KEYS[4], 'bytes', bytes, 'truncated', 1)
+    update[#update + 1] = 'truncated'
+    update[#update + 1] = 1
   end
 end
+update[2] = bytes
 if ARGV[5] == '1' then
-  redis.call('HSET', KEYS[4], 'finished', 1)
+  update[#update + 1] = 'finished'
+  update[#update + 1] = 1
+end
+redis.call('HSET', KEYS[4], unpack(update))
+if ARGV[5] == '1' then
   for i = 2, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
 elseif length <= #ids then
   -- A stream XADD just made has no TTL yet; after that, the owner's renewals push every key's on.
