@@ -276,7 +276,7 @@ export class SharedTopicStore {
   }
 }
 
-/** An XRANGE/XREAD item as an entry. */
+/** An XRANGE item as an entry. */
 export function toEntry([streamId, flat]: [string, string[]]): HistoryEntry {
   const fields = new Map<string, string>();
   for (let i = 0; i + 1 < flat.length; i += 2) fields.set(flat[i] as string, flat[i + 1] as string);
