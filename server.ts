@@ -93,6 +93,7 @@ async function main(config: ServerConfig): Promise<void> {
     jwt: jwtOptions,
     corsOrigins: config.corsOrigins,
     redisUrl: config.redisUrl,
+    redisClusterNodes: config.redisClusterNodes,
     redisSigningSecret: config.redisSigningSecret,
     upstreamRedirectOrigins: config.upstreamRedirectOrigins,
     healthPath: config.backendHealthPath,

@@ -1,8 +1,11 @@
 /**
  * Cluster scenario (issue 15): the same fan-out clients against one relay alone, one relay on
  * Redis and three relays on Redis (subscribers spread evenly), every relay, Redis and the
- * backend on the subject CPU. Then the takeover time after `kill -9` of a topic's owner.
+ * backend on the subject CPU. Then Redis's work per event across event rates (issue 28: the
+ * commands and CPU each event costs Redis, above its idle background, and the delay it adds),
+ * and the takeover time after `kill -9` of a topic's owner.
  */
+import { execFileSync } from 'node:child_process';
 import { request } from 'node:http';
 import { Redis } from 'ioredis';
 import jwt from 'jsonwebtoken';
@@ -12,14 +15,29 @@ import { CLK_TCK, type Lab, type Subject, load1 } from './lab';
 import type { LoadConfig } from './load';
 import { type Proc, waitHealthy } from './proc';
 import { freePort } from '../test/support/free-port';
+import { RedisCluster } from '../test/support/redis';
+
+/** Which parts of the scenario run. */
+export const CLUSTER_PARTS = ['fanout', 'cost', 'takeover'] as const;
 
 export interface ClusterSettings {
+  parts: (typeof CLUSTER_PARTS)[number][];
   subscribers: number;
   codes: number;
   events: number;
   rate: number;
   concurrency: number;
   graceMs: number;
+  /** Redis cost: events per second over all codes, one run per rate and setup. */
+  costRates: number[];
+  costCodes: number;
+  costSubscribers: number;
+  /** Redis cost: how long each rate is published. */
+  costSeconds: number;
+  /** Redis cost: events the backend writes at once per code. */
+  costBurst: number;
+  /** Redis cost: which setups run. */
+  costSetups: CostSetupName[];
   /** Takeovers measured (each a fresh cluster). */
   takeovers: number;
   /** `CLUSTER_LEASE_MS` of the takeover runs. */
@@ -28,21 +46,58 @@ export interface ClusterSettings {
 
 const REDIS_SERVER = process.env.REDIS_SERVER_BIN ?? '/usr/bin/redis-server';
 
+/** The cost sweep's setups, as `--cluster-setups` names them. */
+export const COST_SETUP_NAMES = ['alone', 'redis1', 'redis3', 'cluster3'] as const;
+type CostSetupName = (typeof COST_SETUP_NAMES)[number];
+
 interface Setup {
+  readonly name: CostSetupName;
   readonly label: string;
   readonly relays: number;
-  readonly redis: boolean;
+  readonly redis: 'none' | 'single' | 'cluster';
 }
 
 const SETUPS: readonly Setup[] = [
-  { label: '1 relay, no Redis', relays: 1, redis: false },
-  { label: '1 relay on Redis', relays: 1, redis: true },
-  { label: '3 relays on Redis', relays: 3, redis: true },
+  { name: 'alone', label: '1 relay, no Redis', relays: 1, redis: 'none' },
+  { name: 'redis1', label: '1 relay on Redis', relays: 1, redis: 'single' },
+  { name: 'redis3', label: '3 relays on Redis', relays: 3, redis: 'single' },
 ];
+
+/** The cost sweep adds a Redis Cluster: its figures are the sum over its masters. */
+const COST_SETUPS: readonly Setup[] = [...SETUPS, { name: 'cluster3', label: '3 relays on a 3-master Redis Cluster', relays: 3, redis: 'cluster' }];
+
+/** A Redis the relays share, as the bench measures it. */
+interface BenchRedis {
+  /** What the relays are given to find it. */
+  readonly env: NodeJS.ProcessEnv;
+  /** Calls and CPU so far, summed over every master. */
+  stats(): Promise<RedisStats>;
+  stop(): Promise<void>;
+}
 
 interface RedisStats {
   calls: Map<string, number>;
   cpuS: number;
+}
+
+/** One fan-out run's shape. */
+interface FanoutRun {
+  subscribers: number;
+  codes: number;
+  events: number;
+  rate: number;
+  concurrency: number;
+  graceMs: number;
+  /** Redis's idle work is sampled this long before publishing (0: not sampled). */
+  idleMs: number;
+  /** Events the backend writes at once per code (1: one at a time). */
+  burst: number;
+}
+
+/** Redis's own work while nothing is published (heartbeats, lease renewals, its timers). */
+interface Background {
+  cpuMsPerS: number;
+  callsPerS: number;
 }
 
 interface FanoutRow {
@@ -53,7 +108,14 @@ interface FanoutRow {
   redisCalls: number;
   redisCpuS: number;
   topCommands: string;
+  /** Calls per command over the publishing window. */
+  calls: Record<string, number>;
+  /** The publishing window: start signal to the last expected event, ms. */
+  windowMs: number;
+  background: Background | undefined;
   events: number;
+  /** Events per second over all codes. */
+  rate: number;
   load1: number;
   notes: string[];
 }
@@ -68,7 +130,7 @@ interface TakeoverRow {
 }
 
 /** A redis-server without persistence on a free loopback port, on `core`. */
-export async function startRedis(lab: Lab, core: number | undefined): Promise<{ proc: Proc; url: string; client: Redis }> {
+export async function startRedis(lab: Lab, core: number | undefined): Promise<BenchRedis> {
   const port = await freePort();
   const proc = lab.spawn('redis', REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], core);
   const url = `redis://127.0.0.1:${port}`;
@@ -79,7 +141,14 @@ export async function startRedis(lab: Lab, core: number | undefined): Promise<{ 
     try {
       await client.connect();
       await client.ping();
-      return { proc, url, client };
+      return {
+        env: { REDIS_URL: url },
+        stats: () => redisStats([client]),
+        async stop() {
+          client.disconnect();
+          await proc.stop();
+        },
+      };
     } catch (err) {
       client.disconnect();
       if (Date.now() > deadline) throw err;
@@ -88,31 +157,68 @@ export async function startRedis(lab: Lab, core: number | undefined): Promise<{ 
   }
 }
 
-async function redisStats(client: Redis): Promise<RedisStats> {
+/** A three-master Redis Cluster (the tests' helper), every node moved onto `core`. */
+async function startRedisCluster(core: number | undefined): Promise<BenchRedis> {
+  const cluster = await new RedisCluster(3, 0).start();
+  if (core !== undefined) for (const node of cluster.nodes) if (node.child?.pid !== undefined) execFileSync('taskset', ['-pc', String(core), String(node.child.pid)], { stdio: 'ignore' });
+  const clients = (await cluster.masterPorts()).map((port) => new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 0 }));
+  return {
+    env: { REDIS_CLUSTER_NODES: cluster.seeds },
+    stats: () => redisStats(clients),
+    async stop() {
+      for (const client of clients) client.disconnect();
+      await cluster.stop();
+    },
+  };
+}
+
+async function redisStats(clients: readonly Redis[]): Promise<RedisStats> {
   const calls = new Map<string, number>();
-  for (const match of (await client.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls.set(match[1] as string, Number(match[2]));
-  const cpu = await client.info('cpu');
-  const field = (name: string): number => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(cpu)?.[1] ?? NaN);
-  return { calls, cpuS: field('used_cpu_user') + field('used_cpu_sys') };
+  let cpuS = 0;
+  for (const client of clients) {
+    for (const match of (await client.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
+      const name = match[1] as string;
+      calls.set(name, (calls.get(name) ?? 0) + Number(match[2]));
+    }
+    const cpu = await client.info('cpu');
+    const field = (name: string): number => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(cpu)?.[1] ?? NaN);
+    cpuS += field('used_cpu_user') + field('used_cpu_sys');
+  }
+  return { calls, cpuS };
 }
 
 async function startCluster(lab: Lab, backendUrl: string, setup: Setup, maxStreams: number, env: NodeJS.ProcessEnv = {}) {
-  const redis = setup.redis ? await startRedis(lab, lab.subjectCore) : undefined;
+  const redis = setup.redis === 'single' ? await startRedis(lab, lab.subjectCore) : setup.redis === 'cluster' ? await startRedisCluster(lab.subjectCore) : undefined;
   const relays: Subject[] = [];
-  for (let i = 0; i < setup.relays; i++) relays.push(await lab.startRelay(backendUrl, lab.subjectCore, maxStreams, redis ? { REDIS_URL: redis.url, ...env } : env));
+  for (let i = 0; i < setup.relays; i++) relays.push(await lab.startRelay(backendUrl, lab.subjectCore, maxStreams, { ...redis?.env, ...env }));
   await Promise.all(relays.map((relay) => waitHealthy(`${relay.baseUrl}/readyz`, relay.node as Proc, 15_000)));
   return {
     redis,
     relays,
     async stop(): Promise<void> {
       await Promise.all(relays.map((relay) => relay.stop()));
-      redis?.client.disconnect();
-      await redis?.proc.stop();
+      await redis?.stop();
     },
   };
 }
 
-async function runFanoutSetup(lab: Lab, settings: ClusterSettings, setup: Setup): Promise<FanoutRow> {
+/** Per command, what grew from `before` to `after` (INFO itself left out). */
+function diffCalls(before: Map<string, number>, after: Map<string, number>): Map<string, number> {
+  const diff = new Map<string, number>();
+  for (const [name, calls] of after) {
+    const delta = calls - (before.get(name) ?? 0);
+    if (delta > 0 && name !== 'info') diff.set(name, delta);
+  }
+  return diff;
+}
+
+function sum(calls: Map<string, number>): number {
+  let total = 0;
+  for (const value of calls.values()) total += value;
+  return total;
+}
+
+async function runFanoutSetup(lab: Lab, settings: FanoutRun, setup: Setup): Promise<FanoutRow> {
   const codes = codeNames(settings.codes);
   const startLoad = load1();
   const backend = await lab.startBenchBackend(lab.subjectCore);
@@ -139,28 +245,32 @@ async function runFanoutSetup(lab: Lab, settings: ClusterSettings, setup: Setup)
     const notes: string[] = [];
     if (connected.failed > 0) notes.push(`${connected.failed} streams failed to open (${describe(connected.failures)})`);
     const pids = cluster.relays.flatMap((relay) => relay.pids());
+    let background: Background | undefined;
+    if (cluster.redis && settings.idleMs > 0) {
+      const idleStart = await cluster.redis.stats();
+      const idleAt = performance.now();
+      await new Promise((resolve) => setTimeout(resolve, settings.idleMs));
+      const idleEnd = await cluster.redis.stats();
+      const seconds = (performance.now() - idleAt) / 1000;
+      background = { cpuMsPerS: ((idleEnd.cpuS - idleStart.cpuS) * 1000) / seconds, callsPerS: sum(diffCalls(idleStart.calls, idleEnd.calls)) / seconds };
+    }
     const before = sampleProcs(pids);
-    const redisBefore = cluster.redis ? await redisStats(cluster.redis.client) : undefined;
-    const lastEventInMs = await startPublishing(backend.url, load, { codes, events: settings.events, rate: settings.rate });
+    const redisBefore = cluster.redis ? await cluster.redis.stats() : undefined;
+    const windowAt = performance.now();
+    const lastEventInMs = await startPublishing(backend.url, load, { codes, events: settings.events, rate: settings.rate, burst: settings.burst });
     const received = await load.message<ChildMessage>(['received', 'done'], lastEventInMs + END_AFTER_MS + settings.graceMs + 30_000);
     const after = sampleProcs(pids);
-    const redisAfter = cluster.redis ? await redisStats(cluster.redis.client) : undefined;
+    const redisAfter = cluster.redis ? await cluster.redis.stats() : undefined;
+    const windowMs = performance.now() - windowAt;
     const done = received.type === 'done' ? (received as DoneReport) : await load.message<DoneReport>('done', END_AFTER_MS + settings.graceMs + 30_000);
     const stats = (await (await fetch(`${backend.url}/stats`)).json()) as { peakConnections: number };
     if (done.delivered < done.expected) notes.push(`${done.expected - done.delivered} events lost`);
     if (done.duplicates > 0) notes.push(`${done.duplicates} duplicates`);
     if (done.gaps > 0) notes.push(`${done.gaps} gaps in seq`);
     if (Object.keys(done.streamErrors).length > 0) notes.push(`stream errors: ${describe(done.streamErrors)}`);
-    const diff = new Map<string, number>();
-    if (redisBefore && redisAfter) {
-      for (const [name, calls] of redisAfter.calls) {
-        const delta = calls - (redisBefore.calls.get(name) ?? 0);
-        if (delta > 0) diff.set(name, delta);
-      }
-    }
+    const diff = redisBefore && redisAfter ? diffCalls(redisBefore.calls, redisAfter.calls) : new Map<string, number>();
     const events = settings.codes * settings.events;
     const top = [...diff]
-      .filter(([name]) => name !== 'info')
       .sort((a, b) => b[1] - a[1])
       .slice(0, 5)
       .map(([name, calls]) => `${name} ${fixed((calls / events) * 1000, 0)}`)
@@ -170,10 +280,14 @@ async function runFanoutSetup(lab: Lab, settings: ClusterSettings, setup: Setup)
       done,
       upstreamPeak: stats.peakConnections,
       relayCpuS: (after.ticks - before.ticks) / CLK_TCK,
-      redisCalls: [...diff].filter(([name]) => name !== 'info').reduce((sum, [, calls]) => sum + calls, 0),
+      redisCalls: sum(diff),
       redisCpuS: redisBefore && redisAfter ? redisAfter.cpuS - redisBefore.cpuS : NaN,
       topCommands: top,
+      calls: Object.fromEntries(diff),
+      windowMs,
+      background,
       events,
+      rate: settings.codes * settings.rate,
       load1: startLoad,
       notes,
     };
@@ -220,7 +334,7 @@ async function runTakeover(lab: Lab, settings: ClusterSettings, round: number): 
   let cluster: Awaited<ReturnType<typeof startCluster>> | undefined;
   const subs: ReturnType<typeof follow>[] = [];
   try {
-    cluster = await startCluster(lab, backend.url, { label: 'takeover', relays: 3, redis: true }, 100, { CLUSTER_LEASE_MS: String(settings.leaseMs), LOG_LEVEL: 'warn' });
+    cluster = await startCluster(lab, backend.url, { name: 'redis3', label: 'takeover', relays: 3, redis: 'single' }, 100, { CLUSTER_LEASE_MS: String(settings.leaseMs), LOG_LEVEL: 'warn' });
     const [owner, ...survivors] = cluster.relays as [Subject, Subject, Subject];
     const code = `takeover${round}`;
     const path = `/api/downloads/${code}/events`;
@@ -265,29 +379,123 @@ async function runTakeover(lab: Lab, settings: ClusterSettings, round: number): 
 
 export async function runCluster(lab: Lab, settings: ClusterSettings): Promise<ScenarioOutcome> {
   const rows: FanoutRow[] = [];
+  const costRows: FanoutRow[] = [];
   const failures: string[] = [];
-  for (const setup of SETUPS) {
-    console.error(`bench: cluster fan-out: ${setup.label} …`);
-    try {
-      const row = await runFanoutSetup(lab, settings, setup);
-      rows.push(row);
-      console.error(`bench: cluster fan-out: ${setup.label}: p50 ${fixed(row.done?.delay.p50 ?? NaN, 2)} ms, p99 ${fixed(row.done?.delay.p99 ?? NaN, 2)} ms`);
-    } catch (err) {
-      failures.push(`${setup.label}: FAILED: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
+  const failed = (label: string, err: unknown): void => {
+    failures.push(`${label}: FAILED: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
+  };
+  if (settings.parts.includes('fanout')) {
+    for (const setup of SETUPS) {
+      console.error(`bench: cluster fan-out: ${setup.label} …`);
+      try {
+        const row = await runFanoutSetup(lab, { ...settings, idleMs: 0, burst: 1 }, setup);
+        rows.push(row);
+        console.error(`bench: cluster fan-out: ${setup.label}: p50 ${fixed(row.done?.delay.p50 ?? NaN, 2)} ms, p99 ${fixed(row.done?.delay.p99 ?? NaN, 2)} ms`);
+      } catch (err) {
+        failed(setup.label, err);
+      }
+    }
+  }
+  if (settings.parts.includes('cost')) {
+    for (const setup of COST_SETUPS.filter((candidate) => settings.costSetups.includes(candidate.name))) {
+      for (const total of settings.costRates) {
+        const rate = total / settings.costCodes;
+        const run: FanoutRun = {
+          subscribers: settings.costSubscribers,
+          codes: settings.costCodes,
+          events: Math.max(1, Math.round(rate * settings.costSeconds)),
+          rate,
+          concurrency: settings.concurrency,
+          graceMs: settings.graceMs,
+          idleMs: COST_IDLE_MS,
+          burst: settings.costBurst,
+        };
+        console.error(`bench: cluster cost: ${setup.label}, ${total} events/s …`);
+        try {
+          const row = await runFanoutSetup(lab, run, setup);
+          costRows.push(row);
+          console.error(`bench: cluster cost: ${setup.label}, ${total}/s: ${costLine(row)}`);
+        } catch (err) {
+          failed(`${setup.label} at ${total}/s`, err);
+        }
+      }
     }
   }
   const takeovers: TakeoverRow[] = [];
-  for (let round = 0; round < settings.takeovers; round++) {
+  const takeoverRuns = settings.parts.includes('takeover') ? settings.takeovers : 0;
+  for (let round = 0; round < takeoverRuns; round++) {
     console.error(`bench: cluster takeover ${round + 1}/${settings.takeovers} …`);
     try {
       const row = await runTakeover(lab, settings, round);
       takeovers.push(row);
       console.error(`bench: takeover: upstream back ${fixed(row.upstreamMs, 0)} ms after the kill, exact: ${row.exact}`);
     } catch (err) {
-      failures.push(`takeover ${round + 1}: FAILED: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
+      failed(`takeover ${round + 1}`, err);
     }
   }
-  return { markdown: table(settings, rows, takeovers, failures), data: { settings, rows, takeovers, failures }, failed: failures.length > 0 };
+  const markdown = [rows.length > 0 || takeovers.length > 0 ? table(settings, rows, takeovers, []) : '', costRows.length > 0 ? costTable(settings, costRows) : '', ...failures.map((line) => `- ${line}\n`)]
+    .filter((part) => part !== '')
+    .join('\n');
+  return { markdown, data: { settings, rows, costRows, takeovers, failures }, failed: failures.length > 0 };
+}
+
+/** How long Redis's background work is sampled before each cost run. */
+const COST_IDLE_MS = 3000;
+
+/** Redis work per event above its background: [commands, CPU ms], or NaN without Redis. */
+function perEvent(row: FanoutRow): { calls: number; cpuMs: number; rawCpuMs: number } {
+  if (!Number.isFinite(row.redisCpuS) || row.events === 0) return { calls: NaN, cpuMs: NaN, rawCpuMs: NaN };
+  const seconds = row.windowMs / 1000;
+  const bgCpuMs = (row.background?.cpuMsPerS ?? 0) * seconds;
+  const bgCalls = (row.background?.callsPerS ?? 0) * seconds;
+  return {
+    calls: Math.max(0, row.redisCalls - bgCalls) / row.events,
+    cpuMs: Math.max(0, row.redisCpuS * 1000 - bgCpuMs) / row.events,
+    rawCpuMs: (row.redisCpuS * 1000) / row.events,
+  };
+}
+
+/** Entries appended per script call: the batching actually achieved. */
+function entriesPerScript(row: FanoutRow): number {
+  const scripts = (row.calls.evalsha ?? 0) + (row.calls.eval ?? 0);
+  return scripts > 0 ? (row.calls.xadd ?? 0) / scripts : NaN;
+}
+
+function costLine(row: FanoutRow): string {
+  const cost = perEvent(row);
+  return `${fixed(cost.calls, 2)} commands and ${fixed(cost.cpuMs * 1000, 1)} µs of Redis CPU per event above background; p50 ${fixed(row.done?.delay.p50 ?? NaN, 2)} ms`;
+}
+
+function costTable(settings: ClusterSettings, rows: readonly FanoutRow[]): string {
+  const lines = [
+    `### Redis work per event: ${settings.costSubscribers} subscribers over ${settings.costCodes} codes, ${settings.costSeconds} s per rate${settings.costBurst > 1 ? `, the backend writing ${settings.costBurst} events at once per code` : ''}`,
+    '',
+    '| setup | events/s | delivered / expected | p50 ms | p99 ms | p50 / p99 added ms | Redis commands / event | Redis CPU µs / event (above background) | Redis CPU µs / event (raw) | background CPU ms/s | XADDs per script | top commands / event | load avg |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const row of rows) {
+    const d = row.done;
+    const alone = rows.find((other) => other.rate === row.rate && other.setup === SETUPS[0]?.label)?.done?.delay;
+    const added = alone && d && row.setup !== SETUPS[0]?.label ? `${fixed(d.delay.p50 - alone.p50, 2)} / ${fixed(d.delay.p99 - alone.p99, 2)}` : '-';
+    const cost = perEvent(row);
+    const top = Object.entries(row.calls)
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 6)
+      .map(([name, calls]) => `${name} ${fixed(calls / row.events, 2)}`)
+      .join(', ');
+    const redis = Number.isFinite(cost.calls);
+    lines.push(
+      `| ${row.setup} | ${row.rate} | ${d?.delivered ?? 0} / ${d?.expected ?? '?'} | ${fixed(d?.delay.p50 ?? NaN, 2)} | ${fixed(d?.delay.p99 ?? NaN, 2)} | ${added} | ${redis ? fixed(cost.calls, 2) : '-'} | ${redis ? fixed(cost.cpuMs * 1000, 1) : '-'} | ${redis ? fixed(cost.rawCpuMs * 1000, 1) : '-'} | ${row.background ? fixed(row.background.cpuMsPerS, 2) : '-'} | ${redis ? fixed(entriesPerScript(row), 2) : '-'} | ${top || '-'} | ${fixed(row.load1, 1)} |`,
+    );
+  }
+  lines.push('');
+  for (const row of rows) if (row.notes.length > 0) lines.push(`- ${row.setup} at ${row.rate}/s: ${row.notes.join('; ')}`);
+  lines.push(
+    '',
+    `Each row a fresh setup; Redis's background work (idle relays' renewals and heartbeats, its own timers) is sampled for ${COST_IDLE_MS / 1000} s with every subscriber connected before publishing, and taken off the publishing window's figures pro rata ("above background"). ` +
+      'Commands: `INFO commandstats` calls (INFO excluded; a script counts once as EVALSHA plus once per command it runs). CPU: `INFO cpu` used_cpu_user+sys, all of Redis\'s process, socket writes included (on loopback a write also does the receiving side\'s kernel work). On the Redis Cluster both are summed over its three masters. Delay: backend write to client parse. Every relay, Redis and the backend share the subject CPU.',
+  );
+  return `${lines.join('\n')}\n`;
 }
 
 function table(settings: ClusterSettings, rows: readonly FanoutRow[], takeovers: readonly TakeoverRow[], failures: readonly string[]): string {

@@ -173,7 +173,7 @@ async function runOne(lab: Lab, settings: RestartSettings, run: number): Promise
   try {
     if (settings.relays > 1) {
       redis = await startRedis(lab, lab.subjectCore);
-      env.REDIS_URL = redis.url;
+      Object.assign(env, redis.env);
     }
     relay = await lab.startRelay(backend.url, lab.subjectCore, settings.clients, env);
     for (let i = 1; i < settings.relays; i++) others.push(await lab.startRelay(backend.url, lab.subjectCore, settings.clients, { ...env, PORT: String(await freePort()) }));
@@ -267,8 +267,7 @@ async function runOne(lab: Lab, settings: RestartSettings, run: number): Promise
     await client?.stop('SIGTERM', 2000);
     await relay?.stop();
     for (const other of others) await other.stop();
-    redis?.client.disconnect();
-    await redis?.proc.stop();
+    await redis?.stop();
     await backend.proc.stop();
   }
 }

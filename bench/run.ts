@@ -26,7 +26,7 @@ import { type ScenarioOutcome, runFanout } from './fanout';
 import type { FanoutSettings } from './fanout-row';
 import { ALL_SUBJECTS, DEFAULT_SUBJECTS, FANOUT_ONLY, Lab, ROOT, type SubjectName, beforeDist, commitOf, ensureNginx, load1, machineLine } from './lab';
 import { type MultiplexSettings, runMultiplex } from './multiplex';
-import { type ClusterSettings, runCluster } from './cluster';
+import { CLUSTER_PARTS, COST_SETUP_NAMES, type ClusterSettings, runCluster } from './cluster';
 import { type RestartSettings, runRestart } from './restart';
 import { portable, portableArgs } from './portable-path';
 import { type SubscribeSettings, runSubscribe } from './subscribe';
@@ -144,6 +144,13 @@ function parseSettings(argv: string[]): Settings {
       'restart-stop-after-ms': { type: 'string' },
       'restart-no-grants': { type: 'boolean' },
       'restart-relays': { type: 'string' },
+      'cluster-parts': { type: 'string' },
+      'cluster-rates': { type: 'string' },
+      'cluster-cost-codes': { type: 'string' },
+      'cluster-cost-subscribers': { type: 'string' },
+      'cluster-cost-seconds': { type: 'string' },
+      'cluster-burst': { type: 'string' },
+      'cluster-setups': { type: 'string' },
       runs: { type: 'string' },
       together: { type: 'boolean' },
       out: { type: 'string' },
@@ -223,6 +230,7 @@ function parseSettings(argv: string[]): Settings {
       graceMs,
     },
     cluster: {
+      parts: pick('cluster-parts', values['cluster-parts'], CLUSTER_PARTS),
       subscribers: positiveInt('cluster-subscribers', values['cluster-subscribers'], 1000),
       codes: positiveInt('cluster-codes', values['cluster-codes'], 10),
       events,
@@ -231,6 +239,12 @@ function parseSettings(argv: string[]): Settings {
       graceMs,
       takeovers: positiveInt('cluster-takeovers', values['cluster-takeovers'], 3),
       leaseMs: positiveInt('cluster-lease-ms', values['cluster-lease-ms'], 5000),
+      costRates: intList('cluster-rates', values['cluster-rates'] ?? '10,100,1000'),
+      costCodes: positiveInt('cluster-cost-codes', values['cluster-cost-codes'], 10),
+      costSubscribers: positiveInt('cluster-cost-subscribers', values['cluster-cost-subscribers'], 30),
+      costSeconds: positiveInt('cluster-cost-seconds', values['cluster-cost-seconds'], 4),
+      costBurst: positiveInt('cluster-burst', values['cluster-burst'], 1),
+      costSetups: pick('cluster-setups', values['cluster-setups'], COST_SETUP_NAMES),
     },
     restart: {
       clients: positiveInt('restart-clients', values['restart-clients'], size.restartClients),

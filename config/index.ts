@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { ConfigError, type Env, EnvReader } from './env';
 import { descriptorBudget, filesNeeded, openFileLimit } from './open-files';
+import { parseClusterSeeds } from '../src/cluster/redis';
 import { MIN_SECRET_LENGTH } from '../src/jwt';
 import { HTTP_SERVER_SETTINGS } from '../src/http-server';
 import { MIN_ADMIN_KEY_LENGTH } from '../middleware/admin-key';
@@ -75,7 +76,7 @@ export const SERVER_SETTINGS = {
     kind: 'text',
     env: 'REDIS_SIGNING_SECRET',
     defaultNote: 'unset (Redis trusted)',
-    doc: "with `REDIS_URL`: a secret of at least 32 characters, the same on every relay; what relays write to Redis for each other is signed with it (HMAC-SHA256), and what does not verify is dropped and counted",
+    doc: "with `REDIS_URL` or `REDIS_CLUSTER_NODES`: a secret of at least 32 characters, the same on every relay; what relays write to Redis for each other is signed with it (HMAC-SHA256), and what does not verify is dropped and counted",
   },
   upstreamRedirectOrigins: {
     kind: 'text',
@@ -92,6 +93,12 @@ export const SERVER_SETTINGS = {
   },
   adminPort: { kind: 'port', env: 'ADMIN_PORT', default: 9091, min: 0, max: 65535, doc: "the admin listener's port, with `ADMIN_API_KEY`; never the same as `PORT`" },
   adminHost: { kind: 'text', env: 'ADMIN_HOST', defaultNote: '`127.0.0.1`', doc: 'the address the admin listener binds, with `ADMIN_API_KEY`: loopback by default, reached through a tunnel or a private network' },
+  redisClusterNodes: {
+    kind: 'text',
+    env: 'REDIS_CLUSTER_NODES',
+    defaultNote: 'unset',
+    doc: 'instead of `REDIS_URL`: comma-separated `host:port` seed nodes of a Redis Cluster (Redis 7+); the same cluster mode, each topic on the shard of its hash tag (see "Running several relays")',
+  },
 } as const satisfies Record<string, Setting>;
 
 /**
@@ -115,6 +122,7 @@ export const RELAY_OPTION_SOURCES = {
   connections: { why: 'an implementation, not a setting; REDIS_URL selects the shared counter, the MAX_CONNECTIONS variables its limits' },
   upstreamRedirectOrigins: { env: 'UPSTREAM_REDIRECT_ORIGINS' },
   redisUrl: { env: 'REDIS_URL' },
+  redisClusterNodes: { env: 'REDIS_CLUSTER_NODES' },
   redisSigningSecret: { env: 'REDIS_SIGNING_SECRET' },
   corsOrigins: { env: 'CORS_ORIGINS' },
   helmet: { why: 'the server is the whole app, so nothing else sets the security headers: they are always on' },
@@ -175,6 +183,8 @@ export interface ServerConfig {
   readonly drainWindowMs: number;
   readonly logLevel: string;
   readonly redisUrl: URL | undefined;
+  /** `REDIS_CLUSTER_NODES` as given (validated `host:port` entries); undefined when unset. */
+  readonly redisClusterNodes: readonly string[] | undefined;
   /** The cluster's signing secret, if set. */
   readonly redisSigningSecret: string | undefined;
   /** The admin listener, when `ADMIN_API_KEY` is set. */
@@ -232,7 +242,7 @@ export function loadConfig(env: Env = process.env, readFileLimit: () => number |
     shutdownTimeoutMs,
     drainWindowMs,
     logLevel: read.oneOf(SERVER_SETTINGS.logLevel.env, LOG_LEVELS, 'info'),
-    redisUrl: readRedisUrl(read),
+    ...readRedis(read),
     redisSigningSecret: readRedisSigningSecret(read),
     admin: readAdmin(read, port),
     warnings,
@@ -363,8 +373,20 @@ function readTrustProxy(read: EnvReader): number | string | false {
   return value;
 }
 
-function readRedisUrl(read: EnvReader): URL | undefined {
-  return read.url(SERVER_SETTINGS.redisUrl.env, ['redis:', 'rediss:'], 'a redis:// or rediss:// URL');
+/** One Redis (`REDIS_URL`) or a Redis Cluster's seed nodes (`REDIS_CLUSTER_NODES`), not both. */
+function readRedis(read: EnvReader): Pick<ServerConfig, 'redisUrl' | 'redisClusterNodes'> {
+  const redisUrl = read.url(SERVER_SETTINGS.redisUrl.env, ['redis:', 'rediss:'], 'a redis:// or rediss:// URL');
+  const name = SERVER_SETTINGS.redisClusterNodes.env;
+  const raw = read.raw(name);
+  if (raw === undefined) return { redisUrl, redisClusterNodes: undefined };
+  if (redisUrl !== undefined) throw new ConfigError(name, `to be unset when ${SERVER_SETTINGS.redisUrl.env} is set (one Redis or one Redis Cluster)`, raw);
+  const nodes = read.list(name);
+  try {
+    parseClusterSeeds(nodes);
+  } catch {
+    throw new ConfigError(name, 'comma-separated host:port seed nodes of a Redis Cluster, like 10.0.0.1:7000,10.0.0.2:7000', raw);
+  }
+  return { redisUrl, redisClusterNodes: nodes };
 }
 
 function readRedisSigningSecret(read: EnvReader): string | undefined {

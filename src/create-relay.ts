@@ -10,7 +10,7 @@ import { errorHandler } from '../middleware/errors';
 import { HttpError } from './errors';
 import { limitConnections, limitRequests } from '../middleware/limits';
 import { requestLog } from '../middleware/request-log';
-import { type Cluster, createCluster } from './cluster/cluster';
+import { type Cluster, createCluster, redisTarget } from './cluster/cluster';
 import { type ConnectionCounter, MemoryConnectionCounter } from './limits/connections';
 import { type RelayOptions, optionWarnings, originsOption, resolveOptions } from './options';
 import { type AuthorizeTopic, backendAuthorizer } from './relay/authorize';
@@ -60,6 +60,11 @@ export interface CreateRelayOptions extends RelayOptions {
    * Defaults to none: this process alone, in memory.
    */
   redisUrl?: string | URL;
+  /**
+   * Instead of `redisUrl`: `host:port` seed nodes of a Redis Cluster (Redis 7 or later); the same
+   * cluster mode, each topic's keys on the shard of its hash tag (see docs/cluster.md). Defaults to none.
+   */
+  redisClusterNodes?: readonly string[];
   /**
    * A secret shared by every relay of the cluster, at least 32 characters: what a relay writes to
    * Redis for the others (a topic's events, ends, finishes and retry hints; ended users) carries an
@@ -135,7 +140,8 @@ export function createRelay(options: CreateRelayOptions): Relay {
   const stats = new RelayStats();
   const local = new LocalOwnership(streamAgent, config, stats);
   const trust = { signingSecret: options.redisSigningSecret, onForged: (kind: string) => stats.countForged(kind) };
-  const cluster: Cluster | undefined = options.redisUrl === undefined ? undefined : createCluster(new URL(String(options.redisUrl)), config, local, logger, trust);
+  const target = redisTarget(options.redisUrl, options.redisClusterNodes);
+  const cluster: Cluster | undefined = target === undefined ? undefined : createCluster(target, config, local, logger, trust);
   const ownership = typeof options.ownership === 'function' ? options.ownership(local) : (options.ownership ?? cluster?.ownership ?? local);
   const hub = new Hub(config, ownership, stats, logger);
   // A POST's answer is read and kept by the relay that received it, in its own memory (a resume

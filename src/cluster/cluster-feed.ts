@@ -1,16 +1,16 @@
 import type { Logger } from 'pino';
 import type { EventFeed, LocalOwnership } from '../relay/ownership';
 import type { UpstreamInit, UpstreamListener } from '../relay/upstream';
-import { type HistoryEntry, type LoadedHistory, SIZE_FIELD, type SharedTopicStore, toEntry } from './shared-topic';
+import type { AppendWatch } from './append-watch';
+import { type HistoryEntry, type LoadedHistory, type NewEntry, SIZE_FIELD, type SharedTopicStore, toEntry } from './shared-topic';
 import type { ClusterSigner, SignedKind } from './signer';
-import type { StreamReader } from './stream-reader';
 import type { RedisLink } from './redis';
 
 /** What a cluster feed needs from its relay. */
 export interface ClusterFeedContext {
   readonly link: RedisLink;
   readonly store: SharedTopicStore;
-  readonly reader: StreamReader;
+  readonly watch: AppendWatch;
   readonly local: LocalOwnership;
   readonly logger: Logger;
   /** How long a finished topic stays marked in Redis (the linger period). */
@@ -29,6 +29,15 @@ export interface ClusterFeedContext {
 
 type Role = 'starting' | 'owner' | 'follower' | 'local' | 'closed';
 
+/** How soon a failed append is tried again. */
+const APPEND_RETRY_MS = 200;
+
+/** An entry waiting for the owner's next append; `finish` ends the topic. */
+interface Outgoing extends NewEntry {
+  readonly fields: string[];
+  readonly finish: boolean;
+}
+
 // Entry fields: k kind (v event, x clean end, f finished, r the backend's retry: hint), i the
 // event's id line, e effective id, n name, d data (absent for an id-only frame), r milliseconds,
 // h the signature of the topic and every field before it (with a cluster secret).
@@ -38,8 +47,13 @@ const SIGNATURE_FIELD = 'h';
  * A topic's events in a cluster. The relay holding the topic's lease reads the backend and
  * appends each event to the shared history (refused once the lease is someone else's), then
  * hands it to its topic; every other relay with subscribers follows the history through the
- * relay's one stream reader, and takes the lease over when it lapses, resuming the backend
- * from the last id in the history. Without Redis at start the topic reads its own upstream.
+ * relay's append watch, and takes the lease over when it lapses, resuming the backend from the
+ * last id in the history. Without Redis at start the topic reads its own upstream.
+ *
+ * The owner appends in batches: what its upstream delivered in one turn of the event loop goes
+ * in one script call, and while a call is in flight the next events wait for it and go together
+ * in the next. One call in flight per topic also keeps the appends in upstream order when a Redis
+ * Cluster redirects or retries one.
  *
  * A clean end of the backend's stream (not a finish) is an entry too, so every relay ends its
  * subscribers' streams and they reconnect as they would to the backend. The owner does not wait
@@ -69,6 +83,16 @@ export class ClusterFeed implements EventFeed {
   /** The backend's last `retry:` hint, as shared. */
   private backendRetryMs: number | undefined;
   private reopenTimer: NodeJS.Timeout | undefined;
+  /** Entries waiting for the next append, in upstream order. */
+  private outgoing: Outgoing[] = [];
+  /** An append is in flight, or one is due at the end of this turn. */
+  private appending = false;
+  /** When the first of the appends failing now failed. */
+  private failingSince: number | undefined;
+  /** A batch whose append failed, tried again before anything newer, under the same token. */
+  private retrying: { readonly batch: Outgoing[]; readonly token: string } | undefined;
+  /** Batches this feed sent: with the holder, each batch's token. */
+  private batches = 0;
 
   constructor(
     private readonly key: string,
@@ -183,28 +207,59 @@ export class ClusterFeed implements EventFeed {
   }
 
   /**
-   * Appends, then hands the entry to the topic. ioredis answers in the order it sent, so
-   * entries reach the topic in upstream order. A refused append means another relay owns the
-   * topic now: this one stops reading the backend and follows from its last entry.
+   * Queues an entry for the shared history; it reaches the topic once appended. A refused append
+   * means another relay owns the topic now: this one stops reading the backend and follows from
+   * its last entry.
    */
   private publish(fields: string[], size: number, finish = false): void {
-    const holder = this.holder;
-    if (holder === undefined) return;
+    if (this.holder === undefined) return;
+    // Signed as queued: a batch sent again after a lost reply carries the same signatures.
     const { signer } = this.context;
     if (signer !== undefined) fields.push(SIGNATURE_FIELD, signer.sign('entry', [this.key, ...fields]));
-    const keepMs = finish ? { keepMs: this.context.finishedKeepMs } : undefined;
-    this.context.store.append(this.key, holder, fields, size, keepMs).then(
-      (streamId) => {
+    this.outgoing.push({ fields, size, finish });
+    if (this.appending) return;
+    this.appending = true;
+    setImmediate(() => this.appendBatch());
+  }
+
+  /** Appends what is queued (up to a finish) in one script call, then the next batch when it answered. */
+  private appendBatch(): void {
+    const holder = this.holder;
+    if (holder === undefined || this.role !== 'owner' || (this.outgoing.length === 0 && !this.retrying)) {
+      this.appending = false;
+      return;
+    }
+    let { batch, token } = this.retrying ?? { batch: [] as Outgoing[], token: '' };
+    this.retrying = undefined;
+    if (batch.length === 0) {
+      const end = this.outgoing.findIndex((entry) => entry.finish);
+      batch = this.outgoing.splice(0, end < 0 ? this.outgoing.length : end + 1);
+      token = `${holder}#${++this.batches}`;
+    }
+    const finish = batch[batch.length - 1]?.finish === true ? { keepMs: this.context.finishedKeepMs } : undefined;
+    this.context.store.append(this.key, holder, this.cursor, token, batch, finish).then(
+      (streamIds) => {
         if (this.role !== 'owner' || this.holder !== holder) return;
-        if (streamId === undefined) return this.demote('append refused: the lease is another relay\'s');
-        this.apply(toEntry([streamId, fields]), true);
+        if (streamIds === undefined) return this.demote('append refused: the lease is another relay\'s');
+        this.failingSince = undefined;
+        batch.forEach((entry, i) => this.apply(toEntry([streamIds[i] ?? this.cursor, entry.fields]), true));
+        this.appendBatch();
       },
       (err: unknown) => {
         if (this.role !== 'owner' || this.holder !== holder) return;
-        // Redis is away: the subscribers here still get the event (going on locally); the shared
-        // history misses it, and relays that follow lost their reader and ended their streams.
         this.logLost(err);
-        this.apply(toEntry([this.cursor, fields]), true);
+        this.failingSince ??= Date.now();
+        if (Date.now() - this.failingSince >= this.context.store.leaseMs) {
+          // Past the lease another relay may own the topic: this one lets go of it, and its clients
+          // reconnect (to their own upstream while Redis is away), as followers' did.
+          this.stop();
+          return this.listener.onGiveUp('redis_unavailable', 'the shared history took no append for a lease');
+        }
+        // An event relayed without its append would be a hole in the shared history, which relays
+        // that follow it could not see: the batch waits (and the events after it) while the owner
+        // still holds the lease, through a failover of the topic's shard or a reconnect.
+        this.retrying = { batch, token };
+        setTimeout(() => this.appendBatch(), APPEND_RETRY_MS).unref();
       },
     );
   }
@@ -220,6 +275,11 @@ export class ClusterFeed implements EventFeed {
   private demote(why: string): void {
     this.context.logger.warn({ topic: this.key, why }, 'topic ownership lost; following the shared history');
     clearTimeout(this.reopenTimer);
+    // Whatever the upstream gave that was not appended is the new owner's to read again from the backend.
+    this.outgoing = [];
+    this.retrying = undefined;
+    this.failingSince = undefined;
+    this.appending = false;
     this.upstream?.close();
     this.upstream = undefined;
     this.holder = undefined;
@@ -229,14 +289,14 @@ export class ClusterFeed implements EventFeed {
   private followFrom(cursor: string): void {
     this.role = 'follower';
     this.open();
-    this.unfollow = this.context.reader.follow(this.context.store.eventsKey(this.key), cursor, {
+    this.unfollow = this.context.watch.follow(this.key, cursor, {
       onEntries: (entries) => {
         for (const entry of entries) if (this.role === 'follower' && this.genuine(entry)) this.apply(entry, true);
       },
       onLost: () => {
         if (this.role !== 'follower') return;
         this.close();
-        this.listener.onGiveUp('redis_unavailable', 'the shared history reader lost Redis');
+        this.listener.onGiveUp('redis_unavailable', 'the shared history watch lost Redis');
       },
     });
     clearInterval(this.timer);
@@ -256,7 +316,7 @@ export class ClusterFeed implements EventFeed {
     this.role = 'owner';
     // Held from here: a close during the catch-up below must give the lease back, not leave it to lapse.
     this.holder = holder;
-    // Whatever the old owner appended that the reader had not delivered yet.
+    // Whatever the old owner appended that the watch had not delivered yet.
     const missed = await this.context.store.after(this.key, this.cursor).catch(() => []);
     for (const entry of missed) if (this.genuine(entry)) this.apply(entry, true);
     if (this.role !== 'owner') return;
@@ -375,6 +435,6 @@ export class ClusterFeed implements EventFeed {
   private logLost(err: unknown): void {
     if (Date.now() - this.lostAt < 5000) return;
     this.lostAt = Date.now();
-    this.context.logger.error({ topic: this.key, err: String(err) }, 'shared history append failed; relaying locally');
+    this.context.logger.error({ topic: this.key, err: String(err) }, 'shared history append failed; retrying while the lease lasts');
   }
 }

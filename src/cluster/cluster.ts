@@ -5,17 +5,17 @@ import type { ConnectionCounter } from '../limits/connections';
 import type { EventFeed, LocalOwnership, TopicOwnership } from '../relay/ownership';
 import type { ReplayBuffer } from '../relay/replay';
 import type { UpstreamInit, UpstreamListener } from '../relay/upstream';
+import { AppendWatch } from './append-watch';
 import { ClusterFeed } from './cluster-feed';
 import { RedisConnectionCounter } from './connection-counter';
 import { ClusterMembers, type Member } from './members';
 import { redisRateLimitStore } from './rate-limit-store';
-import { RedisLink } from './redis';
+import { RedisLink, type RedisTarget, parseClusterSeeds } from './redis';
 import { SharedTopicStore } from './shared-topic';
-import { StreamReader } from './stream-reader';
 import { UserEnds } from './user-ends';
 import { ClusterSigner, type SignedKind } from './signer';
 
-/** Several relays sharing upstreams, history and limits through one Redis. */
+/** Several relays sharing upstreams, history and limits through one Redis or a Redis Cluster. */
 export interface Cluster {
   readonly ownership: TopicOwnership;
   readonly connections: ConnectionCounter;
@@ -35,6 +35,21 @@ export interface Cluster {
   close(): Promise<void>;
 }
 
+/**
+ * Where the relays meet, from `createRelay`'s `redisUrl` or `redisClusterNodes` (one of them at
+ * most); undefined: this process alone. Throws a TypeError naming the option that is wrong.
+ */
+export function redisTarget(redisUrl: string | URL | undefined, redisClusterNodes: readonly string[] | undefined): RedisTarget | undefined {
+  if (redisUrl !== undefined && redisClusterNodes !== undefined) throw new TypeError('redisUrl and redisClusterNodes: set one of them, not both');
+  if (redisUrl !== undefined) return { url: new URL(String(redisUrl)) };
+  if (redisClusterNodes === undefined) return undefined;
+  try {
+    return { clusterNodes: parseClusterSeeds(redisClusterNodes) };
+  } catch (err) {
+    throw new TypeError(`redisClusterNodes: ${(err as Error).message}`);
+  }
+}
+
 /** Keys in Redis all start with this. */
 const PREFIX = 'sse-relay';
 
@@ -50,13 +65,13 @@ export interface ClusterTrust {
 const FORGED_LOG_INTERVAL_MS = 10_000;
 
 /**
- * Builds the cluster parts on one Redis: the topic feeds (lease, shared history, one stream
- * reader), the shared connection counter and the rate-limit store. `local` reads upstreams
- * and keeps each topic's in-memory history (which mirrors the shared one).
+ * Builds the cluster parts on one Redis or a Redis Cluster: the topic feeds (lease, shared
+ * history, the append watch), the shared connection counter and the rate-limit store. `local`
+ * reads upstreams and keeps each topic's in-memory history (which mirrors the shared one).
  */
-export function createCluster(url: URL, config: RelayConfig, local: LocalOwnership, logger: Logger, trust: ClusterTrust): Cluster {
+export function createCluster(target: RedisTarget, config: RelayConfig, local: LocalOwnership, logger: Logger, trust: ClusterTrust): Cluster {
   const signer = trust.signingSecret === undefined ? undefined : new ClusterSigner(trust.signingSecret);
-  const link = new RedisLink(url, PREFIX, logger);
+  const link = new RedisLink(target, PREFIX, logger);
   let forgedLoggedAt = -Infinity;
   let forgedSinceLog = 0;
   const onForged = (kind: SignedKind, detail: Record<string, string>): void => {
@@ -75,7 +90,7 @@ export function createCluster(url: URL, config: RelayConfig, local: LocalOwnersh
     // The history outlives the last write or renewal by the linger period, plus a lease or two for a takeover.
     config.topicLingerMs + 3 * config.clusterLeaseMs,
   );
-  const reader = new StreamReader(link);
+  const watch = new AppendWatch(link, store);
   const connections = new RedisConnectionCounter(
     link,
     { total: config.maxConnections, perUser: config.maxConnectionsPerUser, perIp: config.maxConnectionsPerIp },
@@ -87,7 +102,7 @@ export function createCluster(url: URL, config: RelayConfig, local: LocalOwnersh
   const context = {
     link,
     store,
-    reader,
+    watch,
     local,
     logger,
     finishedKeepMs: config.topicLingerMs,
@@ -121,7 +136,7 @@ export function createCluster(url: URL, config: RelayConfig, local: LocalOwnersh
     self: members.self,
     members: () => members.list(),
     async close() {
-      reader.close();
+      watch.close();
       await Promise.all([connections.close(), members.close()]);
       link.close();
     },

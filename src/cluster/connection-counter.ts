@@ -77,6 +77,9 @@ redis.call('DEL', KEYS[2])
 redis.call('ZREM', KEYS[1], ARGV[1])
 return 1`;
 
+/** How soon a relay tries to write its counts back after a failed write. */
+const RETRY_MS = 1000;
+
 type Scripted = Redis & {
   slotAcquire(...args: string[]): Promise<string>;
   slotRelease(...args: string[]): Promise<number>;
@@ -95,6 +98,8 @@ export class RedisConnectionCounter implements ConnectionCounter {
   private readonly pools: Readonly<Record<SlotPool, PoolSlots>> = { streams: new PoolSlots(this, 'streams'), calls: new PoolSlots(this, 'calls') };
   private readonly redis: Scripted;
   private readonly timer: NodeJS.Timeout;
+  /** The heartbeat tried again soon after a failure. */
+  private retry: NodeJS.Timeout | undefined;
   /** Per key: how many slots this relay holds there (what REWRITE puts back). */
   private readonly held = new Map<string, number>();
   /** Whether Redis holds this relay's counts right; false after any failed write, until a rewrite. */
@@ -124,7 +129,7 @@ export class RedisConnectionCounter implements ConnectionCounter {
     this.timer = setInterval(() => void this.heartbeat(), Math.max(50, Math.floor(slotTtlMs / 3)));
     this.timer.unref();
     // Counts go to Redis as soon as it answers, not a third of the TTL later: until then slots are counted here alone.
-    link.commands.on('ready', () => void this.heartbeat());
+    link.onReady(() => void this.heartbeat());
     void this.heartbeat();
   }
 
@@ -177,6 +182,7 @@ export class RedisConnectionCounter implements ConnectionCounter {
   /** Stops the heartbeat and gives this relay's slots back to the cluster. */
   async close(): Promise<void> {
     clearInterval(this.timer);
+    clearTimeout(this.retry);
     await this.redis.slotLeave(this.keys.relays, this.keys.set + this.link.instanceId, this.link.instanceId).catch(() => undefined);
   }
 
@@ -189,6 +195,14 @@ export class RedisConnectionCounter implements ConnectionCounter {
   private distrust(): void {
     this.trusted = false;
     this.failures += 1;
+    // The counts go back soon, not a third of the TTL later: a shard's failover or a lost write
+    // must not keep the relay unready (and counting alone) for seconds after Redis answers again.
+    if (this.retry !== undefined) return;
+    this.retry = setTimeout(() => {
+      this.retry = undefined;
+      void this.heartbeat();
+    }, RETRY_MS);
+    this.retry.unref();
   }
 
   private async heartbeat(): Promise<void> {

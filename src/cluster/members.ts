@@ -72,7 +72,8 @@ export class ClusterMembers {
     this.redis.defineCommand('memberLeave', { numberOfKeys: 2, lua: LEAVE });
     this.timer = setInterval(() => void this.beat(), Math.max(50, Math.floor(ttlMs / 3)));
     this.timer.unref();
-    link.commands.on('ready', () => void this.beat());
+    // When the link is ready, not when a connection is: on a Redis Cluster that is once the slots are all served.
+    link.onReady(() => void this.beat());
   }
 
   /** The relays whose membership has not lapsed, this one among them while Redis holds it; rejects when Redis does not answer. */

@@ -1,12 +1,15 @@
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { RedisLink } from './redis';
 
-// What Redis holds per topic, all under one hash tag so the scripts may touch every key:
+// What Redis holds per topic, all under one hash tag so the scripts may touch every key (and
+// a Redis Cluster keeps them on one shard):
 //   lease   "<relay>/<token>" while a relay owns the upstream (SET NX PX, renewed)
 //   fence   the token counter (INCR): every claim gets a larger one
 //   events  a stream of the topic's history, one entry per relayed event or marker
 //   meta    epoch (new whenever the history starts afresh), origin (the upstream id the
-//           history starts after), bytes held, truncated (an entry was evicted), finished
+//           history starts after), bytes held, batch (the token of the last append),
+//           truncated (an entry was evicted), finished
+//   appends the channel each append is announced on (PUBLISH, or SPUBLISH on a Redis Cluster)
 // Appends check the lease in the same script, so a relay that lost it (paused past its
 // lease, partitioned) writes nothing, however late its events arrive.
 
@@ -43,31 +46,97 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1`;
 
 /**
- * KEYS: lease, fence, events, meta. ARGV: holder, max entries, max bytes, retention ms, size,
- * finish (0/1), then the entry's field/value pairs. Refused (nil) unless `holder` holds the lease.
+ * KEYS: lease, fence, events, meta, appends channel. ARGV: holder, max entries, max bytes,
+ * retention ms, finish (0/1), publish command, inline limit (bytes), the id appended before
+ * (announced as such), entry count, batch token, then per entry its size, its field count and
+ * its field/value pairs. Refused (nil) unless `holder` holds the lease; else the entries'
+ * stream ids, in order. The meta keeps the last batch's token: a batch sent again after its
+ * reply was lost finds it there and gets the same ids back, not a second copy.
+ *
+ * The announcement is JSON: [previous id, last id, [id, [field, value, …]], …]; when the
+ * entries' fields pass the inline limit, only [previous id, last id] (readers fetch them).
  */
 const APPEND = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
-local fields = {}
-for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
-local id = redis.call('XADD', KEYS[3], '*', '${SIZE_FIELD}', ARGV[5], unpack(fields))
-local bytes = redis.call('HINCRBY', KEYS[4], 'bytes', ARGV[5])
-local length = redis.call('XLEN', KEYS[3])
-while length > 1 and (length > tonumber(ARGV[2]) or bytes > tonumber(ARGV[3])) do
-  local oldest = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)[1]
-  redis.call('XDEL', KEYS[3], oldest[1])
-  bytes = redis.call('HINCRBY', KEYS[4], 'bytes', -tonumber(oldest[2][2]))
-  length = length - 1
-  redis.call('HSET', KEYS[4], 'truncated', 1)
+local count = tonumber(ARGV[9])
+local meta = redis.call('HMGET', KEYS[4], 'batch', 'bytes')
+if meta[1] == ARGV[10] then
+  local done = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', count)
+  local ids = {}
+  for j = #done, 1, -1 do ids[#ids + 1] = done[j][1] end
+  return ids
 end
-if ARGV[6] == '1' then
-  redis.call('HSET', KEYS[4], 'finished', 1)
+local bytes = tonumber(meta[2]) or 0
+local message = {ARGV[8], ''}
+local ids = {}
+local inline = 0
+local at = 11
+for n = 1, count do
+  local fields = {}
+  for j = at + 2, at + 1 + tonumber(ARGV[at + 1]) do
+    fields[#fields + 1] = ARGV[j]
+    inline = inline + #ARGV[j]
+  end
+  local id = redis.call('XADD', KEYS[3], '*', '${SIZE_FIELD}', ARGV[at], unpack(fields))
+  ids[n] = id
+  message[#message + 1] = {id, fields}
+  bytes = bytes + tonumber(ARGV[at])
+  at = at + 2 + tonumber(ARGV[at + 1])
+end
+local last = ids[#ids]
+message[2] = last
+local length = redis.call('XLEN', KEYS[3])
+local update = {'bytes', 0, 'batch', ARGV[10]}
+local max_entries, max_bytes = tonumber(ARGV[2]), tonumber(ARGV[3])
+if length > max_entries or bytes > max_bytes then
+  -- The oldest entries go, never the newest: read those the count bound drops and the first one kept,
+  -- then more, a few at a time, while the bytes are over.
+  local dropped, kept, start = 0, nil, '-'
+  while kept == nil do
+    local want = math.max(length - max_entries - dropped, 0) + (start == '-' and 1 or 16)
+    local oldest = redis.call('XRANGE', KEYS[3], start, '+', 'COUNT', want)
+    if #oldest == 0 then break end
+    for _, entry in ipairs(oldest) do
+      if length - dropped > 1 and (length - dropped > max_entries or bytes > max_bytes) then
+        dropped = dropped + 1
+        bytes = bytes - tonumber(entry[2][2])
+      else
+        kept = entry[1]
+        break
+      end
+    end
+    start = '(' .. oldest[#oldest][1]
+  end
+  if dropped > 0 and kept then
+    redis.call('XTRIM', KEYS[3], 'MINID', kept)
+    update[#update + 1] = 'truncated'
+    update[#update + 1] = 1
+  end
+end
+update[2] = bytes
+if ARGV[5] == '1' then
+  update[#update + 1] = 'finished'
+  update[#update + 1] = 1
+end
+redis.call('HSET', KEYS[4], unpack(update))
+if ARGV[5] == '1' then
   for i = 2, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
-elseif length == 1 then
+elseif length <= #ids then
   -- A stream XADD just made has no TTL yet; after that, the owner's renewals push every key's on.
   redis.call('PEXPIRE', KEYS[3], ARGV[4])
 end
-return id`;
+if inline > tonumber(ARGV[7]) then message = {message[1], last} end
+redis.call(ARGV[6], KEYS[5], cjson.encode(message))
+return ids`;
+
+/** Above this many bytes of fields, an append's announcement carries its ids only; readers fetch the entries. */
+const INLINE_LIMIT = 64 * 1024;
+
+/** One entry to append: its field/value pairs and the size it counts against the history's byte bound. */
+export interface NewEntry {
+  readonly fields: readonly string[];
+  readonly size: number;
+}
 
 /** One entry of a topic's shared history: its stream id and its fields. */
 export interface HistoryEntry {
@@ -87,11 +156,11 @@ export interface LoadedHistory {
   readonly entries: HistoryEntry[];
 }
 
-type Scripted = Redis & {
+type Scripted = (Redis | Cluster) & {
   topicClaim(...args: string[]): Promise<string | null>;
   topicRenew(...args: string[]): Promise<number>;
   topicRelease(...args: string[]): Promise<number>;
-  topicAppend(...args: string[]): Promise<string | null>;
+  topicAppend(...args: string[]): Promise<string[] | null>;
 };
 
 /** Bounds of a topic's shared history, as the in-memory one's. */
@@ -116,12 +185,12 @@ export class SharedTopicStore {
     this.redis.defineCommand('topicClaim', { numberOfKeys: 4, lua: CLAIM });
     this.redis.defineCommand('topicRenew', { numberOfKeys: 4, lua: RENEW });
     this.redis.defineCommand('topicRelease', { numberOfKeys: 1, lua: RELEASE });
-    this.redis.defineCommand('topicAppend', { numberOfKeys: 4, lua: APPEND });
+    this.redis.defineCommand('topicAppend', { numberOfKeys: 5, lua: APPEND });
   }
 
-  /** The stream key of a topic (what the shared reader follows). */
-  eventsKey(topic: string): string {
-    return this.keys(topic)[2];
+  /** The channel a topic's appends are announced on (what followers listen to). */
+  channel(topic: string): string {
+    return `${this.root(topic)}:appends`;
   }
 
   /**
@@ -145,23 +214,32 @@ export class SharedTopicStore {
   }
 
   /**
-   * Appends one entry if `holder` still holds the lease; resolves with its stream id, or
-   * undefined when refused (another relay owns the topic now). `finish` marks the topic
-   * finished and keeps its keys for `keepMs` only.
+   * Appends `entries` in one script if `holder` still holds the lease, and announces them to the
+   * followers as coming after `previous` (the last id this holder appended, or found in the history
+   * when it took the lease: it is the only writer); resolves with their stream ids in order, or
+   * undefined when refused (another relay owns the topic now). `token` names the batch: sent
+   * again with the same token (its reply was lost), it is not appended twice. `finish` marks the
+   * topic finished and keeps its keys for `keepMs` only.
    */
-  async append(topic: string, holder: string, fields: readonly string[], size: number, finish?: { keepMs: number }): Promise<string | undefined> {
+  async append(topic: string, holder: string, previous: string, token: string, entries: readonly NewEntry[], finish?: { keepMs: number }): Promise<string[] | undefined> {
     const keepMs = finish ? finish.keepMs : this.retentionMs;
-    const id = await this.redis.topicAppend(
+    const args = [
       ...this.keys(topic),
+      this.channel(topic),
       holder,
       String(this.bounds.maxEntries),
       String(this.bounds.maxBytes),
       String(Math.max(1, keepMs)),
-      String(size),
       finish ? '1' : '0',
-      ...fields,
-    );
-    return id ?? undefined;
+      this.link.sharded ? 'SPUBLISH' : 'PUBLISH',
+      String(INLINE_LIMIT),
+      previous,
+      String(entries.length),
+      token,
+    ];
+    for (const entry of entries) args.push(String(entry.size), String(entry.fields.length), ...entry.fields);
+    const ids = await this.redis.topicAppend(...args);
+    return ids ?? undefined;
   }
 
   /** The topic's meta and every entry of its history, read atomically. */
@@ -183,19 +261,25 @@ export class SharedTopicStore {
     };
   }
 
-  /** The entries after `streamId`, oldest first (catching up before taking over). */
-  async after(topic: string, streamId: string): Promise<HistoryEntry[]> {
-    const range = (await this.redis.xrange(this.keys(topic)[2], `(${streamId}`, '+')) as [string, string[]][];
+  /** The entries after `streamId`, oldest first, at most `count` when given (catching up). */
+  async after(topic: string, streamId: string, count?: number): Promise<HistoryEntry[]> {
+    const key = this.keys(topic)[2];
+    const range = (await (count === undefined ? this.redis.xrange(key, `(${streamId}`, '+') : this.redis.xrange(key, `(${streamId}`, '+', 'COUNT', count))) as [string, string[]][];
     return range.map(toEntry);
   }
 
   private keys(topic: string): [lease: string, fence: string, events: string, meta: string] {
-    const root = `${this.link.prefix}:{${topic}}`;
+    const root = this.root(topic);
     return [`${root}:lease`, `${root}:fence`, `${root}:events`, `${root}:meta`];
+  }
+
+  /** Every key of a topic starts with this: one hash tag per topic. */
+  private root(topic: string): string {
+    return `${this.link.prefix}:{${topic}}`;
   }
 }
 
-/** An XRANGE/XREAD item as an entry. */
+/** An XRANGE item as an entry. */
 export function toEntry([streamId, flat]: [string, string[]]): HistoryEntry {
   const fields = new Map<string, string>();
   for (let i = 0; i + 1 < flat.length; i += 2) fields.set(flat[i] as string, flat[i + 1] as string);

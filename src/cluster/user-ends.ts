@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { RedisLink } from './redis';
 import type { ClusterSigner, SignedKind } from './signer';
@@ -9,7 +9,7 @@ import type { ClusterSigner, SignedKind } from './signer';
  */
 export class UserEnds {
   private readonly channel: string;
-  private readonly listener: Redis;
+  private readonly listener: Redis | Cluster;
   private onEnd: (user: string) => void = () => undefined;
 
   constructor(
@@ -21,8 +21,9 @@ export class UserEnds {
   ) {
     this.channel = `${link.prefix}:end-user`;
     // A subscribed connection serves nothing else. Subscribed again on every (re)connect: with
-    // no offline queue, a subscribe sent while Redis is away fails instead of waiting.
-    this.listener = link.blocking('end-user');
+    // no offline queue, a subscribe sent while Redis is away fails instead of waiting. On a Redis
+    // Cluster this is classic pub/sub too: a message published on any node reaches every node.
+    this.listener = link.subscriber('end-user');
     this.listener.on('ready', () => {
       this.listener.subscribe(this.channel).catch((err: unknown) => logger.warn({ err }, 'could not listen for ended users'));
     });

@@ -1,9 +1,10 @@
 import { createServer, type ServerResponse } from 'node:http';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import { EventSource } from 'eventsource';
+import type { EventSource } from 'eventsource';
 import { Redis } from 'ioredis';
 import { FixtureBackend } from '../support/fixture-backend';
+import { type ClusterSubscriber, clusterSubscriber, idRange } from '../support/cluster-subscriber';
 import { tokenFor } from '../support/relay-server';
 import { until } from '../support/until';
 import { RedisServer } from '../support/redis';
@@ -44,34 +45,11 @@ async function startRelays(count: number, env: Record<string, string> = {}, back
   return started;
 }
 
-/**
- * A browser behind a load balancer: connects to `relay`, and when that relay is dead, to the
- * next live one, resuming with Last-Event-ID as EventSource does.
- */
-function subscriber(
-  path: string,
-  relay: RelayProcess,
-  pool: RelayProcess[],
-  user = 'alice',
-  lastEventId?: string,
-): { es: EventSource; ids: string[]; opened: () => boolean; opens: () => number } {
-  const ids: string[] = [];
-  let target = relay;
-  let opens = 0;
-  const token = tokenFor(user);
-  const es = new EventSource(`http://relay${path}`, {
-    fetch: (input, init) => {
-      if (!target.alive) target = pool.find((candidate) => candidate.alive) ?? target;
-      const headers: Record<string, string> = { ...(init?.headers as Record<string, string>), authorization: `Bearer ${token}` };
-      if (lastEventId !== undefined && headers['Last-Event-ID'] === undefined && headers['last-event-id'] === undefined) headers['last-event-id'] = lastEventId;
-      return fetch(new URL(new URL(String(input)).pathname, target.url), { ...init, headers });
-    },
-  });
-  es.onopen = () => (opens += 1);
-  es.onmessage = (event) => ids.push(event.lastEventId);
-  es.addEventListener('resync', () => ids.push('resync'));
-  clients.push(es);
-  return { es, ids, opened: () => opens > 0, opens: () => opens };
+/** A browser behind a load balancer (see clusterSubscriber), closed after each test. */
+function subscriber(path: string, relay: RelayProcess, pool: RelayProcess[], user = 'alice', lastEventId?: string): ClusterSubscriber {
+  const made = clusterSubscriber(path, relay, pool, user, lastEventId);
+  clients.push(made.es);
+  return made;
 }
 
 /** Reads a streaming response until its text matches `pattern`; resolves with the text so far. */
@@ -101,9 +79,7 @@ async function ownedTopic(path: string): Promise<{ owner: RelayProcess; follower
   return { owner, follower, first };
 }
 
-function range(from: number, to: number): string[] {
-  return Array.from({ length: to - from + 1 }, (_, i) => String(from + i));
-}
+const range = idRange;
 
 beforeAll(async () => {
   redis = await new RedisServer().start();
@@ -388,4 +364,31 @@ test("each relay's upstream metrics count what it holds itself: the owner one up
   await owner.kill();
   await until(() => follower.lines('topic taken over').length === 1 && backend.listeners(path) === 1, 10_000, 'the follower to take the topic over');
   expect(await upstreams(follower)).toEqual([1, 1, 1]);
+}, 30_000);
+
+test('a burst the backend writes at once is appended in a few script calls, not one per event, and reaches every relay in order', async () => {
+  const path = '/downloads/burst/events';
+  const { follower, first } = await ownedTopic(path);
+  const second = subscriber(`/api${path}`, follower, []);
+  await until(() => second.opened(), 5000, "the follower's subscriber open");
+  const client = new Redis(redis.url);
+  /** Calls of each command so far. */
+  const calls = async (): Promise<Map<string, number>> => {
+    const counts = new Map<string, number>();
+    for (const match of (await client.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) counts.set(match[1] as string, Number(match[2]));
+    return counts;
+  };
+  try {
+    const before = await calls();
+    backend.writeRaw(path, range(1, 50).map((id) => `data: e${id}\nid: ${id}\n\n`).join(''));
+    await until(() => first.ids.length === 50 && second.ids.length === 50, 5000, 'fifty events on both relays');
+    const after = await calls();
+    expect(first.ids).toEqual(range(1, 50));
+    expect(second.ids).toEqual(range(1, 50));
+    expect((after.get('xadd') ?? 0) - (before.get('xadd') ?? 0)).toBe(50);
+    // Each append script announces its batch once.
+    expect((after.get('publish') ?? 0) - (before.get('publish') ?? 0)).toBeLessThanOrEqual(5);
+  } finally {
+    client.disconnect();
+  }
 }, 30_000);

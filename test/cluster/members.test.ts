@@ -12,7 +12,7 @@ const links: RedisLink[] = [];
 const members: ClusterMembers[] = [];
 
 function link(prefix: string): RedisLink {
-  const made = new RedisLink(new URL(redis.url), prefix, pino({ level: 'silent' }));
+  const made = new RedisLink({ url: new URL(redis.url) }, prefix, pino({ level: 'silent' }));
   links.push(made);
   return made;
 }

@@ -1,7 +1,9 @@
+import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { RedisConnectionCounter } from '../../src/cluster/connection-counter';
 import { RedisLink } from '../../src/cluster/redis';
-import { SharedTopicStore } from '../../src/cluster/shared-topic';
+import { AppendWatch } from '../../src/cluster/append-watch';
+import { type HistoryEntry, SharedTopicStore } from '../../src/cluster/shared-topic';
 import { until } from '../support/until';
 import { RedisServer } from '../support/redis';
 
@@ -9,7 +11,7 @@ const redis = new RedisServer();
 const links: RedisLink[] = [];
 
 function link(prefix = 'test'): RedisLink {
-  const made = new RedisLink(new URL(redis.url), prefix, pino({ level: 'silent' }));
+  const made = new RedisLink({ url: new URL(redis.url) }, prefix, pino({ level: 'silent' }));
   links.push(made);
   return made;
 }
@@ -106,15 +108,15 @@ describe('a topic shared through Redis', () => {
     const holderA = await storeA.claim('download:x', undefined);
     expect(holderA).toBeDefined();
     expect(await storeB.claim('download:x', undefined)).toBeUndefined();
-    expect(await storeA.append('download:x', holderA ?? '', ['e', '1', 'd', 'one'], 3)).toBeDefined();
+    expect(await storeA.append('download:x', holderA ?? '', '0-0', 'tok1', [{ fields: ['e', '1', 'd', 'one'], size: 3 }])).toBeDefined();
 
     await new Promise((resolve) => setTimeout(resolve, 250));
     const holderB = await storeB.claim('download:x', '1');
     expect(holderB).toBeDefined();
     expect(Number(holderB?.split('/')[1])).toBeGreaterThan(Number(holderA?.split('/')[1]));
-    expect(await storeA.append('download:x', holderA ?? '', ['e', '2', 'd', 'stale'], 5)).toBeUndefined();
+    expect(await storeA.append('download:x', holderA ?? '', '0-0', 'tok2', [{ fields: ['e', '2', 'd', 'stale'], size: 5 }])).toBeUndefined();
     expect(await storeA.renew('download:x', holderA ?? '')).toBe(false);
-    expect(await storeB.append('download:x', holderB ?? '', ['e', '2', 'd', 'two'], 3)).toBeDefined();
+    expect(await storeB.append('download:x', holderB ?? '', '0-0', 'tok3', [{ fields: ['e', '2', 'd', 'two'], size: 3 }])).toBeDefined();
 
     const history = await storeA.load('download:x');
     expect(history.entries.map((entry) => entry.fields.get('d'))).toEqual(['one', 'two']);
@@ -128,8 +130,8 @@ describe('a topic shared through Redis', () => {
     const store = new SharedTopicStore(a, { maxEntries: 100, maxBytes: 1 << 20 }, 5000, 60_000);
     const holder = (await store.claim('t', undefined)) ?? '';
     for (let i = 1; i <= 3; i++) {
-      await store.append('t', holder, ['e', String(i)], 1);
-      const ttl = await a.commands.pttl(store.eventsKey('t'));
+      await store.append('t', holder, '0-0', `retention-${i}`, [{ fields: ['e', String(i)], size: 1 }]);
+      const ttl = await a.commands.pttl('retention:{t}:events');
       expect(ttl).toBeGreaterThan(0);
       expect(ttl).toBeLessThanOrEqual(60_000);
     }
@@ -140,12 +142,127 @@ describe('a topic shared through Redis', () => {
     await until(() => a.ready, 5000, 'redis connected');
     const store = new SharedTopicStore(a, { maxEntries: 3, maxBytes: 10 }, 5000, 5000);
     const holder = (await store.claim('t', undefined)) ?? '';
-    for (let i = 1; i <= 5; i++) await store.append('t', holder, ['e', String(i)], 1);
+    for (let i = 1; i <= 5; i++) await store.append('t', holder, '0-0', `bounds-${i}`, [{ fields: ['e', String(i)], size: 1 }]);
     let history = await store.load('t');
     expect(history.entries.map((entry) => entry.fields.get('e'))).toEqual(['3', '4', '5']);
     expect(history.truncated).toBe(true);
-    await store.append('t', holder, ['e', '6'], 9);
+    await store.append('t', holder, '0-0', 'tok6', [{ fields: ['e', '6'], size: 9 }]);
     history = await store.load('t');
     expect(history.entries.map((entry) => entry.fields.get('e'))).toEqual(['5', '6']);
+  });
+});
+
+/** Scripts Redis ran so far (EVALSHA, and EVAL when the script was not cached yet). */
+async function scriptCalls(made: RedisLink): Promise<number> {
+  const stats = await made.commands.info('commandstats');
+  let calls = 0;
+  for (const match of stats.matchAll(/^cmdstat_(?:eval|evalsha):calls=(\d+)/gm)) calls += Number(match[1]);
+  return calls;
+}
+
+describe('following a topic through its append announcements', () => {
+  const bounds = { maxEntries: 1000, maxBytes: 1 << 24 };
+  const entry = (value: string): { fields: string[]; size: number } => ({ fields: ['k', 'v', 'd', value], size: value.length });
+
+  test('a batch is one script call: its ids in order, announced with the id before it and its entries', async () => {
+    const a = link('batch');
+    await until(() => a.ready, 5000, 'redis connected');
+    const store = new SharedTopicStore(a, bounds, 5000, 60_000);
+    const holder = (await store.claim('t', undefined)) ?? '';
+    const listener = new Redis(redis.url);
+    const heard: unknown[] = [];
+    listener.on('message', (_channel: string, message: string) => heard.push(JSON.parse(message)));
+    await listener.subscribe(store.channel('t'));
+    try {
+      const before = await scriptCalls(a);
+      const first = (await store.append('t', holder, '0-0', 'tok7', [entry('one')])) ?? [];
+      const ids = (await store.append('t', holder, first[0] ?? '', 'tok8', ['two', 'three', 'four'].map(entry))) ?? [];
+      expect((await scriptCalls(a)) - before).toBe(2);
+      expect(ids).toHaveLength(3);
+      expect((await store.load('t')).entries.map((e) => e.fields.get('d'))).toEqual(['one', 'two', 'three', 'four']);
+      await until(() => heard.length === 2, 2000, 'two announcements');
+      expect(heard[1]).toEqual([first[0], ids[2], [ids[0], ['k', 'v', 'd', 'two']], [ids[1], ['k', 'v', 'd', 'three']], [ids[2], ['k', 'v', 'd', 'four']]]);
+    } finally {
+      listener.disconnect();
+    }
+  });
+
+  test('a batch sent again after its reply was lost is not appended twice: the same ids come back', async () => {
+    const a = link('again');
+    await until(() => a.ready, 5000, 'redis connected');
+    const store = new SharedTopicStore(a, bounds, 5000, 60_000);
+    const holder = (await store.claim('t', undefined)) ?? '';
+    const first = (await store.append('t', holder, '0-0', 'batch-1', ['1', '2'].map(entry))) ?? [];
+    expect(await store.append('t', holder, '0-0', 'batch-1', ['1', '2'].map(entry))).toEqual(first);
+    const next = (await store.append('t', holder, first[1] ?? '', 'batch-2', ['3'].map(entry))) ?? [];
+    expect(await store.append('t', holder, first[1] ?? '', 'batch-2', ['3'].map(entry))).toEqual(next);
+    expect((await store.load('t')).entries.map((e) => e.fields.get('d'))).toEqual(['1', '2', '3']);
+  });
+
+  test('a follower that joins mid-stream gets every later entry once and in order, big ones read from the stream', async () => {
+    const a = link('follow');
+    const b = link('follow');
+    await until(() => a.ready && b.ready, 5000, 'redis connected');
+    const owner = new SharedTopicStore(a, bounds, 5000, 60_000);
+    const holder = (await owner.claim('t', undefined)) ?? '';
+    let last = '0-0';
+    /** Appends as the owner does: each batch announced after the last id it appended. */
+    const append = async (values: string[]): Promise<string[]> => {
+      const ids = (await owner.append('t', holder, last, `follow-${last}`, values.map(entry))) ?? [];
+      last = ids[ids.length - 1] ?? last;
+      return ids;
+    };
+    const early = await append(['1', '2']);
+    const store = new SharedTopicStore(b, bounds, 5000, 60_000);
+    const watch = new AppendWatch(b, store);
+    const got: HistoryEntry[] = [];
+    let lost = false;
+    watch.follow('t', early[0] ?? '', { onEntries: (entries) => got.push(...entries), onLost: () => (lost = true) });
+    // Appended while the watch subscribes and reads what it missed: each still comes once, in order.
+    const big = 'x'.repeat(70 * 1024);
+    for (let i = 3; i <= 30; i++) await append([i === 20 ? big : String(i)]);
+    await append(['31', '32', '33']);
+    await until(() => got.length === 32, 5000, 'entries 2..33');
+    expect(got.map((e) => (e.fields.get('d') === big ? 'big' : e.fields.get('d')))).toEqual(['2', ...Array.from({ length: 31 }, (_, i) => (i + 3 === 20 ? 'big' : String(i + 3)))]);
+    expect(lost).toBe(false);
+    watch.close();
+  });
+
+  test('an entry whose announcement never came is read from the stream when the next one says what came before it', async () => {
+    const a = link('missed');
+    const b = link('missed');
+    await until(() => a.ready && b.ready, 5000, 'redis connected');
+    const owner = new SharedTopicStore(a, bounds, 5000, 60_000);
+    const holder = (await owner.claim('t', undefined)) ?? '';
+    const watch = new AppendWatch(b, new SharedTopicStore(b, bounds, 5000, 60_000));
+    const got: string[] = [];
+    watch.follow('t', '0-0', { onEntries: (entries) => got.push(...entries.map((e) => e.fields.get('d') ?? '')), onLost: () => undefined });
+    const [first] = (await owner.append('t', holder, '0-0', 'tok10', [entry('1')])) ?? [];
+    await until(() => got.length === 1, 5000, 'the first entry');
+    // In the stream, never announced: as if the announcement was lost on the way.
+    const silent = (await a.commands.xadd('missed:{t}:events', '*', 's', '1', 'k', 'v', 'd', '2')) as string;
+    expect(first).toBeDefined();
+    await owner.append('t', holder, silent, 'tok11', [entry('3')]);
+    await until(() => got.length === 3, 5000, 'the silent entry and the next');
+    expect(got).toEqual(['1', '2', '3']);
+    watch.close();
+  });
+
+  test('a follower whose listening connection is cut gives up: what was announced meanwhile is unknown', async () => {
+    const a = link('cut');
+    const b = link('cut');
+    await until(() => a.ready && b.ready, 5000, 'redis connected');
+    const owner = new SharedTopicStore(a, bounds, 5000, 60_000);
+    const holder = (await owner.claim('t', undefined)) ?? '';
+    const store = new SharedTopicStore(b, bounds, 5000, 60_000);
+    const watch = new AppendWatch(b, store);
+    const got: string[] = [];
+    let lost = false;
+    watch.follow('t', '0-0', { onEntries: (entries) => got.push(...entries.map((e) => e.fields.get('d') ?? '')), onLost: () => (lost = true) });
+    await owner.append('t', holder, '0-0', 'tok12', [entry('1')]);
+    await until(() => got.length === 1, 5000, 'the first entry');
+    await a.commands.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+    await until(() => lost, 5000, 'the follower told it lost the topic');
+    watch.close();
   });
 });

@@ -9,6 +9,7 @@ import { until } from '../support/until';
 const PATH = '/downloads/abc/events';
 const TOPIC = 'download:abc';
 const EVENTS_KEY = `sse-relay:{${TOPIC}}:events`;
+const APPENDS_CHANNEL = `sse-relay:{${TOPIC}}:appends`;
 const SECRET = 'a cluster secret that is long enough';
 
 const redis = new RedisServer();
@@ -59,10 +60,19 @@ test('entries and end-user messages that someone else wrote into Redis are dropp
   backend.emit(PATH, 'data: real1\n');
   await until(() => second.text().includes('data: real1\n'), 5000, 'real1 through the follower');
 
-  // Someone with write access to Redis appends to the history: an event (HTML), a finish, an end, with no or a wrong signature.
-  await writer.xadd(EVENTS_KEY, '*', 's', '0', 'k', 'v', 'i', '99', 'e', '99', 'd', '<script>alert(1)</script>');
-  await writer.xadd(EVENTS_KEY, '*', 's', '0', 'k', 'f', 'h', 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA');
-  await writer.xadd(EVENTS_KEY, '*', 's', '0', 'k', 'x');
+  // Someone with write access to Redis appends to the history: an event (HTML), a finish, an end, with no or a wrong signature,
+  // and announces them as the append script does: the first with its fields, the others by their ids (followers read those).
+  const [[real1]] = (await writer.xrevrange(EVENTS_KEY, '+', '-', 'COUNT', 1)) as [[string, string[]]];
+  const html = ['k', 'v', 'i', '99', 'e', '99', 'd', '<script>alert(1)</script>'];
+  const forged = [
+    await writer.xadd(EVENTS_KEY, '*', 's', '0', ...html),
+    await writer.xadd(EVENTS_KEY, '*', 's', '0', 'k', 'f', 'h', 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'),
+    await writer.xadd(EVENTS_KEY, '*', 's', '0', 'k', 'x'),
+  ] as [string, string, string];
+  expect(await writer.publish(APPENDS_CHANNEL, JSON.stringify([real1, forged[0], [forged[0], html]]))).toBe(1);
+  await until(() => follower.relay.stats.forged.get('entry') === 1, 5000, 'the announced entry dropped');
+  expect(await writer.publish(APPENDS_CHANNEL, JSON.stringify([forged[0], forged[2]]))).toBe(1);
+  await until(() => follower.relay.stats.forged.get('entry') === 3, 5000, 'the entries read after an announcement dropped');
   // ...and tells every relay to end alice's streams.
   expect(await writer.publish('sse-relay:end-user', JSON.stringify({ from: 'forger', user: 'alice' }))).toBe(2);
   expect(await writer.publish('sse-relay:end-user', 'null')).toBe(2);

@@ -60,6 +60,9 @@ test.each([
   ['REDIS_URL', 'http://x', /^REDIS_URL: expected a redis:\/\/ or rediss:\/\/ URL, got "http:\/\/x"$/],
   ['REDIS_URL', 'not a url', /^REDIS_URL: expected a redis:\/\/ or rediss:\/\/ URL, got "not a url"$/],
   ['BACKEND_URL', 'redis://x', /^BACKEND_URL: expected an http:\/\/ or https:\/\/ URL, got "redis:\/\/x"$/],
+  ['REDIS_CLUSTER_NODES', '10.0.0.1', /^REDIS_CLUSTER_NODES: expected comma-separated host:port seed nodes of a Redis Cluster, like 10.0.0.1:7000,10.0.0.2:7000, got "10.0.0.1"$/],
+  ['REDIS_CLUSTER_NODES', 'a:7000,redis://b:7001', /^REDIS_CLUSTER_NODES: expected comma-separated host:port/],
+  ['REDIS_CLUSTER_NODES', 'a:70000', /^REDIS_CLUSTER_NODES: expected comma-separated host:port/],
   ['MAX_CONNECTIONS', '0', /MAX_CONNECTIONS/],
   ['REDIS_SIGNING_SECRET', ` ${'s'.repeat(31)} `, /^REDIS_SIGNING_SECRET: expected at least 32 characters/],
   ['UPSTREAM_REDIRECT_ORIGINS', 'cdn.example.com', /^UPSTREAM_REDIRECT_ORIGINS: expected comma-separated origins like https:\/\/app.example.com, got "cdn.example.com"$/],
@@ -72,6 +75,14 @@ test.each([
 ])('%s=%s stops the start with a message naming it', (name, value, message) => {
   expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
   expect(() => loadConfig({ [name]: value })).toThrow(message);
+});
+
+test('REDIS_CLUSTER_NODES takes host:port seeds (IPv6 in brackets), and not beside REDIS_URL', () => {
+  expect(loadConfig({ REDIS_CLUSTER_NODES: 'redis-0:7000, 10.0.0.2:7001,[::1]:7002' }).redisClusterNodes).toEqual(['redis-0:7000', '10.0.0.2:7001', '[::1]:7002']);
+  expect(loadConfig({}).redisClusterNodes).toBeUndefined();
+  expect(() => loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379', REDIS_CLUSTER_NODES: '127.0.0.1:7000' })).toThrow(
+    /^REDIS_CLUSTER_NODES: expected to be unset when REDIS_URL is set \(one Redis or one Redis Cluster\), got "127.0.0.1:7000"$/,
+  );
 });
 
 test('production refuses to start without a key', () => {
