@@ -15,11 +15,11 @@
  * Usage: node dist/bench/load.js '<LoadConfig as JSON>'   (BENCH_JWT_SECRET in the environment for `auth: "jwt"`)
  */
 import { writeFileSync } from 'node:fs';
-import { type Socket, connect } from 'node:net';
+import type { Socket } from 'node:net';
 import { type IntervalHistogram, PerformanceObserver, monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { type ConnectedReport, type DoneReport, identityHeader, nowMs, report, runBounded, summarize } from './common';
-import { SseWire } from './sse-wire';
+import { SseWire, connectWire } from './sse-wire';
 
 export interface LoadConfig {
   /** Base URL of the subject, e.g. http://127.0.0.1:8080 */
@@ -150,7 +150,6 @@ function streamEnded(stream: Stream, cause?: string): void {
   if (started && openStreams === 0) finish(0);
 }
 
-const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 
 /** Opens stream `index`; `settled` is called once it is open or has failed. */
 function open(index: number, identity: Record<string, string>, settled: () => void): void {
@@ -201,19 +200,7 @@ function open(index: number, identity: Record<string, string>, settled: () => vo
       socket.destroy();
     },
   });
-  const socket = connect({
-    host: url.hostname,
-    port: Number(url.port),
-    // Every read of every stream lands in one buffer, read at once: no allocation per read, so
-    // the client's own GC stays out of the delays.
-    onread: {
-      buffer: READ_BUFFER,
-      callback: (size: number, buffer: Uint8Array) => {
-        wire.push(Buffer.from(buffer.buffer, buffer.byteOffset, size));
-        return true;
-      },
-    },
-  });
+  const socket = connectWire(url, wire);
   stream.socket = socket;
   socket.setTimeout(config.connectTimeoutMs, () => fail('headers timeout'));
   socket.on('error', (err) => {

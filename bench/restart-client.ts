@@ -12,12 +12,12 @@
  * not received yet at the end, and the resyncs it was sent.
  * Usage: node dist/bench/restart-client.js '<RestartClientConfig as JSON>'   (BENCH_JWT_SECRET in the environment)
  */
-import { type Socket, connect } from 'node:net';
+import type { Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import jwt from 'jsonwebtoken';
 import { nowMs, report, runBounded } from './common';
 import { type RestartClientConfig, type RestartDoneReport, relayOf } from './restart';
-import { SseWire } from './sse-wire';
+import { SseWire, connectWire } from './sse-wire';
 
 interface Stream {
   readonly index: number;
@@ -39,7 +39,6 @@ interface Stream {
 
 const config = JSON.parse(process.argv[2] ?? '{}') as RestartClientConfig;
 const secret = process.env.BENCH_JWT_SECRET ?? '';
-const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 /** What an EventSource waits before its first reconnect when no `retry:` was sent. */
 const DEFAULT_RETRY_MS = 3000;
 
@@ -145,17 +144,7 @@ function open(stream: Stream, settled?: () => void): void {
       socket.destroy();
     },
   });
-  const socket = connect({
-    host: url.hostname,
-    port: Number(url.port),
-    onread: {
-      buffer: READ_BUFFER,
-      callback: (size: number, buffer: Uint8Array) => {
-        wire.push(Buffer.from(buffer.buffer, buffer.byteOffset, size));
-        return true;
-      },
-    },
-  });
+  const socket = connectWire(url, wire);
   stream.socket = socket;
   socket.on('error', (err) => {
     if (!streaming) count((err as { code?: string }).code ?? err.message);

@@ -1,3 +1,5 @@
+import { type Socket, connect } from 'node:net';
+
 /**
  * The load client's reader of one SSE response off a raw socket: the status line, HTTP/1.1
  * chunked framing (or a body that runs to the socket's close), and of the event stream only
@@ -190,4 +192,23 @@ function fieldOf(bytes: Buffer, from: number, end: number): ['data' | 'event' | 
     }
   }
   return undefined;
+}
+
+// Every read of every stream of a client process lands in one buffer, read at once: no
+// allocation per read, so the client's own GC stays out of the delays it measures.
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+
+/** A raw connection to `url`'s host and port whose every read is pushed into `wire`. */
+export function connectWire(url: URL, wire: SseWire): Socket {
+  return connect({
+    host: url.hostname,
+    port: Number(url.port),
+    onread: {
+      buffer: READ_BUFFER,
+      callback: (size: number, buffer: Uint8Array) => {
+        wire.push(Buffer.from(buffer.buffer, buffer.byteOffset, size));
+        return true;
+      },
+    },
+  });
 }
