@@ -53,7 +53,7 @@ export function resumablePosts(answers: PostAnswers, options: ResumablePostsOpti
       subscriber.endWithRetry(reason, retryMs);
       // Token expiry is a drop (the client resumes with a fresh token); the app's end (logout,
       // revoked access) is a cancel.
-      if (reason === 'ended_by_app') answers.cancel(streamId, answer.user);
+      if (reason === 'ended_by_app') void answers.cancel(streamId, answer.user).catch(() => undefined);
     });
     res.locals.closeReason = () => subscriber.closeReason;
     if (logger.isLevelEnabled('info')) logger.info({ req: loggedRequest(req, res), streamId }, 'answer kept');
@@ -69,13 +69,13 @@ export function resumablePosts(answers: PostAnswers, options: ResumablePostsOpti
     if (!subscriber) return;
     userStreams.track(user, res, tokenExpiryOf(res), retryHintMs, (reason, retryMs) => {
       subscriber.endWithRetry(reason, retryMs);
-      if (reason === 'ended_by_app') answers.cancel(streamId, user);
+      if (reason === 'ended_by_app') void answers.cancel(streamId, user).catch(() => undefined);
     });
     res.locals.closeReason = () => subscriber.closeReason;
     if (logger.isLevelEnabled('info')) logger.info({ req: loggedRequest(req, res), streamId, lastEventId }, 'answer resumed');
   });
-  router.delete('/streams/:streamId', (req, res) => {
-    if (!answers.cancel(streamIdOf(typeof req.params.streamId === 'string' ? req.params.streamId : undefined), userOf(res))) throw new HttpError('stream_not_found');
+  router.delete('/streams/:streamId', async (req, res) => {
+    if (!(await answers.cancel(streamIdOf(typeof req.params.streamId === 'string' ? req.params.streamId : undefined), userOf(res)))) throw new HttpError('stream_not_found');
     res.status(204).end();
   });
   return { takeOver, router };

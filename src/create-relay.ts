@@ -144,9 +144,17 @@ export function createRelay(options: CreateRelayOptions): Relay {
   const cluster: Cluster | undefined = target === undefined ? undefined : createCluster(target, config, local, logger, trust);
   const ownership = typeof options.ownership === 'function' ? options.ownership(local) : (options.ownership ?? cluster?.ownership ?? local);
   const hub = new Hub(config, ownership, stats, logger);
-  // A POST's answer is read and kept by the relay that received it, in its own memory (a resume
-  // must come back to it), whatever the topics' ownership.
-  const answers = new PostAnswers({ config, ownership: local, stats, logger, policy: hub.policy, internals: hub.internals });
+  // A POST's answer is read by the relay that received it; in a cluster its events go through the
+  // shared history, so that a resume works on any relay.
+  const answers = new PostAnswers({
+    config,
+    ownership: cluster?.ownership ?? local,
+    shared: cluster?.answers,
+    stats,
+    logger,
+    policy: hub.policy,
+    internals: hub.internals,
+  });
   const streams = options.streams ?? SHARED_STREAMS;
   const resolveTopic = topicResolver(streams, config.backendUrl, redirectOrigins);
   const multiplexer = new Multiplexer(hub, config, resolveTopic);

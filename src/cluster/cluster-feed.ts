@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
-import type { EventFeed, LocalOwnership } from '../relay/ownership';
-import type { UpstreamInit, UpstreamListener } from '../relay/upstream';
+import type { EventFeed, FeedInit, LocalOwnership } from '../relay/ownership';
+import type { UpstreamListener, UpstreamRefusal } from '../relay/upstream';
 import type { AppendWatch } from './append-watch';
 import { type HistoryEntry, type LoadedHistory, type NewEntry, SIZE_FIELD, type SharedTopicStore, toEntry } from './shared-topic';
 import type { ClusterSigner, SignedKind } from './signer';
@@ -28,6 +28,17 @@ export interface ClusterFeedContext {
 }
 
 type Role = 'starting' | 'owner' | 'follower' | 'local' | 'closed';
+
+/** Why the clients of a POST answer read on another relay are ended when its owner is gone. */
+const ANSWER_LOST = 'answer_lost';
+
+/** A resume of an answer Redis does not hold (never made, cancelled, abandoned, expired) is one the relay cannot find. */
+const ANSWER_NOT_FOUND: UpstreamRefusal = {
+  status: 404,
+  kind: 'status',
+  body: JSON.stringify({ error: { code: 'stream_not_found', message: 'No such answer for this user: its id is unknown, it ended longer ago than the linger period, or it was cancelled.' } }),
+  reason: 'no such answer in the shared history',
+};
 
 /** How soon a failed append is tried again. */
 const APPEND_RETRY_MS = 200;
@@ -61,6 +72,13 @@ const SIGNATURE_FIELD = 'h';
  * upstream with `Last-Event-ID` after the reconnection time a client would wait (the backend's
  * `retry:`, else `retryHintMs`). A topic that resumes after the end is opened again at once on
  * any relay; the events of the reopened upstream reach it through the shared history.
+ *
+ * A streaming POST's answer (a feed with a `source`) is a topic only its relay can read: the
+ * relay that received the POST owns it and appends its events as a topic's, and drops its history
+ * when it gives the answer up unfinished (cancelled, abandoned, broken). Other relays follow it
+ * (`answerFollower`) and never take it over: they mark it read while they follow (its owner keeps
+ * it past the grace period while the mark lasts), and when its lease lapses unfinished, its
+ * relay is gone: their clients get what was appended, then `relay_error` (`answer_lost`).
  */
 export class ClusterFeed implements EventFeed {
   private role: Role = 'starting';
@@ -93,17 +111,34 @@ export class ClusterFeed implements EventFeed {
   private retrying: { readonly batch: Outgoing[]; readonly token: string } | undefined;
   /** Batches this feed sent: with the holder, each batch's token. */
   private batches = 0;
+  /** A POST answer this relay received: never followed elsewhere's, dropped from Redis when given up unfinished. */
+  private readonly answer: boolean;
+  private finished = false;
 
   constructor(
     private readonly key: string,
-    private readonly init: UpstreamInit,
+    private readonly init: FeedInit,
     private readonly listener: UpstreamListener,
     private readonly context: ClusterFeedContext,
+    /** Another relay's POST answer: followed only, never owned. */
+    private readonly answerFollower = false,
   ) {
     this.lastId = init.lastEventId;
+    this.answer = init.source !== undefined;
   }
 
   start(): void {
+    if (this.answerFollower) {
+      // Nothing to read without Redis: the answer is another relay's.
+      const unavailable = (why: string): void => {
+        if (this.role !== 'starting') return;
+        this.role = 'closed';
+        this.listener.onGiveUp('redis_unavailable', why);
+      };
+      if (!this.context.link.ready) return unavailable('redis unavailable at resume');
+      this.join().catch((err: unknown) => unavailable(`redis failed at resume: ${String(err)}`));
+      return;
+    }
     if (!this.context.link.ready) return this.goLocal('redis unavailable at topic open');
     this.join().catch((err: unknown) => {
       if (this.role === 'starting') this.goLocal(`redis failed at topic open: ${String(err)}`);
@@ -130,10 +165,20 @@ export class ClusterFeed implements EventFeed {
     return this.role === 'follower';
   }
 
+  /** How long clients on other relays are still marked as reading this relay's POST answer, in ms (0: none). */
+  async readElsewhere(): Promise<number> {
+    if (!this.answer || this.role !== 'owner') return 0;
+    return this.context.store.readersLeft(this.key);
+  }
+
   /** Loads the shared history into the topic, then owns or follows. */
   private async join(): Promise<void> {
     const history = await this.context.store.load(this.key);
     if (this.role !== 'starting') return;
+    if (this.answerFollower && history.epoch === undefined) {
+      this.role = 'closed';
+      return this.listener.onRefused(ANSWER_NOT_FOUND);
+    }
     const entries = history.entries.filter((entry) => this.genuine(entry));
     // An empty history starts where this topic starts (the claim below records that origin). One
     // that lost an entry to a failed signature no longer reaches back to it: resuming clients get resync.
@@ -142,6 +187,11 @@ export class ClusterFeed implements EventFeed {
     if (this.finishedIn(history, entries)) {
       this.open();
       return this.finish();
+    }
+    if (this.answerFollower) {
+      if (history.leased) return this.followFrom(this.cursor);
+      this.open();
+      return this.lose('the relay that received the POST no longer reads it');
     }
     const holder = await this.context.store.claim(this.key, this.lastId);
     if (this.role !== 'starting') {
@@ -273,6 +323,8 @@ export class ClusterFeed implements EventFeed {
 
   /** Stops reading the backend; another relay owns the topic: follow its appends. */
   private demote(why: string): void {
+    // Nobody else can read a POST's answer: it cannot be followed from here either.
+    if (this.answer) return this.lose(why);
     this.context.logger.warn({ topic: this.key, why }, 'topic ownership lost; following the shared history');
     clearTimeout(this.reopenTimer);
     // Whatever the upstream gave that was not appended is the new owner's to read again from the backend.
@@ -300,8 +352,33 @@ export class ClusterFeed implements EventFeed {
       },
     });
     clearInterval(this.timer);
-    this.timer = setInterval(() => void this.tryTakeover(), Math.max(20, Math.floor(this.context.store.leaseMs / 3)));
+    const check = this.answerFollower ? () => this.checkAnswer() : () => this.tryTakeover();
+    this.timer = setInterval(() => void check(), Math.max(20, Math.floor(this.context.store.leaseMs / 3)));
     this.timer.unref();
+    if (this.answerFollower) void this.checkAnswer();
+  }
+
+  /**
+   * Marks another relay's answer read here, and ends it when that relay is gone: its lease lapsed
+   * unfinished (what it appended is handed on first), or its history was dropped (cancelled).
+   */
+  private async checkAnswer(): Promise<void> {
+    if (this.role !== 'follower' || !this.context.link.ready) return;
+    const state = await this.context.store.answerState(this.key, this.context.store.leaseMs).catch(() => undefined);
+    if (state === undefined || state.leased || state.finished || this.role !== 'follower') return;
+    if (!state.held) {
+      this.stop();
+      return this.listener.onGiveUp('answer_cancelled', 'the answer was cancelled, or its relay gave it up');
+    }
+    const missed = await this.context.store.after(this.key, this.cursor).catch(() => []);
+    for (const entry of missed) if (this.role === 'follower' && this.genuine(entry)) this.apply(entry, true);
+    if (this.role === 'follower') this.lose('the relay that received the POST stopped reading it');
+  }
+
+  /** An answer nobody reads any more (its relay is gone, or this one lost it): its clients get `relay_error` and the end. */
+  private lose(why: string): void {
+    this.stop();
+    this.listener.onGiveUp(ANSWER_LOST, why);
   }
 
   /** The owner's lease lapsed (it died, or closed its topic): take the topic over. */
@@ -400,6 +477,7 @@ export class ClusterFeed implements EventFeed {
   }
 
   private finish(): void {
+    this.finished = true;
     this.stop();
     this.listener.onFinish();
   }
@@ -413,7 +491,7 @@ export class ClusterFeed implements EventFeed {
     this.unfollow?.();
     this.upstream?.close();
     // Handing over at once: a relay that still has subscribers claims it at its next check.
-    if (wasOwner && this.holder !== undefined) this.context.store.release(this.key, this.holder).catch(() => undefined);
+    if (wasOwner && this.holder !== undefined) this.letGo(this.holder);
   }
 
   private release(): void {
@@ -421,7 +499,13 @@ export class ClusterFeed implements EventFeed {
     this.role = 'closed';
     clearInterval(this.timer);
     clearTimeout(this.reopenTimer);
-    if (holder !== undefined) this.context.store.release(this.key, holder).catch(() => undefined);
+    if (holder !== undefined) this.letGo(holder);
+  }
+
+  /** Gives the lease up; a POST answer given up unfinished goes from Redis (a resume anywhere: 404). */
+  private letGo(holder: string): void {
+    const done = this.answer && !this.finished ? this.context.store.discard(this.key) : this.context.store.release(this.key, holder);
+    done.catch(() => undefined);
   }
 
   /** Without Redis: this relay reads its own upstream, as a single relay does. */

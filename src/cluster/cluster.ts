@@ -2,9 +2,11 @@ import type { Logger } from 'pino';
 import type { Store } from 'express-rate-limit';
 import type { RelayConfig } from '../options';
 import type { ConnectionCounter } from '../limits/connections';
-import type { EventFeed, LocalOwnership, TopicOwnership } from '../relay/ownership';
+import type { EventFeed, FeedInit, LocalOwnership, TopicOwnership } from '../relay/ownership';
+import type { SharedAnswers } from '../relay/post-answer';
 import type { ReplayBuffer } from '../relay/replay';
 import type { UpstreamInit, UpstreamListener } from '../relay/upstream';
+import { Broadcast, CANCEL_ANSWER, END_USER } from './broadcast';
 import { AppendWatch } from './append-watch';
 import { ClusterFeed } from './cluster-feed';
 import { RedisConnectionCounter } from './connection-counter';
@@ -12,7 +14,6 @@ import { ClusterMembers, type Member } from './members';
 import { redisRateLimitStore } from './rate-limit-store';
 import { RedisLink, type RedisTarget, parseClusterSeeds } from './redis';
 import { SharedTopicStore } from './shared-topic';
-import { UserEnds } from './user-ends';
 import { ClusterSigner, type SignedKind } from './signer';
 
 /** Several relays sharing upstreams, history and limits through one Redis or a Redis Cluster. */
@@ -28,6 +29,8 @@ export interface Cluster {
   endUser(user: string): Promise<void>;
   /** What this relay does when another one ends a user's streams. */
   onUserEnded(end: (user: string) => void): void;
+  /** The streaming POSTs' answers, resumed and cancelled on any relay. */
+  readonly answers: SharedAnswers;
   /** This relay, as the others see it. */
   readonly self: Member;
   /** The relays on this Redis now (this one too); rejects when Redis does not answer. */
@@ -97,7 +100,8 @@ export function createCluster(target: RedisTarget, config: RelayConfig, local: L
     config.clusterSlotTtlMs,
   );
   const takeovers: number[] = [];
-  const userEnds = new UserEnds(link, logger, signer, onForged);
+  const userEnds = new Broadcast(link, END_USER, logger, signer, onForged);
+  const answerCancels = new Broadcast(link, CANCEL_ANSWER, logger, signer, onForged);
   const members = new ClusterMembers(link, config.clusterSlotTtlMs, signer, onForged);
   const context = {
     link,
@@ -118,7 +122,7 @@ export function createCluster(target: RedisTarget, config: RelayConfig, local: L
     },
   };
   const ownership: TopicOwnership = {
-    feed: (key: string, init: UpstreamInit, listener: UpstreamListener): EventFeed => new ClusterFeed(key, init, listener, context),
+    feed: (key: string, init: FeedInit, listener: UpstreamListener): EventFeed => new ClusterFeed(key, init, listener, context),
     history: (key: string): ReplayBuffer => local.history(key),
     catchUp: (init: UpstreamInit, listener: UpstreamListener): EventFeed => local.catchUp(init, listener),
   };
@@ -133,6 +137,16 @@ export function createCluster(target: RedisTarget, config: RelayConfig, local: L
     takeovers,
     endUser: (user) => userEnds.publish(user),
     onUserEnded: (end) => userEnds.listen(end),
+    answers: {
+      follow: (key, init, listener) => new ClusterFeed(key, init, listener, context, true),
+      async cancel(key) {
+        const held = await store.discard(key);
+        // Its relay aborts the backend's answer now, not at its next lease renewal.
+        if (held) await answerCancels.publish(key).catch(() => logger.warn({ topic: key }, 'cancelled an answer, but Redis did not take the message for its relay: it stops at its next lease renewal'));
+        return held;
+      },
+      onCancelled: (close) => answerCancels.listen(close),
+    },
     self: members.self,
     members: () => members.list(),
     async close() {

@@ -10,6 +10,7 @@ import type { RedisLink } from './redis';
 //           history starts after), bytes held, batch (the token of the last append),
 //           truncated (an entry was evicted), finished
 //   appends the channel each append is announced on (PUBLISH, or SPUBLISH on a Redis Cluster)
+//   readers a POST answer's only: set while clients read it on relays other than its owner
 // Appends check the lease in the same script, so a relay that lost it (paused past its
 // lease, partitioned) writes nothing, however late its events arrive.
 
@@ -43,6 +44,21 @@ return 1`;
 /** KEYS: lease. ARGV: holder. */
 const RELEASE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1`;
+
+/**
+ * KEYS: lease, meta, readers. ARGV: readers' mark ms. Marks the answer read here for that long if
+ * it is still held, and says whether it is leased, held and finished.
+ */
+const ANSWER_STATE = `
+local held = redis.call('EXISTS', KEYS[2])
+if held == 1 then redis.call('SET', KEYS[3], '1', 'PX', ARGV[1]) end
+return {redis.call('EXISTS', KEYS[1]), held, redis.call('HGET', KEYS[2], 'finished') == '1' and 1 or 0}`;
+
+/** KEYS: lease, fence, events, meta, readers. Deletes a POST answer's keys; 0 when it had none. */
+const DISCARD = `
+if redis.call('EXISTS', KEYS[4]) == 0 then return 0 end
+redis.call('DEL', unpack(KEYS))
 return 1`;
 
 /**
@@ -153,6 +169,8 @@ export interface LoadedHistory {
   /** An entry was evicted: the history no longer reaches back to `origin`. */
   readonly truncated: boolean;
   readonly finished: boolean;
+  /** A relay holds the topic's lease. */
+  readonly leased: boolean;
   readonly entries: HistoryEntry[];
 }
 
@@ -161,7 +179,18 @@ type Scripted = (Redis | Cluster) & {
   topicRenew(...args: string[]): Promise<number>;
   topicRelease(...args: string[]): Promise<number>;
   topicAppend(...args: string[]): Promise<string[] | null>;
+  answerState(...args: string[]): Promise<[number, number, number]>;
+  answerDiscard(...args: string[]): Promise<number>;
 };
+
+/** Where a POST answer that another relay reads stands, as a relay following it finds it. */
+export interface AnswerState {
+  /** Its owner still holds the lease: it reads the backend's answer. */
+  readonly leased: boolean;
+  /** Redis holds its history (it was not cancelled, abandoned or expired). */
+  readonly held: boolean;
+  readonly finished: boolean;
+}
 
 /** Bounds of a topic's shared history, as the in-memory one's. */
 export interface HistoryBounds {
@@ -186,6 +215,8 @@ export class SharedTopicStore {
     this.redis.defineCommand('topicRenew', { numberOfKeys: 4, lua: RENEW });
     this.redis.defineCommand('topicRelease', { numberOfKeys: 1, lua: RELEASE });
     this.redis.defineCommand('topicAppend', { numberOfKeys: 5, lua: APPEND });
+    this.redis.defineCommand('answerState', { numberOfKeys: 3, lua: ANSWER_STATE });
+    this.redis.defineCommand('answerDiscard', { numberOfKeys: 5, lua: DISCARD });
   }
 
   /** The channel a topic's appends are announced on (what followers listen to). */
@@ -242,14 +273,35 @@ export class SharedTopicStore {
     return ids ?? undefined;
   }
 
-  /** The topic's meta and every entry of its history, read atomically. */
+  /**
+   * Where a POST answer this relay follows stands; marks it read here for `readMs` (its owner
+   * does not give it up while the mark lasts).
+   */
+  async answerState(topic: string, readMs: number): Promise<AnswerState> {
+    const [lease, , , meta] = this.keys(topic);
+    const [leased, held, finished] = await this.redis.answerState(lease, meta, this.readersKey(topic), String(readMs));
+    return { leased: leased === 1, held: held === 1, finished: finished === 1 };
+  }
+
+  /** How much longer clients on other relays are marked as reading a POST answer, in ms (0: none). */
+  async readersLeft(topic: string): Promise<number> {
+    return Math.max(0, await this.redis.pttl(this.readersKey(topic)));
+  }
+
+  /** Deletes a POST answer's history and lease (cancelled, or abandoned); false when Redis held none. */
+  async discard(topic: string): Promise<boolean> {
+    return (await this.redis.answerDiscard(...this.keys(topic), this.readersKey(topic))) === 1;
+  }
+
+  /** The topic's meta and every entry of its history, read atomically, and whether its lease is held. */
   async load(topic: string): Promise<LoadedHistory> {
-    const [, , events, meta] = this.keys(topic);
-    const replies = await this.redis.multi().hgetall(meta).xrange(events, '-', '+').exec();
+    const [lease, , events, meta] = this.keys(topic);
+    const replies = await this.redis.multi().hgetall(meta).xrange(events, '-', '+').exists(lease).exec();
     if (!replies) throw new Error('redis transaction aborted');
-    const [metaReply, rangeReply] = replies;
+    const [metaReply, rangeReply, leaseReply] = replies;
     if (metaReply?.[0]) throw metaReply[0];
     if (rangeReply?.[0]) throw rangeReply[0];
+    if (leaseReply?.[0]) throw leaseReply[0];
     const fields = (metaReply?.[1] ?? {}) as Record<string, string>;
     const range = (rangeReply?.[1] ?? []) as [string, string[]][];
     return {
@@ -257,6 +309,7 @@ export class SharedTopicStore {
       origin: fields.origin,
       truncated: fields.truncated === '1',
       finished: fields.finished === '1',
+      leased: leaseReply?.[1] === 1,
       entries: range.map(toEntry),
     };
   }
@@ -271,6 +324,10 @@ export class SharedTopicStore {
   private keys(topic: string): [lease: string, fence: string, events: string, meta: string] {
     const root = this.root(topic);
     return [`${root}:lease`, `${root}:fence`, `${root}:events`, `${root}:meta`];
+  }
+
+  private readersKey(topic: string): string {
+    return `${this.root(topic)}:readers`;
   }
 
   /** Every key of a topic starts with this: one hash tag per topic. */

@@ -1,8 +1,8 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { MIN_SECRET_LENGTH } from '../jwt';
 
-/** What a signature vouches for: one entry of a topic's shared history, one ended-user message, or one relay's membership. */
-export type SignedKind = 'entry' | 'end_user' | 'member';
+/** What a signature vouches for: one entry of a topic's shared history, one ended-user or cancelled-answer message, or one relay's membership. */
+export type SignedKind = 'entry' | 'end_user' | 'cancel_answer' | 'member';
 
 /**
  * HMAC-SHA256 with a secret every relay of a cluster shares, over what one relay writes to Redis

@@ -14,6 +14,11 @@ export interface EventFeed {
   close(): void;
   /** Another process reads the upstream and this feed follows its events (a cluster). */
   readonly following?: boolean;
+  /**
+   * How long clients on other processes are still counted as reading this feed's topic, in ms
+   * (0: none): a POST answer is not given up while they are.
+   */
+  readElsewhere?(): Promise<number>;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { HttpError } from '../errors';
@@ -7,7 +7,7 @@ import type { RelayConfig } from '../options';
 import { EventStreamReader } from '../sse/reader';
 import type { StreamPolicy } from '../stream-policy';
 import type { CloseReason } from './close-reason';
-import type { EventFeed, TopicOwnership } from './ownership';
+import type { EventFeed, FeedInit, TopicOwnership } from './ownership';
 import type { RelayStats } from './stats';
 import { Subscriber } from './subscriber';
 import { Topic } from './topic';
@@ -16,9 +16,12 @@ import type { UpstreamListener } from './upstream';
 /** 144 random bits, base64url: 24 characters that pass the stream id pattern of the routes. */
 const STREAM_ID_BYTES = 18;
 
-/** The topic key of a streaming POST's answer. */
-function postKey(streamId: string): string {
-  return `post:${streamId}`;
+/**
+ * The topic key of a streaming POST's answer, for the user who made it: another user's resume
+ * names another key, which nothing holds (on any relay, or in Redis).
+ */
+function postKey(streamId: string, user: string): string {
+  return `post:${streamId}.${createHash('sha256').update(user, 'utf8').digest('base64url').slice(0, 22)}`;
 }
 
 /** The backend's answer to a streaming POST, taken over to be kept and resumed. */
@@ -43,10 +46,23 @@ export interface OpenedAnswer {
   readonly subscriber: Subscriber;
 }
 
+/** The answers of every relay of a cluster, through Redis. */
+export interface SharedAnswers {
+  /** The feed of an answer another relay reads: its events as that relay appends them. */
+  follow(key: string, init: FeedInit, listener: UpstreamListener): EventFeed;
+  /** Cancels an answer whichever relay reads it, and drops its history; false when Redis holds none. */
+  cancel(key: string): Promise<boolean>;
+  /** What this relay does when another one cancels an answer (it may read or follow it). */
+  onCancelled(close: (key: string) => void): void;
+}
+
 /** What the answers need of their relay. */
 export interface PostAnswersContext {
   readonly config: RelayConfig;
+  /** Where the answers this relay receives are kept: its memory, or a cluster's shared history. */
   readonly ownership: TopicOwnership;
+  /** With a cluster: the answers other relays received, resumed and cancelled here. */
+  readonly shared?: SharedAnswers | undefined;
   readonly stats: RelayStats;
   readonly logger: Logger;
   /** The relay's one stream policy: the answers' streams go by it too. */
@@ -55,23 +71,27 @@ export interface PostAnswersContext {
 }
 
 /**
- * The streaming POSTs' answers of this relay, each a topic keyed `post:<id>` whose feed is the
+ * The streaming POSTs' answers, each a topic keyed by its id and its user whose feed is the
  * backend's answer instead of a GET upstream: the history, its budgets, the linger after the
  * end, replay after `Last-Event-ID`, resync and the 204 on a finished answer's last id all come
  * from the topic. A drop is not a cancel: with no client left the topic is kept for
  * `postResumeGraceMs` before it closes, and its close aborts the upstream request.
  *
+ * In a cluster the relay that received the POST reads it and appends its events to the shared
+ * history; a resume on another relay follows that history (a topic of its own here, gone with
+ * its last client), and a cancel there reaches the reading relay through Redis.
+ *
  * They are kept apart from the hub's topics: a drain leaves uploads and chats in flight to
  * finish, and a POST took no upstream of `maxUpstreams`.
  */
 export class PostAnswers {
-  /** Who made each answer this relay reads, while its topic lives. */
-  private readonly owners = new Map<string, string>();
+  /** The answers this relay reads, and those of other relays it follows for clients here. */
   private readonly topics = new Map<string, Topic>();
   private readonly streams = new Set<Subscriber>();
 
   constructor(private readonly context: PostAnswersContext) {
     context.policy.watch(this.streams);
+    context.shared?.onCancelled((key) => this.topics.get(key)?.close());
   }
 
   /**
@@ -81,8 +101,7 @@ export class PostAnswers {
   open(res: ServerResponse, init: PostAnswerInit): OpenedAnswer {
     const streamId = randomBytes(STREAM_ID_BYTES).toString('base64url');
     res.setHeader('X-Stream-Id', streamId);
-    this.owners.set(streamId, init.user);
-    const topic = this.topic(streamId, init);
+    const topic = this.topic(postKey(streamId, init.user), init);
     const subscriber = this.stream(res, (closed, reason) => {
       // Nothing whole to resume: an upload whose body was still on its way.
       if (reason === 'client_closed' && init.bodyArriving()) topic.close();
@@ -94,28 +113,33 @@ export class PostAnswers {
     return { streamId, subscriber };
   }
 
-  /** The topic of an answer `user` made and this relay holds; undefined when it has none. */
-  held(streamId: string, user: string): Topic | undefined {
-    if (this.owners.get(streamId) !== user) return undefined;
-    return this.topics.get(streamId);
-  }
-
   /**
    * Attaches `res` to the answer after `lastEventId`; 404 `stream_not_found` unless `user` made
-   * it and it is held. Undefined when the client has already gone.
+   * it and this relay, or the cluster, holds it. Undefined when the client has already gone.
    */
   resume(res: ServerResponse, streamId: string, user: string, lastEventId: string | undefined): Subscriber | undefined {
-    const topic = this.held(streamId, user);
+    const key = postKey(streamId, user);
+    const topic = this.topics.get(key) ?? (this.context.shared && this.follow(key, this.context.shared));
     if (topic === undefined) throw new HttpError('stream_not_found');
     return this.attach(topic, res, lastEventId);
   }
 
-  /** Cancels an answer `user` made, aborting its upstream request; false when this relay holds none. */
-  cancel(streamId: string, user: string): boolean {
-    const topic = this.held(streamId, user);
-    if (topic === undefined) return false;
-    topic.close();
-    return true;
+  /**
+   * Cancels an answer `user` made, aborting its upstream request (on the relay that reads it, in
+   * a cluster); false when neither this relay nor the cluster holds it.
+   */
+  async cancel(streamId: string, user: string): Promise<boolean> {
+    const key = postKey(streamId, user);
+    const topic = this.topics.get(key);
+    topic?.close();
+    const { shared } = this.context;
+    if (shared === undefined) return topic !== undefined;
+    try {
+      return (await shared.cancel(key)) || topic !== undefined;
+    } catch {
+      if (topic !== undefined) return true;
+      throw new HttpError('redis_unavailable', 'Redis does not answer: the relay cannot tell whether another relay reads this answer; retry once Redis is back.');
+    }
   }
 
   /** Ends every answer and its streams, aborting the upstream requests. */
@@ -131,11 +155,11 @@ export class PostAnswers {
     return subscriber;
   }
 
-  private topic(streamId: string, init: PostAnswerInit): Topic {
+  private topic(key: string, init: PostAnswerInit): Topic {
     const { config, ownership, stats, logger } = this.context;
     const topic = new Topic(
       {
-        key: postKey(streamId),
+        key,
         url: init.url,
         headers: { 'x-user-id': init.user },
         originId: undefined,
@@ -148,13 +172,30 @@ export class PostAnswers {
         ownership,
         stats,
         logger,
-        onClosed: () => {
-          this.topics.delete(streamId);
-          this.owners.delete(streamId);
-        },
+        onClosed: () => this.topics.delete(key),
       },
     );
-    this.topics.set(streamId, topic);
+    this.topics.set(key, topic);
+    return topic;
+  }
+
+  /**
+   * A topic here for an answer another relay reads, while clients here read it: it follows the
+   * shared history and goes with its last client (that relay keeps the answer and its grace).
+   */
+  private follow(key: string, shared: SharedAnswers): Topic {
+    const { config, ownership, stats, logger } = this.context;
+    const topic = new Topic(
+      { key, url: config.backendUrl, headers: {}, originId: undefined, final: true, unfinishedLingerMs: 0 },
+      {
+        config,
+        ownership: { feed: (_key, init, listener) => shared.follow(key, init, listener), history: (history) => ownership.history(history) },
+        stats,
+        logger,
+        onClosed: () => this.topics.delete(key),
+      },
+    );
+    this.topics.set(key, topic);
     return topic;
   }
 

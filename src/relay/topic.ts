@@ -103,6 +103,8 @@ export class Topic {
   private retrying = false;
   /** Members being caught up from the backend: not yet among `subscribers`, which get the live events. */
   private readonly catchingUp = new Map<TopicMember, CatchUp>();
+  /** The last look at a lingering topic found clients reading it on other relays. */
+  private readElsewhere = false;
 
   constructor(
     private readonly init: TopicInit,
@@ -469,15 +471,34 @@ export class Topic {
   private linger(): void {
     if (this.state === 'closed' || this.size > 0) return;
     this.replay.setIdle(true);
-    clearTimeout(this.lingerTimer);
+    this.readElsewhere = false;
     const { topicLingerMs } = this.context.config;
-    this.lingerTimer = setTimeout(
-      () => {
-        if (this.size === 0) this.fail();
-      },
-      this.state === 'finished' ? topicLingerMs : (this.init.unfinishedLingerMs ?? topicLingerMs),
-    );
+    this.lingerFor(this.state === 'finished' ? topicLingerMs : (this.init.unfinishedLingerMs ?? topicLingerMs));
+  }
+
+  private lingerFor(ms: number): void {
+    clearTimeout(this.lingerTimer);
+    this.lingerTimer = setTimeout(() => void this.lapse(), ms);
     this.lingerTimer.unref();
+  }
+
+  /**
+   * The linger ran out with nobody here: the topic closes, unless clients on other relays still
+   * read it (a POST answer). Then it looks again when their mark would lapse, and once it has, it
+   * lingers its whole time anew: they left at most a mark's length ago.
+   */
+  private async lapse(): Promise<void> {
+    if (this.size > 0) return;
+    const elsewhere = this.state === 'finished' ? 0 : await (this.upstream.readElsewhere?.().catch(() => 0) ?? 0);
+    if (this.size > 0 || this.state === 'closed') return;
+    if (elsewhere > 0) {
+      this.readElsewhere = true;
+      return this.lingerFor(elsewhere);
+    }
+    if (!this.readElsewhere) return this.fail();
+    this.readElsewhere = false;
+    const { topicLingerMs } = this.context.config;
+    this.lingerFor(this.init.unfinishedLingerMs ?? topicLingerMs);
   }
 }
 

@@ -1,5 +1,8 @@
 import type { EventSource } from 'eventsource';
+import { request } from 'undici';
 import { keySlot } from '../../src/cluster/key-slot';
+import { SseResponse } from '../backend/harness';
+import { AnswerBackend } from '../support/answer-backend';
 import { type ClusterSubscriber, clusterSubscriber, idRange } from '../support/cluster-subscriber';
 import { FixtureBackend } from '../support/fixture-backend';
 import { RedisCluster } from '../support/redis';
@@ -241,6 +244,48 @@ test("endUserStreams on one relay ends that user's streams on another, through t
   } finally {
     for (const es of clients.splice(0)) es.close();
     for (const relay of made) await relay.close();
+  }
+}, 30_000);
+
+test('a chat answer POSTed on one relay is resumed on another through its shard, and cancelled from a third', async () => {
+  const answers = await new AnswerBackend().start();
+  const made: RunningRelay[] = [];
+  try {
+    for (let i = 0; i < 3; i += 1) made.push(await startRelay(answers.url, { redisClusterNodes: redis.seeds.split(','), postResumeGraceMs: 60_000 }));
+    const [a, b, c] = made as [RunningRelay, RunningRelay, RunningRelay];
+    await until(() => made.every((r) => r.relay.cluster?.ready === true), 10_000, 'the relays on the Redis Cluster');
+    const auth = { authorization: `Bearer ${tokenFor('alice')}` };
+    const controller = new AbortController();
+    const posted = await request(`${a.url}/api/chat/stream`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: '{}', signal: controller.signal });
+    const first = new SseResponse(posted.statusCode, posted.headers, posted.body);
+    const streamId = String(posted.headers['x-stream-id']);
+    const answer = await answers.answer(0);
+    answer.send('a');
+    await first.waitFor((e) => e.data === 'a');
+    controller.abort();
+    await first.ended.catch(() => undefined);
+    answer.send('b');
+
+    const resumed = await request(`${b.url}/api/streams/${streamId}`, { headers: { ...auth, 'last-event-id': '1' } });
+    expect(resumed.statusCode).toBe(200);
+    const reading = new SseResponse(resumed.statusCode, resumed.headers, resumed.body);
+    await reading.waitFor((e) => e.data === 'b');
+    answer.send('c');
+    await reading.waitFor((e) => e.data === 'c');
+    expect(answer.abortedAt).toBe(0);
+
+    const cancel = await request(`${c.url}/api/streams/${streamId}`, { method: 'DELETE', headers: auth });
+    expect(cancel.statusCode).toBe(204);
+    await cancel.body.dump();
+    await until(() => answer.abortedAt > 0, 5000, 'the backend sees the cancel');
+    await reading.ended;
+    expect(reading.events.map((e) => [e.id, e.data])).toEqual([
+      ['2', 'b'],
+      ['3', 'c'],
+    ]);
+  } finally {
+    for (const relay of made) await relay.close();
+    await answers.close();
   }
 }, 30_000);
 
