@@ -221,3 +221,29 @@ test('the relay that received the POST dies (kill -9): a client resuming elsewhe
     await owner.kill();
   }
 });
+
+test('with a signing secret, a cancel message no relay signed is dropped and counted: the answer goes on', async () => {
+  const pair: RunningRelay[] = [];
+  for (let i = 0; i < 2; i += 1) {
+    pair.push(await startRelay(backend.url, { redisUrl: redis.url, postResumeGraceMs: 60_000, clusterLeaseMs: 3000, redisSigningSecret: 'a-cluster-secret-long-enough-to-sign-with!' }));
+  }
+  started.push(...pair);
+  const [receiving] = pair as [RunningRelay, RunningRelay];
+  await until(() => pair.every((r) => r.relay.cluster!.ready), 5000, 'both relays on redis');
+  const { first, streamId, answer } = await chatOn(receiving.url);
+  answer.send('a');
+  await first.waitFor((e) => e.data === 'a');
+
+  const inspector = new Redis(redis.url);
+  const meta = (await inspector.keys(`*${streamId}*:meta`))[0]!;
+  const topic = meta.slice(meta.indexOf('{') + 1, meta.indexOf('}'));
+  await inspector.publish('sse-relay:cancel-answer', JSON.stringify({ from: 'someone', topic, sig: 'forged' }));
+  inspector.disconnect();
+  await until(() => (receiving.relay.stats.forged.get('cancel_answer') ?? 0) === 1, 2000, 'the forged cancel counted');
+
+  answer.send('b');
+  await first.waitFor((e) => e.data === 'b');
+  expect(answer.abortedAt).toBe(0);
+  answer.end();
+  await first.ended;
+});
