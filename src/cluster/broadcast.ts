@@ -19,60 +19,79 @@ export const END_USER: BroadcastKind = { channel: 'end-user', field: 'user', sig
 /** A POST answer cancelled on one relay, for the relay that reads it and those that follow it. */
 export const CANCEL_ANSWER: BroadcastKind = { channel: 'cancel-answer', field: 'topic', signed: 'cancel_answer' };
 
+/** One kind of broadcast: what this relay says, and what it does when another one says it. */
+export interface Broadcast {
+  /** Tells every other relay; rejects when Redis cannot take the message. */
+  publish(value: string): Promise<void>;
+  /** What this relay does when another one says something. */
+  listen(onMessage: (value: string) => void): void;
+}
+
 /**
- * Tells every other relay of the cluster one thing: one Redis channel that every relay listens
- * on, each acting on what it holds itself.
+ * Messages from one relay to every other: one Redis channel per kind, all heard on one
+ * connection, each relay acting on what it holds itself.
  */
-export class Broadcast {
-  private readonly channel: string;
+export class Broadcasts {
   private readonly listener: Redis | Cluster;
-  private onMessage: (value: string) => void = () => undefined;
+  private readonly kinds = new Map<string, { kind: BroadcastKind; onMessage: (value: string) => void }>();
 
   constructor(
     private readonly link: RedisLink,
-    private readonly kind: BroadcastKind,
-    logger: Logger,
+    private readonly logger: Logger,
     /** Signs what this relay publishes and checks what it hears; undefined: messages are trusted. */
     private readonly signer: ClusterSigner | undefined,
-    onForged: (kind: SignedKind, detail: Record<string, string>) => void,
+    private readonly onForged: (kind: SignedKind, detail: Record<string, string>) => void,
   ) {
-    this.channel = `${link.prefix}:${kind.channel}`;
     // A subscribed connection serves nothing else. Subscribed again on every (re)connect: with
     // no offline queue, a subscribe sent while Redis is away fails instead of waiting. On a Redis
     // Cluster this is classic pub/sub too: a message published on any node reaches every node.
-    this.listener = link.subscriber(kind.channel);
+    this.listener = link.subscriber('broadcasts');
     this.listener.on('ready', () => {
-      this.listener.subscribe(this.channel).catch((err: unknown) => logger.warn({ err, channel: kind.channel }, 'could not listen to the other relays'));
+      for (const channel of this.kinds.keys()) this.subscribe(channel);
     });
-    this.listener.on('message', (channel: string, message: string) => {
-      if (channel !== this.channel) return;
-      let parsed: Record<string, unknown> | null;
-      try {
-        parsed = JSON.parse(message) as typeof parsed;
-      } catch {
-        return logger.warn({ channel: kind.channel, message: message.slice(0, 200) }, 'ignored a malformed message from Redis');
-      }
-      // Anything on the channel is Redis's to carry, not ours to trust: a bad message must not stop the relay.
-      if (typeof parsed !== 'object' || parsed === null) return;
-      const { from, sig } = parsed;
-      const value = parsed[kind.field];
-      if (typeof value !== 'string' || from === link.instanceId) return;
-      if (signer !== undefined && !(typeof from === 'string' && typeof sig === 'string' && signer.verify(kind.signed, [from, value], sig))) {
-        return onForged(kind.signed, { [kind.field]: value });
-      }
-      this.onMessage(value);
-    });
+    this.listener.on('message', (channel: string, message: string) => this.hear(channel, message));
   }
 
-  /** What this relay does when another one says something. */
-  listen(onMessage: (value: string) => void): void {
-    this.onMessage = onMessage;
+  /** The broadcast of one kind of message. */
+  of(kind: BroadcastKind): Broadcast {
+    const channel = `${this.link.prefix}:${kind.channel}`;
+    const entry = { kind, onMessage: (_value: string): void => undefined };
+    this.kinds.set(channel, entry);
+    if (this.listener.status === 'ready') this.subscribe(channel);
+    return {
+      publish: async (value) => {
+        const from = this.link.instanceId;
+        const sig = this.signer?.sign(kind.signed, [from, value]);
+        await this.link.commands.publish(channel, JSON.stringify({ from, [kind.field]: value, sig }));
+      },
+      listen: (onMessage) => {
+        entry.onMessage = onMessage;
+      },
+    };
   }
 
-  /** Tells every other relay; rejects when Redis cannot take the message. */
-  async publish(value: string): Promise<void> {
-    const from = this.link.instanceId;
-    const sig = this.signer?.sign(this.kind.signed, [from, value]);
-    await this.link.commands.publish(this.channel, JSON.stringify({ from, [this.kind.field]: value, sig }));
+  private subscribe(channel: string): void {
+    this.listener.subscribe(channel).catch((err: unknown) => this.logger.warn({ err, channel }, 'could not listen to the other relays'));
+  }
+
+  private hear(channel: string, message: string): void {
+    const entry = this.kinds.get(channel);
+    if (entry === undefined) return;
+    const { kind } = entry;
+    let parsed: Record<string, unknown> | null;
+    try {
+      parsed = JSON.parse(message) as typeof parsed;
+    } catch {
+      return this.logger.warn({ channel, message: message.slice(0, 200) }, 'ignored a malformed message from Redis');
+    }
+    // Anything on the channel is Redis's to carry, not ours to trust: a bad message must not stop the relay.
+    if (typeof parsed !== 'object' || parsed === null) return;
+    const { from, sig } = parsed;
+    const value = parsed[kind.field];
+    if (typeof value !== 'string' || from === this.link.instanceId) return;
+    if (this.signer !== undefined && !(typeof from === 'string' && typeof sig === 'string' && this.signer.verify(kind.signed, [from, value], sig))) {
+      return this.onForged(kind.signed, { [kind.field]: value });
+    }
+    entry.onMessage(value);
   }
 }

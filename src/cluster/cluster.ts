@@ -6,7 +6,7 @@ import type { EventFeed, FeedInit, LocalOwnership, TopicOwnership } from '../rel
 import type { SharedAnswers } from '../relay/post-answer';
 import type { ReplayBuffer } from '../relay/replay';
 import type { UpstreamInit, UpstreamListener } from '../relay/upstream';
-import { Broadcast, CANCEL_ANSWER, END_USER } from './broadcast';
+import { Broadcasts, CANCEL_ANSWER, END_USER } from './broadcast';
 import { AppendWatch } from './append-watch';
 import { ClusterFeed } from './cluster-feed';
 import { RedisConnectionCounter } from './connection-counter';
@@ -100,8 +100,9 @@ export function createCluster(target: RedisTarget, config: RelayConfig, local: L
     config.clusterSlotTtlMs,
   );
   const takeovers: number[] = [];
-  const userEnds = new Broadcast(link, END_USER, logger, signer, onForged);
-  const answerCancels = new Broadcast(link, CANCEL_ANSWER, logger, signer, onForged);
+  const broadcasts = new Broadcasts(link, logger, signer, onForged);
+  const userEnds = broadcasts.of(END_USER);
+  const answerCancels = broadcasts.of(CANCEL_ANSWER);
   const members = new ClusterMembers(link, config.clusterSlotTtlMs, signer, onForged);
   const context = {
     link,
