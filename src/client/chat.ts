@@ -1,5 +1,6 @@
 import { type AnswerStatus, AnswerStream } from './answer-stream';
 import type { ReconnectOptions } from './backoff';
+import type { RelayHeartbeat } from './dead-stream';
 import { parseJsonData } from './sse-body';
 import { RelayError, type Transport } from './transport';
 import type { StatusInfo } from './types';
@@ -32,11 +33,18 @@ export interface ChatReply {
 }
 
 /** Streams `POST /api/chat/stream`, token by token, resuming the answer the relay keeps when the connection drops. */
-export function streamChat(transport: Transport, reconnect: Readonly<ReconnectOptions>, body: ChatRequest, handlers: ChatHandlers): ChatReply {
+export function streamChat(
+  transport: Transport,
+  reconnect: Readonly<ReconnectOptions>,
+  body: ChatRequest,
+  handlers: ChatHandlers,
+  heartbeat?: RelayHeartbeat,
+): ChatReply {
   const abort = new AbortController();
   let text = '';
   let stopped = false;
-  const answer = new AnswerStream(transport, { reconnect, signal: abort.signal, ...(handlers.onStatus ? { onStatus: handlers.onStatus } : {}) }, (event) => {
+  const options = { reconnect, signal: abort.signal, ...(handlers.onStatus ? { onStatus: handlers.onStatus } : {}), ...(heartbeat ? { heartbeat } : {}) };
+  const answer = new AnswerStream(transport, options, (event) => {
     if (event.event === 'message_stop') stopped = true;
     // A resume after an id the relay no longer holds: tokens are missing, the text cannot be whole.
     if (event.event === 'resync') throw new Error('part of the answer was lost while the connection was down');
