@@ -6,6 +6,8 @@ interface Link {
   readonly browser: Socket;
   readonly relay: Socket;
   lastRequest: string;
+  /** The relay's bytes on this connection reach the browser this late (0: at once). */
+  delayMs: number;
   /** The browser's bytes on this connection go to the relay at this rate (0: as they come). */
   bytesPerSecond: number;
 }
@@ -13,11 +15,12 @@ interface Link {
 /**
  * A TCP proxy that can stop forwarding a connection's bytes while keeping both sockets open, as a
  * phone that lost its network or a laptop that slept does: nobody gets an error or a close. It can
- * also pass the bodies of some requests on slowly, as a slow uplink does.
+ * also hold the answers to some requests back for a while, as a slow network does.
  */
 export class FreezingProxy {
   url = '';
   private readonly links = new Set<Link>();
+  private readonly delays = new Map<string, number>();
   private readonly throttles = new Map<string, number>();
   private readonly server: Server;
 
@@ -25,13 +28,15 @@ export class FreezingProxy {
     this.server = createServer((browser) => {
       const { hostname, port } = new URL(this.target);
       const relay = connect(Number(port), hostname);
-      const link: Link = { browser, relay, lastRequest: '', bytesPerSecond: 0 };
+      const link: Link = { browser, relay, lastRequest: '', delayMs: 0, bytesPerSecond: 0 };
       this.links.add(link);
-      // Registered before the pipes: a request to throttle is seen before the relay gets it.
+      // Registered before the pipes: a request to delay is seen before the relay gets it.
       browser.on('data', (chunk: Buffer) => {
         const line = /^(GET|POST|PUT|DELETE|HEAD|OPTIONS) (\S+)/.exec(chunk.toString('latin1'));
         if (!line) return;
         link.lastRequest = `${line[1]} ${line[2]}`;
+        const delayMs = [...this.delays].find(([request]) => link.lastRequest.startsWith(request))?.[1];
+        if (delayMs !== undefined && link.delayMs === 0) this.slow(link, delayMs);
         const bytesPerSecond = [...this.throttles].find(([request]) => link.lastRequest.startsWith(request))?.[1];
         if (bytesPerSecond !== undefined && link.bytesPerSecond === 0) this.throttle(link, bytesPerSecond);
       });
@@ -51,6 +56,11 @@ export class FreezingProxy {
     await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
     this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
     return this;
+  }
+
+  /** From now on, the relay's answers to requests starting with `request` (and whatever follows on their connection) reach the browser `ms` late. */
+  delay(request: string, ms: number): void {
+    this.delays.set(request, ms);
   }
 
   /**
@@ -74,6 +84,18 @@ export class FreezingProxy {
       frozen += 1;
     }
     return frozen;
+  }
+
+  private slow(link: Link, delayMs: number): void {
+    link.delayMs = delayMs;
+    link.relay.unpipe(link.browser);
+    link.relay.on('data', (chunk: Buffer) => {
+      setTimeout(() => {
+        if (!link.browser.destroyed) link.browser.write(chunk);
+      }, delayMs);
+    });
+    // Unpiped, the socket was paused: a data listener alone does not start it again.
+    link.relay.resume();
   }
 
   private throttle(link: Link, bytesPerSecond: number): void {

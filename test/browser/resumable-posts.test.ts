@@ -122,6 +122,37 @@ test("chat()'s abort stops the backend at once, not after the relay's grace peri
   expect((await storedAnswer(stack.url)).text.startsWith(seen.result!)).toBe(true);
 });
 
+/** The status of the newest message of alice's conversation; undefined before there is one. */
+async function storedStatus(url: string): Promise<string | undefined> {
+  const response = await fetch(`${url}/api/chat/history`, {
+    method: 'POST',
+    headers: { ...authHeader('alice'), 'content-type': 'application/json' },
+    body: JSON.stringify({ chatbotId: 'resume', page: 1, pageSize: 1 }),
+  });
+  return ((await response.json()) as { messages: { status?: string }[] }).messages.at(-1)?.status;
+}
+
+test("chat()'s abort before the answer's headers came still cancels it: the backend stops at once, not after the grace period", async () => {
+  stack = await new DemoStack({ postResumeGraceMs: 60_000 }, { tokenMs: 100 }).start();
+  proxy = await new FreezingProxy(stack.url).start();
+  // A slow network: the relay has the backend's answer, and its headers take a second to reach the browser.
+  proxy.delay('POST /api/chat/stream', 1000);
+  const page = await askInTab(proxy.url, 'A question cancelled before any of its answer shows');
+  await until(async () => (await storedStatus(stack!.url)) === 'streaming', 5000, 'the backend generating the answer');
+  expect((await chatSeen(page)).tokens).toEqual([]);
+  await page.evaluate('window.chatReply.abort()');
+  const abortedAt = Date.now();
+  await page.waitForFunction('window.chatSeen.result !== undefined');
+  // done resolves at once, with nothing, and nothing more is handed on.
+  expect(Date.now() - abortedAt).toBeLessThan(500);
+  await until(async () => (await storedStatus(stack!.url)) === 'stopped', 5000, 'the backend sees the abort');
+  const cancelledAfter = Date.now() - abortedAt;
+  const seen = await chatSeen(page);
+  expect(seen.result).toBe('');
+  expect(seen.tokens).toEqual([]);
+  console.log(`abort before the headers: the backend stopped ${cancelledAfter} ms after abort() (headers delayed 1000 ms, grace period 60 s)`);
+});
+
 test('a chat answer whose connection goes silent is resumed after twice the heartbeat, the POST and a resume alike: every token once, in order', async () => {
   stack = await new DemoStack({ heartbeatMs: 300, postResumeGraceMs: 60_000 }, { tokenMs: 80 }).start();
   proxy = await new FreezingProxy(stack.url).start();
