@@ -1,5 +1,6 @@
 import { type ReconnectOptions, backoffDelay, retryAfterMs } from './backoff';
 import { browser } from './browser';
+import { type RelayHeartbeat, SilenceWatch } from './dead-stream';
 import { type StreamEvent, parseJsonData, readEventStream } from './sse-body';
 import { RelayError, type Transport } from './transport';
 import type { StatusInfo, StreamStatus } from './types';
@@ -14,13 +15,21 @@ export interface AnswerStreamOptions {
   readonly signal: AbortSignal;
   /** The answer's stream broke and is being resumed, or opened again. */
   readonly onStatus?: (status: AnswerStatus, info: StatusInfo) => void;
+  /** The relay's heartbeat interval: a stream of the answer silent for twice it is dead, and resumed. Unset: never called dead. */
+  readonly heartbeat?: RelayHeartbeat;
+  /**
+   * True while the relay may rightly leave the stream silent: an upload's body still arriving
+   * counts as the stream's activity, and the stream gets no heartbeat meanwhile.
+   */
+  readonly mayBeSilent?: () => boolean;
 }
 
 /**
  * A streaming POST's answer that the relay keeps (`X-Stream-Id`): read from the POST's response,
  * and when that breaks before the answer is complete, resumed through `GET /api/streams/:id`
  * after the last id read, with the backoff of `subscribe`. The relay replays exactly what came
- * after that id, so each event is handed on once, in order.
+ * after that id, so each event is handed on once, in order. A stream that goes silent for twice
+ * the relay's heartbeat interval is taken for broken, as `subscribe` takes its stream.
  */
 export class AnswerStream {
   /** The relay's name of the answer; undefined when the relay does not keep it (nothing to resume). */
@@ -109,6 +118,8 @@ export class AnswerStream {
   }
 
   private async read(body: ReadableStream<Uint8Array>, counted: () => void): Promise<void> {
+    const watch = new SilenceWatch(this.options.mayBeSilent);
+    watch.arm(this.options.heartbeat?.ms);
     try {
       await readEventStream(body, (event) => {
         if (event.id !== undefined) this.lastId = event.id;
@@ -123,7 +134,7 @@ export class AnswerStream {
           // The reader of the answer found it cannot be had whole (a resync): resuming cannot help.
           throw err instanceof AnswerFailed ? err : new AnswerFailed(errorText(err));
         }
-      });
+      }, { watch });
     } catch (err) {
       // Thrown from an event handler, the body is still open: let its connection go.
       void body.cancel().catch(() => undefined);

@@ -1,6 +1,7 @@
 import { type ReconnectOptions, resolveReconnect } from './backoff';
 import { type ChatHandlers, type ChatReply, type ChatRequest, type HistoryPager, chatHistory, streamChat } from './chat';
 import { browser } from './browser';
+import { RelayHeartbeat } from './dead-stream';
 import type { PathReport } from '../diagnostics/path-report';
 import { type PathCheckOptions, checkPath } from './path-check';
 import { canShareAcrossTabs } from './tab-link';
@@ -19,8 +20,9 @@ export interface ClientOptions extends TransportOptions {
   /** How long an answered stream may take to send its first (`ready`) event before the client polls instead. Defaults to 10000 ms. */
   readyTimeoutMs?: number;
   /**
-   * The relay's heartbeat interval, for relays whose `ready` event does not say it: a stream that
-   * delivers no byte for twice this is taken for dead and reopened. Defaults to the relay's
+   * The relay's heartbeat interval, for relays whose `ready` event does not say it and for the
+   * answers of `chat` and `upload` before a `ready` event said it: a stream that delivers no byte
+   * for twice this is taken for dead and reopened or resumed. Defaults to the relay's
    * `ready.heartbeatMs`; with neither, a silent stream is never called dead.
    */
   heartbeatMs?: number;
@@ -60,7 +62,7 @@ export function createClient(options: ClientOptions = {}): Client {
   const readyTimeoutMs = positive('readyTimeoutMs', options.readyTimeoutMs, 10_000);
   const uploadConcurrency = positive('uploadConcurrency', options.uploadConcurrency, 3);
   const historyPageSize = positive('historyPageSize', options.historyPageSize, 20);
-  const heartbeatMs = options.heartbeatMs === undefined ? undefined : positive('heartbeatMs', options.heartbeatMs, 0);
+  const heartbeat = new RelayHeartbeat(options.heartbeatMs === undefined ? undefined : positive('heartbeatMs', options.heartbeatMs, 0));
   const share = (options.shareAcrossTabs ?? true) && canShareAcrossTabs();
   // One lock and channel per relay (its absolute URL) and user.
   const shareName = async (): Promise<string | undefined> => {
@@ -70,14 +72,14 @@ export function createClient(options: ClientOptions = {}): Client {
   let stream: TopicStream | undefined;
   return {
     subscribe(topics, handlers = {}) {
-      stream ??= new TopicStream(transport, { reconnect, pollIntervalMs, readyTimeoutMs, heartbeatMs }, share ? shareName : undefined);
+      stream ??= new TopicStream(transport, { reconnect, pollIntervalMs, readyTimeoutMs, heartbeat }, share ? shareName : undefined);
       return stream.subscribe(topics, handlers);
     },
     upload(files, fields = {}, handlers = {}) {
-      return startUpload(transport, { reconnect, concurrency: uploadConcurrency }, files, fields, handlers);
+      return startUpload(transport, { reconnect, concurrency: uploadConcurrency, heartbeat }, files, fields, handlers);
     },
     chat(body, handlers = {}) {
-      return streamChat(transport, reconnect, body, handlers);
+      return streamChat(transport, reconnect, body, handlers, heartbeat);
     },
     history(chatbotId) {
       return chatHistory(transport, chatbotId, historyPageSize);

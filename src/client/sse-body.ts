@@ -1,4 +1,5 @@
 import { createParser } from 'eventsource-parser';
+import type { SilenceWatch } from './dead-stream';
 
 /** One event read from a stream: `event` is undefined for unnamed events; `id` is the last id seen on the stream (the spec keeps it across events). */
 export interface StreamEvent {
@@ -18,17 +19,20 @@ export interface StreamListeners {
   readonly onBytes?: () => void;
   /** A comment line (a heartbeat), without its colon. */
   readonly onComment?: (comment: string) => void;
+  /** Watches the stream for silence: once it calls the stream dead, the body is cancelled and the read rejects with its `DeadStreamError`. */
+  readonly watch?: SilenceWatch;
 }
 
 /**
  * Reads a `fetch` body as an event stream until it ends, calling `onEvent` per event and the
  * listeners for the rest. Chunks may split lines, events and characters anywhere.
- * Rejects when the body fails (a dropped connection), or when the signal aborts it.
+ * Rejects when the body fails (a dropped connection), when the signal aborts it, or when `watch`
+ * calls it dead.
  */
 export async function readEventStream(
   body: ReadableStream<Uint8Array>,
   onEvent: (event: StreamEvent) => void,
-  { onRetry, onBytes, onComment }: StreamListeners = {},
+  { onRetry, onBytes, onComment, watch }: StreamListeners = {},
 ): Promise<void> {
   let lastId: string | undefined;
   const parser = createParser({
@@ -44,14 +48,19 @@ export async function readEventStream(
   // which eventsource-parser only recognises as raw bytes.
   const decoder = new TextDecoder();
   const reader = body.getReader();
+  // Cancelling lets the connection go (a fetch body's cancel aborts its request) and ends the pending read.
+  watch?.bind(() => void reader.cancel().catch(() => undefined));
   try {
     for (;;) {
       const { done, value } = await reader.read();
+      if (watch?.error) throw watch.error;
       if (done) break;
+      watch?.heard();
       onBytes?.();
       parser.feed(decoder.decode(value, { stream: true }));
     }
   } finally {
+    watch?.release();
     reader.releaseLock();
   }
 }

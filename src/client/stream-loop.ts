@@ -1,4 +1,5 @@
 import { type ReconnectOptions, backoffDelay, retryAfterMs } from './backoff';
+import { DeadStreamError, type RelayHeartbeat, SilenceWatch } from './dead-stream';
 import { Poller } from './poller';
 import { readEventStream, type StreamEvent } from './sse-body';
 import type { Topic } from './topics';
@@ -12,8 +13,8 @@ export interface StreamTiming {
   readonly pollIntervalMs: number;
   /** How long an answered stream may take to send its `ready` event before the client decides something buffers it and polls. */
   readonly readyTimeoutMs: number;
-  /** The relay's heartbeat interval when its `ready` event does not say it; undefined: such a stream is never called dead. */
-  readonly heartbeatMs: number | undefined;
+  /** The relay's heartbeat interval: learnt from each `ready` event, else as given. */
+  readonly heartbeat: RelayHeartbeat;
 }
 
 /** What the loop asks and tells. */
@@ -239,15 +240,8 @@ export class StreamLoop {
     const readyTimer = setTimeout(() => {
       if (!ready) abort.abort('ready timeout');
     }, this.timing.readyTimeoutMs);
-    // No byte, not even a heartbeat, for twice the relay's heartbeat interval: the socket is dead
-    // without having said so (a phone changed networks, a laptop slept). Armed once `ready` says the interval.
-    let silentLimitMs: number | undefined;
-    let silentTimer: ReturnType<typeof setTimeout> | undefined;
-    const heard = (): void => {
-      if (silentLimitMs === undefined) return;
-      clearTimeout(silentTimer);
-      silentTimer = setTimeout(() => abort.abort(DEAD), silentLimitMs);
-    };
+    // Armed once `ready` says the relay's heartbeat interval.
+    const watch = new SilenceWatch();
     try {
       await readEventStream(
         response.body,
@@ -255,23 +249,20 @@ export class StreamLoop {
           if (event.event === 'ready') {
             ready = true;
             clearTimeout(readyTimer);
-            const heartbeatMs = this.opened(event, probing, fromStart);
-            if (heartbeatMs !== undefined) silentLimitMs = 2 * heartbeatMs;
-            heard();
+            watch.arm(this.opened(event, probing, fromStart));
           } else {
             this.received(event);
           }
         },
-        { onRetry: (ms) => (this.serverRetryMs = ms), onBytes: heard },
+        { onRetry: (ms) => (this.serverRetryMs = ms), watch },
       );
     } catch (err) {
-      if (abort.signal.aborted && abort.signal.reason === DEAD) return { kind: 'dropped', reason: `no byte for ${silentLimitMs} ms: the connection is dead` };
+      if (err instanceof DeadStreamError) return { kind: 'dropped', reason: err.message };
       if (abort.signal.aborted && abort.signal.reason !== 'ready timeout') return { kind: 'stopped' };
       if (!ready) return { kind: 'unusable', reason: abort.signal.aborted ? 'no ready event: a proxy may buffer the stream' : errorText(err) };
       return { kind: 'dropped', reason: errorText(err) };
     } finally {
       clearTimeout(readyTimer);
-      clearTimeout(silentTimer);
       this.openId = undefined;
       this.live = new Set();
       this.hooks.closed();
@@ -294,8 +285,7 @@ export class StreamLoop {
     if (wasPolling) this.poller.stop();
     this.hooks.status('open', { streamId: ready.streamId });
     this.hooks.opened([...this.live], fromStart);
-    const heartbeatMs = ready.heartbeatMs;
-    return typeof heartbeatMs === 'number' && heartbeatMs > 0 ? heartbeatMs : this.timing.heartbeatMs;
+    return this.timing.heartbeat.learn(ready.heartbeatMs);
   }
 
   private received(event: StreamEvent): void {
@@ -347,9 +337,6 @@ export class StreamLoop {
 
 /** The pause between an attempt aborted to start over and the next one. */
 const RESTART_PAUSE_MS = 50;
-
-/** The abort reason of a stream found silent for too long. */
-const DEAD = 'dead';
 
 function parseObject(text: string): object | undefined {
   try {

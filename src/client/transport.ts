@@ -26,11 +26,15 @@ export class Transport {
     return `${this.baseUrl}${path}`;
   }
 
-  /** `fetch` of a relay path with the Authorization header when there is a token, or the cookie. */
-  async request(path: string, init: RequestInit = {}): Promise<Response> {
+  /**
+   * `fetch` of a relay path with the Authorization header when there is a token, or the cookie.
+   * `sending` is called as the request goes out, once the token is known.
+   */
+  async request(path: string, init: RequestInit = {}, sending?: () => void): Promise<Response> {
     const headers = new Headers(init.headers);
     const token = typeof this.options.token === 'function' ? await this.options.token() : this.options.token;
     if (token) headers.set('Authorization', `Bearer ${token}`);
+    sending?.();
     return this.fetchImpl(this.url(path), { ...init, headers, credentials: token ? 'same-origin' : 'include' });
   }
 

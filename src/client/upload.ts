@@ -1,5 +1,6 @@
 import { AnswerStream } from './answer-stream';
 import { type ReconnectOptions, backoffDelay, retryAfterMs } from './backoff';
+import { type RelayHeartbeat, SilenceWatch } from './dead-stream';
 import { type StreamEvent, parseJsonData, readEventStream } from './sse-body';
 import { RelayError, type Transport } from './transport';
 
@@ -62,9 +63,16 @@ export interface UploadTiming {
   readonly reconnect: Readonly<ReconnectOptions>;
   /** Files sent at once; each holds a connection while it is processed. */
   readonly concurrency: number;
+  /** The relay's heartbeat interval: a processing stream silent for twice it is dead, and resumed. */
+  readonly heartbeat?: RelayHeartbeat;
 }
 
 const FINAL = new Set(['complete', 'error', 'cancelled']);
+/**
+ * The stages while the file may still be on its way: the relay counts the body's arrival as the
+ * stream's activity and sends no heartbeat, so a silent stream is not a dead one yet.
+ */
+const SENDING = new Set(['queued', 'sending', 'start', 'file_saving']);
 const STAGE_OF: Readonly<Record<string, ChunkStage>> = {
   ocr_chunk_processed: 'ocr',
   llm_chunk_processed: 'llm_metadata',
@@ -140,7 +148,15 @@ class FileUpload implements UploadedFile {
       // Once the body is sent the relay keeps the answer: a break is resumed through it first.
       const answer = new AnswerStream(
         this.transport,
-        { reconnect: this.timing.reconnect, signal: this.abort.signal, onStatus: (status) => { if (status === 'open') this.progress.reconnects += 1; } },
+        {
+          reconnect: this.timing.reconnect,
+          signal: this.abort.signal,
+          onStatus: (status) => {
+            if (status === 'open') this.progress.reconnects += 1;
+          },
+          ...(this.timing.heartbeat ? { heartbeat: this.timing.heartbeat } : {}),
+          mayBeSilent: () => SENDING.has(this.progress.stage),
+        },
         (event) => this.received(event, false),
       );
       await answer.follow(response, () => this.progress.done);
@@ -176,10 +192,16 @@ class FileUpload implements UploadedFile {
         } else {
           this.progress.reconnects += 1;
           let got = 0;
-          await readEventStream(response.body, (event) => {
-            got += 1;
-            this.received(event, true);
-          });
+          const watch = new SilenceWatch();
+          watch.arm(this.timing.heartbeat?.ms);
+          await readEventStream(
+            response.body,
+            (event) => {
+              got += 1;
+              this.received(event, true);
+            },
+            { watch },
+          );
           // A stream that carried events resumes at once; one that ended empty is a failure, with
           // backoff and the attempt cap (else a relay that keeps ending it would be asked in a tight loop).
           if (got > 0) {
