@@ -222,7 +222,7 @@ export function createRelay(options: CreateRelayOptions): Relay {
           origin: [...options.corsOrigins],
           credentials: true,
           maxAge: 600,
-          exposedHeaders: ['Retry-After', 'RateLimit', 'RateLimit-Policy', 'X-Stream-Id'],
+          exposedHeaders: ['Retry-After', 'RateLimit', 'RateLimit-Policy', 'X-Stream-Id', 'X-Heartbeat-Ms'],
         })
       : undefined;
   const refuseAnonymous: RequestHandler = (req, res, next) => {

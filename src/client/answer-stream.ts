@@ -51,6 +51,7 @@ export class AnswerStream {
    */
   async follow(response: Response, complete: () => boolean): Promise<void> {
     this.streamId = response.headers.get('x-stream-id') ?? undefined;
+    this.learnHeartbeat(response);
     let body = response.body;
     let failures = 0;
     for (;;) {
@@ -112,9 +113,16 @@ export class AnswerStream {
         reason = response.ok ? `not an event stream (${type || 'no type'})` : `HTTP ${response.status}`;
         continue;
       }
+      this.learnHeartbeat(response);
       onStatus?.('open', { streamId: this.streamId as string });
       return { body: response.body, failures };
     }
+  }
+
+  /** The relay says its heartbeat interval on an answer's streams (`X-Heartbeat-Ms`), which have no `ready` event. */
+  private learnHeartbeat(response: Response): void {
+    const said = response.headers.get('x-heartbeat-ms');
+    if (said !== null) this.options.heartbeat?.learn(Number(said));
   }
 
   private async read(body: ReadableStream<Uint8Array>, counted: () => void): Promise<void> {

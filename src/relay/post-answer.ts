@@ -101,6 +101,7 @@ export class PostAnswers {
   open(res: ServerResponse, init: PostAnswerInit): OpenedAnswer {
     const streamId = randomBytes(STREAM_ID_BYTES).toString('base64url');
     res.setHeader('X-Stream-Id', streamId);
+    res.setHeader('X-Heartbeat-Ms', String(this.context.config.heartbeatMs));
     const topic = this.topic(postKey(streamId, init.user), init);
     const subscriber = this.stream(res, (closed, reason) => {
       // Nothing whole to resume: an upload whose body was still on its way.
@@ -150,6 +151,8 @@ export class PostAnswers {
 
   private attach(topic: Topic, res: ServerResponse, lastEventId: string | undefined): Subscriber | undefined {
     if (res.destroyed || !res.socket || res.socket.destroyed) return undefined;
+    // An answer's stream has no `ready` event to say it: a client knows a dead stream by this.
+    res.setHeader('X-Heartbeat-Ms', String(this.context.config.heartbeatMs));
     const subscriber = this.stream(res, (closed) => topic.detach(closed));
     topic.attach(subscriber, lastEventId);
     return subscriber;

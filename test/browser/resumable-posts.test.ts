@@ -156,9 +156,9 @@ test("chat()'s abort before the answer's headers came still cancels it: the back
 test('a chat answer whose connection goes silent is resumed after twice the heartbeat, the POST and a resume alike: every token once, in order', async () => {
   stack = await new DemoStack({ heartbeatMs: 300, postResumeGraceMs: 60_000 }, { tokenMs: 80 }).start();
   proxy = await new FreezingProxy(stack.url).start();
-  // The answer has no `ready` event: the client goes by the heartbeat interval its multiplexed stream learnt.
-  const topics = await stack.startDownloads(1);
-  const page = await askInTab(proxy.url, 'How does the client tell a dead answer from a slow one?', topics);
+  // The answer has no `ready` event, and the client no other stream and no heartbeatMs option: it
+  // goes by the interval the relay says on the answer (X-Heartbeat-Ms).
+  const page = await askInTab(proxy.url, 'How does the client tell a dead answer from a slow one?');
   await page.waitForFunction('window.chatSeen.tokens.length >= 5');
   // The sockets stay open both ways; nothing more comes through, not even a heartbeat.
   const frozenAt = Date.now();

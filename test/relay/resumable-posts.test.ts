@@ -89,10 +89,13 @@ describe('a chat answer survives a dropped connection', () => {
 
   test('an id-less backend: the relay numbers the events 1, 2, 3 on the POST and on the resume; the finished answer\'s last id gets 204', async () => {
     fixture = await new AnswerBackend(false).start();
-    relay = await startRelay(fixture.url, { postResumeGraceMs: 5000 });
+    relay = await startRelay(fixture.url, { postResumeGraceMs: 5000, heartbeatMs: 7000, corsOrigins: ['https://app.example'] });
     const controller = new AbortController();
-    const first = await post('/chat/stream', '{}', controller.signal);
+    const first = await post('/chat/stream', '{}', controller.signal, { origin: 'https://app.example' });
     expect(first.headers['x-backend']).toBe('fixture');
+    // What a client in another origin needs to resume it and to tell a dead stream from a quiet one.
+    expect(first.headers['x-heartbeat-ms']).toBe('7000');
+    expect(String(first.headers['access-control-expose-headers']).split(/,\s*/)).toEqual(expect.arrayContaining(['X-Stream-Id', 'X-Heartbeat-Ms']));
     const answer = await fixture.answer(0);
     for (const token of ['a', 'b', 'c']) answer.send(token, 'content_block_delta');
     await dropAfter(first, controller, 2);
@@ -101,6 +104,7 @@ describe('a chat answer survives a dropped connection', () => {
     answer.send('{}', 'message_stop');
     answer.end();
     const rest = await resume(streamIdOf(first), seen.at(-1)!.id);
+    expect(rest.headers['x-heartbeat-ms']).toBe('7000');
     await rest.ended;
     const all = [...seen, ...rest.events];
     expect(all.map((e) => e.data)).toEqual(['a', 'b', 'c', 'd', 'e', '{}']);
