@@ -45,7 +45,7 @@ export function resumablePosts(answers: PostAnswers, options: ResumablePostsOpti
       failure: answer.failure,
     });
     answer.onBodyActivity(() => {
-      subscriber.lastEventAt = Date.now();
+      subscriber.activeAt = Date.now();
     });
     userStreams.track(answer.user, res, tokenExpiryOf(res), retryHintMs, (reason, retryMs) => {
       // An upload whose body is still arriving runs on past its token's exp (it cannot resume).

@@ -23,6 +23,11 @@ export abstract class PolicedStream {
   readonly openedAt = Date.now();
   /** When the client was last sent an event; heartbeats and comments do not count. */
   lastEventAt = this.openedAt;
+  /**
+   * When the client itself last showed life (an upload's body arriving): it keeps the stream from
+   * idling out, but heartbeats still go by events, so the client hears the stream is alive.
+   */
+  activeAt = 0;
   /** When this stream must end (0: never); jittered so clients do not all reconnect at once. */
   readonly deadline: number;
   /** The relay ended or cut the stream: nothing more may be written, though the response may not have closed yet. */
@@ -117,8 +122,8 @@ export abstract class PolicedStream {
 /**
  * What every client event stream of a relay goes by, and the one clock that applies it:
  *
- * - idle: a stream that carried no event for `idleTimeoutMs` is ended (heartbeats and the
- *   backend's comments are not events);
+ * - idle: a stream that carried no event for `idleTimeoutMs`, nor saw its client's own activity
+ *   (an upload's body arriving), is ended (heartbeats and the backend's comments are not events);
  * - lifetime: every stream ends after `maxStreamLifetimeMs`, plus up to 10% jitter;
  * - heartbeat: a stream quiet for half of `heartbeatMs` gets `HEARTBEAT` at every half interval;
  * - slow client: past `clientMaxBufferedBytes` unsent, a client must drain within
@@ -192,7 +197,7 @@ export class StreamPolicy {
         if (!stream.opened) continue;
         stream.checkDrain(now);
         const quietFor = now - stream.lastEventAt;
-        if (idleTimeoutMs > 0 && quietFor >= idleTimeoutMs) stream.end('idle_timeout');
+        if (idleTimeoutMs > 0 && now - Math.max(stream.lastEventAt, stream.activeAt) >= idleTimeoutMs) stream.end('idle_timeout');
         else if (stream.deadline > 0 && now >= stream.deadline) stream.end('lifetime');
         // A stream that carried an event within the last half interval needs no heartbeat: on busy
         // relays this keeps the tick from writing to every one of thousands of clients at once.

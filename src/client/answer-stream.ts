@@ -17,11 +17,6 @@ export interface AnswerStreamOptions {
   readonly onStatus?: (status: AnswerStatus, info: StatusInfo) => void;
   /** The relay's heartbeat interval: a stream of the answer silent for twice it is dead, and resumed. Unset: never called dead. */
   readonly heartbeat?: RelayHeartbeat;
-  /**
-   * True while the relay may rightly leave the stream silent: an upload's body still arriving
-   * counts as the stream's activity, and the stream gets no heartbeat meanwhile.
-   */
-  readonly mayBeSilent?: () => boolean;
 }
 
 /**
@@ -126,7 +121,7 @@ export class AnswerStream {
   }
 
   private async read(body: ReadableStream<Uint8Array>, counted: () => void): Promise<void> {
-    const watch = new SilenceWatch(this.options.mayBeSilent);
+    const watch = new SilenceWatch();
     watch.arm(this.options.heartbeat?.ms);
     try {
       await readEventStream(body, (event) => {

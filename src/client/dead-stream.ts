@@ -51,9 +51,6 @@ export class SilenceWatch {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private kill: ((error: DeadStreamError) => void) | undefined;
 
-  /** `excused`: asked when the time is up; true lets the silence go on (the relay may rightly send nothing now). */
-  constructor(private readonly excused: () => boolean = () => false) {}
-
   /** Starts watching with the relay's heartbeat interval; undefined leaves the stream unwatched. */
   arm(heartbeatMs: number | undefined): void {
     this.limitMs = heartbeatMs === undefined ? undefined : 2 * heartbeatMs;
@@ -66,7 +63,6 @@ export class SilenceWatch {
     const limitMs = this.limitMs;
     if (limitMs === undefined || this.error !== undefined || this.kill === undefined) return;
     this.timer = setTimeout(() => {
-      if (this.excused()) return this.heard();
       this.error = new DeadStreamError(limitMs);
       this.kill?.(this.error);
     }, limitMs);

@@ -68,11 +68,6 @@ export interface UploadTiming {
 }
 
 const FINAL = new Set(['complete', 'error', 'cancelled']);
-/**
- * The stages while the file may still be on its way: the relay counts the body's arrival as the
- * stream's activity and sends no heartbeat, so a silent stream is not a dead one yet.
- */
-const SENDING = new Set(['queued', 'sending', 'start', 'file_saving']);
 const STAGE_OF: Readonly<Record<string, ChunkStage>> = {
   ocr_chunk_processed: 'ocr',
   llm_chunk_processed: 'llm_metadata',
@@ -155,7 +150,6 @@ class FileUpload implements UploadedFile {
             if (status === 'open') this.progress.reconnects += 1;
           },
           ...(this.timing.heartbeat ? { heartbeat: this.timing.heartbeat } : {}),
-          mayBeSilent: () => SENDING.has(this.progress.stage),
         },
         (event) => this.received(event, false),
       );

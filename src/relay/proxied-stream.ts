@@ -79,7 +79,7 @@ export class ProxiedStream extends PolicedStream {
 
   /** A sign of life that is not the backend's: bytes of the request body (an upload) arriving. */
   active(now = Date.now()): void {
-    this.lastEventAt = now;
+    this.activeAt = now;
   }
 
   /** Between two events only: inside one, a blank line after the comment would dispatch it half-sent. */

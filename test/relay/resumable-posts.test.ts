@@ -180,6 +180,30 @@ describe('a drop is not a cancel', () => {
     await until(() => answer.abortedAt > 0, 1000, 'the backend sees the abort');
   });
 
+  test("an upload's body arriving keeps its answer from idling out, and the answer still gets heartbeats meanwhile", async () => {
+    fixture = await new AnswerBackend().start();
+    relay = await startRelay(fixture.url, { idleTimeoutMs: 300, heartbeatMs: 200 });
+    const form = multipart({ chunk_size: '1000' }, Buffer.alloc(0));
+    const body = new Readable({ read() {} });
+    body.push(form.head);
+    const first = await post('/documents/upload-sse', body, undefined, { 'content-type': form.contentType });
+    const answer = await fixture.answer(0);
+    // The backend says nothing while the file arrives: for 1.2 s, four idle timeouts.
+    for (let i = 0; i < 24; i += 1) {
+      body.push(sampleFile(512));
+      await delay(50);
+    }
+    body.push(form.tail);
+    body.push(null);
+    await until(() => answer.bodyDone, 2000, 'the body sent');
+    answer.send('file_saved', 'file_saved');
+    await first.waitFor((e) => e.data === 'file_saved');
+    // One heartbeat every half interval while quiet: a client watching for a dead stream hears it is alive.
+    expect(first.comments.filter((c) => c.trim() === 'hb').length).toBeGreaterThanOrEqual(5);
+    answer.end();
+    await first.ended;
+  });
+
   test('an upload whose body was still being sent is aborted at once, grace or not', async () => {
     fixture = await new AnswerBackend().start();
     relay = await startRelay(fixture.url, { postResumeGraceMs: 60_000 });
