@@ -82,14 +82,23 @@ test('POST on one relay, resume on the other: what followed the last id, live to
   // The answer is in Redis, under one hash tag that names its id.
   const inspector = new Redis(redis.url);
   await until(async () => (await inspector.xlen((await inspector.keys(`*${streamId}*:events`))[0] ?? 'none')) === 2, 2000, 'b appended');
+  const keys = await inspector.keys(`*${streamId}*`);
+  let bytes = 0;
+  for (const key of keys) bytes += (await inspector.memory('USAGE', key)) ?? 0;
+  console.log(`a pending answer of two events in Redis: ${keys.length} keys, ${bytes} bytes`);
   inspector.disconnect();
 
+  const asked = Date.now();
   const elsewhere = await resumeOn(other.url, streamId, '1');
   expect(elsewhere.status).toBe(200);
   const resumed = elsewhere.answer!;
   await resumed.waitFor((e) => e.data === 'b');
+  console.log(`resume on another relay: ${elsewhere.ms} ms to its headers, ${Date.now() - asked} ms to the first missed event`);
+  // A live event reaches the client on the other relay as the backend sends it, through Redis.
+  const liveSent = Date.now();
   answer.send('c');
   await resumed.waitFor((e) => e.data === 'c');
+  console.log(`a live event on the other relay: ${Date.now() - liveSent} ms from the backend's write`);
   answer.end();
   await resumed.ended;
   expect(idsAndData(resumed)).toEqual([
