@@ -78,6 +78,8 @@ export interface ProxyOptions {
    * answer passes through.
    */
   readonly takeOver?: ((answer: ProxiedAnswer) => boolean) | undefined;
+  /** An event stream was cut because its client did not read (counted with the relay's other streams). */
+  readonly onSlowClientCut?: (() => void) | undefined;
 }
 
 /** An event-stream answer offered to `takeOver`: the backend's headers are already set on `res`. */
@@ -178,17 +180,11 @@ export function proxy(options: ProxyOptions): RequestHandler {
     }
     res.flushHeaders();
     // An event stream goes by the relay's stream policy: it is as long-lived, and any route may answer with one.
-    const stream = streaming ? new ProxiedStream(policy, res, () => controller.abort()) : undefined;
+    const stream = streaming ? new ProxiedStream(policy, res, () => controller.abort(), () => hasBody && !limit.writableFinished) : undefined;
     if (stream) {
       streams.add(stream);
       limit.stream = stream;
-      const bodyArriving = (): boolean => hasBody && !limit.writableFinished;
-      options.userStreams.track(user, res, tokenExpiryOf(res), options.retryHintMs, (reason, retryMs) => {
-        // An upload whose body is still arriving runs on past its token's exp: cut, the bytes sent
-        // are lost and the backend cancels it (an upload cannot resume). The app's end cuts it.
-        if (reason === 'token_expired' && bodyArriving()) return;
-        stream.endWithRetry(reason, retryMs);
-      });
+      options.userStreams.track(user, res, tokenExpiryOf(res), options.retryHintMs, stream);
     }
     try {
       // Not pipeline(): it would destroy `res` when the upstream is aborted for an oversized
@@ -214,6 +210,7 @@ export function proxy(options: ProxyOptions): RequestHandler {
       else res.destroy();
     } finally {
       if (stream) streams.delete(stream);
+      if (stream?.endedFor === 'slow_client') options.onSlowClientCut?.();
       limit.stream = undefined;
     }
   };

@@ -143,7 +143,8 @@ export function createRelay(options: CreateRelayOptions): Relay {
   const target = redisTarget(options.redisUrl, options.redisClusterNodes);
   const cluster: Cluster | undefined = target === undefined ? undefined : createCluster(target, config, local, logger, trust);
   const ownership = typeof options.ownership === 'function' ? options.ownership(local) : (options.ownership ?? cluster?.ownership ?? local);
-  const hub = new Hub(config, ownership, stats, logger);
+  // Refusals for want of an upstream are counted and listed with the other limits' (`refused`, below).
+  const hub = new Hub(config, ownership, stats, logger, (limit) => refused(limit, undefined));
   // A POST's answer is read by the relay that received it; in a cluster its events go through the
   // shared history, so that a resume works on any relay.
   const answers = new PostAnswers({
@@ -304,6 +305,9 @@ export function createRelay(options: CreateRelayOptions): Relay {
       userStreams,
       retryHintMs: config.retryHintMs,
       takeOver: resumable.takeOver,
+      onSlowClientCut: () => {
+        stats.slowClientsCut += 1;
+      },
     }),
   );
   router.use(errorHandler());

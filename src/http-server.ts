@@ -14,7 +14,7 @@ export const HTTP_SERVER_SETTINGS = {
     default: 10_000,
     min: 1,
     max: 5 * MINUTE,
-    doc: 'a client must send a whole request head this soon after connecting (or after its previous request); else 408 and the socket is closed',
+    doc: 'a client must send a whole request head this soon after connecting (or after its previous response); else 408 and the socket is closed, or, for one that sent nothing since its last response, closed without a word, as an idle keep-alive one',
   },
   keepAliveTimeoutMs: { kind: 'ms', env: 'KEEP_ALIVE_TIMEOUT_MS', default: 5000, min: 1, max: 10 * MINUTE, doc: 'an idle keep-alive connection is closed after this' },
   maxSockets: {

@@ -6,7 +6,7 @@ export interface Cut {
   /** When the last cut of the run came (epoch ms). */
   readonly at: number;
   readonly reason: CutReason;
-  /** For `limit`: which one (`total`, `perUser`, `perIp` or `rate`). */
+  /** For `limit`: which one (`total`, `perUser`, `perIp`, `rate` or `upstreams`, a refusal for want of an upstream, which names no user). */
   readonly detail: string | undefined;
   /** The user as the backend knows them (the token's `sub`); undefined for a request without a valid token. */
   readonly user: string | undefined;

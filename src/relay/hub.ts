@@ -53,11 +53,13 @@ export class Hub {
     private readonly ownership: TopicOwnership,
     readonly stats: RelayStats,
     private readonly logger: Logger = pino({ level: 'silent' }),
+    /** A stream or topic refused for want of an upstream (`maxUpstreams`): counted, and listed with the relay's cuts. */
+    onRefused: (limit: 'upstreams') => void = (limit) => stats.countRejection(limit),
   ) {
     this.policy = new StreamPolicy(config);
     this.policy.watch(this.streams);
     this.internals = new NodeInternals({ enabled: config.nodeInternals === 1, warn: (line) => logger.warn(line) });
-    this.upstreamBudget = new UpstreamBudget(config.maxUpstreams, logger, () => stats.countRejection('upstreams'));
+    this.upstreamBudget = new UpstreamBudget(config.maxUpstreams, logger, () => onRefused('upstreams'));
   }
 
   /** The live topic of a key, if any. */

@@ -35,6 +35,11 @@ export class ProxiedStream extends PolicedStream {
     private readonly res: ServerResponse,
     /** Ends the upstream request; the caller's loop then finishes the response (see `farewell`). */
     private readonly stop: () => void,
+    /**
+     * Whether the request body (an upload) is still arriving: such a stream runs on past its
+     * token's expiry, since the bytes sent would be lost (an upload cannot resume).
+     */
+    private readonly bodyArriving: () => boolean = () => false,
   ) {
     super(policy);
     this.reader = new EventStreamReader(
@@ -94,9 +99,14 @@ export class ProxiedStream extends PolicedStream {
     this.finish(reason);
   }
 
-  /** Ends the stream for its user, telling the client to come back after `retryMs`. */
+  /** Why it closed, for whoever holds it (the cuts of the ops page): see `endedFor`. */
+  get closeReason(): ProxiedEnd {
+    return this.endedFor;
+  }
+
+  /** Ends the stream for its user, telling the client to come back after `retryMs`; the app's end cuts an upload too. */
   endWithRetry(reason: 'token_expired' | 'ended_by_app', retryMs: number): void {
-    if (this.ended) return;
+    if (this.ended || (reason === 'token_expired' && this.bodyArriving())) return;
     this.retryMs = retryMs;
     this.finish(reason);
   }

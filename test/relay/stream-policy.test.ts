@@ -198,6 +198,9 @@ describe.each(KINDS)('a $name stream', (kind) => {
     expect(Date.now() - sentAt).toBeLessThan(5000);
     expect(stream.outcome).toBe('aborted');
     expect(stream.has('yyyy')).toBe(false);
+    // Counted and listed as every kind of stream is: the metric, and the ops page's cuts.
+    await until(() => relay!.relay.stats.slowClientsCut === 1, 5000, 'the cut counted');
+    expect(relay!.relay.ops.cuts.latest().map((cut) => [cut.reason, cut.user])).toEqual([['slow_client', 'alice']]);
   });
 
   test('ends cleanly at its lifetime (plus at most 10% jitter), however busy', async () => {

@@ -2,7 +2,7 @@ import { type IncomingMessage, get } from 'node:http';
 import { request } from 'undici';
 import { FixtureBackend } from '../support/fixture-backend';
 import { RelayProcess } from '../support/relay-process';
-import { authHeader } from '../support/relay-server';
+import { authHeader, startRelay } from '../support/relay-server';
 import { until } from '../support/until';
 
 /** Low enough to run out within the documented limits, high enough for the relay's own reserve (256). */
@@ -142,4 +142,20 @@ test(`under ulimit -n ${OPEN_FILES}, multiplexed streams get upstreams up to the
   expect(relay.lines('upstream budget reached: streams and topic adds that need a new upstream get 503')[0]).toMatchObject({ level: 40, maxUpstreams: BUDGET });
   expect(relay.log.filter((line) => /EMFILE|too many open files/i.test(JSON.stringify(line)))).toEqual([]);
   expect(relay.alive).toBe(true);
+});
+
+test('a refusal for want of an upstream is listed with the ops page\'s cuts, beside the metric', async () => {
+  const running = await startRelay(backend.url, { maxUpstreams: 1 });
+  try {
+    const first = await request(`${running.url}/api/downloads/budget-a/events`, { headers: authHeader() });
+    expect(first.statusCode).toBe(200);
+    const second = await request(`${running.url}/api/downloads/budget-b/events`, { headers: authHeader() });
+    expect(second.statusCode).toBe(503);
+    await second.body.dump();
+    expect(running.relay.ops.cuts.latest().map((cut) => [cut.reason, cut.detail])).toEqual([['limit', 'upstreams']]);
+    expect(running.relay.stats.rejections.get('upstreams')).toBe(1);
+    first.body.destroy();
+  } finally {
+    await running.close();
+  }
 });
