@@ -32,7 +32,7 @@ export const SERVER_SETTINGS = {
     kind: 'text',
     env: 'JWT_SECRET',
     defaultNote: 'generated in development',
-    doc: 'HS256 secret, at least 32 characters; required in production (`NODE_ENV=production`) unless `JWT_PUBLIC_KEY` is set',
+    doc: 'HS256 secret, at least 32 characters; required unless `JWT_PUBLIC_KEY` is set or `NODE_ENV` is `development`, `test` or unset (then a development secret is used)',
   },
   jwtPublicKey: { kind: 'text', env: 'JWT_PUBLIC_KEY', defaultNote: 'unset', doc: 'PEM public key: RSA → RS256, EC P-256 → ES256 (`\\n` escapes accepted)' },
   jwtIssuer: { kind: 'text', env: 'JWT_ISSUER', defaultNote: 'unset', doc: "the tokens' `iss`, checked when set" },
@@ -164,7 +164,7 @@ export interface ServerConfig {
     readonly cookieName: string | undefined;
     /** The claim whose topics a token admits its user to without asking the backend. */
     readonly topicsClaim: string | undefined;
-    /** True when no key was configured (outside production): the server then uses `developmentSecret()`, kept in a file. */
+    /** True when no key was configured (NODE_ENV development, test or unset): the server then uses `developmentSecret()`, kept in a file. */
     readonly generated: boolean;
   };
   readonly corsOrigins: readonly string[];
@@ -194,6 +194,8 @@ export interface ServerConfig {
 }
 
 const NODE_ENVS: readonly string[] = ['production', 'development', 'test'];
+/** Where a missing JWT key means the development secret (NODE_ENV unset too). */
+const DEVELOPMENT_ENVS: readonly string[] = ['development', 'test'];
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -210,7 +212,7 @@ export function loadConfig(env: Env = process.env, readFileLimit: () => number |
   const warnings = [...capWarnings];
   if (nodeEnv !== undefined && !NODE_ENVS.includes(nodeEnv)) {
     warnings.push(
-      `NODE_ENV=${nodeEnv} is none of ${NODE_ENVS.join(', ')}: the relay runs without production's checks (a JWT key and BACKEND_URL required) and without the development login; a deployment sets NODE_ENV=production`,
+      `NODE_ENV=${nodeEnv} is none of ${NODE_ENVS.join(', ')}: the relay runs without production's BACKEND_URL check and without the development login; a deployment sets NODE_ENV=production`,
     );
   }
   const { port, shutdownTimeoutMs, drainWindowMs } = resolveSettings(
@@ -224,7 +226,7 @@ export function loadConfig(env: Env = process.env, readFileLimit: () => number |
   }
   const host = readHost(read);
   const backendUrl = readBackendUrl(read, production);
-  const jwt = readJwt(read, production);
+  const jwt = readJwt(read, nodeEnv);
   return {
     port,
     host,
@@ -308,7 +310,7 @@ function readBackendUrl(read: EnvReader, production: boolean): URL | 'bundled' {
   return read.url(name) ?? 'bundled';
 }
 
-function readJwt(read: EnvReader, production: boolean): ServerConfig['jwt'] {
+function readJwt(read: EnvReader, nodeEnv: string | undefined): ServerConfig['jwt'] {
   const secret = read.raw(SERVER_SETTINGS.jwtSecret.env);
   const publicKey = read.raw(SERVER_SETTINGS.jwtPublicKey.env)?.replace(/\\n/g, '\n');
   const issuer = read.raw(SERVER_SETTINGS.jwtIssuer.env);
@@ -333,7 +335,11 @@ function readJwt(read: EnvReader, production: boolean): ServerConfig['jwt'] {
     throw new ConfigError(SERVER_SETTINGS.jwtPublicKey.env, 'a PEM public key (-----BEGIN PUBLIC KEY-----)', '(not PEM)');
   }
   const generated = secret === undefined && publicKey === undefined;
-  if (generated && production) throw new ConfigError(SERVER_SETTINGS.jwtSecret.env, 'a secret (or JWT_PUBLIC_KEY) in production', '');
+  if (generated && nodeEnv === 'production') throw new ConfigError(SERVER_SETTINGS.jwtSecret.env, 'a secret (or JWT_PUBLIC_KEY) in production', '');
+  // A misspelt production (`prod`, `Production`) must not run on a development secret whose token it prints.
+  if (generated && nodeEnv !== undefined && !DEVELOPMENT_ENVS.includes(nodeEnv)) {
+    throw new ConfigError(SERVER_SETTINGS.jwtSecret.env, `a secret (or JWT_PUBLIC_KEY) unless NODE_ENV is development or test (NODE_ENV=${nodeEnv})`, '');
+  }
   const { jwtClockToleranceSec: clockToleranceSec } = resolveSettings({ jwtClockToleranceSec: SERVER_SETTINGS.jwtClockToleranceSec }, read);
   const cookieName = read.raw(SERVER_SETTINGS.jwtCookieName.env);
   // RFC 6265's cookie-name (an HTTP token): anything else could never arrive in a Cookie header.

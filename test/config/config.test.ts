@@ -105,10 +105,6 @@ test.each([
   ['development', 'http://127.0.0.1:8081', false],
   ['test', 'bundled', false],
   ['test', 'http://127.0.0.1:8081', false],
-  ['prod', 'bundled', false],
-  ['prod', 'http://127.0.0.1:8081', false],
-  ['Production', 'bundled', false],
-  ['Production', 'http://127.0.0.1:8081', false],
 ])('NODE_ENV=%s, BACKEND_URL=%s, no JWT key: development login %s', (nodeEnv, backendUrl, login) => {
   const config = loadConfig({ ...(nodeEnv === undefined ? {} : { NODE_ENV: nodeEnv }), BACKEND_URL: backendUrl });
   expect(config.jwt.generated).toBe(true);
@@ -123,9 +119,20 @@ test('NODE_ENV=production never has the development login, and without a key doe
   }
 });
 
+test('an unknown NODE_ENV (a misspelt production) without a JWT key does not start: it would run on the development secret and print a token', () => {
+  for (const nodeEnv of ['prod', 'Production', 'staging']) {
+    for (const backendUrl of ['bundled', 'http://127.0.0.1:8081']) {
+      expect(() => loadConfig({ NODE_ENV: nodeEnv, BACKEND_URL: backendUrl })).toThrow(
+        new ConfigError('JWT_SECRET', `a secret (or JWT_PUBLIC_KEY) unless NODE_ENV is development or test (NODE_ENV=${nodeEnv})`, ''),
+      );
+      expect(loadConfig({ NODE_ENV: nodeEnv, BACKEND_URL: backendUrl, JWT_SECRET: SECRET }).developmentLogin).toBe(false);
+    }
+  }
+});
+
 test('an unknown NODE_ENV is warned about once, naming it; the known ones and unset are not', () => {
   for (const nodeEnv of ['prod', 'Production', 'staging']) {
-    const warnings = loadConfig({ NODE_ENV: nodeEnv }).warnings.filter((warning) => warning.includes('NODE_ENV'));
+    const warnings = loadConfig({ NODE_ENV: nodeEnv, JWT_SECRET: SECRET }).warnings.filter((warning) => warning.includes('NODE_ENV'));
     expect(warnings).toEqual([expect.stringMatching(new RegExp(`^NODE_ENV=${nodeEnv} is none of production, development, test: .*without the development login`))]);
   }
   for (const env of [{}, { NODE_ENV: 'development' }, { NODE_ENV: 'test' }, { NODE_ENV: 'production', JWT_SECRET: SECRET, BACKEND_URL: 'bundled' }]) {
