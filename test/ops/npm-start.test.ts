@@ -86,7 +86,21 @@ test("SIGTERM to npm start's own pid drains the relay, which exits: no process l
     expect(stream.status).toBe(200);
     await until(() => backend.listeners(PATH) === 1, 5000, 'the upstream');
     backend.emit(PATH, 'data: before\n');
-    const body = stream.text();
+    // The SIGTERM goes once the client has the event: on a loaded machine it could overtake it.
+    const reader = stream.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let received = '';
+    while (!received.includes('data: before')) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      received += value;
+    }
+    const body = (async () => {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return received;
+        received += value;
+      }
+    })();
     // Read only once the process is known gone; until then a failure must not go unhandled.
     body.catch(() => undefined);
 

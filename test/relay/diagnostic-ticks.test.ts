@@ -70,7 +70,7 @@ test('ticks come one by one at start + seq × interval, then heartbeats through 
     const due = start!.sentAt + tick.seq * 200;
     // Never early; late only by what a loaded machine adds (less than a slot), and a late one does not push the next back.
     expect(tick.sentAt).toBeGreaterThanOrEqual(due);
-    expect(tick.sentAt - due).toBeLessThan(150);
+    expect(tick.sentAt - due).toBeLessThan(200);
   }
   // Each tick in a write of its own, not held back into a burst.
   expect(got.chunks.filter((chunk) => chunk.text.includes('event: tick'))).toHaveLength(5);
