@@ -262,6 +262,7 @@ export class ClusterFeed implements EventFeed {
    * its last entry.
    */
   private publish(fields: string[], size: number, finish = false): void {
+    if (this.role === 'local') return this.apply(toEntry([this.cursor, fields]), true);
     if (this.holder === undefined) return;
     // Signed as queued: a batch sent again after a lost reply carries the same signatures.
     const { signer } = this.context;
@@ -300,6 +301,8 @@ export class ClusterFeed implements EventFeed {
         this.logLost(err);
         this.failingSince ??= Date.now();
         if (Date.now() - this.failingSince >= this.context.store.leaseMs) {
+          // Nobody else can read a POST's answer: its clients here keep it, without the cluster.
+          if (this.answer) return this.keepLocal(batch);
           // Past the lease another relay may own the topic: this one lets go of it, and its clients
           // reconnect (to their own upstream while Redis is away), as followers' did.
           this.stop();
@@ -506,6 +509,22 @@ export class ClusterFeed implements EventFeed {
   private letGo(holder: string): void {
     const done = this.answer && !this.finished ? this.context.store.discard(this.key) : this.context.store.release(this.key, holder);
     done.catch(() => undefined);
+  }
+
+  /**
+   * A POST answer whose appends Redis has not taken for a lease: what waited and what follows go
+   * to its clients here at once, as on a single relay (a resume elsewhere can no longer find it).
+   */
+  private keepLocal(unappended: Outgoing[]): void {
+    this.context.logger.warn({ topic: this.key }, 'the shared history took no append for a lease: the answer goes on without the cluster');
+    this.role = 'local';
+    this.holder = undefined;
+    clearInterval(this.timer);
+    const waiting = [...unappended, ...this.outgoing];
+    this.outgoing = [];
+    this.retrying = undefined;
+    this.appending = false;
+    for (const entry of waiting) if (this.role === 'local') this.apply(toEntry([this.cursor, [...entry.fields]]), true);
   }
 
   /** Without Redis: this relay reads its own upstream, as a single relay does. */

@@ -256,3 +256,33 @@ test('with a signing secret, a cancel message no relay signed is dropped and cou
   answer.end();
   await first.ended;
 });
+
+test('Redis goes away mid-answer: after a lease the relay that received the POST goes on without the cluster, its client gets every event once and in order, and the backend saw no abort', async () => {
+  const own = new RedisServer();
+  await own.start();
+  const relay = await startRelay(backend.url, { redisUrl: own.url, postResumeGraceMs: 60_000, clusterLeaseMs: LEASE_MS });
+  started.push(relay);
+  try {
+    await until(() => relay.relay.cluster!.ready, 5000, 'the relay on redis');
+    const { first, answer } = await chatOn(relay.url);
+    answer.send('a');
+    await first.waitFor((e) => e.data === 'a');
+    await own.kill();
+    // Held while the relay still hopes for Redis, then relayed without it.
+    answer.send('b');
+    answer.send('c');
+    await first.waitFor((e) => e.data === 'c', 5000);
+    answer.send('d');
+    answer.end();
+    await first.ended;
+    expect(first.events.map((e) => [e.id, e.data])).toEqual([
+      ['1', 'a'],
+      ['2', 'b'],
+      ['3', 'c'],
+      ['4', 'd'],
+    ]);
+    expect(answer.abortedAt).toBe(0);
+  } finally {
+    await own.kill();
+  }
+});
