@@ -4,7 +4,13 @@ import { type HistoryEntry, type SharedTopicStore, toEntry } from './shared-topi
 
 /** What a followed topic's owner is told. */
 export interface StreamFollower {
-  /** New entries, oldest first, in the order Redis holds them. */
+  /**
+   * Whether an entry is one a relay of the cluster wrote (its signature verifies). An
+   * announcement is only what someone published: its entries' ids count as positions in the
+   * stream only when this accepts them.
+   */
+  accepts(entry: HistoryEntry): boolean;
+  /** New entries it accepted, oldest first, in the order Redis holds them. */
   onEntries(entries: HistoryEntry[]): void;
   /** The announcements of this topic can no longer be heard: entries may have been missed, the follower must give up. */
   onLost(): void;
@@ -166,7 +172,7 @@ export class AppendWatch {
       return;
     }
     if (compareIds(announcement.last, followed.cursor) <= 0) return;
-    if (announcement.entries && compareIds(announcement.prev, followed.cursor) <= 0) return this.deliver(followed, announcement.entries);
+    if (announcement.entries && compareIds(announcement.prev, followed.cursor) <= 0) return this.deliver(followed, announcement.entries, false);
     void this.catchUp(followed);
   }
 
@@ -177,7 +183,7 @@ export class AppendWatch {
       for (;;) {
         const entries = await this.store.after(followed.topic, followed.cursor, CATCH_UP_BATCH);
         if (this.followed.get(followed.channel) !== followed) return;
-        this.deliver(followed, entries);
+        this.deliver(followed, entries, true);
         if (entries.length < CATCH_UP_BATCH) break;
       }
     } catch {
@@ -191,13 +197,19 @@ export class AppendWatch {
     for (const announcement of held) this.handle(followed, announcement);
   }
 
-  /** Hands on the entries after the cursor; `entries` follow on from an id at or before it. */
-  private deliver(followed: Followed, entries: HistoryEntry[]): void {
+  /**
+   * Hands on the accepted entries after the cursor; `entries` follow on from an id at or before it.
+   * Ids read from the stream are where Redis holds entries, forged or not: the cursor moves past
+   * them all, so a forged one is not read again. An announcement's ids are whatever its publisher
+   * wrote: only entries the follower accepts move the cursor, else one forged far ahead would
+   * make every later append look old.
+   */
+  private deliver(followed: Followed, entries: HistoryEntry[], read: boolean): void {
     const fresh = entries.filter((entry) => compareIds(entry.streamId, followed.cursor) > 0);
-    const last = fresh[fresh.length - 1];
-    if (!last) return;
-    followed.cursor = last.streamId;
-    followed.follower.onEntries(fresh);
+    const accepted = fresh.filter((entry) => followed.follower.accepts(entry));
+    const last = read ? fresh.at(-1) : accepted.at(-1);
+    if (last) followed.cursor = last.streamId;
+    if (accepted.length > 0) followed.follower.onEntries(accepted);
   }
 
   private lose(followed: Followed): void {

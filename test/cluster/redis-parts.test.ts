@@ -217,7 +217,7 @@ describe('following a topic through its append announcements', () => {
     const watch = new AppendWatch(b, store);
     const got: HistoryEntry[] = [];
     let lost = false;
-    watch.follow('t', early[0] ?? '', { onEntries: (entries) => got.push(...entries), onLost: () => (lost = true) });
+    watch.follow('t', early[0] ?? '', { accepts: () => true, onEntries: (entries) => got.push(...entries), onLost: () => (lost = true) });
     // Appended while the watch subscribes and reads what it missed: each still comes once, in order.
     const big = 'x'.repeat(70 * 1024);
     for (let i = 3; i <= 30; i++) await append([i === 20 ? big : String(i)]);
@@ -236,7 +236,7 @@ describe('following a topic through its append announcements', () => {
     const holder = (await owner.claim('t', undefined)) ?? '';
     const watch = new AppendWatch(b, new SharedTopicStore(b, bounds, 5000, 60_000));
     const got: string[] = [];
-    watch.follow('t', '0-0', { onEntries: (entries) => got.push(...entries.map((e) => e.fields.get('d') ?? '')), onLost: () => undefined });
+    watch.follow('t', '0-0', { accepts: () => true, onEntries: (entries) => got.push(...entries.map((e) => e.fields.get('d') ?? '')), onLost: () => undefined });
     const [first] = (await owner.append('t', holder, '0-0', 'tok10', [entry('1')])) ?? [];
     await until(() => got.length === 1, 5000, 'the first entry');
     // In the stream, never announced: as if the announcement was lost on the way.
@@ -258,7 +258,7 @@ describe('following a topic through its append announcements', () => {
     const watch = new AppendWatch(b, store);
     const got: string[] = [];
     let lost = false;
-    watch.follow('t', '0-0', { onEntries: (entries) => got.push(...entries.map((e) => e.fields.get('d') ?? '')), onLost: () => (lost = true) });
+    watch.follow('t', '0-0', { accepts: () => true, onEntries: (entries) => got.push(...entries.map((e) => e.fields.get('d') ?? '')), onLost: () => (lost = true) });
     await owner.append('t', holder, '0-0', 'tok12', [entry('1')]);
     await until(() => got.length === 1, 5000, 'the first entry');
     await a.commands.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
