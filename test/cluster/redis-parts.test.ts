@@ -248,6 +248,26 @@ describe('following a topic through its append announcements', () => {
     watch.close();
   });
 
+  test('an announcement of ids far ahead of the stream is checked against the stream: without signing, its entry is not handed on and the appends after it are', async () => {
+    const a = link('ahead');
+    const b = link('ahead');
+    await until(() => a.ready && b.ready, 5000, 'redis connected');
+    const owner = new SharedTopicStore(a, bounds, 5000, 60_000);
+    const holder = (await owner.claim('t', undefined)) ?? '';
+    const watch = new AppendWatch(b, new SharedTopicStore(b, bounds, 5000, 60_000));
+    const got: string[] = [];
+    watch.follow('t', '0-0', { accepts: () => true, onEntries: (entries) => got.push(...entries.map((e) => e.fields.get('d') ?? '')), onLost: () => undefined });
+    const [first = ''] = (await owner.append('t', holder, '0-0', 'tok13', [entry('1')])) ?? [];
+    await until(() => got.length === 1, 5000, 'the first entry');
+    const far = '99999999999999-0';
+    expect(await a.commands.publish('ahead:{t}:appends', JSON.stringify([first, far, [far, ['k', 'v', 'd', 'forged']]]))).toBe(1);
+    const [second = ''] = (await owner.append('t', holder, first, 'tok14', [entry('2')])) ?? [];
+    await owner.append('t', holder, second, 'tok15', [entry('3')]);
+    await until(() => got.length >= 3, 5000, 'the entries after the forged announcement');
+    expect(got).toEqual(['1', '2', '3']);
+    watch.close();
+  });
+
   test('a follower whose listening connection is cut gives up: what was announced meanwhile is unknown', async () => {
     const a = link('cut');
     const b = link('cut');

@@ -116,7 +116,34 @@ test('a forged announcement of an entry far ahead of the history does not stall 
   const far = '99999999999999-0';
   const forged = JSON.stringify([real1, far, [far, ['k', 'v', 'i', '99', 'e', '99', 'd', 'forged']]]);
   expect(await writer.publish('sse-relay:{download:stall}:appends', forged)).toBe(1);
-  await until(() => follower.relay.stats.forged.get('entry') === 1, 5000, 'the announced entry dropped');
+  for (const n of [2, 3, 4]) backend.emit(path, `data: real${n}\n`);
+  await until(() => second.text().includes('data: real4\n'), 5000, 'real4 through the follower');
+
+  const expected = 'retry: 2000\n\ndata: real1\nid: 1\n\ndata: real2\nid: 2\n\ndata: real3\nid: 3\n\ndata: real4\nid: 4\n\n';
+  expect(second.text()).toBe(expected);
+  expect(first.text()).toBe(expected);
+});
+
+test('an announced entry that does not verify moves a follower nowhere, even at an id the stream could hold next', async () => {
+  const path = '/downloads/ahead/events';
+  const events = 'sse-relay:{download:ahead}:events';
+  const channel = 'sse-relay:{download:ahead}:appends';
+  const [owner, follower] = (await cluster(2)) as [RunningRelay, RunningRelay];
+  const first = await subscribe(owner, path);
+  await until(() => backend.listeners(path) === 1, 5000, 'the owner reading the backend');
+  const second = await subscribe(follower, path);
+  backend.emit(path, 'data: real1\n');
+  await until(() => second.text().includes('data: real1\n'), 5000, 'real1 through the follower');
+
+  // An entry written far ahead: Redis gives the appends after it the same milliseconds and the next
+  // sequence numbers, so an id a few sequence numbers on is one the stream is about to hold.
+  const [[real1]] = (await writer.xrevrange(events, '+', '-', 'COUNT', 1)) as [[string, string[]]];
+  const far = '99999999999990';
+  await writer.xadd(events, `${far}-0`, 's', '0', 'k', 'v', 'd', 'forged');
+  expect(await writer.publish(channel, JSON.stringify([real1, `${far}-0`]))).toBe(1);
+  await until(() => follower.relay.stats.forged.get('entry') === 1, 5000, 'the entry read and dropped');
+  expect(await writer.publish(channel, JSON.stringify([`${far}-0`, `${far}-5`, [`${far}-5`, ['k', 'v', 'd', 'forged']]]))).toBe(1);
+  await until(() => follower.relay.stats.forged.get('entry') === 2, 5000, 'the announced entry dropped');
   for (const n of [2, 3, 4]) backend.emit(path, `data: real${n}\n`);
   await until(() => second.text().includes('data: real4\n'), 5000, 'real4 through the follower');
 
