@@ -150,6 +150,21 @@ describe('a topic shared through Redis', () => {
     history = await store.load('t');
     expect(history.entries.map((entry) => entry.fields.get('e'))).toEqual(['5', '6']);
   });
+
+  test('a full history is trimmed back to its entry bound once it is a sixteenth over, not at every append', async () => {
+    const a = link('steps');
+    await until(() => a.ready, 5000, 'redis connected');
+    const store = new SharedTopicStore(a, { maxEntries: 32, maxBytes: 1 << 20 }, 5000, 5000);
+    const holder = (await store.claim('t', undefined)) ?? '';
+    const held = async (): Promise<string[]> => (await store.load('t')).entries.map((entry) => entry.fields.get('e') ?? '');
+    for (let i = 1; i <= 34; i++) await store.append('t', holder, '0-0', `steps-${i}`, [{ fields: ['e', String(i)], size: 1 }]);
+    expect(await held()).toHaveLength(34);
+    expect((await store.load('t')).truncated).toBe(false);
+    await store.append('t', holder, '0-0', 'steps-35', [{ fields: ['e', '35'], size: 1 }]);
+    expect(await held()).toEqual(Array.from({ length: 32 }, (_, i) => String(i + 4)));
+    expect((await store.load('t')).truncated).toBe(true);
+    expect(Number(await a.commands.hget('steps:{t}:meta', 'bytes'))).toBe(32);
+  });
 });
 
 /** Scripts Redis ran so far (EVALSHA, and EVAL when the script was not cached yet). */
