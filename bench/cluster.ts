@@ -140,6 +140,8 @@ interface TakeoverRow {
   firstEventMs: number;
   /** Every surviving subscriber got every event once, in order. */
   exact: boolean;
+  /** When not exact: what the subscribers lacked, repeated or got out of order. */
+  faults: string[];
 }
 
 /** A redis-server without persistence on a free loopback port, on `core`. */
@@ -377,12 +379,21 @@ async function runTakeover(lab: Lab, settings: ClusterSettings, round: number): 
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, lastEventInMs - (performance.now() - killedAt) - 1000) + 2000));
     const expected = Array.from({ length: rate * seconds }, (_, i) => i);
     const exact = subs.every((sub) => sub.seqs.length === expected.length && sub.seqs.every((seq, i) => seq === i));
+    const faults = subs.flatMap((sub, i) => {
+      const seen = new Set(sub.seqs);
+      const missing = expected.filter((seq) => !seen.has(seq));
+      const repeated = sub.seqs.length - seen.size;
+      const disordered = sub.seqs.filter((seq, j) => j > 0 && seq < (sub.seqs[j - 1] as number)).length;
+      if (missing.length === 0 && repeated === 0 && disordered === 0) return [];
+      const range = missing.length === 0 ? '' : ` missing ${missing.length} (seqs ${missing[0]} to ${missing.at(-1)}; last received ${sub.seqs.at(-1) ?? 'none'}, killed at ${seqAtKill})`;
+      return [`subscriber ${i}:${range}${repeated > 0 ? ` ${repeated} repeated` : ''}${disordered > 0 ? ` ${disordered} out of order` : ''}`];
+    });
     const firstAfter = subs.map((sub) => {
       const index = sub.seqs.findIndex((seq) => seq > seqAtKill + 1);
       return index < 0 ? NaN : (sub.times[index] as number) - killedAt;
     });
     first.close();
-    return { upstreamMs, firstEventMs: Math.max(...firstAfter), exact };
+    return { upstreamMs, firstEventMs: Math.max(...firstAfter), exact, faults };
   } finally {
     for (const sub of subs) sub.close();
     await cluster?.stop();
@@ -445,7 +456,7 @@ export async function runCluster(lab: Lab, settings: ClusterSettings): Promise<S
     try {
       const row = await runTakeover(lab, settings, round);
       takeovers.push(row);
-      console.error(`bench: takeover: upstream back ${fixed(row.upstreamMs, 0)} ms after the kill, exact: ${row.exact}`);
+      console.error(`bench: takeover: upstream back ${fixed(row.upstreamMs, 0)} ms after the kill, exact: ${row.exact}${row.exact ? '' : `: ${row.faults.join('; ')}`}`);
     } catch (err) {
       failed(`takeover ${round + 1}`, err);
     }
@@ -542,6 +553,7 @@ function table(settings: ClusterSettings, rows: readonly FanoutRow[], takeovers:
         `backend asked again ${ups.map((ms) => fixed(ms, 0)).join(', ')} ms after the kill; first new event on every survivor's subscribers ${firsts.map((ms) => fixed(ms, 0)).join(', ')} ms after it; ` +
         `every surviving subscriber got every event once and in order: ${takeovers.every((t) => t.exact) ? 'yes' : `NO (${takeovers.filter((t) => !t.exact).length} runs)`}.`,
     );
+    for (const [i, t] of takeovers.entries()) if (!t.exact) lines.push(`- run ${i + 1}: ${t.faults.join('; ')}`);
   }
   for (const line of failures) lines.push(`- ${line}`);
   lines.push(
