@@ -283,6 +283,32 @@ describe('following a topic through its append announcements', () => {
     watch.close();
   });
 
+  test('an announcement whose entries are not stream ids in order after the one it names first is dropped, and the follower goes on', async () => {
+    const a = link('malformed');
+    const b = link('malformed');
+    await until(() => a.ready && b.ready, 5000, 'redis connected');
+    const owner = new SharedTopicStore(a, bounds, 5000, 60_000);
+    const holder = (await owner.claim('t', undefined)) ?? '';
+    const watch = new AppendWatch(b, new SharedTopicStore(b, bounds, 5000, 60_000));
+    const got: string[] = [];
+    watch.follow('t', '0-0', { accepts: () => true, onEntries: (entries) => got.push(...entries.map((e) => e.fields.get('d') ?? '')), onLost: () => undefined });
+    const [first = ''] = (await owner.append('t', holder, '0-0', 'tok16', [entry('1')])) ?? [];
+    await until(() => got.length === 1, 5000, 'the first entry');
+    const ms = Number(first.split('-')[0]);
+    const [later, earlier] = [`${ms}-9`, `${ms}-5`];
+    for (const message of [
+      [first, earlier, [later, ['d', 'backwards']], [earlier, ['d', 'backwards']]],
+      [first, later, [later, ['d', 'not the last']], [`${ms}-7`, ['d', 'not the last']]],
+      [first, later, ['1e3-0', ['d', 'not an id']], [later, ['d', 'not an id']]],
+    ]) {
+      expect(await a.commands.publish('malformed:{t}:appends', JSON.stringify(message))).toBe(1);
+    }
+    await owner.append('t', holder, first, 'tok17', [entry('2')]);
+    await until(() => got.length >= 2, 5000, 'the next entry');
+    expect(got).toEqual(['1', '2']);
+    watch.close();
+  });
+
   test('a follower whose listening connection is cut gives up: what was announced meanwhile is unknown', async () => {
     const a = link('cut');
     const b = link('cut');
