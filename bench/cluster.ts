@@ -11,7 +11,7 @@ import { Redis } from 'ioredis';
 import jwt from 'jsonwebtoken';
 import { type ConnectedReport, type DoneReport, type ChildMessage, fixed, sampleProcs } from './common';
 import { END_AFTER_MS, type ScenarioOutcome, codeNames, describe, postJson, startPublishing } from './fanout';
-import { CLK_TCK, type Lab, type Subject, load1 } from './lab';
+import { CLK_TCK, type Lab, type RelayName, type Subject, load1 } from './lab';
 import type { LoadConfig } from './load';
 import { type Proc, waitHealthy } from './proc';
 import { freePort } from '../test/support/free-port';
@@ -38,6 +38,8 @@ export interface ClusterSettings {
   costBurst: number;
   /** Redis cost: which setups run. */
   costSetups: CostSetupName[];
+  /** Redis cost: which builds of the relay run each setup on Redis, in turn at each rate (`relay-before`: the `--before` checkout's). */
+  costBuilds: CostBuild[];
   /** Takeovers measured (each a fresh cluster). */
   takeovers: number;
   /** `CLUSTER_LEASE_MS` of the takeover runs. */
@@ -47,14 +49,18 @@ export interface ClusterSettings {
 const REDIS_SERVER = process.env.REDIS_SERVER_BIN ?? '/usr/bin/redis-server';
 
 /** The cost sweep's setups, as `--cluster-setups` names them. */
-export const COST_SETUP_NAMES = ['alone', 'redis1', 'redis3', 'cluster3'] as const;
+export const COST_SETUP_NAMES = ['alone', 'redis1', 'redis3', 'cluster3', 'redis1-signed', 'redis3-signed'] as const;
 type CostSetupName = (typeof COST_SETUP_NAMES)[number];
+/** The setups the cost sweep runs unless told. */
+export const DEFAULT_COST_SETUPS: readonly CostSetupName[] = ['alone', 'redis1', 'redis3', 'cluster3'];
+type CostBuild = Extract<RelayName, 'relay' | 'relay-before'>;
 
 interface Setup {
   readonly name: CostSetupName;
   readonly label: string;
   readonly relays: number;
   readonly redis: 'none' | 'single' | 'cluster';
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 const SETUPS: readonly Setup[] = [
@@ -63,8 +69,15 @@ const SETUPS: readonly Setup[] = [
   { name: 'redis3', label: '3 relays on Redis', relays: 3, redis: 'single' },
 ];
 
-/** The cost sweep adds a Redis Cluster: its figures are the sum over its masters. */
-const COST_SETUPS: readonly Setup[] = [...SETUPS, { name: 'cluster3', label: '3 relays on a 3-master Redis Cluster', relays: 3, redis: 'cluster' }];
+const SIGNED = { REDIS_SIGNING_SECRET: 'the bench signing secret, long enough for the relay' };
+
+/** The cost sweep adds a Redis Cluster (its figures are the sum over its masters), and signed entries. */
+const COST_SETUPS: readonly Setup[] = [
+  ...SETUPS,
+  { name: 'cluster3', label: '3 relays on a 3-master Redis Cluster', relays: 3, redis: 'cluster' },
+  { name: 'redis1-signed', label: '1 relay on Redis, signed', relays: 1, redis: 'single', env: SIGNED },
+  { name: 'redis3-signed', label: '3 relays on Redis, signed', relays: 3, redis: 'single', env: SIGNED },
+];
 
 /** A Redis the relays share, as the bench measures it. */
 interface BenchRedis {
@@ -127,6 +140,8 @@ interface TakeoverRow {
   firstEventMs: number;
   /** Every surviving subscriber got every event once, in order. */
   exact: boolean;
+  /** When not exact: what the subscribers lacked, repeated or got out of order. */
+  faults: string[];
 }
 
 /** A redis-server without persistence on a free loopback port, on `core`. */
@@ -187,10 +202,10 @@ async function redisStats(clients: readonly Redis[]): Promise<RedisStats> {
   return { calls, cpuS };
 }
 
-async function startCluster(lab: Lab, backendUrl: string, setup: Setup, maxStreams: number, env: NodeJS.ProcessEnv = {}) {
+async function startCluster(lab: Lab, backendUrl: string, setup: Setup, maxStreams: number, env: NodeJS.ProcessEnv = {}, build: CostBuild = 'relay') {
   const redis = setup.redis === 'single' ? await startRedis(lab, lab.subjectCore) : setup.redis === 'cluster' ? await startRedisCluster(lab.subjectCore) : undefined;
   const relays: Subject[] = [];
-  for (let i = 0; i < setup.relays; i++) relays.push(await lab.startRelay(backendUrl, lab.subjectCore, maxStreams, { ...redis?.env, ...env }));
+  for (let i = 0; i < setup.relays; i++) relays.push(await lab.startRelay(backendUrl, lab.subjectCore, maxStreams, { ...redis?.env, ...setup.env, ...env }, build));
   await Promise.all(relays.map((relay) => waitHealthy(`${relay.baseUrl}/readyz`, relay.node as Proc, 15_000)));
   return {
     redis,
@@ -218,14 +233,14 @@ function sum(calls: Map<string, number>): number {
   return total;
 }
 
-async function runFanoutSetup(lab: Lab, settings: FanoutRun, setup: Setup): Promise<FanoutRow> {
+async function runFanoutSetup(lab: Lab, settings: FanoutRun, setup: Setup, build: CostBuild = 'relay'): Promise<FanoutRow> {
   const codes = codeNames(settings.codes);
   const startLoad = load1();
   const backend = await lab.startBenchBackend(lab.subjectCore);
   let cluster: Awaited<ReturnType<typeof startCluster>> | undefined;
   let load: Proc | undefined;
   try {
-    cluster = await startCluster(lab, backend.url, setup, settings.subscribers);
+    cluster = await startCluster(lab, backend.url, setup, settings.subscribers, {}, build);
     const first = cluster.relays[0] as Subject;
     const loadConfig: LoadConfig = {
       baseUrl: first.baseUrl,
@@ -276,7 +291,7 @@ async function runFanoutSetup(lab: Lab, settings: FanoutRun, setup: Setup): Prom
       .map(([name, calls]) => `${name} ${fixed((calls / events) * 1000, 0)}`)
       .join(', ');
     return {
-      setup: setup.label,
+      setup: build === 'relay-before' ? `${setup.label} (before)` : setup.label,
       done,
       upstreamPeak: stats.peakConnections,
       relayCpuS: (after.ticks - before.ticks) / CLK_TCK,
@@ -364,12 +379,21 @@ async function runTakeover(lab: Lab, settings: ClusterSettings, round: number): 
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, lastEventInMs - (performance.now() - killedAt) - 1000) + 2000));
     const expected = Array.from({ length: rate * seconds }, (_, i) => i);
     const exact = subs.every((sub) => sub.seqs.length === expected.length && sub.seqs.every((seq, i) => seq === i));
+    const faults = subs.flatMap((sub, i) => {
+      const seen = new Set(sub.seqs);
+      const missing = expected.filter((seq) => !seen.has(seq));
+      const repeated = sub.seqs.length - seen.size;
+      const disordered = sub.seqs.filter((seq, j) => j > 0 && seq < (sub.seqs[j - 1] as number)).length;
+      if (missing.length === 0 && repeated === 0 && disordered === 0) return [];
+      const range = missing.length === 0 ? '' : ` missing ${missing.length} (seqs ${missing[0]} to ${missing.at(-1)}; last received ${sub.seqs.at(-1) ?? 'none'}, killed at ${seqAtKill})`;
+      return [`subscriber ${i}:${range}${repeated > 0 ? ` ${repeated} repeated` : ''}${disordered > 0 ? ` ${disordered} out of order` : ''}`];
+    });
     const firstAfter = subs.map((sub) => {
       const index = sub.seqs.findIndex((seq) => seq > seqAtKill + 1);
       return index < 0 ? NaN : (sub.times[index] as number) - killedAt;
     });
     first.close();
-    return { upstreamMs, firstEventMs: Math.max(...firstAfter), exact };
+    return { upstreamMs, firstEventMs: Math.max(...firstAfter), exact, faults };
   } finally {
     for (const sub of subs) sub.close();
     await cluster?.stop();
@@ -410,13 +434,17 @@ export async function runCluster(lab: Lab, settings: ClusterSettings): Promise<S
           idleMs: COST_IDLE_MS,
           burst: settings.costBurst,
         };
-        console.error(`bench: cluster cost: ${setup.label}, ${total} events/s …`);
-        try {
-          const row = await runFanoutSetup(lab, run, setup);
-          costRows.push(row);
-          console.error(`bench: cluster cost: ${setup.label}, ${total}/s: ${costLine(row)}`);
-        } catch (err) {
-          failed(`${setup.label} at ${total}/s`, err);
+        // Before and after in turn at each rate, so both meet the same load from the machine's other users.
+        for (const build of setup.redis === 'none' ? (['relay'] as const) : settings.costBuilds) {
+          const label = build === 'relay-before' ? `${setup.label} (before)` : setup.label;
+          console.error(`bench: cluster cost: ${label}, ${total} events/s …`);
+          try {
+            const row = await runFanoutSetup(lab, run, setup, build);
+            costRows.push(row);
+            console.error(`bench: cluster cost: ${label}, ${total}/s: ${costLine(row)}`);
+          } catch (err) {
+            failed(`${label} at ${total}/s`, err);
+          }
         }
       }
     }
@@ -428,7 +456,7 @@ export async function runCluster(lab: Lab, settings: ClusterSettings): Promise<S
     try {
       const row = await runTakeover(lab, settings, round);
       takeovers.push(row);
-      console.error(`bench: takeover: upstream back ${fixed(row.upstreamMs, 0)} ms after the kill, exact: ${row.exact}`);
+      console.error(`bench: takeover: upstream back ${fixed(row.upstreamMs, 0)} ms after the kill, exact: ${row.exact}${row.exact ? '' : `: ${row.faults.join('; ')}`}`);
     } catch (err) {
       failed(`takeover ${round + 1}`, err);
     }
@@ -525,6 +553,7 @@ function table(settings: ClusterSettings, rows: readonly FanoutRow[], takeovers:
         `backend asked again ${ups.map((ms) => fixed(ms, 0)).join(', ')} ms after the kill; first new event on every survivor's subscribers ${firsts.map((ms) => fixed(ms, 0)).join(', ')} ms after it; ` +
         `every surviving subscriber got every event once and in order: ${takeovers.every((t) => t.exact) ? 'yes' : `NO (${takeovers.filter((t) => !t.exact).length} runs)`}.`,
     );
+    for (const [i, t] of takeovers.entries()) if (!t.exact) lines.push(`- run ${i + 1}: ${t.faults.join('; ')}`);
   }
   for (const line of failures) lines.push(`- ${line}`);
   lines.push(

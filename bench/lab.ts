@@ -15,7 +15,7 @@ import { tempPaths } from '../test/support/nginx';
 
 export type SubjectName = 'direct' | 'floor' | 'relay' | 'relay-plain' | 'relay-before' | 'nginx';
 /** The subjects that are a relay's `server.js`, run the same way. */
-type RelayName = Extract<SubjectName, 'relay' | 'relay-plain' | 'relay-before'>;
+export type RelayName = Extract<SubjectName, 'relay' | 'relay-plain' | 'relay-before'>;
 /**
  * Every subject `--subjects` may name. `relay-plain` is the relay with `NODE_INTERNALS=0` (no
  * trick past Node's and Express's public API): run beside `relay` it shows what they save.

@@ -26,7 +26,7 @@ import { type ScenarioOutcome, runFanout } from './fanout';
 import type { FanoutSettings } from './fanout-row';
 import { ALL_SUBJECTS, DEFAULT_SUBJECTS, FANOUT_ONLY, Lab, ROOT, type SubjectName, beforeDist, commitOf, ensureNginx, load1, machineLine } from './lab';
 import { type MultiplexSettings, runMultiplex } from './multiplex';
-import { CLUSTER_PARTS, COST_SETUP_NAMES, type ClusterSettings, runCluster } from './cluster';
+import { CLUSTER_PARTS, COST_SETUP_NAMES, DEFAULT_COST_SETUPS, type ClusterSettings, runCluster } from './cluster';
 import { type RestartSettings, runRestart } from './restart';
 import { portable, portableArgs } from './portable-path';
 import { type SubscribeSettings, runSubscribe } from './subscribe';
@@ -244,7 +244,8 @@ function parseSettings(argv: string[]): Settings {
       costSubscribers: positiveInt('cluster-cost-subscribers', values['cluster-cost-subscribers'], 30),
       costSeconds: positiveInt('cluster-cost-seconds', values['cluster-cost-seconds'], 4),
       costBurst: positiveInt('cluster-burst', values['cluster-burst'], 1),
-      costSetups: pick('cluster-setups', values['cluster-setups'], COST_SETUP_NAMES),
+      costSetups: pick('cluster-setups', values['cluster-setups'], COST_SETUP_NAMES, DEFAULT_COST_SETUPS),
+      costBuilds: subjects.includes('relay-before') ? ['relay-before', 'relay'] : ['relay'],
     },
     restart: {
       clients: positiveInt('restart-clients', values['restart-clients'], size.restartClients),

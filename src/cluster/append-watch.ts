@@ -4,7 +4,13 @@ import { type HistoryEntry, type SharedTopicStore, toEntry } from './shared-topi
 
 /** What a followed topic's owner is told. */
 export interface StreamFollower {
-  /** New entries, oldest first, in the order Redis holds them. */
+  /**
+   * Whether an entry is one a relay of the cluster wrote (its signature verifies). An
+   * announcement is only what someone published: its entries' ids count as positions in the
+   * stream only when this accepts them.
+   */
+  accepts(entry: HistoryEntry): boolean;
+  /** New entries it accepted, oldest first, in the order Redis holds them. */
   onEntries(entries: HistoryEntry[]): void;
   /** The announcements of this topic can no longer be heard: entries may have been missed, the follower must give up. */
   onLost(): void;
@@ -12,6 +18,13 @@ export interface StreamFollower {
 
 /** Entries taken per read when catching up: bounds one reply, the next read takes the rest. */
 const CATCH_UP_BATCH = 1000;
+
+/**
+ * How far past the newest id this relay read from a node, allowing for the time since, an
+ * announced id may be and still be believed without a read (the append's delay and clocks'
+ * drift fit well within it).
+ */
+const ANNOUNCED_AHEAD_MS = 1000;
 
 /** What an append announces: the id before it, its last id, and its entries when they were small enough to carry. */
 interface Announcement {
@@ -38,6 +51,11 @@ interface NodeListener {
   readonly node: string;
   readonly client: Redis;
   readonly channels: Set<string>;
+  /**
+   * The largest gap seen between an id read from this node's streams and this relay's clock at
+   * the time (ids are the node's clock when appended): undefined until a read returned an entry.
+   */
+  aheadMs: number | undefined;
 }
 
 /**
@@ -134,7 +152,7 @@ export class AppendWatch {
   private listenerOf(node: string): NodeListener {
     const known = this.listeners.get(node);
     if (known) return known;
-    const listener: NodeListener = { node, client: this.link.nodeConnection(node, 'appends'), channels: new Set() };
+    const listener: NodeListener = { node, client: this.link.nodeConnection(node, 'appends'), channels: new Set(), aheadMs: undefined };
     this.listeners.set(node, listener);
     listener.client.on(this.link.sharded ? 'smessage' : 'message', (channel: string, message: string) => {
       const followed = this.followed.get(channel);
@@ -166,8 +184,20 @@ export class AppendWatch {
       return;
     }
     if (compareIds(announcement.last, followed.cursor) <= 0) return;
-    if (announcement.entries && compareIds(announcement.prev, followed.cursor) <= 0) return this.deliver(followed, announcement.entries);
+    if (announcement.entries && compareIds(announcement.prev, followed.cursor) <= 0 && this.plausible(followed, announcement.last)) {
+      return this.deliver(followed, announcement.entries, false);
+    }
     void this.catchUp(followed);
+  }
+
+  /**
+   * Whether an announced id could be in the stream by now: Redis made it from its clock, moments
+   * ago. One much later (published by someone else) would put the cursor past every append to
+   * come; the entries are read from the stream instead, where ids are what Redis holds.
+   */
+  private plausible(followed: Followed, id: string): boolean {
+    const ahead = followed.listener?.aheadMs;
+    return ahead !== undefined && idMs(id) <= Date.now() + ahead + ANNOUNCED_AHEAD_MS;
   }
 
   /** Reads the history after the cursor, then sorts out the announcements held meanwhile. */
@@ -177,7 +207,9 @@ export class AppendWatch {
       for (;;) {
         const entries = await this.store.after(followed.topic, followed.cursor, CATCH_UP_BATCH);
         if (this.followed.get(followed.channel) !== followed) return;
-        this.deliver(followed, entries);
+        const newest = entries.at(-1);
+        if (newest && followed.listener) followed.listener.aheadMs = Math.max(followed.listener.aheadMs ?? -Infinity, idMs(newest.streamId) - Date.now());
+        this.deliver(followed, entries, true);
         if (entries.length < CATCH_UP_BATCH) break;
       }
     } catch {
@@ -191,13 +223,19 @@ export class AppendWatch {
     for (const announcement of held) this.handle(followed, announcement);
   }
 
-  /** Hands on the entries after the cursor; `entries` follow on from an id at or before it. */
-  private deliver(followed: Followed, entries: HistoryEntry[]): void {
+  /**
+   * Hands on the accepted entries after the cursor; `entries` follow on from an id at or before it.
+   * Ids read from the stream are where Redis holds entries, forged or not: the cursor moves past
+   * them all, so a forged one is not read again. An announcement's ids are whatever its publisher
+   * wrote: only entries the follower accepts move the cursor, else one forged far ahead would
+   * make every later append look old.
+   */
+  private deliver(followed: Followed, entries: HistoryEntry[], read: boolean): void {
     const fresh = entries.filter((entry) => compareIds(entry.streamId, followed.cursor) > 0);
-    const last = fresh[fresh.length - 1];
-    if (!last) return;
-    followed.cursor = last.streamId;
-    followed.follower.onEntries(fresh);
+    const accepted = fresh.filter((entry) => followed.follower.accepts(entry));
+    const last = read ? fresh.at(-1) : accepted.at(-1);
+    if (last) followed.cursor = last.streamId;
+    if (accepted.length > 0) followed.follower.onEntries(accepted);
   }
 
   private lose(followed: Followed): void {
@@ -220,16 +258,29 @@ function parseAnnouncement(message: string): Announcement | undefined {
   } catch {
     return undefined;
   }
-  if (!Array.isArray(value) || typeof value[0] !== 'string' || typeof value[1] !== 'string') return undefined;
+  if (!Array.isArray(value) || !isId(value[0]) || !isId(value[1]) || compareIds(value[0], value[1]) >= 0) return undefined;
   if (value.length === 2) return { prev: value[0], last: value[1], entries: undefined };
   const entries: HistoryEntry[] = [];
+  let before = value[0];
   for (const item of value.slice(2) as unknown[]) {
-    if (!Array.isArray(item) || typeof item[0] !== 'string' || !Array.isArray(item[1])) return undefined;
+    // Ids in order after `prev`, the last one `last`: the cursor never moves back.
+    if (!Array.isArray(item) || !isId(item[0]) || compareIds(item[0], before) <= 0 || !Array.isArray(item[1])) return undefined;
     const flat = item[1] as unknown[];
     if (!flat.every((field) => typeof field === 'string')) return undefined;
     entries.push(toEntry([item[0], flat as string[]]));
+    before = item[0];
   }
+  if (before !== value[1]) return undefined;
   return { prev: value[0], last: value[1], entries };
+}
+
+function isId(value: unknown): value is string {
+  return typeof value === 'string' && /^\d{1,15}-\d{1,15}$/.test(value);
+}
+
+/** The milliseconds part of a stream id. */
+function idMs(id: string): number {
+  return Number(id.slice(0, id.indexOf('-')));
 }
 
 /** Orders two stream ids (`<ms>-<seq>`). */

@@ -345,8 +345,9 @@ export class ClusterFeed implements EventFeed {
     this.role = 'follower';
     this.open();
     this.unfollow = this.context.watch.follow(this.key, cursor, {
+      accepts: (entry) => this.genuine(entry),
       onEntries: (entries) => {
-        for (const entry of entries) if (this.role === 'follower' && this.genuine(entry)) this.apply(entry, true);
+        for (const entry of entries) if (this.role === 'follower') this.apply(entry, true);
       },
       onLost: () => {
         if (this.role !== 'follower') return;

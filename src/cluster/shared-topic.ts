@@ -63,14 +63,19 @@ return 1`;
 
 /**
  * KEYS: lease, fence, events, meta, appends channel. ARGV: holder, max entries, max bytes,
- * retention ms, finish (0/1), publish command, inline limit (bytes), the id appended before
- * (announced as such), entry count, batch token, then per entry its size, its field count and
- * its field/value pairs. Refused (nil) unless `holder` holds the lease; else the entries'
- * stream ids, in order. The meta keeps the last batch's token: a batch sent again after its
- * reply was lost finds it there and gets the same ids back, not a second copy.
+ * retention ms, finish (0/1), publish command, inline (1: the announcement carries the entries'
+ * fields, 0: their ids only), the id appended before (announced as such), entry count, batch
+ * token, then per entry its size, its field count and its field/value pairs. Refused (nil)
+ * unless `holder` holds the lease; else the entries' stream ids, in order. The meta keeps the
+ * last batch's token: a batch sent again after its reply was lost finds it there and gets the
+ * same ids back, not a second copy.
  *
- * The announcement is JSON: [previous id, last id, [id, [field, value, …]], …]; when the
- * entries' fields pass the inline limit, only [previous id, last id] (readers fetch them).
+ * The byte bound holds after every call. The entry bound lets the stream grow a sixteenth past
+ * it before trimming back to it: a full history is trimmed once per that many calls, not at
+ * every one (reading the entries dropped, for their sizes, is most of a trim's work).
+ *
+ * The announcement is JSON: [previous id, last id, [id, [field, value, …]], …], or only
+ * [previous id, last id] (readers fetch the entries).
  */
 const APPEND = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
@@ -83,29 +88,24 @@ if meta[1] == ARGV[10] then
   return ids
 end
 local bytes = tonumber(meta[2]) or 0
+local inline = ARGV[7] == '1'
 local message = {ARGV[8], ''}
 local ids = {}
-local inline = 0
 local at = 11
 for n = 1, count do
-  local fields = {}
-  for j = at + 2, at + 1 + tonumber(ARGV[at + 1]) do
-    fields[#fields + 1] = ARGV[j]
-    inline = inline + #ARGV[j]
-  end
-  local id = redis.call('XADD', KEYS[3], '*', '${SIZE_FIELD}', ARGV[at], unpack(fields))
+  local size, last_field = ARGV[at], at + 1 + tonumber(ARGV[at + 1])
+  local id = redis.call('XADD', KEYS[3], '*', '${SIZE_FIELD}', size, unpack(ARGV, at + 2, last_field))
   ids[n] = id
-  message[#message + 1] = {id, fields}
-  bytes = bytes + tonumber(ARGV[at])
-  at = at + 2 + tonumber(ARGV[at + 1])
+  if inline then message[n + 2] = {id, {unpack(ARGV, at + 2, last_field)}} end
+  bytes = bytes + tonumber(size)
+  at = last_field + 1
 end
-local last = ids[#ids]
-message[2] = last
+message[2] = ids[count]
 local length = redis.call('XLEN', KEYS[3])
 local update = {'bytes', 0, 'batch', ARGV[10]}
 local max_entries, max_bytes = tonumber(ARGV[2]), tonumber(ARGV[3])
-if length > max_entries or bytes > max_bytes then
-  -- The oldest entries go, never the newest: read those the count bound drops and the first one kept,
+if length > max_entries + math.ceil(max_entries / 16) or bytes > max_bytes then
+  -- The oldest entries go, never the newest: read those the entry bound drops and the first one kept,
   -- then more, a few at a time, while the bytes are over.
   local dropped, kept, start = 0, nil, '-'
   while kept == nil do
@@ -137,11 +137,10 @@ end
 redis.call('HSET', KEYS[4], unpack(update))
 if ARGV[5] == '1' then
   for i = 2, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
-elseif length <= #ids then
+elseif length <= count then
   -- A stream XADD just made has no TTL yet; after that, the owner's renewals push every key's on.
   redis.call('PEXPIRE', KEYS[3], ARGV[4])
 end
-if inline > tonumber(ARGV[7]) then message = {message[1], last} end
 redis.call(ARGV[6], KEYS[5], cjson.encode(message))
 return ids`;
 
@@ -254,6 +253,8 @@ export class SharedTopicStore {
    */
   async append(topic: string, holder: string, previous: string, token: string, entries: readonly NewEntry[], finish?: { keepMs: number }): Promise<string[] | undefined> {
     const keepMs = finish ? finish.keepMs : this.retentionMs;
+    let announced = 0;
+    for (const entry of entries) for (const field of entry.fields) announced += Buffer.byteLength(field);
     const args = [
       ...this.keys(topic),
       this.channel(topic),
@@ -263,7 +264,7 @@ export class SharedTopicStore {
       String(Math.max(1, keepMs)),
       finish ? '1' : '0',
       this.link.sharded ? 'SPUBLISH' : 'PUBLISH',
-      String(INLINE_LIMIT),
+      announced > INLINE_LIMIT ? '0' : '1',
       previous,
       String(entries.length),
       token,

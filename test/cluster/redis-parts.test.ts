@@ -150,6 +150,21 @@ describe('a topic shared through Redis', () => {
     history = await store.load('t');
     expect(history.entries.map((entry) => entry.fields.get('e'))).toEqual(['5', '6']);
   });
+
+  test('a full history is trimmed back to its entry bound once it is a sixteenth over, not at every append', async () => {
+    const a = link('steps');
+    await until(() => a.ready, 5000, 'redis connected');
+    const store = new SharedTopicStore(a, { maxEntries: 32, maxBytes: 1 << 20 }, 5000, 5000);
+    const holder = (await store.claim('t', undefined)) ?? '';
+    const held = async (): Promise<string[]> => (await store.load('t')).entries.map((entry) => entry.fields.get('e') ?? '');
+    for (let i = 1; i <= 34; i++) await store.append('t', holder, '0-0', `steps-${i}`, [{ fields: ['e', String(i)], size: 1 }]);
+    expect(await held()).toHaveLength(34);
+    expect((await store.load('t')).truncated).toBe(false);
+    await store.append('t', holder, '0-0', 'steps-35', [{ fields: ['e', '35'], size: 1 }]);
+    expect(await held()).toEqual(Array.from({ length: 32 }, (_, i) => String(i + 4)));
+    expect((await store.load('t')).truncated).toBe(true);
+    expect(Number(await a.commands.hget('steps:{t}:meta', 'bytes'))).toBe(32);
+  });
 });
 
 /** Scripts Redis ran so far (EVALSHA, and EVAL when the script was not cached yet). */
@@ -217,7 +232,7 @@ describe('following a topic through its append announcements', () => {
     const watch = new AppendWatch(b, store);
     const got: HistoryEntry[] = [];
     let lost = false;
-    watch.follow('t', early[0] ?? '', { onEntries: (entries) => got.push(...entries), onLost: () => (lost = true) });
+    watch.follow('t', early[0] ?? '', { accepts: () => true, onEntries: (entries) => got.push(...entries), onLost: () => (lost = true) });
     // Appended while the watch subscribes and reads what it missed: each still comes once, in order.
     const big = 'x'.repeat(70 * 1024);
     for (let i = 3; i <= 30; i++) await append([i === 20 ? big : String(i)]);
@@ -236,7 +251,7 @@ describe('following a topic through its append announcements', () => {
     const holder = (await owner.claim('t', undefined)) ?? '';
     const watch = new AppendWatch(b, new SharedTopicStore(b, bounds, 5000, 60_000));
     const got: string[] = [];
-    watch.follow('t', '0-0', { onEntries: (entries) => got.push(...entries.map((e) => e.fields.get('d') ?? '')), onLost: () => undefined });
+    watch.follow('t', '0-0', { accepts: () => true, onEntries: (entries) => got.push(...entries.map((e) => e.fields.get('d') ?? '')), onLost: () => undefined });
     const [first] = (await owner.append('t', holder, '0-0', 'tok10', [entry('1')])) ?? [];
     await until(() => got.length === 1, 5000, 'the first entry');
     // In the stream, never announced: as if the announcement was lost on the way.
@@ -245,6 +260,52 @@ describe('following a topic through its append announcements', () => {
     await owner.append('t', holder, silent, 'tok11', [entry('3')]);
     await until(() => got.length === 3, 5000, 'the silent entry and the next');
     expect(got).toEqual(['1', '2', '3']);
+    watch.close();
+  });
+
+  test('an announcement of ids far ahead of the stream is checked against the stream: without signing, its entry is not handed on and the appends after it are', async () => {
+    const a = link('ahead');
+    const b = link('ahead');
+    await until(() => a.ready && b.ready, 5000, 'redis connected');
+    const owner = new SharedTopicStore(a, bounds, 5000, 60_000);
+    const holder = (await owner.claim('t', undefined)) ?? '';
+    const watch = new AppendWatch(b, new SharedTopicStore(b, bounds, 5000, 60_000));
+    const got: string[] = [];
+    watch.follow('t', '0-0', { accepts: () => true, onEntries: (entries) => got.push(...entries.map((e) => e.fields.get('d') ?? '')), onLost: () => undefined });
+    const [first = ''] = (await owner.append('t', holder, '0-0', 'tok13', [entry('1')])) ?? [];
+    await until(() => got.length === 1, 5000, 'the first entry');
+    const far = '99999999999999-0';
+    expect(await a.commands.publish('ahead:{t}:appends', JSON.stringify([first, far, [far, ['k', 'v', 'd', 'forged']]]))).toBe(1);
+    const [second = ''] = (await owner.append('t', holder, first, 'tok14', [entry('2')])) ?? [];
+    await owner.append('t', holder, second, 'tok15', [entry('3')]);
+    await until(() => got.length >= 3, 5000, 'the entries after the forged announcement');
+    expect(got).toEqual(['1', '2', '3']);
+    watch.close();
+  });
+
+  test('an announcement whose entries are not stream ids in order after the one it names first is dropped, and the follower goes on', async () => {
+    const a = link('malformed');
+    const b = link('malformed');
+    await until(() => a.ready && b.ready, 5000, 'redis connected');
+    const owner = new SharedTopicStore(a, bounds, 5000, 60_000);
+    const holder = (await owner.claim('t', undefined)) ?? '';
+    const watch = new AppendWatch(b, new SharedTopicStore(b, bounds, 5000, 60_000));
+    const got: string[] = [];
+    watch.follow('t', '0-0', { accepts: () => true, onEntries: (entries) => got.push(...entries.map((e) => e.fields.get('d') ?? '')), onLost: () => undefined });
+    const [first = ''] = (await owner.append('t', holder, '0-0', 'tok16', [entry('1')])) ?? [];
+    await until(() => got.length === 1, 5000, 'the first entry');
+    const ms = Number(first.split('-')[0]);
+    const [later, earlier] = [`${ms}-9`, `${ms}-5`];
+    for (const message of [
+      [first, earlier, [later, ['d', 'backwards']], [earlier, ['d', 'backwards']]],
+      [first, later, [later, ['d', 'not the last']], [`${ms}-7`, ['d', 'not the last']]],
+      [first, later, ['1e3-0', ['d', 'not an id']], [later, ['d', 'not an id']]],
+    ]) {
+      expect(await a.commands.publish('malformed:{t}:appends', JSON.stringify(message))).toBe(1);
+    }
+    await owner.append('t', holder, first, 'tok17', [entry('2')]);
+    await until(() => got.length >= 2, 5000, 'the next entry');
+    expect(got).toEqual(['1', '2']);
     watch.close();
   });
 
@@ -258,7 +319,7 @@ describe('following a topic through its append announcements', () => {
     const watch = new AppendWatch(b, store);
     const got: string[] = [];
     let lost = false;
-    watch.follow('t', '0-0', { onEntries: (entries) => got.push(...entries.map((e) => e.fields.get('d') ?? '')), onLost: () => (lost = true) });
+    watch.follow('t', '0-0', { accepts: () => true, onEntries: (entries) => got.push(...entries.map((e) => e.fields.get('d') ?? '')), onLost: () => (lost = true) });
     await owner.append('t', holder, '0-0', 'tok12', [entry('1')]);
     await until(() => got.length === 1, 5000, 'the first entry');
     await a.commands.call('CLIENT', 'KILL', 'TYPE', 'pubsub');

@@ -72,7 +72,8 @@ test('entries and end-user messages that someone else wrote into Redis are dropp
   expect(await writer.publish(APPENDS_CHANNEL, JSON.stringify([real1, forged[0], [forged[0], html]]))).toBe(1);
   await until(() => follower.relay.stats.forged.get('entry') === 1, 5000, 'the announced entry dropped');
   expect(await writer.publish(APPENDS_CHANNEL, JSON.stringify([forged[0], forged[2]]))).toBe(1);
-  await until(() => follower.relay.stats.forged.get('entry') === 3, 5000, 'the entries read after an announcement dropped');
+  // The first is counted again as read: an announced entry that failed moved the follower's position nowhere.
+  await until(() => follower.relay.stats.forged.get('entry') === 4, 5000, 'the entries read after an announcement dropped');
   // ...and tells every relay to end alice's streams.
   expect(await writer.publish('sse-relay:end-user', JSON.stringify({ from: 'forger', user: 'alice' }))).toBe(2);
   expect(await writer.publish('sse-relay:end-user', 'null')).toBe(2);
@@ -81,12 +82,12 @@ test('entries and end-user messages that someone else wrote into Redis are dropp
 
   expect(second.text()).toBe('retry: 2000\n\ndata: real1\nid: 1\n\ndata: real2\nid: 2\n\n');
   expect(first.text()).toBe(second.text());
-  expect(follower.relay.stats.forged).toEqual(new Map([['entry', 3], ['end_user', 1]]));
+  expect(follower.relay.stats.forged).toEqual(new Map([['entry', 4], ['end_user', 1]]));
   // The owner reads no history of its own topic, but it hears the channel.
   expect(owner.relay.stats.forged).toEqual(new Map([['end_user', 1]]));
   expect(follower.relay.hub.topic(TOPIC)?.state).toBe('live');
   const metrics = await (await fetch(`${follower.url}/metrics`)).text();
-  expect(metrics).toContain('sse_relay_cluster_forged_total{kind="entry"} 3');
+  expect(metrics).toContain('sse_relay_cluster_forged_total{kind="entry"} 4');
 
   // A relay that joins later loads the history: the forged entries are dropped there too.
   const [late] = (await cluster(1)) as [RunningRelay];
@@ -100,6 +101,56 @@ test('entries and end-user messages that someone else wrote into Redis are dropp
   await Promise.all([first.ended, second.ended, third.ended]);
   expect(follower.relay.stats.closeReasons.get('ended_by_app')).toBe(1);
 }, 20_000);
+
+test('a forged announcement of an entry far ahead of the history does not stall a follower: the appends after it still reach its clients, once and in order', async () => {
+  const path = '/downloads/stall/events';
+  const [owner, follower] = (await cluster(2)) as [RunningRelay, RunningRelay];
+  const first = await subscribe(owner, path);
+  await until(() => backend.listeners(path) === 1, 5000, 'the owner reading the backend');
+  const second = await subscribe(follower, path);
+  backend.emit(path, 'data: real1\n');
+  await until(() => second.text().includes('data: real1\n'), 5000, 'real1 through the follower');
+
+  // Announced only, never appended: its id is past anything the stream will hold for centuries.
+  const [[real1]] = (await writer.xrevrange('sse-relay:{download:stall}:events', '+', '-', 'COUNT', 1)) as [[string, string[]]];
+  const far = '99999999999999-0';
+  const forged = JSON.stringify([real1, far, [far, ['k', 'v', 'i', '99', 'e', '99', 'd', 'forged']]]);
+  expect(await writer.publish('sse-relay:{download:stall}:appends', forged)).toBe(1);
+  for (const n of [2, 3, 4]) backend.emit(path, `data: real${n}\n`);
+  await until(() => second.text().includes('data: real4\n'), 5000, 'real4 through the follower');
+
+  const expected = 'retry: 2000\n\ndata: real1\nid: 1\n\ndata: real2\nid: 2\n\ndata: real3\nid: 3\n\ndata: real4\nid: 4\n\n';
+  expect(second.text()).toBe(expected);
+  expect(first.text()).toBe(expected);
+});
+
+test('an announced entry that does not verify moves a follower nowhere, even at an id the stream could hold next', async () => {
+  const path = '/downloads/ahead/events';
+  const events = 'sse-relay:{download:ahead}:events';
+  const channel = 'sse-relay:{download:ahead}:appends';
+  const [owner, follower] = (await cluster(2)) as [RunningRelay, RunningRelay];
+  const first = await subscribe(owner, path);
+  await until(() => backend.listeners(path) === 1, 5000, 'the owner reading the backend');
+  const second = await subscribe(follower, path);
+  backend.emit(path, 'data: real1\n');
+  await until(() => second.text().includes('data: real1\n'), 5000, 'real1 through the follower');
+
+  // An entry written far ahead: Redis gives the appends after it the same milliseconds and the next
+  // sequence numbers, so an id a few sequence numbers on is one the stream is about to hold.
+  const [[real1]] = (await writer.xrevrange(events, '+', '-', 'COUNT', 1)) as [[string, string[]]];
+  const far = '99999999999990';
+  await writer.xadd(events, `${far}-0`, 's', '0', 'k', 'v', 'd', 'forged');
+  expect(await writer.publish(channel, JSON.stringify([real1, `${far}-0`]))).toBe(1);
+  await until(() => follower.relay.stats.forged.get('entry') === 1, 5000, 'the entry read and dropped');
+  expect(await writer.publish(channel, JSON.stringify([`${far}-0`, `${far}-5`, [`${far}-5`, ['k', 'v', 'd', 'forged']]]))).toBe(1);
+  await until(() => follower.relay.stats.forged.get('entry') === 2, 5000, 'the announced entry dropped');
+  for (const n of [2, 3, 4]) backend.emit(path, `data: real${n}\n`);
+  await until(() => second.text().includes('data: real4\n'), 5000, 'real4 through the follower');
+
+  const expected = 'retry: 2000\n\ndata: real1\nid: 1\n\ndata: real2\nid: 2\n\ndata: real3\nid: 3\n\ndata: real4\nid: 4\n\n';
+  expect(second.text()).toBe(expected);
+  expect(first.text()).toBe(expected);
+});
 
 test('a relay with another secret is not believed by the others: its entries are dropped, as forged ones', async () => {
   const path = '/downloads/other/events';
