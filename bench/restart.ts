@@ -98,7 +98,13 @@ interface RestartRow {
   grants: boolean;
   /** SIGTERM to exit, exit to listening (first /healthz 200, polled every 50 ms). */
   stopMs: number;
+  /** SIGTERM to the old relay's first `/readyz` 503 (it handled the signal and drains); NaN if none came before the exit. */
+  drainingMs: number;
+  /** The old relay's longest event-loop delay while events flowed before the SIGTERM (prom-client's `nodejs_eventloop_lag_max_seconds`). */
+  loopDelayBeforeMs: number;
   startMs: number;
+  /** On Redis: exit to the first `/readyz` 200 (its Redis connection up and its slots shared), polled every 20 ms. */
+  readyMs: number;
   /** Resumed: ms after listening, per client of the restarted relay; NaN for one that did not. */
   resumedMs: number[];
   /** Reconnected (200), ms after listening; and the wait of that attempt for its 200 (the relay's answer time under the storm). */
@@ -208,20 +214,29 @@ async function runOne(lab: Lab, settings: RestartSettings, run: number): Promise
       endAfterMs: -1,
     });
     const lastEventAt = nowMs() + lastEventInMs;
+    // A scrape resets the relay's event-loop delay histogram: the next one reads the delay while events flow.
+    const oldRelay = relay;
+    await loopDelayMaxMs(oldRelay.baseUrl);
     await new Promise((resolve) => setTimeout(resolve, settings.stopAfterMs));
 
+    const loopDelayBeforeMs = await loopDelayMaxMs(oldRelay.baseUrl);
     const before = await backendStats(backend.url);
     const redisBefore = await redis?.stats();
     client.send({ cmd: 'stopping' });
     const stoppingAt = nowMs();
     // As systemd or Kubernetes: SIGTERM, then wait for the exit (the relay drains within SHUTDOWN_TIMEOUT_MS).
-    await (relay.node as Proc).stop('SIGTERM', 35_000);
+    const stopped = (oldRelay.node as Proc).stop('SIGTERM', 35_000);
+    const drainingAt = untilDraining(oldRelay.baseUrl, stopped);
+    await stopped;
     const exitedAt = nowMs();
+    const drainingMs = ((await drainingAt) ?? NaN) - stoppingAt;
     relay = await lab.startRelay(backend.url, lab.subjectCore, settings.clients, env);
     const listeningAt = nowMs();
-    if (redis) await waitReady(relay.baseUrl);
     const newRelay = relay;
+    // From listening: clients come back whether or not the relay says ready.
     sampler = sampleEvery100Ms(() => [...newRelay.pids(), backend.proc.pid, ...others.flatMap((other) => other.pids())]);
+    if (redis) await waitReady(relay.baseUrl);
+    const readyAt = nowMs();
 
     const deadline = Math.max(0, lastEventAt - nowMs()) + settings.graceMs;
     const completed = await client.message('complete', deadline).then(
@@ -256,7 +271,10 @@ async function runOne(lab: Lab, settings: RestartSettings, run: number): Promise
       redis: settings.redis,
       grants: settings.grants,
       stopMs: exitedAt - stoppingAt,
+      drainingMs,
+      loopDelayBeforeMs,
       startMs: listeningAt - exitedAt,
+      readyMs: redis ? readyAt - exitedAt : NaN,
       resumedMs: restarted,
       reopened: summary(done.reopenedMs),
       answer: summary(done.answerMs),
@@ -286,6 +304,31 @@ async function runOne(lab: Lab, settings: RestartSettings, run: number): Promise
     await redis?.stop();
     await backend.proc.stop();
   }
+}
+
+/** The relay's longest event-loop delay since the previous scrape, in ms (NaN if it does not answer within 10 s). */
+async function loopDelayMaxMs(baseUrl: string): Promise<number> {
+  const answer = await fetch(`${baseUrl}/metrics`, { signal: AbortSignal.timeout(10_000) }).catch(() => undefined);
+  const text = (await answer?.text().catch(() => undefined)) ?? '';
+  const match = /^nodejs_eventloop_lag_max_seconds ([\d.e+-]+)$/m.exec(text);
+  return match ? Number(match[1]) * 1000 : NaN;
+}
+
+/**
+ * When the relay first answers `/readyz` with 503 (it took the signal and drains), polled every
+ * 50 ms until `exited` settles: a relay whose event loop is busy takes the signal only when it
+ * gets to it.
+ */
+async function untilDraining(baseUrl: string, exited: Promise<void>): Promise<number | undefined> {
+  let gone = false;
+  void exited.then(() => (gone = true));
+  while (!gone) {
+    const answer = await fetch(`${baseUrl}/readyz`).catch(() => undefined);
+    await answer?.arrayBuffer().catch(() => undefined);
+    if (answer?.status === 503) return nowMs();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return undefined;
 }
 
 /** Commands Redis ran from `before` to `after`, INFO (the bench's own reads) left out. */
@@ -346,14 +389,14 @@ function table(settings: RestartSettings, rows: readonly RestartRow[], failures:
   const lines = [
     `### Restart: ${settings.clients} clients on ${settings.topics} topics, ${setupLabel(settings)}, each client its own user${settings.grants ? ' with a token granting its topic' : ', no grants'}; ${settings.events} events per topic at ${settings.rate}/s; DRAIN_WINDOW_MS=${settings.drainWindowMs}`,
     '',
-    `| run | stop s (SIGTERM → exit) | start s (exit → listening) | ${several ? 'its clients ' : ''}resumed after listening: 50 % / 99 % / 100 % s | reconnected (200) after listening: 50 % / 100 % s | reconnect answered in: p50 / p99 ms | lost | repeated | not received by the end | resync events | catch-ups (fell back) | backend stream opens (per topic, catch-ups aside) | status requests | relay CPU s: to 100 % / whole run |${several ? ' other relays CPU s, whole run |' : ''}${onRedis ? ' Redis CPU s / commands |' : ''} backend CPU s to 100 % | load avg start → end |`,
-    `|${'---|'.repeat(16 + (several ? 1 : 0) + (onRedis ? 1 : 0))}`,
+    `| run | stop s: SIGTERM → draining / → exit | event-loop delay before the stop, max ms | start s (exit → listening${onRedis ? ' / → ready' : ''}) | ${several ? 'its clients ' : ''}resumed after listening: 50 % / 99 % / 100 % s | reconnected (200) after listening: 50 % / 100 % s | reconnect answered in: p50 / p99 ms | lost | repeated | not received by the end | resync events | catch-ups (fell back) | backend stream opens (per topic, catch-ups aside) | status requests | relay CPU s: to 100 % / whole run |${several ? ' other relays CPU s, whole run |' : ''}${onRedis ? ' Redis CPU s / commands |' : ''} backend CPU s to 100 % | load avg start → end |`,
+    `|${'---|'.repeat(17 + (several ? 1 : 0) + (onRedis ? 1 : 0))}`,
   ];
   for (const row of rows) {
     const s = summary(row.resumedMs);
     const all = s.notResumed > 0 ? `not all (${s.notResumed} missing)` : fixed(s.max / 1000, 2);
     lines.push(
-      `| ${row.run} | ${fixed(row.stopMs / 1000, 2)} | ${fixed(row.startMs / 1000, 2)} | ${fixed(s.p50 / 1000, 2)} / ${fixed(s.p99 / 1000, 2)} / ${all} | ${fixed(row.reopened.p50 / 1000, 2)} / ${fixed(row.reopened.max / 1000, 2)} | ${fixed(row.answer.p50, 0)} / ${fixed(row.answer.p99, 0)} | ${row.done.lost} | ${row.done.repeated} | ${row.done.pending} | ${row.done.resyncs} | ${row.relay.catchUps} (${row.relay.catchUpFallbacks}) | ${row.backend.opened} (${fixed((row.backend.opened - row.relay.catchUps) / row.topics, 2)}) | ${row.backend.statusRequests} | ${fixed(row.cpuToAllS, 2)} / ${fixed(row.cpuTotalS, 2)} |${several ? ` ${fixed(row.othersCpuS, 2)} |` : ''}${onRedis ? ` ${fixed(row.redisCpuS, 2)} / ${row.redisCalls} |` : ''} ${fixed(row.backendCpuToAllS, 2)} | ${fixed(row.loadStart, 1)} → ${fixed(row.loadEnd, 1)} |`,
+      `| ${row.run} | ${fixed(row.drainingMs / 1000, 2)} / ${fixed(row.stopMs / 1000, 2)} | ${fixed(row.loopDelayBeforeMs, 0)} | ${fixed(row.startMs / 1000, 2)}${onRedis ? ` / ${fixed(row.readyMs / 1000, 2)}` : ''} | ${fixed(s.p50 / 1000, 2)} / ${fixed(s.p99 / 1000, 2)} / ${all} | ${fixed(row.reopened.p50 / 1000, 2)} / ${fixed(row.reopened.max / 1000, 2)} | ${fixed(row.answer.p50, 0)} / ${fixed(row.answer.p99, 0)} | ${row.done.lost} | ${row.done.repeated} | ${row.done.pending} | ${row.done.resyncs} | ${row.relay.catchUps} (${row.relay.catchUpFallbacks}) | ${row.backend.opened} (${fixed((row.backend.opened - row.relay.catchUps) / row.topics, 2)}) | ${row.backend.statusRequests} | ${fixed(row.cpuToAllS, 2)} / ${fixed(row.cpuTotalS, 2)} |${several ? ` ${fixed(row.othersCpuS, 2)} |` : ''}${onRedis ? ` ${fixed(row.redisCpuS, 2)} / ${row.redisCalls} |` : ''} ${fixed(row.backendCpuToAllS, 2)} | ${fixed(row.loadStart, 1)} → ${fixed(row.loadEnd, 1)} |`,
     );
   }
   lines.push('');
@@ -362,6 +405,7 @@ function table(settings: RestartSettings, rows: readonly RestartRow[], failures:
   lines.push(
     '',
     'Each client is a raw-socket `EventSource`: when its stream ends or a connection fails it waits the last `retry:` it was told (the drain says `DRAIN_RETRY_MS`, 3 s, plus up to 50 %) and reconnects with `Last-Event-ID`. ' +
+      `Stop: from the SIGTERM to the old relay's first \`/readyz\` 503 (polled every 50 ms: it has taken the signal and drains), and to its exit; before it, the longest delay of its event loop while events flowed for ${fixed(settings.stopAfterMs / 1000, 0)} s (prom-client's \`nodejs_eventloop_lag_max_seconds\`): a loop that late takes the signal that late. ` +
       'A client has *resumed* once its first connection after the old relay exited was answered 200 and it has the last event its topic published before the new relay listened (listening: the first `/healthz` 200, polled every 50 ms). ' +
       'Lost, repeated, not received: per client (all of them), events of its topic skipped (a later one came first), received twice, and not received when the run ended (late: the run waits until every client has every event, or `--grace-ms` past the last one). ' +
       `Backend${onRedis ? ' and Redis' : ''} figures count from just before the SIGTERM to the end; the relay's (catch-ups) from its new start. ` +
