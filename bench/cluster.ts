@@ -5,17 +5,14 @@
  * commands and CPU each event costs Redis, above its idle background, and the delay it adds),
  * and the takeover time after `kill -9` of a topic's owner.
  */
-import { execFileSync } from 'node:child_process';
 import { request } from 'node:http';
-import { Redis } from 'ioredis';
 import jwt from 'jsonwebtoken';
 import { type ConnectedReport, type DoneReport, type ChildMessage, fixed, sampleProcs } from './common';
 import { END_AFTER_MS, type ScenarioOutcome, codeNames, describe, postJson, startPublishing } from './fanout';
 import { CLK_TCK, type Lab, type RelayName, type Subject, load1 } from './lab';
 import type { LoadConfig } from './load';
 import { type Proc, waitHealthy } from './proc';
-import { freePort } from '../test/support/free-port';
-import { RedisCluster } from '../test/support/redis';
+import { startRedis, startRedisCluster } from './redis';
 
 /** Which parts of the scenario run. */
 export const CLUSTER_PARTS = ['fanout', 'cost', 'takeover'] as const;
@@ -45,8 +42,6 @@ export interface ClusterSettings {
   /** `CLUSTER_LEASE_MS` of the takeover runs. */
   leaseMs: number;
 }
-
-const REDIS_SERVER = process.env.REDIS_SERVER_BIN ?? '/usr/bin/redis-server';
 
 /** The cost sweep's setups, as `--cluster-setups` names them. */
 export const COST_SETUP_NAMES = ['alone', 'redis1', 'redis3', 'cluster3', 'redis1-signed', 'redis3-signed'] as const;
@@ -78,20 +73,6 @@ const COST_SETUPS: readonly Setup[] = [
   { name: 'redis1-signed', label: '1 relay on Redis, signed', relays: 1, redis: 'single', env: SIGNED },
   { name: 'redis3-signed', label: '3 relays on Redis, signed', relays: 3, redis: 'single', env: SIGNED },
 ];
-
-/** A Redis the relays share, as the bench measures it. */
-interface BenchRedis {
-  /** What the relays are given to find it. */
-  readonly env: NodeJS.ProcessEnv;
-  /** Calls and CPU so far, summed over every master. */
-  stats(): Promise<RedisStats>;
-  stop(): Promise<void>;
-}
-
-interface RedisStats {
-  calls: Map<string, number>;
-  cpuS: number;
-}
 
 /** One fan-out run's shape. */
 interface FanoutRun {
@@ -142,64 +123,6 @@ interface TakeoverRow {
   exact: boolean;
   /** When not exact: what the subscribers lacked, repeated or got out of order. */
   faults: string[];
-}
-
-/** A redis-server without persistence on a free loopback port, on `core`. */
-export async function startRedis(lab: Lab, core: number | undefined): Promise<BenchRedis> {
-  const port = await freePort();
-  const proc = lab.spawn('redis', REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], core);
-  const url = `redis://127.0.0.1:${port}`;
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    client.on('error', () => undefined);
-    try {
-      await client.connect();
-      await client.ping();
-      return {
-        env: { REDIS_URL: url },
-        stats: () => redisStats([client]),
-        async stop() {
-          client.disconnect();
-          await proc.stop();
-        },
-      };
-    } catch (err) {
-      client.disconnect();
-      if (Date.now() > deadline) throw err;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-}
-
-/** A three-master Redis Cluster (the tests' helper), every node moved onto `core`. */
-async function startRedisCluster(core: number | undefined): Promise<BenchRedis> {
-  const cluster = await new RedisCluster(3, 0).start();
-  if (core !== undefined) for (const node of cluster.nodes) if (node.child?.pid !== undefined) execFileSync('taskset', ['-pc', String(core), String(node.child.pid)], { stdio: 'ignore' });
-  const clients = (await cluster.masterPorts()).map((port) => new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 0 }));
-  return {
-    env: { REDIS_CLUSTER_NODES: cluster.seeds },
-    stats: () => redisStats(clients),
-    async stop() {
-      for (const client of clients) client.disconnect();
-      await cluster.stop();
-    },
-  };
-}
-
-async function redisStats(clients: readonly Redis[]): Promise<RedisStats> {
-  const calls = new Map<string, number>();
-  let cpuS = 0;
-  for (const client of clients) {
-    for (const match of (await client.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
-      const name = match[1] as string;
-      calls.set(name, (calls.get(name) ?? 0) + Number(match[2]));
-    }
-    const cpu = await client.info('cpu');
-    const field = (name: string): number => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(cpu)?.[1] ?? NaN);
-    cpuS += field('used_cpu_user') + field('used_cpu_sys');
-  }
-  return { calls, cpuS };
 }
 
 async function startCluster(lab: Lab, backendUrl: string, setup: Setup, maxStreams: number, env: NodeJS.ProcessEnv = {}, build: CostBuild = 'relay') {

@@ -144,6 +144,7 @@ function parseSettings(argv: string[]): Settings {
       'restart-stop-after-ms': { type: 'string' },
       'restart-no-grants': { type: 'boolean' },
       'restart-relays': { type: 'string' },
+      'restart-redis-cluster': { type: 'boolean' },
       'cluster-parts': { type: 'string' },
       'cluster-rates': { type: 'string' },
       'cluster-cost-codes': { type: 'string' },
@@ -184,6 +185,7 @@ function parseSettings(argv: string[]): Settings {
   const subjects = pick('subjects', values.subjects, ALL_SUBJECTS, DEFAULT_SUBJECTS);
   const beforeDir = values.before ?? process.env.BENCH_BEFORE;
   if (subjects.includes('relay-before') && beforeDir === undefined) throw new Error('--subjects relay-before: give --before <dir> (a checkout built with npm run build), or BENCH_BEFORE');
+  const restartRelays = positiveInt('restart-relays', values['restart-relays'], 1);
   if (values.before !== undefined && !subjects.includes('relay-before')) throw new Error('--before is for the relay-before subject: name it in --subjects');
   return {
     scenarios: pick('scenario', values.scenario, SCENARIOS),
@@ -259,7 +261,8 @@ function parseSettings(argv: string[]): Settings {
       stopAfterMs: positiveInt('restart-stop-after-ms', values['restart-stop-after-ms'], 3000),
       // One run unless asked: each is a fresh backend, relay and clients.
       runs: positiveInt('runs', values.runs, 1),
-      relays: positiveInt('restart-relays', values['restart-relays'], 1),
+      relays: restartRelays,
+      redis: values['restart-redis-cluster'] === true ? 'cluster' : restartRelays > 1 ? 'single' : 'none',
     },
     out: resolve(values.out ?? join(ROOT, 'bench/results/latest.md')),
     nginx: values.nginx ?? process.env.NGINX_BIN ?? '/usr/sbin/nginx',
