@@ -128,21 +128,29 @@ export class ClusterFeed implements EventFeed {
   }
 
   start(): void {
-    if (this.answerFollower) {
-      // Nothing to read without Redis: the answer is another relay's.
-      const unavailable = (why: string): void => {
-        if (this.role !== 'starting') return;
-        this.role = 'closed';
-        this.listener.onGiveUp('redis_unavailable', why);
-      };
-      if (!this.context.link.ready) return unavailable('redis unavailable at resume');
-      this.join().catch((err: unknown) => unavailable(`redis failed at resume: ${String(err)}`));
-      return;
-    }
-    if (!this.context.link.ready) return this.goLocal('redis unavailable at topic open');
-    this.join().catch((err: unknown) => {
-      if (this.role === 'starting') this.goLocal(`redis failed at topic open: ${String(err)}`);
+    // A relay that has not reached Redis yet (it is starting, its clients came back first) waits
+    // for it, up to a lease: a topic it opened alone would be a second upstream beside the owner's.
+    if (this.context.link.ready) return this.begin();
+    void this.context.link.readyWithin(this.context.store.leaseMs).then((ready) => {
+      if (this.role !== 'starting') return;
+      if (ready) return this.begin();
+      if (this.answerFollower) return this.unavailable('redis unavailable at resume');
+      this.goLocal('redis unavailable at topic open');
     });
+  }
+
+  private begin(): void {
+    this.join().catch((err: unknown) => {
+      if (this.role !== 'starting') return;
+      // Nothing to read without Redis for another relay's answer.
+      if (this.answerFollower) this.unavailable(`redis failed at resume: ${String(err)}`);
+      else this.goLocal(`redis failed at topic open: ${String(err)}`);
+    });
+  }
+
+  private unavailable(why: string): void {
+    this.role = 'closed';
+    this.listener.onGiveUp('redis_unavailable', why);
   }
 
   /**

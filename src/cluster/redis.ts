@@ -52,6 +52,9 @@ export class RedisLink {
   private readonly clients: (Redis | Cluster)[] = [];
   private readonly refreshListeners: (() => void)[] = [];
   private readonly readyListeners: (() => void)[] = [];
+  /** Resolves the first time Redis is ready. */
+  private readonly firstReady: Promise<void>;
+  private reachedOnce = false;
   private readonly probe: NodeJS.Timeout | undefined;
   private connected = false;
   /** A cluster's state as its masters last said (a single server has none: true). */
@@ -66,6 +69,12 @@ export class RedisLink {
     readonly prefix: string,
     private readonly logger: Logger,
   ) {
+    let reached: () => void = () => undefined;
+    this.firstReady = new Promise((resolve) => (reached = resolve));
+    this.readyListeners.push(() => {
+      this.reachedOnce = true;
+      reached();
+    });
     this.sharded = 'clusterNodes' in target;
     this.stateOk = !this.sharded;
     this.where = 'url' in target ? redacted(target.url) : target.clusterNodes.map((seed) => `${seed.host}:${seed.port}`).join(',');
@@ -92,6 +101,24 @@ export class RedisLink {
   /** Whether Redis answers commands now (on a cluster: and every master that answers says `cluster_state:ok`). */
   get ready(): boolean {
     return this.up;
+  }
+
+  /**
+   * Whether Redis is ready, waiting up to `ms` for it when this relay has not reached it yet (it is
+   * starting); one that reached it before and lost it is not waited for.
+   */
+  async readyWithin(ms: number): Promise<boolean> {
+    if (this.up || this.reachedOnce) return this.up;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), ms);
+      timer.unref();
+    });
+    try {
+      return await Promise.race([this.firstReady.then(() => this.up), late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Calls `listener` each time Redis becomes ready again (at start too): state kept in Redis may need writing back. */
