@@ -146,10 +146,11 @@ export function createRelay(options: CreateRelayOptions): Relay {
   // Refusals for want of an upstream are counted and listed with the other limits' (`refused`, below).
   const hub = new Hub(config, ownership, stats, logger, (limit) => refused(limit, undefined));
   // A POST's answer is read by the relay that received it; in a cluster its events go through the
-  // shared history, so that a resume works on any relay.
+  // shared history, so that a resume works on any relay (with no grace period there is none to
+  // resume: they stay in memory, and cost Redis nothing).
   const answers = new PostAnswers({
     config,
-    ownership: cluster?.ownership ?? local,
+    ownership: cluster !== undefined && config.postResumeGraceMs > 0 ? cluster.ownership : local,
     shared: cluster?.answers,
     stats,
     logger,

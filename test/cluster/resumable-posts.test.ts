@@ -286,3 +286,17 @@ test('Redis goes away mid-answer: after a lease the relay that received the POST
     await own.kill();
   }
 });
+
+test('with POST_RESUME_GRACE_MS=0 (no resume) an answer stays in its relay\'s memory: nothing of it in Redis', async () => {
+  const relay = await startRelay(backend.url, { redisUrl: redis.url, postResumeGraceMs: 0, clusterLeaseMs: LEASE_MS });
+  started.push(relay);
+  await until(() => relay.relay.cluster!.ready, 5000, 'the relay on redis');
+  const { first, streamId, answer } = await chatOn(relay.url);
+  answer.send('a');
+  await first.waitFor((e) => e.data === 'a');
+  const inspector = new Redis(redis.url);
+  expect(await inspector.keys(`*${streamId}*`)).toEqual([]);
+  inspector.disconnect();
+  answer.end();
+  await first.ended;
+});
