@@ -140,10 +140,11 @@ export function createCluster(target: RedisTarget, config: RelayConfig, local: L
     onUserEnded: (end) => userEnds.listen(end),
     answers: {
       follow: (key, init, listener) => new ClusterFeed(key, init, listener, context, true),
-      async cancel(key) {
+      async cancel(key, closedHere) {
         const held = await store.discard(key);
-        // Its relay aborts the backend's answer now, not at its next lease renewal.
-        if (held) await answerCancels.publish(key).catch(() => logger.warn({ topic: key }, 'cancelled an answer, but Redis did not take the message for its relay: it stops at its next lease renewal'));
+        // Its relay aborts the backend's answer now, not at its next lease renewal, and relays that
+        // follow it end their clients' streams now.
+        if (held || closedHere) await answerCancels.publish(key).catch(() => logger.warn({ topic: key }, 'cancelled an answer, but Redis did not take the message for its relay: it stops at its next lease renewal'));
         return held;
       },
       onCancelled: (close) => answerCancels.listen(close),

@@ -50,8 +50,11 @@ export interface OpenedAnswer {
 export interface SharedAnswers {
   /** The feed of an answer another relay reads: its events as that relay appends them. */
   follow(key: string, init: FeedInit, listener: UpstreamListener): EventFeed;
-  /** Cancels an answer whichever relay reads it, and drops its history; false when Redis holds none. */
-  cancel(key: string): Promise<boolean>;
+  /**
+   * Cancels an answer whichever relay reads it, and drops its history; false when Redis holds
+   * none. `closedHere`: this relay held it and closed it already (the others are told all the same).
+   */
+  cancel(key: string, closedHere: boolean): Promise<boolean>;
   /** What this relay does when another one cancels an answer (it may read or follow it). */
   onCancelled(close: (key: string) => void): void;
 }
@@ -136,7 +139,7 @@ export class PostAnswers {
     const { shared } = this.context;
     if (shared === undefined) return topic !== undefined;
     try {
-      return (await shared.cancel(key)) || topic !== undefined;
+      return (await shared.cancel(key, topic !== undefined)) || topic !== undefined;
     } catch {
       if (topic !== undefined) return true;
       throw new HttpError('redis_unavailable', 'Redis does not answer: the relay cannot tell whether another relay reads this answer; retry once Redis is back.');

@@ -478,8 +478,9 @@ export class Topic {
 
   private lingerFor(ms: number): void {
     clearTimeout(this.lingerTimer);
-    this.lingerTimer = setTimeout(() => void this.lapse(), ms);
-    this.lingerTimer.unref();
+    const timer = setTimeout(() => void this.lapse(timer), ms);
+    this.lingerTimer = timer;
+    timer.unref();
   }
 
   /**
@@ -487,10 +488,11 @@ export class Topic {
    * read it (a POST answer). Then it looks again when their mark would lapse, and once it has, it
    * lingers its whole time anew: they left at most a mark's length ago.
    */
-  private async lapse(): Promise<void> {
+  private async lapse(timer: NodeJS.Timeout): Promise<void> {
     if (this.size > 0) return;
     const elsewhere = this.state === 'finished' ? 0 : await (this.upstream.readElsewhere?.().catch(() => 0) ?? 0);
-    if (this.size > 0 || this.state === 'closed') return;
+    // A client came and went meanwhile: the linger its leaving started decides.
+    if (this.size > 0 || this.state === 'closed' || this.lingerTimer !== timer) return;
     if (elsewhere > 0) {
       this.readElsewhere = true;
       return this.lingerFor(elsewhere);

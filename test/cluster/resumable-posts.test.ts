@@ -300,3 +300,23 @@ test('with POST_RESUME_GRACE_MS=0 (no resume) an answer stays in its relay\'s me
   answer.end();
   await first.ended;
 });
+
+test('DELETE on the relay that received the POST: a client following it on another relay gets the end at once, as on one relay', async () => {
+  const leaseMs = 3000;
+  const [receiving, other] = await twoRelays(60_000, leaseMs);
+  const { first, streamId, answer } = await chatOn(receiving.url);
+  answer.send('a');
+  await first.waitFor((e) => e.data === 'a');
+  const follower = (await resumeOn(other.url, streamId, '1')).answer!;
+  answer.send('b');
+  await follower.waitFor((e) => e.data === 'b');
+
+  const sent = Date.now();
+  const cancel = await request(`${receiving.url}/api/streams/${streamId}`, { method: 'DELETE', headers: authHeader() });
+  expect(cancel.statusCode).toBe(204);
+  await cancel.body.dump();
+  await follower.ended;
+  expect(Date.now() - sent).toBeLessThan(leaseMs / 3);
+  expect(idsAndData(follower)).toEqual([['2', 'b']]);
+  await until(() => answer.abortedAt > 0, 2000, 'the backend sees the abort');
+});
