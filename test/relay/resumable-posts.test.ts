@@ -352,14 +352,21 @@ describe('the browser client resumes a dropped chat answer, or says why it canno
     const { transport, dropped } = droppingTransport(2);
     const tokens: string[] = [];
     const statuses: string[] = [];
-    const reply = streamChat(transport, QUICK, { chatbotId: 'b', message: 'hi' }, { onToken: (t) => tokens.push(t), onStatus: (s) => statuses.push(s) });
+    let resumedAt = 0;
+    const onToken = (t: string): void => {
+      tokens.push(t);
+      if (t === 'c') resumedAt = Date.now();
+    };
+    const reply = streamChat(transport, QUICK, { chatbotId: 'b', message: 'hi' }, { onToken, onStatus: (s) => statuses.push(s) });
     const answer = await fixture.answer(0);
     for (const token of ['a', 'b']) answer.send(delta(token), 'content_block_delta');
     await dropped;
+    const droppedAt = Date.now();
     for (const token of ['c', 'd']) answer.send(delta(token), 'content_block_delta');
     answer.send('{}', 'message_stop');
     answer.end();
     expect(await reply.done).toBe('abcd');
+    console.log(`drop to the first resumed token: ${resumedAt - droppedAt} ms (the client's first backoff: 50 ms, jittered)`);
     expect(tokens).toEqual(['a', 'b', 'c', 'd']);
     expect(statuses).toEqual(['reconnecting', 'open']);
     expect(answer.abortedAt).toBe(0);
