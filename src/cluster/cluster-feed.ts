@@ -131,6 +131,8 @@ export class ClusterFeed implements EventFeed {
     // A relay that has not reached Redis yet (it is starting, its clients came back first) waits
     // for it, up to a lease: a topic it opened alone would be a second upstream beside the owner's.
     if (this.context.link.ready) return this.begin();
+    // A POST's answer is this relay's alone to read: its client does not wait for Redis.
+    if (this.answer) return this.goLocal('redis unavailable at the answer\'s start');
     void this.context.link.readyWithin(this.context.store.leaseMs).then((ready) => {
       if (this.role !== 'starting') return;
       if (ready) return this.begin();

@@ -1,8 +1,11 @@
 import { Redis } from 'ioredis';
+import { request } from 'undici';
+import { SseResponse } from '../backend/harness';
+import { AnswerBackend } from '../support/answer-backend';
 import { FixtureBackend } from '../support/fixture-backend';
 import { freePort } from '../support/free-port';
 import { RedisServer } from '../support/redis';
-import { type RunningRelay, eventSourceAs, startRelay } from '../support/relay-server';
+import { type RunningRelay, authHeader, eventSourceAs, startRelay } from '../support/relay-server';
 import { until } from '../support/until';
 
 // A relay restarted while its clients come straight back: their streams may arrive before its
@@ -60,5 +63,25 @@ test('a stream that arrives before the relay first reached Redis waits for it an
     }
   } finally {
     first.close();
+  }
+});
+
+test("a chat answer does not wait for a Redis the relay has not reached: only this relay can read it, so it is kept in memory at once", async () => {
+  const answers = await new AnswerBackend().start();
+  const nowhere = `redis://127.0.0.1:${await freePort()}`;
+  const relay = await startRelay(answers.url, { redisUrl: nowhere, clusterLeaseMs: LEASE_MS });
+  relays.push(relay);
+  try {
+    const asked = Date.now();
+    const res = await request(`${relay.url}/api/chat/stream`, { method: 'POST', headers: { ...authHeader(), 'content-type': 'application/json' }, body: '{}' });
+    const answer = await answers.answer(0);
+    answer.send('a');
+    const first = new SseResponse(res.statusCode, res.headers, res.body);
+    await first.waitFor((e) => e.data === 'a');
+    expect(Date.now() - asked).toBeLessThan(LEASE_MS / 2);
+    answer.end();
+    await first.ended;
+  } finally {
+    await answers.close();
   }
 });
