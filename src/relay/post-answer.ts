@@ -132,11 +132,13 @@ export class PostAnswers {
   async cancel(streamId: string, user: string): Promise<boolean> {
     const key = postKey(streamId, user);
     const topic = this.topics.get(key);
+    // The cluster's cancel goes to Redis before the close's own discard of the answer: only the one
+    // that finds the answer there tells the relays following it.
+    const cancelled = this.context.shared?.cancel(key);
     topic?.close();
-    const { shared } = this.context;
-    if (shared === undefined) return topic !== undefined;
+    if (cancelled === undefined) return topic !== undefined;
     try {
-      return (await shared.cancel(key)) || topic !== undefined;
+      return (await cancelled) || topic !== undefined;
     } catch {
       if (topic !== undefined) return true;
       throw new HttpError('redis_unavailable', 'Redis does not answer: the relay cannot tell whether another relay reads this answer; retry once Redis is back.');

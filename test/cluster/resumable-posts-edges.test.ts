@@ -1,0 +1,63 @@
+import { request } from 'undici';
+import { SseResponse } from '../backend/harness';
+import { AnswerBackend, type ScriptedAnswer } from '../support/answer-backend';
+import { RedisServer } from '../support/redis';
+import { type RunningRelay, authHeader, startRelay } from '../support/relay-server';
+import { until } from '../support/until';
+
+const LEASE_MS = 300;
+const redis = new RedisServer();
+let backend: AnswerBackend;
+const started: RunningRelay[] = [];
+
+beforeAll(async () => {
+  await redis.start();
+  backend = await new AnswerBackend().start();
+});
+
+afterAll(async () => {
+  for (const relay of started) await relay.close();
+  await backend.close();
+  await redis.kill();
+});
+
+/** Relays on `redisUrl`, each keeping an answer a minute after its last client left. */
+async function relaysOn(redisUrl: string, count: number, leaseMs = LEASE_MS): Promise<RunningRelay[]> {
+  const relays: RunningRelay[] = [];
+  for (let i = 0; i < count; i += 1) relays.push(await startRelay(backend.url, { redisUrl, postResumeGraceMs: 60_000, clusterLeaseMs: leaseMs }));
+  started.push(...relays);
+  await until(() => relays.every((r) => r.relay.cluster!.ready), 5000, 'the relays on redis');
+  return relays;
+}
+
+/** A chat POST on `relayUrl`: its answer as it streams, its stream id and the backend's side of it. */
+async function chatOn(relayUrl: string): Promise<{ first: SseResponse; streamId: string; answer: ScriptedAnswer }> {
+  const res = await request(`${relayUrl}/api/chat/stream`, { method: 'POST', headers: { ...authHeader(), 'content-type': 'application/json' }, body: '{}' });
+  const first = new SseResponse(res.statusCode, res.headers, res.body);
+  const answer = await backend.answer(backend.answers.length - 1);
+  return { first, streamId: String(first.headers['x-stream-id']), answer };
+}
+
+test('DELETE on the relay that received the POST ends the clients following it on another relay at once, not at their next check', async () => {
+  // A long lease: a follower looks at the answer's state every third of it, which would end it too, but later.
+  const leaseMs = 6000;
+  const [receiving, other] = (await relaysOn(redis.url, 2, leaseMs)) as [RunningRelay, RunningRelay];
+  const { first, streamId, answer } = await chatOn(receiving.url);
+  answer.send('a');
+  await first.waitFor((e) => e.data === 'a');
+  const res = await request(`${other.url}/api/streams/${streamId}`, { headers: { ...authHeader(), 'last-event-id': '1' } });
+  expect(res.statusCode).toBe(200);
+  const following = new SseResponse(res.statusCode, res.headers, res.body);
+  // Past the follower's first look at the answer's state, made as it opened.
+  await new Promise((resolve) => setTimeout(resolve, 200));
+
+  const sent = Date.now();
+  const cancel = await request(`${receiving.url}/api/streams/${streamId}`, { method: 'DELETE', headers: authHeader() });
+  expect(cancel.statusCode).toBe(204);
+  await cancel.body.dump();
+  await following.ended;
+  expect(Date.now() - sent).toBeLessThan(leaseMs / 6);
+  // The end, as a cancel's: not an error that says the message was missed.
+  expect(following.events.filter((e) => e.event === 'relay_error')).toEqual([]);
+  await until(() => answer.abortedAt > 0, 2000, 'the backend sees the abort');
+});
