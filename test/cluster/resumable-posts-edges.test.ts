@@ -61,3 +61,35 @@ test('DELETE on the relay that received the POST ends the clients following it o
   expect(following.events.filter((e) => e.event === 'relay_error')).toEqual([]);
   await until(() => answer.abortedAt > 0, 2000, 'the backend sees the abort');
 });
+
+test.each([
+  ['quiet while Redis was away', false],
+  ['sending while Redis was away', true],
+])('Redis restarted empty mid-answer (%s): the relay that received the POST goes on without the cluster, its client gets every event once and in order, and the backend saw no abort', async (_, sendingMeanwhile) => {
+  const own = new RedisServer();
+  await own.start();
+  try {
+    const [relay] = (await relaysOn(own.url, 1)) as [RunningRelay];
+    const { first, answer } = await chatOn(relay.url);
+    answer.send('a');
+    await first.waitFor((e) => e.data === 'a');
+    await own.kill();
+    if (sendingMeanwhile) answer.send('b');
+    await own.start();
+    await until(() => relay.relay.cluster!.ready, 5000, 'the relay on redis again');
+    // Past the owner's next lease renewal, which finds its lease gone with everything else.
+    await new Promise((resolve) => setTimeout(resolve, LEASE_MS));
+    if (!sendingMeanwhile) answer.send('b');
+    answer.send('c');
+    answer.end();
+    await first.ended;
+    expect(first.events.map((e) => [e.id, e.event ?? e.data])).toEqual([
+      ['1', 'a'],
+      ['2', 'b'],
+      ['3', 'c'],
+    ]);
+    expect(answer.abortedAt).toBe(0);
+  } finally {
+    await own.kill();
+  }
+});
