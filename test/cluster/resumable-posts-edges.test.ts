@@ -1,8 +1,12 @@
+import { Redis } from 'ioredis';
 import { request } from 'undici';
+import { resolveReconnect } from '../../src/client/backoff';
+import { streamChat } from '../../src/client/chat';
+import { Transport } from '../../src/client/transport';
 import { SseResponse } from '../backend/harness';
 import { AnswerBackend, type ScriptedAnswer } from '../support/answer-backend';
 import { RedisServer } from '../support/redis';
-import { type RunningRelay, authHeader, startRelay } from '../support/relay-server';
+import { type RunningRelay, authHeader, startRelay, tokenFor } from '../support/relay-server';
 import { until } from '../support/until';
 
 const LEASE_MS = 300;
@@ -92,4 +96,41 @@ test.each([
   } finally {
     await own.kill();
   }
+});
+
+test('the browser client resumes an answer again after relay_error redis_unavailable on a relay following it: that relay lost Redis for a moment, the answer did not', async () => {
+  const [receiving, other] = (await relaysOn(redis.url, 2, 3000)) as [RunningRelay, RunningRelay];
+  // A load balancer in the client's fetch: the POST goes to one relay, the resumes to the other.
+  const cut = new AbortController();
+  const transport = new Transport({
+    token: tokenFor('alice'),
+    fetch: (input, init) => {
+      const url = String(input);
+      if (init?.method === 'POST') return fetch(`${receiving.url}${url}`, { ...init, signal: AbortSignal.any([init.signal ?? new AbortController().signal, cut.signal]) });
+      return fetch(`${other.url}${url}`, init);
+    },
+  });
+  const statuses: string[] = [];
+  const posted = backend.answers.length;
+  const reply = streamChat(transport, resolveReconnect({ initialDelayMs: 20, maxDelayMs: 100 }), { chatbotId: 'b', message: 'hi' }, { onStatus: (status) => statuses.push(status) });
+  const answer = await backend.answer(posted);
+  const token = (text: string): void => answer.send(JSON.stringify({ delta: { text } }), 'content_block_delta');
+  token('one ');
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  cut.abort();
+  await until(() => statuses.includes('open'), 5000, 'resumed on the other relay');
+  token('two ');
+  await new Promise((resolve) => setTimeout(resolve, 100));
+
+  // The other relay's connection that hears the appends is cut: its clients of the answer get relay_error redis_unavailable.
+  const inspector = new Redis(redis.url);
+  const clients = String(await inspector.client('LIST')).split('\n');
+  for (const line of clients.filter((entry) => / name=sse-relay:appends:/.test(entry))) await inspector.client('KILL', 'ID', /\bid=(\d+)/.exec(line)![1]!);
+  inspector.disconnect();
+  await until(() => statuses.filter((status) => status === 'open').length === 2, 5000, 'resumed again');
+  token('three');
+  answer.send('{}', 'message_stop');
+  answer.end();
+  expect(await reply.done).toBe('one two three');
+  expect(answer.abortedAt).toBe(0);
 });
