@@ -145,6 +145,18 @@ export class PostAnswers {
     }
   }
 
+  /**
+   * The answers this relay reads from the backend that have not ended, wherever their clients are
+   * (here, on other relays, or gone for the grace period): a stop waits for them. Without a
+   * cluster only those with clients here count: once the listener closes nobody can resume one.
+   */
+  get reading(): number {
+    if (this.context.shared === undefined) return 0;
+    let count = 0;
+    for (const topic of this.topics.values()) if (topic.state !== 'finished' && topic.upstreamState !== 'following') count += 1;
+    return count;
+  }
+
   /** Ends every answer and its streams, aborting the upstream requests. */
   close(): void {
     for (const topic of [...this.topics.values()]) topic.close();

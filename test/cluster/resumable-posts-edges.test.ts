@@ -6,6 +6,7 @@ import { Transport } from '../../src/client/transport';
 import { SseResponse } from '../backend/harness';
 import { AnswerBackend, type ScriptedAnswer } from '../support/answer-backend';
 import { RedisServer } from '../support/redis';
+import { RelayProcess } from '../support/relay-process';
 import { type RunningRelay, authHeader, startRelay, tokenFor } from '../support/relay-server';
 import { until } from '../support/until';
 
@@ -133,4 +134,36 @@ test('the browser client resumes an answer again after relay_error redis_unavail
   answer.end();
   expect(await reply.done).toBe('one two three');
   expect(answer.abortedAt).toBe(0);
+});
+
+test('a relay stopped with SIGTERM reads an answer its client now reads on another relay to its end before it exits, within its shutdown budget', async () => {
+  const [other] = (await relaysOn(redis.url, 1, 3000)) as [RunningRelay];
+  const receiving = await RelayProcess.start({ BACKEND_URL: backend.url, REDIS_URL: redis.url, CLUSTER_LEASE_MS: '3000', POST_RESUME_GRACE_MS: '60000', SHUTDOWN_TIMEOUT_MS: '10000' });
+  try {
+    const posted = backend.answers.length;
+    const controller = new AbortController();
+    const res = await request(`${receiving.url}/api/chat/stream`, { method: 'POST', headers: { ...authHeader(), 'content-type': 'application/json' }, body: '{}', signal: controller.signal });
+    const first = new SseResponse(res.statusCode, res.headers, res.body);
+    const answer = await backend.answer(posted);
+    answer.send('a');
+    await first.waitFor((e) => e.data === 'a');
+    controller.abort();
+    await first.ended.catch(() => undefined);
+    const resumed = await request(`${other.url}/api/streams/${String(first.headers['x-stream-id'])}`, { headers: { ...authHeader(), 'last-event-id': '1' } });
+    const reading = new SseResponse(resumed.statusCode, resumed.headers, resumed.body);
+    // Past the follower's first look at the answer's state.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+
+    const stopped = receiving.stop();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(answer.abortedAt).toBe(0);
+    answer.send('b');
+    answer.end();
+    await reading.ended;
+    expect(reading.events.map((e) => [e.id, e.event ?? e.data])).toEqual([['2', 'b']]);
+    expect(await stopped).toBe(0);
+    expect(answer.abortedAt).toBe(0);
+  } finally {
+    await receiving.kill();
+  }
 });
