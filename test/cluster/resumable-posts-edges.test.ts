@@ -167,3 +167,17 @@ test('a relay stopped with SIGTERM reads an answer its client now reads on anoth
     await receiving.kill();
   }
 });
+
+test('a resume on a relay that lost Redis says so (503 redis_unavailable), not that the backend could not be reached', async () => {
+  const own = new RedisServer();
+  await own.start();
+  try {
+    const [relay] = (await relaysOn(own.url, 1)) as [RunningRelay];
+    await own.kill();
+    await until(() => !relay.relay.cluster!.ready, 5000, 'the relay without redis');
+    const res = await request(`${relay.url}/api/streams/AAAAAAAAAAAAAAAAAAAAAAAA`, { headers: { ...authHeader(), 'last-event-id': '1' } });
+    expect([res.statusCode, ((await res.body.json()) as { error: { code: string } }).error.code]).toEqual([503, 'redis_unavailable']);
+  } finally {
+    await own.kill();
+  }
+});
