@@ -25,6 +25,8 @@ export interface ClusterFeedContext {
   readonly signer: ClusterSigner | undefined;
   /** An entry read from Redis did not carry a valid signature, and was dropped. */
   onForged(kind: SignedKind, detail: Record<string, string>): void;
+  /** This relay dropped a POST answer it read from Redis, unfinished: the relays following it are told. */
+  onAnswerDropped?(key: string): void;
 }
 
 type Role = 'starting' | 'owner' | 'follower' | 'local' | 'closed';
@@ -541,8 +543,13 @@ export class ClusterFeed implements EventFeed {
 
   /** Gives the lease up; a POST answer given up unfinished goes from Redis (a resume anywhere: 404). */
   private letGo(holder: string): void {
-    const done = this.answer && !this.finished ? this.context.store.discard(this.key) : this.context.store.release(this.key, holder);
-    done.catch(() => undefined);
+    if (!this.answer || this.finished) return void this.context.store.release(this.key, holder).catch(() => undefined);
+    this.context.store.discard(this.key).then(
+      (held) => {
+        if (held) this.context.onAnswerDropped?.(this.key);
+      },
+      () => undefined,
+    );
   }
 
   /**

@@ -117,6 +117,8 @@ export function createCluster(target: RedisTarget, config: RelayConfig, local: L
       backendRetryMs === undefined ? config.retryHintMs : Math.min(config.retryHintMaxMs, Math.max(config.retryHintMinMs, backendRetryMs)),
     signer,
     onForged,
+    // Its followers end now, as after a cancel, not at their next look at the answer's state.
+    onAnswerDropped: (key: string) => void answerCancels.publish(key).catch(() => undefined),
     onTakeover: (ms: number) => {
       takeovers.push(ms);
       if (takeovers.length > 100) takeovers.shift();

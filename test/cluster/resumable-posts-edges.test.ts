@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import { Redis } from 'ioredis';
 import { request } from 'undici';
 import { resolveReconnect } from '../../src/client/backoff';
@@ -180,4 +181,29 @@ test('a resume on a relay that lost Redis says so (503 redis_unavailable), not t
   } finally {
     await own.kill();
   }
+});
+
+test('an upload dropped while its body was still being sent ends its clients on another relay at once, not at their next check', async () => {
+  const leaseMs = 6000;
+  const [receiving, other] = (await relaysOn(redis.url, 2, leaseMs)) as [RunningRelay, RunningRelay];
+  const posted = backend.answers.length;
+  const controller = new AbortController();
+  const body = new Readable({ read: () => undefined });
+  body.push('the first part of the file');
+  const res = await request(`${receiving.url}/api/documents/upload-sse`, { method: 'POST', headers: { ...authHeader(), 'content-type': 'application/octet-stream' }, body, signal: controller.signal });
+  const first = new SseResponse(res.statusCode, res.headers, res.body);
+  const answer = await backend.answer(posted);
+  answer.send('a');
+  await first.waitFor((e) => e.data === 'a');
+  const resumed = await request(`${other.url}/api/streams/${String(first.headers['x-stream-id'])}`, { headers: { ...authHeader(), 'last-event-id': '1' } });
+  const following = new SseResponse(resumed.statusCode, resumed.headers, resumed.body);
+  // Past the follower's first look at the answer's state, made as it opened.
+  await new Promise((resolve) => setTimeout(resolve, 200));
+
+  const dropped = Date.now();
+  controller.abort();
+  await following.ended;
+  expect(Date.now() - dropped).toBeLessThan(leaseMs / 6);
+  expect(following.events.filter((e) => e.event === 'relay_error')).toEqual([]);
+  await until(() => answer.abortedAt > 0, 2000, 'the backend sees the abort');
 });
