@@ -154,7 +154,8 @@ async function main(config: ServerConfig): Promise<void> {
     server.close();
     admin?.server.close();
     admin?.server.closeAllConnections();
-    while (relay.connections.snapshot().total > 0 && Date.now() - started < config.shutdownTimeoutMs) {
+    // An answer read on another relay (or waiting for a resume there) holds no connection here.
+    while ((relay.connections.snapshot().total > 0 || relay.answersReading > 0) && Date.now() - started < config.shutdownTimeoutMs) {
       server.closeIdleConnections();
       await new Promise((resolve) => setTimeout(resolve, 100));
     }

@@ -103,6 +103,12 @@ export interface Relay {
   /** What the admin API reads besides the above: open streams by user, the last cuts, readiness. */
   readonly ops: RelayOps;
   /**
+   * With `redisUrl`: the streaming POSTs' answers this relay still reads from the backend, whether
+   * their clients are here, on other relays or gone for the grace period (a graceful stop waits
+   * for them too); 0 without.
+   */
+  readonly answersReading: number;
+  /**
    * Starts a graceful stop: `/readyz` answers 503, new event-stream requests get a 200 that
    * only says when to come back (`retry:`), the streaming POSTs 503, and open streams end at
    * random moments within `windowMs` (0: at once), each told to reconnect after `retryMs`
@@ -322,6 +328,9 @@ export function createRelay(options: CreateRelayOptions): Relay {
     cluster,
     registry: metrics?.registry,
     ops,
+    get answersReading() {
+      return answers.reading;
+    },
     async drain(windowMs, retryMs = config.drainRetryMs) {
       draining = true;
       await hub.drain(windowMs, retryMs);

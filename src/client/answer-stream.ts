@@ -128,6 +128,8 @@ export class AnswerStream {
         if (event.id !== undefined) this.lastId = event.id;
         if (event.event === 'relay_error') {
           const reason = (parseJsonData(event) as { reason?: unknown } | undefined)?.reason;
+          // A relay following the answer lost Redis, not the answer: a resume finds it, or says it is gone.
+          if (reason === 'redis_unavailable') throw new Error('the relay lost Redis');
           throw new AnswerFailed(`the relay gave up on the answer: ${typeof reason === 'string' ? reason : event.data}`);
         }
         counted();

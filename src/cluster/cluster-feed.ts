@@ -25,6 +25,8 @@ export interface ClusterFeedContext {
   readonly signer: ClusterSigner | undefined;
   /** An entry read from Redis did not carry a valid signature, and was dropped. */
   onForged(kind: SignedKind, detail: Record<string, string>): void;
+  /** This relay dropped a POST answer it read from Redis, unfinished: the relays following it are told. */
+  onAnswerDropped?(key: string): void;
 }
 
 type Role = 'starting' | 'owner' | 'follower' | 'local' | 'closed';
@@ -114,6 +116,8 @@ export class ClusterFeed implements EventFeed {
   /** A POST answer this relay received: never followed elsewhere's, dropped from Redis when given up unfinished. */
   private readonly answer: boolean;
   private finished = false;
+  /** The link's `readyCount` when Redis last confirmed this owner's lease. */
+  private confirmedIn = 0;
 
   constructor(
     private readonly key: string,
@@ -216,6 +220,7 @@ export class ClusterFeed implements EventFeed {
     this.context.logger.info({ topic: this.key, resumeFrom: this.lastId }, 'topic owned');
     this.role = 'owner';
     this.holder = holder;
+    this.confirmedIn = this.context.link.readyCount;
     clearInterval(this.timer);
     this.timer = setInterval(() => void this.renew(), Math.max(20, Math.floor(this.context.store.leaseMs / 3)));
     this.timer.unref();
@@ -298,10 +303,15 @@ export class ClusterFeed implements EventFeed {
       token = `${holder}#${++this.batches}`;
     }
     const finish = batch[batch.length - 1]?.finish === true ? { keepMs: this.context.finishedKeepMs } : undefined;
+    const issuedIn = this.context.link.readyCount;
     this.context.store.append(this.key, holder, this.cursor, token, batch, finish).then(
       (streamIds) => {
         if (this.role !== 'owner' || this.holder !== holder) return;
-        if (streamIds === undefined) return this.demote('append refused: the lease is another relay\'s');
+        if (streamIds === undefined) {
+          if (this.lapsedWhileAway(issuedIn)) return this.keepLocal(batch, 'Redis lost its lease while it was away');
+          return this.demote('append refused: the lease is another relay\'s');
+        }
+        this.confirmedIn = issuedIn;
         this.failingSince = undefined;
         batch.forEach((entry, i) => this.apply(toEntry([streamIds[i] ?? this.cursor, entry.fields]), true));
         this.appendBatch();
@@ -312,7 +322,7 @@ export class ClusterFeed implements EventFeed {
         this.failingSince ??= Date.now();
         if (Date.now() - this.failingSince >= this.context.store.leaseMs) {
           // Nobody else can read a POST's answer: its clients here keep it, without the cluster.
-          if (this.answer) return this.keepLocal(batch);
+          if (this.answer) return this.keepLocal(batch, 'the shared history took no append for a lease');
           // Past the lease another relay may own the topic: this one lets go of it, and its clients
           // reconnect (to their own upstream while Redis is away), as followers' did.
           this.stop();
@@ -330,8 +340,25 @@ export class ClusterFeed implements EventFeed {
   private async renew(): Promise<void> {
     const holder = this.holder;
     if (this.role !== 'owner' || holder === undefined || !this.context.link.ready) return;
-    const held = await this.context.store.renew(this.key, holder).catch(() => true);
-    if (!held && this.role === 'owner' && this.holder === holder) this.demote('lease lost');
+    const issuedIn = this.context.link.readyCount;
+    const held = await this.context.store.renew(this.key, holder).catch(() => undefined);
+    if (held === undefined || this.role !== 'owner' || this.holder !== holder) return;
+    if (held) {
+      this.confirmedIn = issuedIn;
+      return;
+    }
+    if (!this.lapsedWhileAway(issuedIn)) return this.demote('lease lost');
+    // An append on its way is refused too, and goes on here with its batch.
+    if (!this.appending) this.keepLocal([], 'Redis lost its lease while it was away');
+  }
+
+  /**
+   * Whether a POST answer's lease, found gone, lapsed while Redis was away from this relay (or
+   * Redis restarted empty): nobody else takes an answer over, and a cancel is a message, so its
+   * clients here keep it, as when Redis goes away mid-answer.
+   */
+  private lapsedWhileAway(issuedIn: number): boolean {
+    return this.answer && issuedIn !== this.confirmedIn;
   }
 
   /** Stops reading the backend; another relay owns the topic: follow its appends. */
@@ -518,16 +545,21 @@ export class ClusterFeed implements EventFeed {
 
   /** Gives the lease up; a POST answer given up unfinished goes from Redis (a resume anywhere: 404). */
   private letGo(holder: string): void {
-    const done = this.answer && !this.finished ? this.context.store.discard(this.key) : this.context.store.release(this.key, holder);
-    done.catch(() => undefined);
+    if (!this.answer || this.finished) return void this.context.store.release(this.key, holder).catch(() => undefined);
+    this.context.store.discard(this.key).then(
+      (held) => {
+        if (held) this.context.onAnswerDropped?.(this.key);
+      },
+      () => undefined,
+    );
   }
 
   /**
-   * A POST answer whose appends Redis has not taken for a lease: what waited and what follows go
-   * to its clients here at once, as on a single relay (a resume elsewhere can no longer find it).
+   * A POST answer whose appends Redis has not taken for a lease, or whose lease Redis lost while
+   * away: what waited and what follows go to its clients here at once, as on a single relay (a resume elsewhere can no longer find it).
    */
-  private keepLocal(unappended: Outgoing[]): void {
-    this.context.logger.warn({ topic: this.key }, 'the shared history took no append for a lease: the answer goes on without the cluster');
+  private keepLocal(unappended: Outgoing[], why: string): void {
+    this.context.logger.warn({ topic: this.key, why }, 'the answer goes on without the cluster');
     this.role = 'local';
     this.holder = undefined;
     clearInterval(this.timer);

@@ -117,6 +117,8 @@ export function createCluster(target: RedisTarget, config: RelayConfig, local: L
       backendRetryMs === undefined ? config.retryHintMs : Math.min(config.retryHintMaxMs, Math.max(config.retryHintMinMs, backendRetryMs)),
     signer,
     onForged,
+    // Its followers end now, as after a cancel, not at their next look at the answer's state.
+    onAnswerDropped: (key: string) => void answerCancels.publish(key).catch(() => undefined),
     onTakeover: (ms: number) => {
       takeovers.push(ms);
       if (takeovers.length > 100) takeovers.shift();
@@ -140,11 +142,11 @@ export function createCluster(target: RedisTarget, config: RelayConfig, local: L
     onUserEnded: (end) => userEnds.listen(end),
     answers: {
       follow: (key, init, listener) => new ClusterFeed(key, init, listener, context, true),
-      async cancel(key, closedHere) {
+      async cancel(key) {
         const held = await store.discard(key);
         // Its relay aborts the backend's answer now, not at its next lease renewal, and relays that
         // follow it end their clients' streams now.
-        if (held || closedHere) await answerCancels.publish(key).catch(() => logger.warn({ topic: key }, 'cancelled an answer, but Redis did not take the message for its relay: it stops at its next lease renewal'));
+        if (held) await answerCancels.publish(key).catch(() => logger.warn({ topic: key }, 'cancelled an answer, but Redis did not take the message for its relay: it stops at its next lease renewal'));
         return held;
       },
       onCancelled: (close) => answerCancels.listen(close),

@@ -60,6 +60,7 @@ export class RedisLink {
   /** A cluster's state as its masters last said (a single server has none: true). */
   private stateOk: boolean;
   private up = false;
+  private readies = 0;
   private lastError: string | undefined;
   private readonly where: string;
 
@@ -101,6 +102,11 @@ export class RedisLink {
   /** Whether Redis answers commands now (on a cluster: and every master that answers says `cluster_state:ok`). */
   get ready(): boolean {
     return this.up;
+  }
+
+  /** How many times Redis became ready for this relay: a change means it was away in between. */
+  get readyCount(): number {
+    return this.readies;
   }
 
   /**
@@ -197,6 +203,7 @@ export class RedisLink {
     if (up) this.lastError = undefined;
     if (!up && was) this.logger.error({ redis: this.where }, 'redis connection lost; cluster work waits for it');
     if (up && !was) {
+      this.readies += 1;
       this.logger.info({ redis: this.where }, 'redis connected');
       for (const listener of this.readyListeners) listener();
     }

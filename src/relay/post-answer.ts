@@ -50,11 +50,8 @@ export interface OpenedAnswer {
 export interface SharedAnswers {
   /** The feed of an answer another relay reads: its events as that relay appends them. */
   follow(key: string, init: FeedInit, listener: UpstreamListener): EventFeed;
-  /**
-   * Cancels an answer whichever relay reads it, and drops its history; false when Redis holds
-   * none. `closedHere`: this relay held it and closed it already (the others are told all the same).
-   */
-  cancel(key: string, closedHere: boolean): Promise<boolean>;
+  /** Cancels an answer whichever relay reads it, and drops its history; false when Redis holds none. */
+  cancel(key: string): Promise<boolean>;
   /** What this relay does when another one cancels an answer (it may read or follow it). */
   onCancelled(close: (key: string) => void): void;
 }
@@ -135,15 +132,29 @@ export class PostAnswers {
   async cancel(streamId: string, user: string): Promise<boolean> {
     const key = postKey(streamId, user);
     const topic = this.topics.get(key);
+    // The cluster's cancel goes to Redis before the close's own discard of the answer: only the one
+    // that finds the answer there tells the relays following it.
+    const cancelled = this.context.shared?.cancel(key);
     topic?.close();
-    const { shared } = this.context;
-    if (shared === undefined) return topic !== undefined;
+    if (cancelled === undefined) return topic !== undefined;
     try {
-      return (await shared.cancel(key, topic !== undefined)) || topic !== undefined;
+      return (await cancelled) || topic !== undefined;
     } catch {
       if (topic !== undefined) return true;
       throw new HttpError('redis_unavailable', 'Redis does not answer: the relay cannot tell whether another relay reads this answer; retry once Redis is back.');
     }
+  }
+
+  /**
+   * The answers this relay reads from the backend that have not ended, wherever their clients are
+   * (here, on other relays, or gone for the grace period): a stop waits for them. Without a
+   * cluster only those with clients here count: once the listener closes nobody can resume one.
+   */
+  get reading(): number {
+    if (this.context.shared === undefined) return 0;
+    let count = 0;
+    for (const topic of this.topics.values()) if (topic.state !== 'finished' && topic.upstreamState !== 'following') count += 1;
+    return count;
   }
 
   /** Ends every answer and its streams, aborting the upstream requests. */

@@ -442,7 +442,9 @@ export class Topic {
     this.failure = `${reason} after ${this.context.config.reconnectMaxAttempts} retries: ${cause}`;
     this.context.logger.error({ topic: this.key, reason, cause }, 'upstream given up');
     for (const { subscriber } of this.waiting) {
-      subscriber.reject(new HttpError('upstream_unavailable'));
+      subscriber.reject(
+        reason === 'redis_unavailable' ? new HttpError('redis_unavailable', "The relay cannot reach Redis, which holds this stream's events; retry once it is back.") : new HttpError('upstream_unavailable'),
+      );
     }
     this.waiting = [];
     this.endCatchingUp('relay_error', { event: 'relay_error', data: { reason } });
