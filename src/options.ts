@@ -16,7 +16,7 @@ export const RELAY_SETTINGS = {
     max: 64 * 1024 ** 3,
     doc: "bytes of history kept by the whole process; idle topics' history goes first, then the oldest events",
   },
-  topicLingerMs: { kind: 'ms', env: 'TOPIC_LINGER_MS', default: 30_000, min: 0, max: HOUR, doc: 'how long a topic with no subscribers (or a finished one) is kept before its upstream closes' },
+  topicLingerMs: { kind: 'ms', env: 'TOPIC_LINGER_MS', default: 30_000, min: 0, max: HOUR, doc: 'how long a topic with no subscribers is kept before its upstream closes, and a finished one (a finished answer too) after its end, for clients resuming with its last id (204)' },
   postResumeGraceMs: {
     kind: 'ms',
     env: 'POST_RESUME_GRACE_MS',

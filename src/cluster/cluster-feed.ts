@@ -198,10 +198,9 @@ export class ClusterFeed implements EventFeed {
     // that lost an entry to a failed signature no longer reaches back to it: resuming clients get resync.
     if (history.epoch !== undefined) this.listener.onHistory?.(history.origin, history.truncated || entries.length < history.entries.length);
     for (const entry of entries) this.apply(entry, false);
-    if (this.finishedIn(history, entries)) {
-      this.open();
-      return this.finish();
-    }
+    // Finished before this relay came: no open first, or a client holding the last id would be
+    // answered 200 and an empty stream before the finish, where a 204 tells it to stop.
+    if (this.finishedIn(history, entries)) return this.finish();
     if (this.answerFollower) {
       if (history.leased) return this.followFrom(this.cursor);
       this.open();

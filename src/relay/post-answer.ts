@@ -203,7 +203,8 @@ export class PostAnswers {
   private follow(key: string, shared: SharedAnswers): Topic {
     const { config, ownership, stats, logger } = this.context;
     const topic = new Topic(
-      { key, url: config.backendUrl, headers: {}, originId: undefined, final: true, unfinishedLingerMs: 0 },
+      // Nothing is kept here once its clients left: the shared history (and its end) is the owner's.
+      { key, url: config.backendUrl, headers: {}, originId: undefined, final: true, unfinishedLingerMs: 0, finishedLingerMs: 0 },
       {
         config,
         ownership: { feed: (_key, init, listener) => shared.follow(key, init, listener), history: (history) => ownership.history(history) },

@@ -43,6 +43,8 @@ export interface TopicInit {
   readonly source?: FeedSource | undefined;
   /** How long it is kept with no subscriber before it finishes; defaults to `topicLingerMs`. */
   readonly unfinishedLingerMs?: number | undefined;
+  /** How long it is kept once finished, counted from the finish; defaults to `topicLingerMs`. */
+  readonly finishedLingerMs?: number | undefined;
 }
 
 export interface TopicContext {
@@ -105,6 +107,8 @@ export class Topic {
   private readonly catchingUp = new Map<TopicMember, CatchUp>();
   /** The last look at a lingering topic found clients reading it on other relays. */
   private readElsewhere = false;
+  /** When the backend said the stream is over. */
+  private finishedAt = 0;
 
   constructor(
     private readonly init: TopicInit,
@@ -408,6 +412,7 @@ export class Topic {
   /** The backend said the stream is over: everyone gets what they miss, then the end (or 204). */
   private onFinish(): void {
     this.state = 'finished';
+    this.finishedAt = Date.now();
     // Only resuming clients read a finished topic's history: it is the first to go when memory is short.
     this.replay.setIdle(true);
     this.flushWaiting();
@@ -475,7 +480,9 @@ export class Topic {
     this.replay.setIdle(true);
     this.readElsewhere = false;
     const { topicLingerMs } = this.context.config;
-    this.lingerFor(this.state === 'finished' ? topicLingerMs : (this.init.unfinishedLingerMs ?? topicLingerMs));
+    // A finished topic is kept for its time after the finish, however many clients came since.
+    if (this.state === 'finished') return this.lingerFor(Math.max(0, this.finishedAt + (this.init.finishedLingerMs ?? topicLingerMs) - Date.now()));
+    this.lingerFor(this.init.unfinishedLingerMs ?? topicLingerMs);
   }
 
   private lingerFor(ms: number): void {

@@ -320,3 +320,30 @@ test('DELETE on the relay that received the POST: a client following it on anoth
   expect(idsAndData(follower)).toEqual([['2', 'b']]);
   await until(() => answer.abortedAt > 0, 2000, 'the backend sees the abort');
 });
+
+test('a finished answer is kept TOPIC_LINGER_MS after its end, on every relay, however many resumes came since: then 404 everywhere', async () => {
+  const lingerMs = 800;
+  const pair: RunningRelay[] = [];
+  for (let i = 0; i < 2; i += 1) pair.push(await startRelay(backend.url, { redisUrl: redis.url, postResumeGraceMs: 60_000, clusterLeaseMs: LEASE_MS, topicLingerMs: lingerMs }));
+  started.push(...pair);
+  const [receiving, other] = pair as [RunningRelay, RunningRelay];
+  await until(() => pair.every((r) => r.relay.cluster!.ready), 5000, 'both relays on redis');
+  const { first, streamId, answer } = await chatOn(receiving.url);
+  answer.send('a');
+  answer.end();
+  await first.ended;
+  const endedAt = Date.now();
+  // Resumes with the last id, on both relays, all through the linger period and past it.
+  const seen: { at: number; status: number }[] = [];
+  while (Date.now() - endedAt < lingerMs + 700) {
+    for (const relay of [receiving, other]) {
+      const { status } = await resumeOn(relay.url, streamId, '1');
+      seen.push({ at: Date.now() - endedAt, status });
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  // 204 well within the period, 404 on both once it is over (Redis's copy and each relay's).
+  expect(seen.filter((s) => s.at < lingerMs - 200).every((s) => s.status === 204)).toBe(true);
+  expect(seen.filter((s) => s.at > lingerMs + 400).map((s) => s.status)).toEqual(expect.arrayContaining([404]));
+  expect(seen.filter((s) => s.at > lingerMs + 400).every((s) => s.status === 404)).toBe(true);
+});
