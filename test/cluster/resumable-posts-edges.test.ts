@@ -5,7 +5,7 @@ import { resolveReconnect } from '../../src/client/backoff';
 import { streamChat } from '../../src/client/chat';
 import { Transport } from '../../src/client/transport';
 import { SseResponse } from '../backend/harness';
-import { AnswerBackend, type ScriptedAnswer } from '../support/answer-backend';
+import { AnswerBackend, type PostedChat, postChat } from '../support/answer-backend';
 import { RedisServer } from '../support/redis';
 import { RelayProcess } from '../support/relay-process';
 import { type RunningRelay, authHeader, startRelay, tokenFor } from '../support/relay-server';
@@ -36,13 +36,7 @@ async function relaysOn(redisUrl: string, count: number, leaseMs = LEASE_MS): Pr
   return relays;
 }
 
-/** A chat POST on `relayUrl`: its answer as it streams, its stream id and the backend's side of it. */
-async function chatOn(relayUrl: string): Promise<{ first: SseResponse; streamId: string; answer: ScriptedAnswer }> {
-  const res = await request(`${relayUrl}/api/chat/stream`, { method: 'POST', headers: { ...authHeader(), 'content-type': 'application/json' }, body: '{}' });
-  const first = new SseResponse(res.statusCode, res.headers, res.body);
-  const answer = await backend.answer(backend.answers.length - 1);
-  return { first, streamId: String(first.headers['x-stream-id']), answer };
-}
+const chatOn = (relayUrl: string): Promise<PostedChat> => postChat(relayUrl, backend);
 
 test('DELETE on the relay that received the POST ends the clients following it on another relay at once, not at their next check', async () => {
   // A long lease: a follower looks at the answer's state every third of it, which would end it too, but later.

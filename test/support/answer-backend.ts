@@ -1,6 +1,9 @@
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { request } from 'undici';
+import { SseResponse } from '../backend/harness';
+import { authHeader } from './relay-server';
 
 /** One streaming POST the fixture answers: the test writes its events and sees whether it was aborted. */
 export class ScriptedAnswer {
@@ -74,4 +77,35 @@ export class AnswerBackend {
     this.waiters = [];
     for (const wake of waiters) wake();
   }
+}
+
+/** A chat POST through a relay: its answer as it streams, its stream id, the backend's side of it, and a cut of its connection. */
+export interface PostedChat {
+  readonly first: SseResponse;
+  readonly streamId: string;
+  readonly answer: ScriptedAnswer;
+  /** Cuts the POST's connection (a drop, not a cancel) and waits for its end. */
+  drop(): Promise<void>;
+}
+
+/** POSTs a chat to `relayUrl` as alice; resolves once `backend` has the request and the relay answered. */
+export async function postChat(relayUrl: string, backend: AnswerBackend): Promise<PostedChat> {
+  const controller = new AbortController();
+  const res = await request(`${relayUrl}/api/chat/stream`, {
+    method: 'POST',
+    headers: { ...authHeader(), 'content-type': 'application/json' },
+    body: '{}',
+    signal: controller.signal,
+  });
+  const first = new SseResponse(res.statusCode, res.headers, res.body);
+  const answer = await backend.answer(backend.answers.length - 1);
+  return {
+    first,
+    streamId: String(first.headers['x-stream-id']),
+    answer,
+    drop: async () => {
+      controller.abort();
+      await first.ended.catch(() => undefined);
+    },
+  };
 }
