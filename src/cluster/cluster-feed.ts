@@ -392,10 +392,17 @@ export class ClusterFeed implements EventFeed {
       },
     });
     clearInterval(this.timer);
-    const check = this.answerFollower ? () => this.checkAnswer() : () => this.tryTakeover();
-    this.timer = setInterval(() => void check(), Math.max(20, Math.floor(this.context.store.leaseMs / 3)));
+    if (!this.answerFollower) return this.watchLease(this.context.store.leaseMs / 3);
+    this.timer = setInterval(() => void this.checkAnswer(), Math.max(20, Math.floor(this.context.store.leaseMs / 3)));
     this.timer.unref();
-    if (this.answerFollower) void this.checkAnswer();
+    void this.checkAnswer();
+  }
+
+  /** Looks at the owner's lease in `ms` (see `tryTakeover`). */
+  private watchLease(ms: number): void {
+    clearInterval(this.timer);
+    this.timer = setTimeout(() => void this.tryTakeover(), Math.max(20, Math.ceil(ms)));
+    this.timer.unref();
   }
 
   /**
@@ -423,10 +430,21 @@ export class ClusterFeed implements EventFeed {
 
   /** The owner's lease lapsed (it died, or closed its topic): take the topic over. */
   private async tryTakeover(): Promise<void> {
-    if (this.role !== 'follower' || !this.context.link.ready) return;
+    if (this.role !== 'follower') return;
+    const every = this.context.store.leaseMs / 3;
+    if (!this.context.link.ready) return this.watchLease(every);
+    // Nearly every look finds the owner alive: one plain command, not the claim's script. The next
+    // look is a third of a lease on (an owner whose clients all left gives its lease up at once),
+    // or right when the lease would lapse, if sooner (a dead owner is replaced without delay).
+    const left = await this.context.store.leaseLeft(this.key).catch(() => undefined);
+    if (this.role !== 'follower') return;
+    if (left === undefined || left > 0) return this.watchLease(Math.min(left ?? every, every));
     const started = Date.now();
     const holder = await this.context.store.claim(this.key, this.lastId).catch(() => undefined);
-    if (holder === undefined) return;
+    if (holder === undefined) {
+      if (this.role === 'follower') this.watchLease(every);
+      return;
+    }
     if (this.role !== 'follower') return void this.context.store.release(this.key, holder).catch(() => undefined);
     this.unfollow?.();
     this.unfollow = undefined;

@@ -238,6 +238,15 @@ export class SharedTopicStore {
     return (await this.redis.topicRenew(...this.keys(topic), holder, String(this.leaseMs), String(this.retentionMs))) === 1;
   }
 
+  /**
+   * How long the topic's lease has left, in ms; 0 when nobody holds it (it lapsed, or was given
+   * up). A lease is never set without an expiry: one without is reported as a full lease.
+   */
+  async leaseLeft(topic: string): Promise<number> {
+    const ms = await this.redis.pttl(this.keys(topic)[0]);
+    return ms === -1 ? this.leaseMs : Math.max(0, ms);
+  }
+
   /** Gives the lease up (a relay with subscribers elsewhere takes over at its next check). */
   async release(topic: string, holder: string): Promise<void> {
     await this.redis.topicRelease(this.keys(topic)[0], holder);
