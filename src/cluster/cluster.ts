@@ -141,6 +141,7 @@ export function createCluster(target: RedisTarget, config: RelayConfig, local: L
     endUser: (user) => userEnds.publish(user),
     onUserEnded: (end) => userEnds.listen(end),
     answers: {
+      userDigest: signer && ((user: string) => signer.sign('answer_user', [user])),
       follow: (key, init, listener) => new ClusterFeed(key, init, listener, context, true),
       async cancel(key) {
         const held = await store.discard(key);

@@ -1,8 +1,12 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { MIN_SECRET_LENGTH } from '../jwt';
 
-/** What a signature vouches for: one entry of a topic's shared history, one ended-user or cancelled-answer message, or one relay's membership. */
-export type SignedKind = 'entry' | 'end_user' | 'cancel_answer' | 'member';
+/**
+ * What a signature vouches for: one entry of a topic's shared history, one ended-user or
+ * cancelled-answer message, or one relay's membership; or a user's digest in an answer's keys
+ * (`answer_user`: keyed, so that reading Redis does not tell whose answers they are).
+ */
+export type SignedKind = 'entry' | 'end_user' | 'cancel_answer' | 'member' | 'answer_user';
 
 /**
  * HMAC-SHA256 with a secret every relay of a cluster shares, over what one relay writes to Redis

@@ -16,12 +16,12 @@ import type { UpstreamListener } from './upstream';
 /** 144 random bits, base64url: 24 characters that pass the stream id pattern of the routes. */
 const STREAM_ID_BYTES = 18;
 
-/**
- * The topic key of a streaming POST's answer, for the user who made it: another user's resume
- * names another key, which nothing holds (on any relay, or in Redis).
- */
-function postKey(streamId: string, user: string): string {
-  return `post:${streamId}.${createHash('sha256').update(user, 'utf8').digest('base64url').slice(0, 22)}`;
+/** 132 bits of a digest of the user, in an answer's key. */
+const USER_DIGEST_CHARS = 22;
+
+/** The digest of a user in an answer's key, when no cluster secret keys it. */
+function plainDigest(user: string): string {
+  return createHash('sha256').update(user, 'utf8').digest('base64url');
 }
 
 /** The backend's answer to a streaming POST, taken over to be kept and resumed. */
@@ -48,6 +48,11 @@ export interface OpenedAnswer {
 
 /** The answers of every relay of a cluster, through Redis. */
 export interface SharedAnswers {
+  /**
+   * With a signing secret: a digest of a user keyed with it (base64url), for an answer's key, so
+   * that reading Redis does not tell whose answers they are. Without: a plain SHA-256 is used.
+   */
+  readonly userDigest?: ((user: string) => string) | undefined;
   /** The feed of an answer another relay reads: its events as that relay appends them. */
   follow(key: string, init: FeedInit, listener: UpstreamListener): EventFeed;
   /** Cancels an answer whichever relay reads it, and drops its history; false when Redis holds none. */
@@ -102,7 +107,7 @@ export class PostAnswers {
     const streamId = randomBytes(STREAM_ID_BYTES).toString('base64url');
     res.setHeader('X-Stream-Id', streamId);
     res.setHeader('X-Heartbeat-Ms', String(this.context.config.heartbeatMs));
-    const topic = this.topic(postKey(streamId, init.user), init);
+    const topic = this.topic(this.keyOf(streamId, init.user), init);
     const subscriber = this.stream(res, (closed, reason) => {
       // Nothing whole to resume: an upload whose body was still on its way.
       if (reason === 'client_closed' && init.bodyArriving()) topic.close();
@@ -119,7 +124,7 @@ export class PostAnswers {
    * it and this relay, or the cluster, holds it. Undefined when the client has already gone.
    */
   resume(res: ServerResponse, streamId: string, user: string, lastEventId: string | undefined): Subscriber | undefined {
-    const key = postKey(streamId, user);
+    const key = this.keyOf(streamId, user);
     const topic = this.topics.get(key) ?? (this.context.shared && this.follow(key, this.context.shared));
     if (topic === undefined) throw new HttpError('stream_not_found');
     return this.attach(topic, res, lastEventId);
@@ -130,7 +135,7 @@ export class PostAnswers {
    * a cluster); false when neither this relay nor the cluster holds it.
    */
   async cancel(streamId: string, user: string): Promise<boolean> {
-    const key = postKey(streamId, user);
+    const key = this.keyOf(streamId, user);
     const topic = this.topics.get(key);
     // The cluster's cancel goes to Redis before the close's own discard of the answer: only the one
     // that finds the answer there tells the relays following it.
@@ -155,6 +160,15 @@ export class PostAnswers {
     let count = 0;
     for (const topic of this.topics.values()) if (topic.state !== 'finished' && topic.upstreamState !== 'following') count += 1;
     return count;
+  }
+
+  /**
+   * The topic key of a streaming POST's answer, for the user who made it: another user's resume
+   * names another key, which nothing holds (on any relay, or in Redis).
+   */
+  private keyOf(streamId: string, user: string): string {
+    const digest = this.context.shared?.userDigest?.(user) ?? plainDigest(user);
+    return `post:${streamId}.${digest.slice(0, USER_DIGEST_CHARS)}`;
   }
 
   /** Ends every answer and its streams, aborting the upstream requests. */

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { request } from 'undici';
 import { SseResponse } from '../backend/harness';
@@ -211,13 +212,13 @@ test('the relay that received the POST dies (kill -9): a client resuming elsewhe
   }
 });
 
-test('with a signing secret, a cancel message no relay signed is dropped and counted: the answer goes on', async () => {
+test('with a signing secret, a cancel message no relay signed is dropped and counted: the answer goes on; its keys do not tell whose it is, and it resumes elsewhere', async () => {
   const pair: RunningRelay[] = [];
   for (let i = 0; i < 2; i += 1) {
     pair.push(await startRelay(backend.url, { redisUrl: redis.url, postResumeGraceMs: 60_000, clusterLeaseMs: 3000, redisSigningSecret: 'a-cluster-secret-long-enough-to-sign-with!' }));
   }
   started.push(...pair);
-  const [receiving] = pair as [RunningRelay, RunningRelay];
+  const [receiving, other] = pair as [RunningRelay, RunningRelay];
   await until(() => pair.every((r) => r.relay.cluster!.ready), 5000, 'both relays on redis');
   const { first, streamId, answer } = await chatOn(receiving.url);
   answer.send('a');
@@ -226,6 +227,9 @@ test('with a signing secret, a cancel message no relay signed is dropped and cou
   const inspector = new Redis(redis.url);
   const meta = (await inspector.keys(`*${streamId}*:meta`))[0]!;
   const topic = meta.slice(meta.indexOf('{') + 1, meta.indexOf('}'));
+  // Someone who reads Redis cannot test candidate users against the key: the digest is keyed.
+  expect(topic.startsWith(`post:${streamId}.`)).toBe(true);
+  expect(topic).not.toContain(createHash('sha256').update('alice').digest('base64url').slice(0, 22));
   await inspector.publish('sse-relay:cancel-answer', JSON.stringify({ from: 'someone', topic, sig: 'forged' }));
   inspector.disconnect();
   await until(() => (receiving.relay.stats.forged.get('cancel_answer') ?? 0) === 1, 2000, 'the forged cancel counted');
@@ -233,7 +237,11 @@ test('with a signing secret, a cancel message no relay signed is dropped and cou
   answer.send('b');
   await first.waitFor((e) => e.data === 'b');
   expect(answer.abortedAt).toBe(0);
+  const elsewhere = await resumeOn(other.url, streamId, '1');
+  expect(elsewhere.status).toBe(200);
+  await elsewhere.answer!.waitFor((e) => e.data === 'b');
   answer.end();
+  await elsewhere.answer!.ended;
   await first.ended;
 });
 
