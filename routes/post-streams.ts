@@ -6,6 +6,7 @@ import type { UserStreams } from '../src/relay/user-streams';
 import { tokenExpiryOf, userOf } from '../middleware/authenticate';
 import { loggedRequest } from '../middleware/request-log';
 import type { ProxiedAnswer } from './proxy';
+import { answerHead } from './stream-head';
 import { STREAM_ID, checkedLastEventId, lastEventIdOf } from './streams';
 
 /** How the resumable POSTs are served. */
@@ -61,6 +62,16 @@ export function resumablePosts(answers: PostAnswers, options: ResumablePostsOpti
   };
 
   const router = express.Router();
+  // The GET's checks, then the headers it would start with: a HEAD takes no slot and opens nothing.
+  router.head('/streams/:streamId', async (req, res) => {
+    const streamId = streamIdOf(typeof req.params.streamId === 'string' ? req.params.streamId : undefined);
+    checkedLastEventId(lastEventIdOf(req, 'invalid_last_event_id'));
+    const known = await answers.known(streamId, userOf(res)).catch(() => {
+      throw new HttpError('redis_unavailable', 'Redis does not answer: the relay cannot tell whether another relay reads this answer; retry once Redis is back.');
+    });
+    if (!known) throw new HttpError('stream_not_found');
+    answerHead(res);
+  });
   router.get('/streams/:streamId', ...options.guards, (req, res) => {
     const streamId = streamIdOf(typeof req.params.streamId === 'string' ? req.params.streamId : undefined);
     const user = userOf(res);

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { ERROR_CODES, errorBody } from '../errors';
 import type { EventFeed, FeedInit, LocalOwnership } from '../relay/ownership';
 import type { UpstreamListener, UpstreamRefusal } from '../relay/upstream';
 import type { AppendWatch } from './append-watch';
@@ -25,8 +26,11 @@ export interface ClusterFeedContext {
   readonly signer: ClusterSigner | undefined;
   /** An entry read from Redis did not carry a valid signature, and was dropped. */
   onForged(kind: SignedKind, detail: Record<string, string>): void;
-  /** This relay dropped a POST answer it read from Redis, unfinished: the relays following it are told. */
-  onAnswerDropped?(key: string): void;
+  /**
+   * Drops a POST answer's history from Redis and, when Redis held it, tells the relays that read
+   * or follow it (a cancel, or this relay giving it up unfinished); false when Redis held none.
+   */
+  dropAnswer(key: string): Promise<boolean>;
 }
 
 type Role = 'starting' | 'owner' | 'follower' | 'local' | 'closed';
@@ -38,7 +42,7 @@ const ANSWER_LOST = 'answer_lost';
 const ANSWER_NOT_FOUND: UpstreamRefusal = {
   status: 404,
   kind: 'status',
-  body: JSON.stringify({ error: { code: 'stream_not_found', message: 'No such answer for this user: its id is unknown, it ended longer ago than the linger period, or it was cancelled.' } }),
+  body: JSON.stringify(errorBody('stream_not_found', ERROR_CODES.stream_not_found.message)),
   reason: 'no such answer in the shared history',
 };
 
@@ -563,12 +567,7 @@ export class ClusterFeed implements EventFeed {
   /** Gives the lease up; a POST answer given up unfinished goes from Redis (a resume anywhere: 404). */
   private letGo(holder: string): void {
     if (!this.answer || this.finished) return void this.context.store.release(this.key, holder).catch(() => undefined);
-    this.context.store.discard(this.key).then(
-      (held) => {
-        if (held) this.context.onAnswerDropped?.(this.key);
-      },
-      () => undefined,
-    );
+    this.context.dropAnswer(this.key).catch(() => undefined);
   }
 
   /**

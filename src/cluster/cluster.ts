@@ -103,6 +103,13 @@ export function createCluster(target: RedisTarget, config: RelayConfig, local: L
   const broadcasts = new Broadcasts(link, logger, signer, onForged);
   const userEnds = broadcasts.of(END_USER);
   const answerCancels = broadcasts.of(CANCEL_ANSWER);
+  const dropAnswer = async (key: string): Promise<boolean> => {
+    const held = await store.discard(key);
+    // The relay that reads it aborts the backend's answer now, not at its next lease renewal, and
+    // relays that follow it end their clients' streams now, not at their next look at its state.
+    if (held) await answerCancels.publish(key).catch(() => logger.warn({ topic: key }, 'dropped an answer, but Redis did not take the message for the relays reading it: they find out at their next look'));
+    return held;
+  };
   const members = new ClusterMembers(link, config.clusterSlotTtlMs, signer, onForged);
   const context = {
     link,
@@ -117,8 +124,7 @@ export function createCluster(target: RedisTarget, config: RelayConfig, local: L
       backendRetryMs === undefined ? config.retryHintMs : Math.min(config.retryHintMaxMs, Math.max(config.retryHintMinMs, backendRetryMs)),
     signer,
     onForged,
-    // Its followers end now, as after a cancel, not at their next look at the answer's state.
-    onAnswerDropped: (key: string) => void answerCancels.publish(key).catch(() => undefined),
+    dropAnswer,
     onTakeover: (ms: number) => {
       takeovers.push(ms);
       if (takeovers.length > 100) takeovers.shift();
@@ -143,13 +149,8 @@ export function createCluster(target: RedisTarget, config: RelayConfig, local: L
     answers: {
       userDigest: signer && ((user: string) => signer.sign('answer_user', [user])),
       follow: (key, init, listener) => new ClusterFeed(key, init, listener, context, true),
-      async cancel(key) {
-        const held = await store.discard(key);
-        // Its relay aborts the backend's answer now, not at its next lease renewal, and relays that
-        // follow it end their clients' streams now.
-        if (held) await answerCancels.publish(key).catch(() => logger.warn({ topic: key }, 'cancelled an answer, but Redis did not take the message for its relay: it stops at its next lease renewal'));
-        return held;
-      },
+      cancel: dropAnswer,
+      held: (key) => store.held(key),
       onCancelled: (close) => answerCancels.listen(close),
     },
     self: members.self,

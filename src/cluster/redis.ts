@@ -54,7 +54,6 @@ export class RedisLink {
   private readonly readyListeners: (() => void)[] = [];
   /** Resolves the first time Redis is ready. */
   private readonly firstReady: Promise<void>;
-  private reachedOnce = false;
   private readonly probe: NodeJS.Timeout | undefined;
   private connected = false;
   /** A cluster's state as its masters last said (a single server has none: true). */
@@ -72,10 +71,7 @@ export class RedisLink {
   ) {
     let reached: () => void = () => undefined;
     this.firstReady = new Promise((resolve) => (reached = resolve));
-    this.readyListeners.push(() => {
-      this.reachedOnce = true;
-      reached();
-    });
+    this.readyListeners.push(() => reached());
     this.sharded = 'clusterNodes' in target;
     this.stateOk = !this.sharded;
     this.where = 'url' in target ? redacted(target.url) : target.clusterNodes.map((seed) => `${seed.host}:${seed.port}`).join(',');
@@ -114,7 +110,7 @@ export class RedisLink {
    * starting); one that reached it before and lost it is not waited for.
    */
   async readyWithin(ms: number): Promise<boolean> {
-    if (this.up || this.reachedOnce) return this.up;
+    if (this.up || this.readies > 0) return this.up;
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<boolean>((resolve) => {
       timer = setTimeout(() => resolve(false), ms);

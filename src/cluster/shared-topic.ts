@@ -293,6 +293,11 @@ export class SharedTopicStore {
     return { leased: leased === 1, held: held === 1, finished: finished === 1 };
   }
 
+  /** Whether Redis holds a topic's history (a POST answer's: it was made, and not dropped or expired). */
+  async held(topic: string): Promise<boolean> {
+    return (await this.redis.exists(this.keys(topic)[3])) === 1;
+  }
+
   /** How much longer clients on other relays are marked as reading a POST answer, in ms (0: none). */
   async readersLeft(topic: string): Promise<number> {
     return Math.max(0, await this.redis.pttl(this.readersKey(topic)));

@@ -10,7 +10,7 @@ import type { CloseReason } from './close-reason';
 import type { EventFeed, FeedInit, TopicOwnership } from './ownership';
 import type { RelayStats } from './stats';
 import { Subscriber } from './subscriber';
-import { Topic } from './topic';
+import { Topic, type TopicInit } from './topic';
 import type { UpstreamListener } from './upstream';
 
 /** 144 random bits, base64url: 24 characters that pass the stream id pattern of the routes. */
@@ -57,6 +57,8 @@ export interface SharedAnswers {
   follow(key: string, init: FeedInit, listener: UpstreamListener): EventFeed;
   /** Cancels an answer whichever relay reads it, and drops its history; false when Redis holds none. */
   cancel(key: string): Promise<boolean>;
+  /** Whether Redis holds an answer's history. */
+  held(key: string): Promise<boolean>;
   /** What this relay does when another one cancels an answer (it may read or follow it). */
   onCancelled(close: (key: string) => void): void;
 }
@@ -106,7 +108,6 @@ export class PostAnswers {
   open(res: ServerResponse, init: PostAnswerInit): OpenedAnswer {
     const streamId = randomBytes(STREAM_ID_BYTES).toString('base64url');
     res.setHeader('X-Stream-Id', streamId);
-    res.setHeader('X-Heartbeat-Ms', String(this.context.config.heartbeatMs));
     const topic = this.topic(this.keyOf(streamId, init.user), init);
     const subscriber = this.stream(res, (closed, reason) => {
       // Nothing whole to resume: an upload whose body was still on its way.
@@ -128,6 +129,15 @@ export class PostAnswers {
     const topic = this.topics.get(key) ?? (this.context.shared && this.follow(key, this.context.shared));
     if (topic === undefined) throw new HttpError('stream_not_found');
     return this.attach(topic, res, lastEventId);
+  }
+
+  /**
+   * Whether `user` may resume the answer: this relay or the cluster holds it (a HEAD's check, which
+   * opens nothing); rejects when Redis does not answer.
+   */
+  async known(streamId: string, user: string): Promise<boolean> {
+    const key = this.keyOf(streamId, user);
+    return this.topics.has(key) || (this.context.shared !== undefined && (await this.context.shared.held(key)));
   }
 
   /**
@@ -153,7 +163,8 @@ export class PostAnswers {
   /**
    * The answers this relay reads from the backend that have not ended, wherever their clients are
    * (here, on other relays, or gone for the grace period): a stop waits for them. Without a
-   * cluster only those with clients here count: once the listener closes nobody can resume one.
+   * cluster, 0: an answer with a client here holds a connection the stop waits for already, and
+   * once the listener closes nobody can resume one that has none.
    */
   get reading(): number {
     if (this.context.shared === undefined) return 0;
@@ -179,16 +190,14 @@ export class PostAnswers {
 
   private attach(topic: Topic, res: ServerResponse, lastEventId: string | undefined): Subscriber | undefined {
     if (res.destroyed || !res.socket || res.socket.destroyed) return undefined;
-    // An answer's stream has no `ready` event to say it: a client knows a dead stream by this.
-    res.setHeader('X-Heartbeat-Ms', String(this.context.config.heartbeatMs));
     const subscriber = this.stream(res, (closed) => topic.detach(closed));
     topic.attach(subscriber, lastEventId);
     return subscriber;
   }
 
   private topic(key: string, init: PostAnswerInit): Topic {
-    const { config, ownership, stats, logger } = this.context;
-    const topic = new Topic(
+    const { config, ownership } = this.context;
+    return this.keep(
       {
         key,
         url: init.url,
@@ -198,16 +207,8 @@ export class PostAnswers {
         unfinishedLingerMs: config.postResumeGraceMs,
         source: (listener) => new AnswerFeed(init, config.maxEventBytes, listener),
       },
-      {
-        config,
-        ownership,
-        stats,
-        logger,
-        onClosed: () => this.topics.delete(key),
-      },
+      ownership,
     );
-    this.topics.set(key, topic);
-    return topic;
   }
 
   /**
@@ -215,24 +216,26 @@ export class PostAnswers {
    * shared history and goes with its last client (that relay keeps the answer and its grace).
    */
   private follow(key: string, shared: SharedAnswers): Topic {
-    const { config, ownership, stats, logger } = this.context;
-    const topic = new Topic(
+    const { config, ownership } = this.context;
+    return this.keep(
       // Nothing is kept here once its clients left: the shared history (and its end) is the owner's.
       { key, url: config.backendUrl, headers: {}, originId: undefined, final: true, unfinishedLingerMs: 0, finishedLingerMs: 0 },
-      {
-        config,
-        ownership: { feed: (_key, init, listener) => shared.follow(key, init, listener), history: (history) => ownership.history(history) },
-        stats,
-        logger,
-        onClosed: () => this.topics.delete(key),
-      },
+      { feed: (_key, init, listener) => shared.follow(key, init, listener), history: (history) => ownership.history(history) },
     );
-    this.topics.set(key, topic);
+  }
+
+  /** Makes a topic of an answer, held in `topics` while it lives. */
+  private keep(init: TopicInit, ownership: TopicOwnership): Topic {
+    const { config, stats, logger } = this.context;
+    const topic = new Topic(init, { config, ownership, stats, logger, onClosed: () => this.topics.delete(init.key) });
+    this.topics.set(init.key, topic);
     return topic;
   }
 
   private stream(res: ServerResponse, onClose: (subscriber: Subscriber, reason: CloseReason) => void): Subscriber {
-    const { policy, internals, stats } = this.context;
+    const { policy, internals, stats, config } = this.context;
+    // An answer's stream has no `ready` event to say it: a client knows a dead stream by this.
+    res.setHeader('X-Heartbeat-Ms', String(config.heartbeatMs));
     const subscriber = new Subscriber(
       res,
       policy,

@@ -1,8 +1,9 @@
+import { connect } from 'node:net';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { SseResponse, TestBackend, multipart, sampleFile } from '../backend/harness';
 import { AnswerBackend } from '../support/answer-backend';
-import { type RunningRelay, authHeader, startRelay } from '../support/relay-server';
+import { type RunningRelay, authHeader, startRelay, tokenFor } from '../support/relay-server';
 import { delay, until } from '../support/until';
 import type { LocalOwnership } from '../../src/relay/ownership';
 import { resolveReconnect } from '../../src/client/backoff';
@@ -222,6 +223,38 @@ describe('a drop is not a cancel', () => {
 });
 
 describe('who may resume', () => {
+  test('HEAD on a kept answer answers the stream headers and ends, holding no slot and opening nothing; on another user\'s or a made-up id, 404', async () => {
+    fixture = await new AnswerBackend().start();
+    relay = await startRelay(fixture.url, { postResumeGraceMs: 5000 });
+    const first = await post('/chat/stream', '{}');
+    const answer = await fixture.answer(0);
+    answer.send('a');
+    await first.waitFor((e) => e.data === 'a');
+    const id = streamIdOf(first);
+    const headOf = async (streamId: string, user: string): Promise<string> => {
+      const socket = connect(Number(new URL(relay!.url).port), '127.0.0.1');
+      let text = '';
+      socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+      // A HEAD, then a request pipelined behind it: answered at once only if the HEAD ended.
+      socket.write(`HEAD /api/streams/${streamId} HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer ${tokenFor(user)}\r\n\r\nGET /healthz HTTP/1.1\r\nHost: relay\r\n\r\n`);
+      try {
+        await until(() => text.includes('{"status":"ok"}'), 3000, `both answers, got: ${JSON.stringify(text)}`);
+      } finally {
+        socket.destroy();
+      }
+      return text;
+    };
+    const held = await headOf(id, 'alice');
+    expect(held.match(/^HTTP\/1\.1 \d{3}/gm)).toEqual(['HTTP/1.1 200', 'HTTP/1.1 200']);
+    expect(held).toMatch(/^content-type: text\/event-stream/im);
+    // Only the POST's own stream holds a slot.
+    expect(relay.relay.connections.snapshot().total).toBe(1);
+    expect((await headOf(id, 'mallory')).match(/^HTTP\/1\.1 \d{3}/gm)).toEqual(['HTTP/1.1 404', 'HTTP/1.1 200']);
+    expect((await headOf('AAAAAAAAAAAAAAAAAAAAAAAA', 'alice')).match(/^HTTP\/1\.1 \d{3}/gm)).toEqual(['HTTP/1.1 404', 'HTTP/1.1 200']);
+    answer.end();
+    await first.ended;
+  });
+
   test('another user, a made-up id and an expired id get 404 stream_not_found', async () => {
     fixture = await new AnswerBackend().start();
     relay = await startRelay(fixture.url, { postResumeGraceMs: 5000, topicLingerMs: 100 });
