@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import { ConfigError, type Env, EnvReader } from './env';
 import { descriptorBudget, filesNeeded, openFileLimit } from './open-files';
 import { parseClusterSeeds } from '../src/cluster/redis';
-import { MIN_SECRET_LENGTH } from '../src/jwt';
+import { CLAIM_NAME, MIN_SECRET_LENGTH } from '../src/jwt';
 import { HTTP_SERVER_SETTINGS } from '../src/http-server';
 import { MIN_ADMIN_KEY_LENGTH } from '../middleware/admin-key';
 import { RELAY_SETTINGS, type RelaySettingName } from '../src/options';
@@ -322,7 +322,7 @@ function readJwt(read: EnvReader, nodeEnv: string | undefined): ServerConfig['jw
     if (blank !== undefined) throw new ConfigError(setting.env, `a key, or no ${setting.env} at all for the development secret`, blank);
   }
   const topicsClaim = read.raw(SERVER_SETTINGS.jwtTopicsClaim.env);
-  if (topicsClaim !== undefined && !/^[\x21-\x7e]{1,256}$/.test(topicsClaim)) {
+  if (topicsClaim !== undefined && !CLAIM_NAME.test(topicsClaim)) {
     throw new ConfigError(SERVER_SETTINGS.jwtTopicsClaim.env, 'a claim name of 1-256 printable ASCII characters, without spaces', topicsClaim);
   }
   if (secret !== undefined && publicKey !== undefined) {

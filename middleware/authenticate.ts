@@ -4,7 +4,7 @@ import { parse as parseCookie } from 'cookie';
 import jwt, { type Algorithm } from 'jsonwebtoken';
 import { type Logger, pino } from 'pino';
 import { HttpError } from '../src/errors';
-import { MIN_SECRET_LENGTH } from '../src/jwt';
+import { CLAIM_NAME, MIN_SECRET_LENGTH } from '../src/jwt';
 import { TopicGrants } from '../src/relay/grants';
 import { TokenCache } from './token-cache';
 
@@ -41,9 +41,6 @@ const DEFAULT_TOKEN_CACHE_SIZE = 10_000;
 // The user travels to the backend as X-User-Id, which must carry it unchanged: undici refuses control
 // characters and anything past U+00FF, and HTTP drops a leading or trailing space (" alice" arrives as "alice").
 export const USER = /^(?! )[\x20-\x7e\xa0-\xff]{1,256}(?<! )$/;
-
-// A claim name: printable ASCII, as in a URI (RFC 7519 §4.2 allows collision-resistant names like `https://example.com/topics`).
-const CLAIM_NAME = /^[\x21-\x7e]{1,256}$/;
 /** The shortest gap between two log lines about malformed grants: with a bug in the issuer, every token has one. */
 const GRANT_WARNING_EVERY_MS = 10_000;
 

@@ -210,7 +210,7 @@ export function proxy(options: ProxyOptions): RequestHandler {
       else res.destroy();
     } finally {
       if (stream) streams.delete(stream);
-      if (stream?.endedFor === 'slow_client') options.onSlowClientCut?.();
+      if (stream?.closeReason === 'slow_client') options.onSlowClientCut?.();
       limit.stream = undefined;
     }
   };

@@ -280,8 +280,9 @@ export function createRelay(options: CreateRelayOptions): Relay {
   if (options.clientScript !== false) router.get('/client.js', clientScript());
   router.use('/api', ...api, comeBackWhileDraining(false));
   // Ahead of the GET, which Express would run for a HEAD too: checked alike, but neither limited nor opened.
-  router.head('/api/diagnostics/ticks', diagnosticTicks({ heartbeatMs: config.heartbeatMs, userStreams, retryHintMs: config.retryHintMs }));
-  router.get('/api/diagnostics/ticks', ...streamGuards, diagnosticTicks({ heartbeatMs: config.heartbeatMs, userStreams, retryHintMs: config.retryHintMs }));
+  const ticks = diagnosticTicks({ heartbeatMs: config.heartbeatMs, userStreams, retryHintMs: config.retryHintMs });
+  router.head('/api/diagnostics/ticks', ticks);
+  router.get('/api/diagnostics/ticks', ...streamGuards, ticks);
   router.use(
     '/api',
     multiplexRoutes(multiplexer, {

@@ -20,7 +20,7 @@ export type ProxiedEnd = 'idle_timeout' | 'lifetime' | 'slow_client' | 'token_ex
 export class ProxiedStream extends PolicedStream {
   readonly opened = true;
   /** Why the relay ended it; undefined: it has not (the client left, or the backend ended it). */
-  endedFor: ProxiedEnd;
+  private endedFor: ProxiedEnd;
   /** The retry hint its last bytes tell the client, when its user's end (token expiry, the app) ended it. */
   retryMs: number | undefined;
   private readonly tail = new SseTail();
@@ -62,11 +62,6 @@ export class ProxiedStream extends PolicedStream {
     return this.tail.atEventEnd();
   }
 
-  /** Whether the relay ended or cut the stream. */
-  get isEnded(): boolean {
-    return this.ended;
-  }
-
   /**
    * Writes a chunk of the backend's; returns what `res.write` did (false: wait for `drain`),
    * or false when the stream is over (ended, or cut for the chunk: past the ceiling).
@@ -99,7 +94,7 @@ export class ProxiedStream extends PolicedStream {
     this.finish(reason);
   }
 
-  /** Why it closed, for whoever holds it (the cuts of the ops page): see `endedFor`. */
+  /** Why the relay ended it, for whoever holds it (the cuts of the ops page); undefined: it has not. */
   get closeReason(): ProxiedEnd {
     return this.endedFor;
   }

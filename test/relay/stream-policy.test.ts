@@ -171,8 +171,9 @@ describe.each(KINDS)('a $name stream', (kind) => {
     stream.pause();
     await pushPast(cap);
     const stalledFrom = Date.now();
-    // Events keep coming while it stalls, so the kernel growing its buffers cannot drain it below the cap.
-    const more = setInterval(() => backend.emit(path, `data: more ${'y'.repeat(16 * 1024)}\n`), 50);
+    // Events keep coming while it stalls, faster than a kernel that grows its loopback buffers (to
+    // megabytes, on a quiet machine) can take them, so it cannot drain the relay below the cap.
+    const more = setInterval(() => backend.emit(path, `data: more ${'y'.repeat(64 * 1024)}\n`), 10);
     try {
       await until(() => [...sockets].some((socket) => socket.destroyed), graceMs + 5000, 'the stalled client to be cut');
     } finally {
