@@ -1,8 +1,7 @@
-import { type ReconnectOptions, backoffDelay, retryAfterMs } from './backoff';
-import { browser } from './browser';
+import { type ReconnectOptions, backoffDelay, pause, retryAfterMs } from './backoff';
 import { type RelayHeartbeat, SilenceWatch } from './dead-stream';
 import { type StreamEvent, parseJsonData, readEventStream } from './sse-body';
-import { RelayError, type Transport } from './transport';
+import { RelayError, type Transport, errorText } from './transport';
 import type { StatusInfo, StreamStatus } from './types';
 
 /** The states a kept answer's stream reports: it broke and is being resumed, or it is open again. */
@@ -150,30 +149,3 @@ export class AnswerStream {
 
 /** The answer is gone for good: resuming cannot help. */
 class AnswerFailed extends Error {}
-
-/** Waits `ms`, or less: the browser coming back online ends the wait at once. Rejects when `signal` aborts. */
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const cleanUp = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', aborted);
-      browser.removeEventListener?.('online', done);
-    };
-    const done = (): void => {
-      cleanUp();
-      resolve();
-    };
-    const aborted = (): void => {
-      cleanUp();
-      reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
-    };
-    const timer = setTimeout(done, ms);
-    if (signal.aborted) return aborted();
-    signal.addEventListener('abort', aborted, { once: true });
-    browser.addEventListener?.('online', done);
-  });
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}

@@ -1,3 +1,5 @@
+import { browser } from './browser';
+
 /** How the client waits between stream attempts. */
 export interface ReconnectOptions {
   /** Wait before the first retry. Defaults to 3000 ms. */
@@ -51,4 +53,27 @@ export function retryAfterMs(header: string | null, now: number = Date.now()): n
   if (/^\d+$/.test(value)) return Number(value) * 1000;
   const date = Date.parse(value);
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+/** Waits `ms`, or less: the browser coming back online ends the wait at once. Rejects when `signal` aborts. */
+export function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const cleanUp = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', aborted);
+      browser.removeEventListener?.('online', done);
+    };
+    const done = (): void => {
+      cleanUp();
+      resolve();
+    };
+    const aborted = (): void => {
+      cleanUp();
+      reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+    };
+    const timer = setTimeout(done, ms);
+    if (signal.aborted) return aborted();
+    signal.addEventListener('abort', aborted, { once: true });
+    browser.addEventListener?.('online', done);
+  });
 }

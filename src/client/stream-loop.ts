@@ -3,7 +3,7 @@ import { DeadStreamError, type RelayHeartbeat, SilenceWatch } from './dead-strea
 import { Poller } from './poller';
 import { readEventStream, type StreamEvent } from './sse-body';
 import type { Topic } from './topics';
-import { RelayError, type Transport } from './transport';
+import { RelayError, type Transport, errorText } from './transport';
 import type { Delivery, StatusInfo, StreamStatus } from './types';
 
 /** Timing of the stream and of the polling fallback. */
@@ -345,8 +345,4 @@ function parseObject(text: string): object | undefined {
   } catch {
     return undefined;
   }
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

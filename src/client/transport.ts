@@ -94,3 +94,8 @@ export class RelayError extends Error {
     return new RelayError(response.status, code, message);
   }
 }
+
+/** What went wrong, in words: an error's message, or the thrown value as it prints. */
+export function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

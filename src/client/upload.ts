@@ -1,8 +1,8 @@
 import { AnswerStream } from './answer-stream';
-import { type ReconnectOptions, backoffDelay, retryAfterMs } from './backoff';
+import { type ReconnectOptions, backoffDelay, pause, retryAfterMs } from './backoff';
 import { type RelayHeartbeat, SilenceWatch } from './dead-stream';
 import { type StreamEvent, parseJsonData, readEventStream } from './sse-body';
-import { RelayError, type Transport } from './transport';
+import { RelayError, type Transport, errorText } from './transport';
 
 /** The processing stages that count chunks, as the backend names them. */
 export type ChunkStage = 'ocr' | 'llm_metadata' | 'embedding';
@@ -151,7 +151,8 @@ class FileUpload implements UploadedFile {
           },
           ...(this.timing.heartbeat ? { heartbeat: this.timing.heartbeat } : {}),
         },
-        (event) => this.received(event, false),
+        // Ids are the backend's unless the relay keeps the answer (then it may number them itself).
+        (event) => this.received(event, answer.streamId === undefined),
       );
       await answer.follow(response, () => this.progress.done);
     } catch (err) {
@@ -209,13 +210,18 @@ class FileUpload implements UploadedFile {
       }
       failures += 1;
       if (failures > this.timing.reconnect.attempts) return this.finish('error', 'the session stream could not be resumed');
-      await sleep(wait ?? backoffDelay(failures, this.timing.reconnect));
+      try {
+        // A cancel ends the wait at once, and the browser coming back online does too.
+        await pause(wait ?? backoffDelay(failures, this.timing.reconnect), this.abort.signal);
+      } catch {
+        return this.finish('cancelled');
+      }
     }
   }
 
-  /** `fromSession`: read from the session's reconnect route, whose ids are the backend's (the POST's answer may carry the relay's). */
-  private received(event: StreamEvent, fromSession: boolean): void {
-    if (fromSession && event.id !== undefined) this.lastId = event.id;
+  /** `backendIds`: the event's id is the backend's, one the session's reconnect route resumes after (a kept answer may carry the relay's). */
+  private received(event: StreamEvent, backendIds: boolean): void {
+    if (backendIds && event.id !== undefined) this.lastId = event.id;
     const data = parseJsonData(event, (_bad, error) => this.handlers.onError?.(new Error(`skipped a bad upload event: ${error.message}`), this));
     if (typeof data !== 'object' || data === null) return;
     const record = data as Record<string, unknown>;
@@ -271,12 +277,4 @@ class FileUpload implements UploadedFile {
     if (this.progress.done) return;
     this.update({ done: true, outcome, stage, error: outcome === 'error' ? (error ?? 'failed') : undefined });
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

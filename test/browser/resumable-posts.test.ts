@@ -222,6 +222,12 @@ test('an upload whose processing stream goes silent is resumed after twice the h
   proxy = await new FreezingProxy(stack.url).start();
   context = await loggedInContext(browser, proxy.url);
   const page = await context.newPage();
+  // Which route the resume took: the kept answer's, not the session's fallback.
+  const routes: string[] = [];
+  page.on('request', (request) => {
+    const path = new URL(request.url()).pathname;
+    if (request.method() === 'GET' && path.startsWith('/api/')) routes.push(path.replace(/[^/]+$/, ':id'));
+  });
   await page.goto(`${proxy.url}/healthz`);
   await page.evaluate(`(async (options) => {
     const { createClient } = await import('/client.js');
@@ -236,6 +242,8 @@ test('an upload whose processing stream goes silent is resumed after twice the h
   const done = (await page.evaluate('window.uploadDone')) as { outcome: string; reconnects: number; sessionId: string; totalChunks: number; processed: Record<string, number> };
   expect(done.outcome).toBe('complete');
   expect(done.reconnects).toBe(1);
+  expect(routes).toContain('/api/streams/:id');
+  expect(routes.filter((route) => route.startsWith('/api/documents/'))).toEqual([]);
   expect(Object.values(done.processed)).toEqual([done.totalChunks, done.totalChunks, done.totalChunks]);
   const session = await fetch(`${stack.url}/api/sessions/${done.sessionId}`, { headers: authHeader('alice') });
   expect(await session.json()).toMatchObject({ stage: 'complete', cancelled: false, done: true });

@@ -24,7 +24,8 @@ function stalling(chunks: string[], everyMs = 10): { body: ReadableStream<Uint8A
 }
 
 test('a stream silent for twice the heartbeat interval is called dead: the read rejects and the body is let go', async () => {
-  const { body, cancelled } = stalling(['data: a\n\n', ': hb\n\n', 'data: b\n\n']);
+  // The heartbeat comes last: only if it restarts the clock is the stream called dead 50 ms after it.
+  const { body, cancelled } = stalling(['data: a\n\n', 'data: b\n\n', ': hb\n\n'], 20);
   const events: StreamEvent[] = [];
   const watch = new SilenceWatch();
   watch.arm(25);
@@ -33,8 +34,9 @@ test('a stream silent for twice the heartbeat interval is called dead: the read 
   await expect(read).rejects.toThrow(DeadStreamError);
   await expect(read).rejects.toThrow('no byte for 50 ms: the connection is dead');
   await cancelled;
-  // Each chunk, the heartbeat too, restarted the clock: 50 ms after the last one, not the first.
-  expect(Date.now() - startedAt).toBeGreaterThanOrEqual(65);
+  // Each chunk, the heartbeat too, restarted the clock: 50 ms after the heartbeat (at 40 ms), not
+  // after the last event (which would be called dead at 70 ms).
+  expect(Date.now() - startedAt).toBeGreaterThanOrEqual(85);
   expect(events.map((e) => e.data)).toEqual(['a', 'b']);
 });
 

@@ -8,6 +8,7 @@ import { delay, until } from '../support/until';
 import type { LocalOwnership } from '../../src/relay/ownership';
 import { resolveReconnect } from '../../src/client/backoff';
 import { streamChat } from '../../src/client/chat';
+import { startUpload } from '../../src/client/upload';
 import { Transport } from '../../src/client/transport';
 
 let relay: RunningRelay | undefined;
@@ -378,6 +379,51 @@ describe('the browser client resumes a dropped chat answer, or says why it canno
   }
 
   const delta = (text: string): string => JSON.stringify({ delta: { text } });
+
+  test("an upload whose answer the relay did not keep resumes its session after the backend's last id: no event comes twice", async () => {
+    reference = await TestBackend.start({ chunkMs: 20 });
+    relay = await startRelay(reference.url);
+    const reconnects: (string | null)[] = [];
+    let lastPostId: string | undefined;
+    let first = true;
+    const transport = new Transport({
+      baseUrl: relay.url,
+      token: authHeader().authorization!.slice('Bearer '.length),
+      fetch: async (input, init) => {
+        const url = String(input);
+        if (url.includes('/reconnect/')) reconnects.push(new Headers(init?.headers).get('last-event-id'));
+        if (!first || init?.method !== 'POST') return fetch(input, init);
+        first = false;
+        const cut = new AbortController();
+        init.signal?.addEventListener('abort', () => cut.abort());
+        const response = await fetch(input, { ...init, signal: cut.signal });
+        // As a relay that did not keep the answer (an older one, or a compressed answer): no X-Stream-Id.
+        const headers = new Headers(response.headers);
+        headers.delete('x-stream-id');
+        let seen = 0;
+        const counting = new TransformStream<Uint8Array, Uint8Array>({
+          transform(chunk, controller) {
+            const text = Buffer.from(chunk).toString();
+            for (const match of text.matchAll(/^id: (.+)$/gm)) lastPostId = match[1];
+            controller.enqueue(chunk);
+            seen += (text.match(/^data: /gm) ?? []).length;
+            if (seen >= 3) cut.abort();
+          },
+        });
+        return new Response(response.body!.pipeThrough(counting), { status: response.status, headers });
+      },
+    });
+    const names: string[] = [];
+    const file = new File(['line of text\n'.repeat(300)], 'report.txt', { type: 'text/plain' });
+    const upload = startUpload(transport, { reconnect: QUICK, concurrency: 1 }, [file], { chunk_size: '1000' }, { onEvent: (_file, record) => names.push(String(record.event)) });
+    const [done] = await upload.done;
+    expect(done?.outcome).toBe('complete');
+    expect(lastPostId).toBeDefined();
+    expect(reconnects[0]).toBe(lastPostId);
+    // Every stage event once: the session's replay starts after what the POST's answer gave.
+    const once = names.filter((name) => !name.endsWith('_chunk_processed'));
+    expect(once).toEqual([...new Set(once)]);
+  });
 
   test('after a drop it resumes with the last id: every token once, in order, with reconnecting then open', async () => {
     fixture = await new AnswerBackend().start();
