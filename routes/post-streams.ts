@@ -57,6 +57,8 @@ export function resumablePosts(answers: PostAnswers, options: ResumablePostsOpti
       if (reason === 'ended_by_app') void answers.cancel(streamId, answer.user).catch(() => undefined);
     });
     res.locals.closeReason = () => subscriber.closeReason;
+    // A POST's answer, on the POST or on a resume: the ops view counts both as one.
+    res.locals.answerStream = true;
     if (logger.isLevelEnabled('info')) logger.info({ req: loggedRequest(req, res), streamId }, 'answer kept');
     return true;
   };
@@ -83,6 +85,8 @@ export function resumablePosts(answers: PostAnswers, options: ResumablePostsOpti
       if (reason === 'ended_by_app') void answers.cancel(streamId, user).catch(() => undefined);
     });
     res.locals.closeReason = () => subscriber.closeReason;
+    // A POST's answer, on the POST or on a resume: the ops view counts both as one.
+    res.locals.answerStream = true;
     if (logger.isLevelEnabled('info')) logger.info({ req: loggedRequest(req, res), streamId, lastEventId }, 'answer resumed');
   });
   router.delete('/streams/:streamId', async (req, res) => {

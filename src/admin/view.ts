@@ -9,7 +9,6 @@ import type { Multiplexer, MultiplexStream } from '../relay/multiplex';
 import type { RelayStats } from '../relay/stats';
 import { Subscriber } from '../relay/subscriber';
 import type { Topic, UpstreamState } from '../relay/topic';
-import type { EndStream } from '../relay/user-streams';
 import type { CutReason } from './cuts';
 import type { Readiness, RelayOps } from './ops';
 import type { RateHistory } from './rates';
@@ -131,7 +130,7 @@ export class OpsView {
       if (owner !== user) return;
       const remoteAddress = addressOf(res);
       if (!(ender instanceof Subscriber)) {
-        streams.push({ kind: res.req.method === 'POST' ? 'post' : 'other', topics: [], openedAt: requestStartOf(res), remoteAddress });
+        streams.push({ kind: unsharedKind(res), topics: [], openedAt: requestStartOf(res), remoteAddress });
         return;
       }
       const openedAt = new Date(ender.openedAt).toISOString();
@@ -171,8 +170,8 @@ export class OpsView {
     let posts = 0;
     let other = 0;
     ops.userStreams.forEachStream((_user, res, ender) => {
-      if (isHubStream(ender)) return;
-      if (res.req.method === 'POST') posts += 1;
+      if (ender instanceof Subscriber) return;
+      if (unsharedKind(res) === 'post') posts += 1;
       else other += 1;
     });
     return {
@@ -186,8 +185,10 @@ export class OpsView {
   }
 }
 
-function isHubStream(ender: EndStream): boolean {
-  return ender instanceof Subscriber;
+/** A stream the hub does not hold: a streaming POST's answer (on its POST or a resume), or another proxied stream. */
+function unsharedKind(res: ServerResponse): 'post' | 'other' {
+  const locals = (res as ServerResponse & { locals?: { answerStream?: unknown } }).locals;
+  return res.req.method === 'POST' || locals?.answerStream === true ? 'post' : 'other';
 }
 
 function busierThan(a: Topic, b: Topic): boolean {

@@ -171,6 +171,9 @@ test("one user's streams: kind, topics, when opened and from where; another user
   open('/downloads/a/events', 'bob');
   const post = await request(`${relay!.url}/api/chat/stream`, { method: 'POST', headers: { authorization: `Bearer ${tokenFor('alice')}`, 'content-type': 'application/json' }, body: '{}' });
   await until(() => relay!.relay.hub.streamCount === 3 && backend.listeners('/chat/stream') === 1, 5000, 'the streams');
+  // The same answer resumed on a second connection: a POST's answer too, though a GET.
+  const resumed = await request(`${relay!.url}/api/streams/${String(post.headers['x-stream-id'])}`, { headers: { authorization: `Bearer ${tokenFor('alice')}` } });
+  expect(resumed.statusCode).toBe(200);
 
   const { status, body } = await call('/admin/users/alice');
   expect(status).toBe(200);
@@ -178,6 +181,7 @@ test("one user's streams: kind, topics, when opened and from where; another user
   expect(user).toBe('alice');
   expect(streams.map((stream) => [stream.kind, stream.topics]).sort()).toEqual([
     ['multiplexed', ['download:b', 'session:s1']],
+    ['post', []],
     ['post', []],
     ['shared', ['download:a']],
   ]);
@@ -192,6 +196,7 @@ test("one user's streams: kind, topics, when opened and from where; another user
   expect((await call(`/admin/users/${encodeURIComponent(' padded')}`)).status).toBe(400);
   expect((await call(`/admin/users/${'u'.repeat(257)}`)).status).toBe(400);
   post.body.destroy();
+  resumed.body.destroy();
 });
 
 test("DELETE ends the user's streams as a token expiry does (the retry hint, then a resume), answers how many, and the page's cuts list it; others go on", async () => {
